@@ -1,0 +1,25 @@
+// The overcast subcommands: each Add*Command declares its options and its callback on `app`.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "common/status.h"
+
+namespace overcast::cli {
+
+// Filled in by whichever subcommand ran; main() returns it.
+struct CommandContext {
+  int exit_code = 0;
+};
+
+// Prints a failed status to stderr and returns the DESIGN.md exit status: 2 for bad usage or
+// bad input, 1 for a runtime failure, 0 for success.
+int Finish(const Status& status);
+
+// The default dataset store: $OVERCAST_STORE, else ~/.overcast/store.
+std::string DefaultStore();
+
+void AddPsCommand(CLI::App& app, CommandContext& ctx);
+void AddBenchCommand(CLI::App& app, CommandContext& ctx);
+
+}  // namespace overcast::cli

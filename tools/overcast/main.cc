@@ -1,0 +1,52 @@
+// overcast: one binary, one subcommand per role (see `overcast --help`).
+#include <cstdlib>
+#include <iostream>
+
+#include "common/log.h"
+#include "tools/overcast/commands.h"
+
+namespace overcast::cli {
+
+int Finish(const Status& status) {
+  if (status.ok()) return 0;
+  std::cerr << "overcast: " << status.message() << "\n";
+  return status.code() == Code::kInvalidArgument ? 2 : 1;
+}
+
+std::string DefaultStore() {
+  if (const char* s = std::getenv("OVERCAST_STORE"); s && *s) return s;
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : ".") + "/.overcast/store";
+}
+
+}  // namespace overcast::cli
+
+int main(int argc, char** argv) {
+  using namespace overcast::cli;
+  CLI::App app{
+      "overcast: machine learning end to end on elastic, unreliable compute.\n"
+      "Load data, train on stateless workers around a parameter server, tune, serve."};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for every subcommand");
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "debug, info, warn or error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->capture_default_str();
+  app.parse_complete_callback([&] { overcast::InitLogging(log_level); });
+
+  CommandContext ctx;
+  AddPsCommand(app, ctx);
+  AddBenchCommand(app, ctx);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+  return ctx.exit_code;
+}
