@@ -1,0 +1,225 @@
+#include "net/connection.h"
+
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "common/bytes.h"
+#include "common/log.h"
+
+namespace overcast::net {
+
+Connection::Connection(asio::ip::tcp::socket socket, FrameLimits limits)
+    : socket_(std::move(socket)), limits_(limits) {
+  std::error_code ec;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  auto ep = socket_.remote_endpoint(ec);
+  peer_ = ec ? std::string("?") : ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+Connection::~Connection() = default;
+
+void Connection::Start(FrameHandler on_frame, CloseHandler on_close) {
+  on_frame_ = std::move(on_frame);
+  on_close_ = std::move(on_close);
+  ReadHeader();
+}
+
+void Connection::ReadHeader() {
+  auto self = shared_from_this();
+  asio::async_read(socket_, asio::buffer(header_, kHeaderSize),
+                   [self](std::error_code ec, size_t) {
+                     if (self->closed_) return;
+                     if (ec) {
+                       self->Close(ec == asio::error::eof ? Status::Ok()
+                                                          : Unavailable(ec.message()));
+                       return;
+                     }
+                     Status s = DecodeHeader(self->header_, self->limits_, &self->hdr_);
+                     if (!s.ok()) {
+                       self->Close(s);
+                       return;
+                     }
+                     self->ReadPayload();
+                   });
+}
+
+void Connection::ReadPayload() {
+  payload_.resize(hdr_.wire_length);
+  auto self = shared_from_this();
+  auto done = [self](std::error_code ec, size_t) {
+    if (self->closed_) return;
+    if (ec) {
+      self->Close(Unavailable("truncated frame: " + ec.message()));
+      return;
+    }
+    Status s = DecodePayload(self->hdr_, self->limits_, &self->payload_);
+    if (!s.ok()) {
+      self->Close(s);
+      return;
+    }
+    FrameHeader h = self->hdr_;
+    std::string p = std::move(self->payload_);
+    self->payload_.clear();
+    self->on_frame_(h, std::move(p));
+    if (!self->closed_) self->ReadHeader();
+  };
+  if (hdr_.wire_length == 0) {
+    done({}, 0);
+  } else {
+    asio::async_read(socket_, asio::buffer(payload_.data(), payload_.size()), std::move(done));
+  }
+}
+
+void Connection::Send(std::string frame) {
+  asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
+    self->SendOnIo(std::move(f));
+  });
+}
+
+void Connection::SendOnIo(std::string frame) {
+  if (closed_) return;
+  queued_.push_back(std::move(frame));
+  if (writing_.empty()) WriteMore();
+}
+
+void Connection::WriteMore() {
+  // Coalesce every queued frame into one gathered write.
+  writing_.clear();
+  buffers_.clear();
+  while (!queued_.empty() && writing_.size() < 64) {
+    writing_.push_back(std::move(queued_.front()));
+    queued_.pop_front();
+  }
+  if (writing_.empty()) return;
+  for (auto& w : writing_) buffers_.emplace_back(asio::buffer(w));
+  asio::async_write(socket_, buffers_, [self = shared_from_this()](std::error_code ec, size_t) {
+    if (self->closed_) return;
+    if (ec) {
+      self->Close(Unavailable("write failed: " + ec.message()));
+      return;
+    }
+    self->writing_.clear();
+    if (!self->queued_.empty()) self->WriteMore();
+  });
+}
+
+void Connection::Close(const Status& why) {
+  if (closed_) return;
+  closed_ = true;
+  std::error_code ec;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  queued_.clear();
+  if (on_close_) {
+    auto cb = std::move(on_close_);
+    on_close_ = nullptr;
+    cb(why);
+  }
+  on_frame_ = nullptr;
+}
+
+void ServeConnection(std::shared_ptr<Connection> conn, uint32_t server_id,
+                     const std::string& secret, Connection::FrameHandler on_frame,
+                     Connection::CloseHandler on_close) {
+  Nonce nonce = RandomNonce();
+  std::string hello;
+  ByteWriter w(&hello);
+  w.Put<uint32_t>(server_id);
+  w.Put<uint8_t>(secret.empty() ? 0 : 1);
+  w.PutBytes(nonce.data(), nonce.size());
+  std::weak_ptr<Connection> weak = conn;
+  conn->Start(
+      [weak, secret, nonce, on_frame = std::move(on_frame)](const FrameHeader& h,
+                                                             std::string&& payload) {
+        auto c = weak.lock();
+        if (!c) return;
+        if (h.type != kAuth) {
+          c->Close(PermissionDenied("request before authentication"));
+          return;
+        }
+        if (!secret.empty() && !VerifyMac(secret, nonce, payload)) {
+          c->Close(PermissionDenied("authentication failed"));
+          return;
+        }
+        c->SendOnIo(MakeFrame(kAuthOk, h.request_id, {}, kFlagResponse));
+        c->SetFrameHandler(on_frame);
+      },
+      std::move(on_close));
+  conn->SendOnIo(MakeFrame(kHello, 0, hello));
+}
+
+Status WriteFrameSync(asio::ip::tcp::socket& s, const std::string& frame) {
+  std::error_code ec;
+  asio::write(s, asio::buffer(frame), ec);
+  if (ec) return Unavailable("write: " + ec.message());
+  return Status::Ok();
+}
+
+Status ReadFrameSync(asio::ip::tcp::socket& s, const FrameLimits& limits, FrameHeader* h,
+                     std::string* payload) {
+  char hdr[kHeaderSize];
+  std::error_code ec;
+  asio::read(s, asio::buffer(hdr, kHeaderSize), ec);
+  if (ec) return Unavailable("read: " + ec.message());
+  OC_RETURN_IF_ERROR(DecodeHeader(hdr, limits, h));
+  payload->resize(h->wire_length);
+  if (h->wire_length > 0) {
+    asio::read(s, asio::buffer(payload->data(), payload->size()), ec);
+    if (ec) return Unavailable("read: " + ec.message());
+  }
+  return DecodePayload(*h, limits, payload);
+}
+
+namespace {
+void SetTimeouts(asio::ip::tcp::socket& s, int ms) {
+  timeval tv{ms / 1000, (ms % 1000) * 1000};
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+}  // namespace
+
+Result<asio::ip::tcp::socket> ConnectAndHandshake(asio::io_context& io, const std::string& address,
+                                                  const ConnectOptions& options,
+                                                  uint32_t* server_id) {
+  std::string host;
+  uint16_t port;
+  OC_RETURN_IF_ERROR(ParseHostPort(address, &host, &port));
+  asio::ip::tcp::resolver resolver(io);
+  std::error_code ec;
+  auto endpoints = resolver.resolve(host, std::to_string(port), ec);
+  if (ec) return Unavailable("resolve " + address + ": " + ec.message());
+  asio::ip::tcp::socket s(io);
+  asio::connect(s, endpoints, ec);
+  if (ec) return Unavailable("connect " + address + ": " + ec.message());
+  s.set_option(asio::ip::tcp::no_delay(true), ec);
+  SetTimeouts(s, options.timeout_ms);
+  FrameHeader h;
+  std::string payload;
+  OC_RETURN_IF_ERROR(ReadFrameSync(s, options.limits, &h, &payload).WithContext(address));
+  ByteReader r(payload);
+  uint8_t auth_required = 0;
+  const char* nonce_bytes = nullptr;
+  if (h.type != kHello || !r.Get(server_id).ok() || !r.Get(&auth_required).ok() ||
+      !r.GetView(kNonceSize, 1, &nonce_bytes).ok()) {
+    return Unavailable(address + ": not an overcast server (bad hello)");
+  }
+  if (auth_required && options.secret.empty()) {
+    return PermissionDenied(address + " requires a shared secret");
+  }
+  std::string mac;
+  if (!options.secret.empty()) {
+    Nonce nonce;
+    std::memcpy(nonce.data(), nonce_bytes, kNonceSize);
+    Mac m = ComputeMac(options.secret, nonce);
+    mac.assign(reinterpret_cast<const char*>(m.data()), m.size());
+  }
+  OC_RETURN_IF_ERROR(WriteFrameSync(s, MakeFrame(kAuth, 0, mac)).WithContext(address));
+  Status st = ReadFrameSync(s, options.limits, &h, &payload);
+  if (!st.ok() || h.type != kAuthOk) {
+    return PermissionDenied(address + ": authentication refused");
+  }
+  SetTimeouts(s, 0);
+  return s;
+}
+
+}  // namespace overcast::net

@@ -1,0 +1,290 @@
+#include "ps/shard.h"
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "ps/optimizer.h"
+#include "ps/protocol.h"
+
+namespace overcast::ps {
+
+Status Shard::CreateTable(const TableSpec& spec, bool owns_dense) {
+  auto it = tables_.find(spec.name);
+  if (it != tables_.end()) return Status::Ok();  // the server checked compatibility
+  TablePart t;
+  t.spec = spec;
+  if (spec.kind == TableKind::kSparse) {
+    t.stride = RowStride(spec.optimizer, spec.dim);
+    t.sparse = std::make_unique<SparseTable>(t.stride);
+  } else if (owns_dense) {
+    size_t n = spec.end - spec.begin;
+    t.weights.resize(n);
+    for (size_t i = 0; i < n; ++i) t.weights[i] = InitialValue(spec.init, spec.begin + i, 0);
+    t.state.assign(StateFloats(spec.optimizer.kind, n), 0.0f);
+  }
+  tables_.emplace(spec.name, std::move(t));
+  return Status::Ok();
+}
+
+void Shard::DropTable(const std::string& name) { tables_.erase(name); }
+
+TablePart* Shard::Find(const std::string& name) {
+  auto it = tables_.find(name);
+  return it == tables_.end() ? nullptr : &it->second;
+}
+
+namespace {
+constexpr size_t kPrefetch = 8;
+
+// Visits positions pos[0..n) (or 0..n), handing f the key, its hash and its position, with the
+// slot of the key kPrefetch ahead already requested from memory.
+template <typename F>
+void ForKeys(const SparseTable& table, const char* keys, const uint32_t* pos, size_t n, F&& f) {
+  auto position = [&](size_t i) -> size_t { return pos ? pos[i] : i; };
+  uint64_t hashes[kPrefetch];
+  size_t warm = std::min(n, kPrefetch);
+  for (size_t i = 0; i < warm; ++i) {
+    hashes[i] = SparseTable::Hash(LoadU64(keys + 8 * position(i)));
+    table.Prefetch(hashes[i]);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    size_t p = position(i);
+    uint64_t h = hashes[i % kPrefetch];
+    if (i + kPrefetch < n) {
+      uint64_t hn = SparseTable::Hash(LoadU64(keys + 8 * position(i + kPrefetch)));
+      hashes[i % kPrefetch] = hn;
+      table.Prefetch(hn);
+    }
+    f(LoadU64(keys + 8 * p), h, p);
+  }
+}
+}  // namespace
+
+void Shard::Pull(TablePart& t, const char* keys, const uint32_t* pos, size_t n, float* out) {
+  const uint32_t dim = t.spec.dim;
+  SparseTable& table = *t.sparse;
+  ForKeys(table, keys, pos, n, [&](uint64_t key, uint64_t h, size_t p) {
+    float* dst = out + p * dim;
+    if (const float* row = table.Find(key, h)) {
+      std::memcpy(dst, row, dim * sizeof(float));
+    } else {
+      for (uint32_t j = 0; j < dim; ++j) dst[j] = InitialValue(t.spec.init, key, j);
+    }
+  });
+  keys_pulled += n;
+}
+
+void Shard::Push(TablePart& t, const char* keys, const char* grads, const uint32_t* pos,
+                 size_t n) {
+  const uint32_t dim = t.spec.dim;
+  SparseTable& table = *t.sparse;
+  const OptimizerConfig& opt = t.spec.optimizer;
+  const bool adam = opt.kind == OptimizerKind::kAdam;
+  float g[256];
+  std::vector<float> big;
+  float* gbuf = g;
+  if (dim > 256) {
+    big.resize(dim);
+    gbuf = big.data();
+  }
+  ForKeys(table, keys, pos, n, [&](uint64_t key, uint64_t h, size_t p) {
+    bool inserted;
+    float* row = table.FindOrInsert(key, h, &inserted);
+    if (inserted && t.spec.init.kind != InitKind::kZeros) {
+      for (uint32_t j = 0; j < dim; ++j) row[j] = InitialValue(t.spec.init, key, j);
+    }
+    std::memcpy(gbuf, grads + p * dim * sizeof(float), dim * sizeof(float));
+    ApplyUpdate(opt, row, row + dim, gbuf, dim, adam ? row + 3 * dim : nullptr);
+  });
+  keys_pushed += n;
+}
+
+Status Shard::PullDense(TablePart& t, uint64_t offset, uint64_t count, float* out) {
+  if (offset < t.spec.begin || offset + count > t.spec.end || offset + count < offset) {
+    return InvalidArgument("dense range outside this server's part of " + t.spec.name);
+  }
+  std::memcpy(out, t.weights.data() + (offset - t.spec.begin), count * sizeof(float));
+  keys_pulled += count;
+  return Status::Ok();
+}
+
+Status Shard::PushDense(TablePart& t, uint64_t offset, uint64_t count, const char* grads) {
+  if (offset < t.spec.begin || offset + count > t.spec.end || offset + count < offset) {
+    return InvalidArgument("dense range outside this server's part of " + t.spec.name);
+  }
+  const size_t n = t.weights.size();
+  const size_t at = offset - t.spec.begin;
+  std::vector<float> g(count);
+  std::memcpy(g.data(), grads, count * sizeof(float));
+  const OptimizerKind kind = t.spec.optimizer.kind;
+  if (kind == OptimizerKind::kAdd || kind == OptimizerKind::kSgd) {
+    ApplyUpdate(t.spec.optimizer, t.weights.data() + at, nullptr, g.data(), count, &t.step);
+  } else if (kind == OptimizerKind::kAdagrad) {
+    ApplyUpdate(t.spec.optimizer, t.weights.data() + at, t.state.data() + at, g.data(), count,
+                &t.step);
+  } else {
+    // Two state planes of length n: copy the range's planes together, update, copy back.
+    std::vector<float> s(2 * count);
+    std::memcpy(s.data(), t.state.data() + at, count * sizeof(float));
+    std::memcpy(s.data() + count, t.state.data() + n + at, count * sizeof(float));
+    ApplyUpdate(t.spec.optimizer, t.weights.data() + at, s.data(), g.data(), count, &t.step);
+    std::memcpy(t.state.data() + at, s.data(), count * sizeof(float));
+    std::memcpy(t.state.data() + n + at, s.data() + count, count * sizeof(float));
+  }
+  keys_pushed += count;
+  return Status::Ok();
+}
+
+void Shard::Serialize(std::string* out) const {
+  ByteWriter w(out);
+  uint32_t ntables = 0;
+  for (auto& [name, t] : tables_) {
+    if (t.spec.kind == TableKind::kSparse || !t.weights.empty()) ++ntables;
+  }
+  w.Put<uint32_t>(ntables);
+  for (auto& [name, t] : tables_) {
+    if (t.spec.kind == TableKind::kSparse) {
+      EncodeSpec(t.spec, &w);
+      w.Put<uint64_t>(t.sparse->size());
+      t.sparse->ForEach([&](uint64_t key, const float* row) {
+        w.Put<uint64_t>(key);
+        w.PutBytes(row, t.stride * sizeof(float));
+      });
+    } else if (!t.weights.empty()) {
+      EncodeSpec(t.spec, &w);
+      w.Put<float>(t.step);
+      w.Put<uint64_t>(t.weights.size());
+      w.PutBytes(t.weights.data(), t.weights.size() * sizeof(float));
+      w.Put<uint64_t>(t.state.size());
+      w.PutBytes(t.state.data(), t.state.size() * sizeof(float));
+    }
+  }
+  w.Put<uint64_t>(blobs_.size());
+  for (auto& [k, v] : blobs_) {
+    w.PutString(k);
+    w.Put<uint64_t>(v.size());
+    w.PutBytes(v.data(), v.size());
+  }
+}
+
+Status Shard::Load(
+    ByteReader* r,
+    const std::function<Status(const TableSpec&, uint64_t, const float*)>& sparse_row,
+    const std::function<Status(const TableSpec&, const TablePart&)>& dense_part) {
+  uint32_t ntables;
+  OC_RETURN_IF_ERROR(r->Get(&ntables));
+  std::vector<float> row;
+  for (uint32_t i = 0; i < ntables; ++i) {
+    TableSpec spec;
+    OC_RETURN_IF_ERROR(DecodeSpec(r, &spec));
+    if (spec.kind == TableKind::kSparse) {
+      uint64_t rows;
+      OC_RETURN_IF_ERROR(r->Get(&rows));
+      size_t stride = RowStride(spec.optimizer, spec.dim);
+      row.resize(stride);
+      for (uint64_t k = 0; k < rows; ++k) {
+        uint64_t key;
+        const char* p;
+        OC_RETURN_IF_ERROR(r->Get(&key));
+        OC_RETURN_IF_ERROR(r->GetView(stride, 4, &p));
+        std::memcpy(row.data(), p, stride * 4);
+        OC_RETURN_IF_ERROR(sparse_row(spec, key, row.data()));
+      }
+    } else {
+      TablePart t;
+      t.spec = spec;
+      uint64_t n;
+      const char* p;
+      OC_RETURN_IF_ERROR(r->Get(&t.step));
+      OC_RETURN_IF_ERROR(r->Get(&n));
+      if (n != spec.end - spec.begin) return Corruption("dense part length mismatch");
+      OC_RETURN_IF_ERROR(r->GetView(n, 4, &p));
+      t.weights.resize(n);
+      std::memcpy(t.weights.data(), p, n * 4);
+      OC_RETURN_IF_ERROR(r->Get(&n));
+      if (n != StateFloats(spec.optimizer.kind, t.weights.size())) {
+        return Corruption("dense state length mismatch");
+      }
+      OC_RETURN_IF_ERROR(r->GetView(n, 4, &p));
+      t.state.resize(n);
+      std::memcpy(t.state.data(), p, n * 4);
+      OC_RETURN_IF_ERROR(dense_part(spec, t));
+    }
+  }
+  uint64_t nblobs;
+  OC_RETURN_IF_ERROR(r->Get(&nblobs));
+  for (uint64_t i = 0; i < nblobs; ++i) {
+    std::string k;
+    uint64_t n;
+    const char* p;
+    OC_RETURN_IF_ERROR(r->GetString(&k));
+    OC_RETURN_IF_ERROR(r->Get(&n));
+    OC_RETURN_IF_ERROR(r->GetView(n, 1, &p));
+    blobs_[k].assign(p, n);
+  }
+  return Status::Ok();
+}
+
+nlohmann::json Shard::Stats() const {
+  nlohmann::json j;
+  j["shard"] = index_;
+  j["keys_pulled"] = keys_pulled;
+  j["keys_pushed"] = keys_pushed;
+  j["requests"] = requests;
+  j["blobs"] = blobs_.size();
+  size_t blob_bytes = 0;
+  for (auto& [k, v] : blobs_) blob_bytes += k.size() + v.size();
+  j["blob_bytes"] = blob_bytes;
+  nlohmann::json tables = nlohmann::json::object();
+  for (auto& [name, t] : tables_) {
+    nlohmann::json tj;
+    if (t.sparse) {
+      tj["rows"] = t.sparse->size();
+      tj["bytes"] = t.sparse->memory_bytes();
+    } else {
+      tj["rows"] = t.weights.size();
+      tj["bytes"] = (t.weights.capacity() + t.state.capacity()) * sizeof(float);
+    }
+    tables[name] = tj;
+  }
+  j["tables"] = tables;
+  return j;
+}
+
+ShardThread::ShardThread(uint32_t index) : shard_(index), thread_([this] { Run(); }) {}
+
+ShardThread::~ShardThread() { Stop(); }
+
+void ShardThread::Post(Task task) {
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(std::move(task));
+  }
+  cv_.notify_one();
+}
+
+void ShardThread::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stop_ && !thread_.joinable()) return;
+    stop_ = true;
+  }
+  cv_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ShardThread::Run() {
+  std::vector<Task> batch;
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty() && stop_) return;
+      batch.swap(queue_);
+    }
+    for (auto& t : batch) t(shard_);
+    batch.clear();
+  }
+}
+
+}  // namespace overcast::ps
