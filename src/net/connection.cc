@@ -1,7 +1,7 @@
 #include "net/connection.h"
 
+#include <poll.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 
 #include "common/bytes.h"
 #include "common/log.h"
@@ -148,35 +148,64 @@ void ServeConnection(std::shared_ptr<Connection> conn, uint32_t server_id,
   conn->SendOnIo(MakeFrame(kHello, 0, hello));
 }
 
-Status WriteFrameSync(asio::ip::tcp::socket& s, const std::string& frame) {
-  std::error_code ec;
-  asio::write(s, asio::buffer(frame), ec);
-  if (ec) return Unavailable("write: " + ec.message());
+namespace {
+// Blocking I/O with a deadline on the raw descriptor: asio's own synchronous calls wait in
+// poll() without a timeout, which would let a silent peer hang a handshake forever.
+Status WaitFd(int fd, short events, int timeout_ms) {
+  pollfd p{fd, events, 0};
+  for (;;) {
+    int r = ::poll(&p, 1, timeout_ms <= 0 ? -1 : timeout_ms);
+    if (r > 0) return Status::Ok();
+    if (r == 0) return Unavailable("timed out after " + std::to_string(timeout_ms) + " ms");
+    if (errno != EINTR) return ErrnoStatus("poll", errno);
+  }
+}
+
+Status ReadExact(int fd, char* p, size_t n, int timeout_ms) {
+  while (n > 0) {
+    ssize_t r = ::recv(fd, p, n, MSG_DONTWAIT);
+    if (r > 0) {
+      p += r;
+      n -= static_cast<size_t>(r);
+      continue;
+    }
+    if (r == 0) return Unavailable("connection closed by peer");
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return ErrnoStatus("recv", errno);
+    OC_RETURN_IF_ERROR(WaitFd(fd, POLLIN, timeout_ms));
+  }
   return Status::Ok();
 }
 
-Status ReadFrameSync(asio::ip::tcp::socket& s, const FrameLimits& limits, FrameHeader* h,
-                     std::string* payload) {
-  char hdr[kHeaderSize];
-  std::error_code ec;
-  asio::read(s, asio::buffer(hdr, kHeaderSize), ec);
-  if (ec) return Unavailable("read: " + ec.message());
-  OC_RETURN_IF_ERROR(DecodeHeader(hdr, limits, h));
-  payload->resize(h->wire_length);
-  if (h->wire_length > 0) {
-    asio::read(s, asio::buffer(payload->data(), payload->size()), ec);
-    if (ec) return Unavailable("read: " + ec.message());
+Status WriteAll(int fd, const char* p, size_t n, int timeout_ms) {
+  while (n > 0) {
+    ssize_t r = ::send(fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (r > 0) {
+      p += r;
+      n -= static_cast<size_t>(r);
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return ErrnoStatus("send", errno);
+    OC_RETURN_IF_ERROR(WaitFd(fd, POLLOUT, timeout_ms));
   }
-  return DecodePayload(*h, limits, payload);
-}
-
-namespace {
-void SetTimeouts(asio::ip::tcp::socket& s, int ms) {
-  timeval tv{ms / 1000, (ms % 1000) * 1000};
-  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  return Status::Ok();
 }
 }  // namespace
+
+Status WriteFrameSync(asio::ip::tcp::socket& s, const std::string& frame, int timeout_ms) {
+  return WriteAll(s.native_handle(), frame.data(), frame.size(), timeout_ms);
+}
+
+Status ReadFrameSync(asio::ip::tcp::socket& s, const FrameLimits& limits, FrameHeader* h,
+                     std::string* payload, int timeout_ms) {
+  char hdr[kHeaderSize];
+  OC_RETURN_IF_ERROR(ReadExact(s.native_handle(), hdr, kHeaderSize, timeout_ms));
+  OC_RETURN_IF_ERROR(DecodeHeader(hdr, limits, h));
+  payload->resize(h->wire_length);
+  OC_RETURN_IF_ERROR(ReadExact(s.native_handle(), payload->data(), payload->size(), timeout_ms));
+  return DecodePayload(*h, limits, payload);
+}
 
 Result<asio::ip::tcp::socket> ConnectAndHandshake(asio::io_context& io, const std::string& address,
                                                   const ConnectOptions& options,
@@ -192,10 +221,10 @@ Result<asio::ip::tcp::socket> ConnectAndHandshake(asio::io_context& io, const st
   asio::connect(s, endpoints, ec);
   if (ec) return Unavailable("connect " + address + ": " + ec.message());
   s.set_option(asio::ip::tcp::no_delay(true), ec);
-  SetTimeouts(s, options.timeout_ms);
+  const int t = options.timeout_ms;
   FrameHeader h;
   std::string payload;
-  OC_RETURN_IF_ERROR(ReadFrameSync(s, options.limits, &h, &payload).WithContext(address));
+  OC_RETURN_IF_ERROR(ReadFrameSync(s, options.limits, &h, &payload, t).WithContext(address));
   ByteReader r(payload);
   uint8_t auth_required = 0;
   const char* nonce_bytes = nullptr;
@@ -213,12 +242,11 @@ Result<asio::ip::tcp::socket> ConnectAndHandshake(asio::io_context& io, const st
     Mac m = ComputeMac(options.secret, nonce);
     mac.assign(reinterpret_cast<const char*>(m.data()), m.size());
   }
-  OC_RETURN_IF_ERROR(WriteFrameSync(s, MakeFrame(kAuth, 0, mac)).WithContext(address));
-  Status st = ReadFrameSync(s, options.limits, &h, &payload);
+  OC_RETURN_IF_ERROR(WriteFrameSync(s, MakeFrame(kAuth, 0, mac), t).WithContext(address));
+  Status st = ReadFrameSync(s, options.limits, &h, &payload, t);
   if (!st.ok() || h.type != kAuthOk) {
     return PermissionDenied(address + ": authentication refused");
   }
-  SetTimeouts(s, 0);
   return s;
 }
 

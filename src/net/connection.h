@@ -74,9 +74,10 @@ Result<asio::ip::tcp::socket> ConnectAndHandshake(asio::io_context& io, const st
                                                   const ConnectOptions& options,
                                                   uint32_t* server_id);
 
-// Blocking exact reads and writes of frames on a plain socket (handshakes, simple tools).
-Status WriteFrameSync(asio::ip::tcp::socket& s, const std::string& frame);
+// Blocking exact reads and writes of frames on a plain socket (handshakes, simple tools),
+// each failing with Unavailable when the peer is silent for `timeout_ms` (0: no limit).
+Status WriteFrameSync(asio::ip::tcp::socket& s, const std::string& frame, int timeout_ms);
 Status ReadFrameSync(asio::ip::tcp::socket& s, const FrameLimits& limits, FrameHeader* h,
-                     std::string* payload);
+                     std::string* payload, int timeout_ms);
 
 }  // namespace overcast::net

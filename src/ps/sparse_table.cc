@@ -6,16 +6,14 @@
 namespace overcast::ps {
 
 SparseTable::SparseTable(size_t stride, size_t initial_capacity) : stride_(stride) {
-  size_t cap = std::bit_ceil(std::max<size_t>(initial_capacity, 16));
-  shift_ = 64 - std::countr_zero(cap);
+  size_t cap = std::max<size_t>(initial_capacity, 16);
   keys_.assign(cap, kEmpty);
   vals_.assign(cap * stride_, 0.0f);
 }
 
 float* SparseTable::Find(uint64_t key, uint64_t h) {
   if (key == kEmpty) return has_special_ ? special_row_.data() : nullptr;
-  const size_t mask = keys_.size() - 1;
-  for (size_t i = Slot(h);; i = (i + 1) & mask) {
+  for (size_t i = Slot(h);; i = NextSlot(i)) {
     uint64_t k = keys_[i];
     if (k == key) return &vals_[i * stride_];
     if (k == kEmpty) return nullptr;
@@ -33,9 +31,8 @@ float* SparseTable::FindOrInsert(uint64_t key, uint64_t h, bool* inserted) {
     }
     return special_row_.data();
   }
-  if ((size_ + 1) * 4 > keys_.size() * 3) Grow();
-  const size_t mask = keys_.size() - 1;
-  for (size_t i = Slot(h);; i = (i + 1) & mask) {
+  if ((size_ + 1) * 5 > keys_.size() * 4) Grow();
+  for (size_t i = Slot(h);; i = NextSlot(i)) {
     uint64_t k = keys_[i];
     if (k == key) return &vals_[i * stride_];
     if (k == kEmpty) {
@@ -48,21 +45,19 @@ float* SparseTable::FindOrInsert(uint64_t key, uint64_t h, bool* inserted) {
 }
 
 void SparseTable::Reserve(size_t n) {
-  while (n * 4 > keys_.size() * 3) Grow();
+  while (n * 5 > keys_.size() * 4) Grow();
 }
 
 void SparseTable::Grow() {
-  std::vector<uint64_t> old_keys(keys_.size() * 2, kEmpty);
+  std::vector<uint64_t> old_keys(keys_.size() + keys_.size() / 2, kEmpty);
   std::vector<float> old_vals(old_keys.size() * stride_, 0.0f);
   old_keys.swap(keys_);
   old_vals.swap(vals_);
-  shift_ -= 1;
-  const size_t mask = keys_.size() - 1;
   for (size_t j = 0; j < old_keys.size(); ++j) {
     uint64_t key = old_keys[j];
     if (key == kEmpty) continue;
     size_t i = Slot(Hash(key));
-    while (keys_[i] != kEmpty) i = (i + 1) & mask;
+    while (keys_[i] != kEmpty) i = NextSlot(i);
     keys_[i] = key;
     std::copy_n(&old_vals[j * stride_], stride_, &vals_[i * stride_]);
   }

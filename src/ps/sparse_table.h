@@ -10,8 +10,8 @@
 namespace overcast::ps {
 
 // Keys and rows live in two flat arrays indexed by slot (linear probing, load factor at most
-// 3/4), so a table of n keys of s floats costs about (8 + 4s) / load bytes per key and no
-// allocation per key. The key ~0 cannot mark an empty slot and itself, so it has a row of its
+// 4/5, growing by half), so the load stays above 8/15 and a table of n keys of s floats costs
+// at most (8 + 4s) * 15/8 bytes per key, with no allocation per key. The key ~0 cannot mark an empty slot and itself, so it has a row of its
 // own. Not thread-safe: a shard belongs to one thread.
 class SparseTable {
  public:
@@ -53,11 +53,16 @@ class SparseTable {
   }
 
  private:
-  size_t Slot(uint64_t h) const { return (h * 0x9E3779B97F4A7C15ULL) >> shift_; }
+  // Maps the hash onto [0, capacity) by multiply-shift, so the capacity need not be a power
+  // of two (growing by half keeps memory within twice the raw bytes).
+  size_t Slot(uint64_t h) const {
+    return static_cast<size_t>((static_cast<unsigned __int128>(h * 0x9E3779B97F4A7C15ULL) *
+                                keys_.size()) >> 64);
+  }
+  size_t NextSlot(size_t i) const { return i + 1 == keys_.size() ? 0 : i + 1; }
   void Grow();
 
   size_t stride_;
-  int shift_;
   size_t size_ = 0;
   std::vector<uint64_t> keys_;
   std::vector<float> vals_;

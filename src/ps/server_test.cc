@@ -1,0 +1,248 @@
+// The server and client together, in one process over real loopback TCP.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <thread>
+
+#include "ps/client.h"
+#include "ps/server.h"
+
+namespace overcast::ps {
+namespace {
+namespace fs = std::filesystem;
+
+struct Cluster {
+  std::vector<std::unique_ptr<Server>> servers;
+  ClientOptions client_options;
+
+  explicit Cluster(int n, uint32_t shards = 2, std::string ckpt = "", bool restore = false) {
+    for (int i = 0; i < n; ++i) {
+      ServerOptions o;
+      o.id = static_cast<uint32_t>(i);
+      o.shards = shards;
+      if (!ckpt.empty()) o.checkpoint_dir = ckpt + "/" + std::to_string(i);
+      o.restore = restore;
+      auto s = Server::Start(o);
+      EXPECT_TRUE(s.ok()) << s.status().ToString();
+      client_options.servers.push_back(s.value()->address());
+      servers.push_back(std::move(s).value());
+    }
+  }
+  std::unique_ptr<Client> Connect() {
+    auto c = Client::Connect(client_options);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return std::move(c).value();
+  }
+};
+
+TableSpec Sparse(const std::string& name, uint32_t dim, OptimizerKind opt = OptimizerKind::kAdd) {
+  TableSpec s;
+  s.name = name;
+  s.dim = dim;
+  s.optimizer.kind = opt;
+  s.optimizer.lr = 0.5f;
+  return s;
+}
+
+TEST(PsServer, PushThenPullAcrossServersAndShards) {
+  Cluster cluster(2, 3);
+  auto client = cluster.Connect();
+  ASSERT_TRUE(client->CreateTable(Sparse("w", 3)).ok());
+  ASSERT_TRUE(client->CreateTable(Sparse("w", 3)).ok()) << "creating again is idempotent";
+  TableSpec other = Sparse("w", 4);
+  EXPECT_EQ(client->CreateTable(other).code(), Code::kAlreadyExists);
+
+  std::vector<uint64_t> keys(5000);
+  std::iota(keys.begin(), keys.end(), 1000);
+  keys.push_back(1000);  // a repeated key gets both rows applied
+  std::vector<float> grads(keys.size() * 3);
+  for (size_t i = 0; i < grads.size(); ++i) grads[i] = static_cast<float>(i % 17);
+  ASSERT_TRUE(client->Push("w", keys, grads).get().ok());
+  std::vector<float> out(keys.size() * 3, -1);
+  ASSERT_TRUE(client->Pull("w", keys, out.data()).get().ok());
+  for (size_t i = 1; i + 1 < keys.size(); ++i) {
+    for (int j = 0; j < 3; ++j) ASSERT_EQ(out[i * 3 + j], grads[i * 3 + j]);
+  }
+  for (int j = 0; j < 3; ++j) {
+    EXPECT_EQ(out[j], grads[j] + grads[(keys.size() - 1) * 3 + j]);
+  }
+  // Never-pushed keys read as the initializer (zeros here) without being stored.
+  std::vector<uint64_t> fresh = {1, 2, 3};
+  std::vector<float> f(9, -1);
+  ASSERT_TRUE(client->Pull("w", fresh, f.data()).get().ok());
+  for (float v : f) EXPECT_EQ(v, 0.0f);
+
+  auto stats = client->Stats();
+  ASSERT_TRUE(stats.ok());
+  uint64_t rows = 0;
+  for (auto& s : *stats) rows += s["rows"].get<uint64_t>();
+  EXPECT_EQ(rows, 5000u);
+  EXPECT_GT((*stats)[0]["rows"].get<uint64_t>(), 2000u) << "keys spread over both servers";
+}
+
+TEST(PsServer, ErrorsAreRepliesNotDisconnects) {
+  Cluster cluster(1);
+  auto client = cluster.Connect();
+  std::vector<uint64_t> keys = {1};
+  std::vector<float> out(1);
+  EXPECT_EQ(client->Pull("missing", keys, out.data()).get().code(), Code::kNotFound);
+  ASSERT_TRUE(client->CreateTable(Sparse("t", 2)).ok());
+  std::vector<float> wrong(3);
+  EXPECT_EQ(client->Push("t", keys, wrong).get().code(), Code::kInvalidArgument);
+  EXPECT_EQ(client->GetBlob("nope").status().code(), Code::kNotFound);
+  EXPECT_EQ(client->Checkpoint().status().code(), Code::kInvalidArgument);
+  // The connection still works.
+  std::vector<float> g = {1, 2};
+  EXPECT_TRUE(client->Push("t", keys, g).get().ok());
+  ASSERT_TRUE(client->DropTable("t").ok());
+  EXPECT_EQ(client->Push("t", keys, g).get().code(), Code::kNotFound);
+}
+
+TEST(PsServer, DenseTablesSplitOverServers) {
+  Cluster cluster(2);
+  auto client = cluster.Connect();
+  TableSpec d;
+  d.name = "dense";
+  d.kind = TableKind::kDense;
+  d.length = 1001;
+  d.optimizer.kind = OptimizerKind::kSgd;
+  d.optimizer.lr = 0.5f;
+  d.init = {InitKind::kConstant, 2.0f, 0, 0};
+  ASSERT_TRUE(client->CreateTable(d).ok());
+  std::vector<float> g(1001, 1.0f);
+  ASSERT_TRUE(client->PushDense("dense", 0, g).get().ok());
+  std::vector<float> part(300);
+  std::vector<float> ones(300, 2.0f);
+  ASSERT_TRUE(client->PushDense("dense", 400, ones).get().ok());  // crosses the server split
+  std::vector<float> out(1001);
+  ASSERT_TRUE(client->PullDense("dense", 0, 1001, out.data()).get().ok());
+  for (size_t i = 0; i < out.size(); ++i) {
+    float want = 2.0f - 0.5f - (i >= 400 && i < 700 ? 1.0f : 0.0f);
+    ASSERT_FLOAT_EQ(out[i], want) << i;
+  }
+  EXPECT_EQ(client->PullDense("dense", 1000, 2, out.data()).get().code(), Code::kInvalidArgument);
+}
+
+TEST(PsServer, BlobsAndBarrier) {
+  Cluster cluster(2);
+  auto client = cluster.Connect();
+  std::string big(1 << 20, 'q');
+  ASSERT_TRUE(client->SetBlob("task/7", big).ok());
+  ASSERT_TRUE(client->SetBlob("empty", "").ok());
+  EXPECT_EQ(client->GetBlob("task/7").value(), big);
+  EXPECT_EQ(client->GetBlob("empty").value(), "");
+  ASSERT_TRUE(client->DeleteBlob("task/7").ok());
+  EXPECT_EQ(client->GetBlob("task/7").status().code(), Code::kNotFound);
+
+  std::atomic<int> arrived{0};
+  std::atomic<int> passed_early{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&] {
+      auto c = cluster.Connect();
+      for (int round = 0; round < 3; ++round) {
+        arrived.fetch_add(1);
+        ASSERT_TRUE(c->Barrier("step", 3).ok());
+        if (arrived.load() < 3 * (round + 1)) passed_early.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(passed_early.load(), 0);
+}
+
+TEST(PsServer, CheckpointRestoresEveryTableAndBlob) {
+  std::string dir = (fs::temp_directory_path() / ("overcast-srv-" + std::to_string(getpid()))).string();
+  fs::remove_all(dir);
+  std::vector<uint64_t> keys(2000);
+  std::iota(keys.begin(), keys.end(), 0);
+  std::vector<float> before(keys.size() * 2), dense_before(64);
+  {
+    Cluster cluster(2, 2, dir);
+    auto client = cluster.Connect();
+    TableSpec s = Sparse("emb", 2, OptimizerKind::kAdam);
+    s.init = {InitKind::kNormal, 0, 0.1f, 3};
+    ASSERT_TRUE(client->CreateTable(s).ok());
+    TableSpec d;
+    d.name = "bias";
+    d.kind = TableKind::kDense;
+    d.length = 64;
+    d.optimizer.kind = OptimizerKind::kAdagrad;
+    ASSERT_TRUE(client->CreateTable(d).ok());
+    std::vector<float> g(keys.size() * 2, 0.25f), dg(64, -1.0f);
+    ASSERT_TRUE(client->Push("emb", keys, g).get().ok());
+    ASSERT_TRUE(client->PushDense("bias", 0, dg).get().ok());
+    ASSERT_TRUE(client->SetBlob("model/meta", "epoch=3").ok());
+    auto infos = client->Checkpoint();
+    ASSERT_TRUE(infos.ok()) << infos.status().ToString();
+    ASSERT_EQ(infos->size(), 2u);
+    ASSERT_TRUE(client->Pull("emb", keys, before.data()).get().ok());
+    ASSERT_TRUE(client->PullDense("bias", 0, 64, dense_before.data()).get().ok());
+    // Changes after the checkpoint are not in it.
+    ASSERT_TRUE(client->Push("emb", keys, g).get().ok());
+  }
+  // Restore with a different shard count: rows are re-sharded by key.
+  Cluster restored(2, 3, dir, true);
+  auto client = restored.Connect();
+  std::vector<float> after(keys.size() * 2), dense_after(64);
+  ASSERT_TRUE(client->Pull("emb", keys, after.data()).get().ok());
+  ASSERT_TRUE(client->PullDense("bias", 0, 64, dense_after.data()).get().ok());
+  EXPECT_EQ(after, before);
+  EXPECT_EQ(dense_after, dense_before);
+  EXPECT_EQ(client->GetBlob("model/meta").value(), "epoch=3");
+  // Optimizer state came back too: one more identical Adam step moves weights identically.
+  fs::remove_all(dir);
+}
+
+TEST(PsServer, ManyRequestsInFlightOnOneConnection) {
+  Cluster cluster(1);
+  auto client = cluster.Connect();
+  ASSERT_TRUE(client->CreateTable(Sparse("c", 1)).ok());
+  std::vector<uint64_t> keys(100);
+  std::iota(keys.begin(), keys.end(), 0);
+  std::vector<float> ones(100, 1.0f);
+  std::vector<std::future<Status>> inflight;
+  for (int i = 0; i < 200; ++i) inflight.push_back(client->Push("c", keys, ones));
+  for (auto& f : inflight) ASSERT_TRUE(f.get().ok());
+  std::vector<float> out(100);
+  ASSERT_TRUE(client->Pull("c", keys, out.data()).get().ok());
+  for (float v : out) EXPECT_EQ(v, 200.0f);
+}
+
+TEST(PsServer, RefusesNonLoopbackWithoutSecret) {
+  ServerOptions o;
+  o.listen = "0.0.0.0:0";
+  auto s = Server::Start(o);
+  EXPECT_EQ(s.status().code(), Code::kInvalidArgument);
+  o.secret = "s3cret";
+  auto ok = Server::Start(o);
+  EXPECT_TRUE(ok.ok()) << ok.status().ToString();
+}
+
+TEST(PsServer, SecretIsCheckedWithHmac) {
+  ServerOptions o;
+  o.secret = "right";
+  auto server = Server::Start(o);
+  ASSERT_TRUE(server.ok());
+  ClientOptions co;
+  co.servers = {server.value()->address()};
+  EXPECT_EQ(Client::Connect(co).status().code(), Code::kPermissionDenied);
+  co.secret = "wrong";
+  EXPECT_EQ(Client::Connect(co).status().code(), Code::kPermissionDenied);
+  co.secret = "right";
+  auto c = Client::Connect(co);
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(c.value()->SetBlob("k", "v").ok());
+}
+
+TEST(PsServer, ClientChecksServerOrder) {
+  Cluster cluster(2);
+  ClientOptions swapped = cluster.client_options;
+  std::swap(swapped.servers[0], swapped.servers[1]);
+  EXPECT_EQ(Client::Connect(swapped).status().code(), Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace overcast::ps
