@@ -160,9 +160,9 @@ LineChunker::LineChunker(std::unique_ptr<ByteSource> source, std::string name, s
       chunk_bytes_(std::clamp<size_t>(chunk_bytes, 1, std::max<size_t>(max_line_bytes, 1))),
       max_line_bytes_(max_line_bytes) {}
 
-Result<bool> LineChunker::Next(std::string* chunk, uint64_t* first_line) {
-  chunk->swap(carry_);
-  carry_.clear();
+Result<bool> LineChunker::Next(std::string* chunk) {
+  // Copy the carried line start into `chunk` (not swap): the chunk keeps its large buffer.
+  chunk->assign(carry_);
   size_t scan_from = 0;  // bytes before this hold no '\n'
   for (;;) {
     size_t cut = std::string::npos;
@@ -180,16 +180,14 @@ Result<bool> LineChunker::Next(std::string* chunk, uint64_t* first_line) {
     if (cut != std::string::npos) {
       carry_.assign(chunk->data() + cut, chunk->size() - cut);
       chunk->resize(cut);
-      *first_line = next_line_;
-      next_line_ += static_cast<uint64_t>(std::count(chunk->begin(), chunk->end(), '\n'));
       bytes_ += chunk->size();
       return true;
     }
     // The line in hand is not finished: read more.
     if (chunk->size() > max_line_bytes_ && scan_from >= chunk->size()) {
       // No newline in the whole buffer, i.e. one line longer than the limit.
-      return InvalidArgument(name_ + ":" + std::to_string(next_line_) +
-                             ":1: expected a line of at most " + std::to_string(max_line_bytes_) +
+      line_too_long_ = true;
+      return InvalidArgument("expected a line of at most " + std::to_string(max_line_bytes_) +
                              " bytes, found a longer one (raise --max-line-bytes)");
     }
     const size_t old = chunk->size();

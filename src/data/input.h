@@ -27,16 +27,18 @@ class ByteSource {
 Result<std::unique_ptr<ByteSource>> OpenInput(const std::string& path, uint64_t* size);
 
 // Cuts a ByteSource into chunks that end at a line boundary ('\n'), each at least `chunk_bytes`
-// long except the last; the last may end without '\n'. Counts lines so each chunk knows the
-// number of its first line. Not thread-safe.
+// long except the last; the last may end without '\n'. It does not count lines (the parsers
+// do, in parallel). Not thread-safe.
 class LineChunker {
  public:
   LineChunker(std::unique_ptr<ByteSource> source, std::string name, size_t chunk_bytes,
               size_t max_line_bytes);
 
-  // Fills `*chunk` (reusing its capacity) and `*first_line` (1-based). Returns false at the end.
-  // A line longer than max_line_bytes is InvalidArgument "name:line: ...".
-  Result<bool> Next(std::string* chunk, uint64_t* first_line);
+  // Fills `*chunk` (reusing its capacity). Returns false at the end. A line longer than
+  // max_line_bytes is InvalidArgument, with line_too_long() set: that line follows the last
+  // chunk handed out, and the caller, who counts lines, names it.
+  Result<bool> Next(std::string* chunk);
+  bool line_too_long() const { return line_too_long_; }
 
   uint64_t bytes() const { return bytes_; }  // text bytes handed out so far
   uint64_t raw_position() const { return source_->raw_position(); }
@@ -46,7 +48,7 @@ class LineChunker {
   std::string name_;
   size_t chunk_bytes_, max_line_bytes_;
   std::string carry_;  // the start of a line that the previous chunk did not finish
-  uint64_t next_line_ = 1;
+  bool line_too_long_ = false;
   uint64_t bytes_ = 0;
   bool eof_ = false;
 };

@@ -102,6 +102,7 @@ class Loader {
   uint64_t part_index_[2] = {0, 0};
   uint64_t rows_seen_ = 0;  // rows of the train input so far, for the split hash
   uint64_t input_rows_ = 0;
+  uint64_t next_line_ = 1;  // the number of the next chunk's first line
   LabelStats labels_;
   uint64_t id_limit_ = 0, max_user_ = 0, max_item_ = 0;
   bool any_rating_ = false;
@@ -177,7 +178,7 @@ void Loader::WorkerLoop(LineChunker* chunker) {
     if (first) {
       std::swap(w, first);
     } else {
-      auto r = chunker->Next(&w->text, &w->first_line);
+      auto r = chunker->Next(&w->text);
       if (r.ok()) {
         got = *r;
       } else {
@@ -201,7 +202,7 @@ void Loader::WorkerLoop(LineChunker* chunker) {
     cv_.notify_all();  // another worker may read the next chunk now
     lk.unlock();
     w->parsed.Clear();
-    ParseChunk(config_, w->text, w->first_line, &w->parsed);
+    ParseChunk(config_, w->text, /*first_line=*/1, &w->parsed);  // Merge makes lines absolute
     lk.lock();
     ready_[seq] = std::move(w);
     cv_.notify_all();
@@ -231,8 +232,11 @@ Status Loader::Flush(Split split) {
 
 Status Loader::Merge(Work& w, const std::string& name, bool is_test_input) {
   ParsedChunk& c = w.parsed;
+  const uint64_t base = next_line_ - 1;  // chunk-relative line numbers start at 1
+  next_line_ += c.lines;
   auto where = [&](const ParseError& e) {
-    return name + ":" + std::to_string(e.line) + ":" + std::to_string(e.column) + ": " + e.message;
+    return name + ":" + std::to_string(base + e.line) + ":" + std::to_string(e.column) + ": " +
+           e.message;
   };
   if (!o_.skip_bad_lines && !c.errors.empty()) return InvalidArgument(where(c.errors[0]));
   bad_lines_ += c.bad_lines;
@@ -245,10 +249,22 @@ Status Loader::Merge(Work& w, const std::string& name, bool is_test_input) {
   max_item_ = std::max(max_item_, c.max_item);
   any_rating_ |= c.any_rating;
   const Partition& rows = c.rows;
-  for (size_t r = 0; r < rows.rows(); ++r) {
-    const Split split = is_test_input ? Split::kTest : SplitOf(rows_seen_++);
+  // Rows go to the builders in runs (of one split, up to a partition's end): one copy per run.
+  for (size_t r = 0; r < rows.rows();) {
+    const Split split = is_test_input ? Split::kTest : SplitOf(rows_seen_);
     Partition& b = builder_[static_cast<int>(split)];
-    b.AppendRowFrom(rows, r);
+    const uint64_t start_bytes = PartitionRawBytes(b.rows(), b.nnz());
+    size_t end = r;
+    uint64_t run_nnz = 0;
+    do {
+      run_nnz += rows.offsets[end + 1] - rows.offsets[end];
+      ++end;
+      ++rows_seen_;
+    } while (end < rows.rows() && b.rows() + (end - r) < o_.partition_rows &&
+             start_bytes + 12 * (end - r) + 8 * run_nnz < o_.partition_max_bytes &&
+             (is_test_input || SplitOf(rows_seen_) == split));
+    b.AppendRowsFrom(rows, r, end);
+    r = end;
     if (b.rows() >= o_.partition_rows ||
         PartitionRawBytes(b.rows(), b.nnz()) >= o_.partition_max_bytes) {
       OC_RETURN_IF_ERROR(Flush(split));
@@ -284,7 +300,7 @@ Status Loader::RunInput(const std::string& path, bool is_test_input, bool last_i
 
   // The first chunk is read here: the header decides how every other line is parsed.
   auto first = std::make_unique<Work>();
-  OC_ASSIGN_OR_RETURN(bool any, chunker.Next(&first->text, &first->first_line));
+  OC_ASSIGN_OR_RETURN(bool any, chunker.Next(&first->text));
   if (!any) return InvalidArgument(name + ":1:1: expected at least one row, found an empty file");
   std::string_view text(first->text);
   std::string_view line0 = text.substr(0, text.find('\n'));
@@ -309,8 +325,8 @@ Status Loader::RunInput(const std::string& path, bool is_test_input, bool last_i
   if (drop_first_line) {
     size_t nl = text.find('\n');
     first->text.erase(0, nl == std::string_view::npos ? text.size() : nl + 1);
-    first->first_line += 1;
   }
+  next_line_ = drop_first_line ? 2 : 1;
 
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -350,6 +366,10 @@ Status Loader::RunInput(const std::string& path, bool is_test_input, bool last_i
       auto it = ready_.find(seq);
       if (it == ready_.end()) {
         status = source_status_;
+        if (chunker.line_too_long()) {
+          status = InvalidArgument(name + ":" + std::to_string(next_line_) + ":1: " +
+                                   status.message());
+        }
         break;
       }
       w = std::move(it->second);

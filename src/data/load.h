@@ -33,8 +33,8 @@ struct LoadOptions {
   uint64_t seed = 1;
   std::string dataset;
   std::string task = "auto";     // auto | classification | regression
-  uint64_t partition_rows = 65536;
-  uint64_t partition_max_bytes = 32 << 20;  // a partition also closes at this payload size
+  uint64_t partition_rows = 16384;
+  uint64_t partition_max_bytes = 16 << 20;  // a partition also closes at this payload size
   DatasetWriter::Options writer;
   bool skip_bad_lines = false;
   int threads = 0;               // parse/encode threads; 0 = one per core

@@ -102,6 +102,40 @@ enum class NumStatus { kOk, kNotNumber, kNotFinite, kOutOfRange };
 inline NumStatus ParseFloat(const char* b, const char* e, float* out) {
   if (b < e && *b == '+') ++b;
   if (b == e) return NumStatus::kNotNumber;
+  {
+    // Fast path for plain decimals ("0.123456", "-3", "255"): with at most 7 significant
+    // digits the mantissa m is exact in a float, as is 10^k for k <= 10, so the one IEEE
+    // division m / 10^k is correctly rounded, the same result as from_chars (Clinger 1990).
+    static constexpr float kPow10[] = {1e0f, 1e1f, 1e2f, 1e3f, 1e4f, 1e5f,
+                                       1e6f, 1e7f, 1e8f, 1e9f, 1e10f};
+    const char* p = b;
+    const bool neg = *p == '-';
+    p += neg;
+    uint32_t m = 0;
+    int digits = 0, frac = 0;
+    const char* int_start = p;
+    while (p < e && static_cast<unsigned>(*p - '0') < 10) {
+      m = m * 10 + static_cast<unsigned>(*p - '0');
+      digits += (m != 0);
+      ++p;
+    }
+    bool any = p > int_start;
+    if (p < e && *p == '.') {
+      const char* f = ++p;
+      while (p < e && static_cast<unsigned>(*p - '0') < 10) {
+        m = m * 10 + static_cast<unsigned>(*p - '0');
+        digits += (m != 0);
+        ++p;
+      }
+      frac = static_cast<int>(p - f);
+      any |= p > f;
+    }
+    if (p == e && any && digits <= 7 && frac <= 10) {
+      float v = static_cast<float>(m) / kPow10[frac];
+      *out = neg ? -v : v;
+      return NumStatus::kOk;
+    }
+  }
   auto [ptr, ec] = std::from_chars(b, e, *out);
   if (ec == std::errc::result_out_of_range) return NumStatus::kOutOfRange;
   if (ec != std::errc() || ptr != e) return NumStatus::kNotNumber;
@@ -530,6 +564,7 @@ void ParseChunk(const ParserConfig& config, std::string_view text, uint64_t firs
     }
     p = next;
   }
+  out->lines = line - first_line;
 }
 
 // ---- CSV layout -------------------------------------------------------------------------------

@@ -97,6 +97,7 @@ struct ParserConfig {
 struct ParsedChunk {
   static constexpr size_t kMaxSamples = 5;
   Partition rows;
+  uint64_t lines = 0;  // lines in the chunk (when parsing did not stop at an error)
   uint64_t bad_lines = 0;
   std::vector<ParseError> errors;  // the first error (when not skipping), or up to kMaxSamples
   LabelStats labels;
@@ -106,6 +107,7 @@ struct ParsedChunk {
 
   void Clear() {
     rows.Clear();
+    lines = 0;
     bad_lines = 0;
     errors.clear();
     labels = LabelStats();

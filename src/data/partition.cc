@@ -53,19 +53,22 @@ Result<uint64_t> EncodePartition(const Partition& p, Compression compression, in
     if (!cctx) return ResourceExhausted("ZSTD_createCCtx failed");
     ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, zstd_level);
     ZSTD_CCtx_setPledgedSrcSize(cctx.get(), raw);
-    out->resize(PartitionHeader::kSize + ZSTD_compressBound(raw));
-    ZSTD_outBuffer ob{out->data(), out->size(), PartitionHeader::kSize};
+    // Compress through a small staging buffer and append: sizing `out` to the compress bound
+    // up front would zero-fill twice the bytes we keep.
+    out->reserve(PartitionHeader::kSize + raw / 2);
+    constexpr size_t kStage = 1 << 18;
+    std::unique_ptr<char[]> stage(new char[kStage]);
     for (size_t i = 0; i < 4; ++i) {
       ZSTD_inBuffer ib{pieces[i].data, pieces[i].size, 0};
       ZSTD_EndDirective mode = i == 3 ? ZSTD_e_end : ZSTD_e_continue;
       for (;;) {
+        ZSTD_outBuffer ob{stage.get(), kStage, 0};
         size_t rc = ZSTD_compressStream2(cctx.get(), &ob, &ib, mode);
         if (ZSTD_isError(rc)) return Internal(std::string("zstd: ") + ZSTD_getErrorName(rc));
+        out->append(stage.get(), ob.pos);
         if (mode == ZSTD_e_end ? rc == 0 : ib.pos == ib.size) break;
-        if (ob.pos == ob.size) return Internal("zstd: output bound exceeded");
       }
     }
-    out->resize(ob.pos);
   }
   const uint64_t stored = out->size() - PartitionHeader::kSize;
   const uint64_t checksum = Checksum64(out->data() + PartitionHeader::kSize, stored);

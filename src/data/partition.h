@@ -35,6 +35,15 @@ struct Partition {
     values.insert(values.end(), row_values.begin(), row_values.end());
     offsets.push_back(ids.size());
   }
+  // Appends rows [r0, r1) of `other`: one copy per array, offsets rebased.
+  void AppendRowsFrom(const Partition& other, size_t r0, size_t r1) {
+    const uint64_t b = other.offsets[r0], e = other.offsets[r1];
+    const uint64_t base = ids.size();
+    labels.insert(labels.end(), other.labels.begin() + r0, other.labels.begin() + r1);
+    ids.insert(ids.end(), other.ids.begin() + b, other.ids.begin() + e);
+    values.insert(values.end(), other.values.begin() + b, other.values.begin() + e);
+    for (size_t r = r0 + 1; r <= r1; ++r) offsets.push_back(other.offsets[r] - b + base);
+  }
   // Appends row r of `other`.
   void AppendRowFrom(const Partition& other, size_t r) {
     uint64_t b = other.offsets[r], e = other.offsets[r + 1];

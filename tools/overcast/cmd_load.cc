@@ -23,7 +23,7 @@ namespace {
 struct LoadFlags {
   std::string format, input, test_input, dataset, store, task = "auto", compression = "zstd";
   double test_fraction = 0;
-  uint64_t seed = 1, partition_rows = 65536, max_line_bytes = 256 << 20;
+  uint64_t seed = 1, partition_rows = 16384, max_line_bytes = 256 << 20;
   int zstd_level = 1, threads = 0, hash_bits = 20;
   bool skip_bad_lines = false, overwrite = false, json = false;
   std::string label_column = "0", header = "auto", delimiter = ",";
@@ -167,7 +167,7 @@ void AddLoadCommand(CLI::App& app, CommandContext& ctx) {
   cmd->add_option("--store", f->store, "Dataset store directory (default $OVERCAST_STORE, else "
                                        "~/.overcast/store)");
   cmd->add_option("--partition-rows", f->partition_rows,
-                  "Rows per partition (a partition also closes at 32 MB)")
+                  "Rows per partition (a partition also closes at 16 MB of data)")
       ->capture_default_str();
   cmd->add_option("--task", f->task,
                   "auto: integer labels (<= 1000 values) are classes, else regression; or force "
