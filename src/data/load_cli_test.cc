@@ -162,6 +162,28 @@ TEST_F(LoadCliTest, TenMegabyteLineLoadsAndALimitRefusesIt) {
             "--max-line-bytes 1000000");
 }
 
+// The Fashion-MNIST converter (scripts/) on the Debian package's files, then a load.
+TEST_F(LoadCliTest, FashionMnistConverterOutputLoads) {
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
+    GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  }
+  const std::string script = std::string(OVERCAST_SOURCE_DIR) + "/scripts/fashion_mnist_to_libsvm.py";
+  const std::string cmd = "/usr/bin/python3 '" + script + "' --limit 300 --out '" + dir_.path() +
+                          "/fm' 2>/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  CliRun r = Overcast("load --format libsvm --input '" + dir_.path() +
+                      "/fm/fashion-mnist.train.svm' --test-input '" + dir_.path() +
+                      "/fm/fashion-mnist.test.svm' --dataset fmnist --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out.substr(r.out.rfind('{')));
+  EXPECT_EQ(j["train_rows"], 300);
+  EXPECT_EQ(j["test_rows"], 300);
+  EXPECT_EQ(j["classes"], 10);
+  EXPECT_LE(j["features"].get<int>(), 784);
+  r = Overcast("normalize --dataset fmnist --output fmnist-mm --method minmax --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+}
+
 TEST_F(LoadCliTest, HelpTeaches) {
   CliRun r = Overcast("load --help");
   EXPECT_EQ(r.code, 0);
