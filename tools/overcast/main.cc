@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
   CommandContext ctx;
   AddPsCommand(app, ctx);
   AddBenchCommand(app, ctx);
+  AddLoadCommand(app, ctx);
+  AddNormalizeCommand(app, ctx);
 
   try {
     app.parse(argc, argv);

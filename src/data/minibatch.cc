@@ -1,0 +1,284 @@
+#include "data/minibatch.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "common/hash.h"
+
+namespace overcast::data {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// One ring slot: the arrays of one minibatch, reused (their capacity stays).
+struct Slot {
+  uint64_t epoch = 0, index = 0;
+  std::vector<float> labels;
+  std::vector<uint64_t> offsets;
+  std::vector<uint32_t> ids;
+  std::vector<float> values;
+  void Clear() {
+    labels.clear();
+    offsets.assign(1, 0);
+    ids.clear();
+    values.clear();
+  }
+};
+
+// A decoded partition, alive while the shuffle window still holds some of its rows.
+struct Loaded {
+  Partition part;
+  uint64_t remaining = 0;  // rows not yet emitted
+};
+
+struct RowRef {
+  uint32_t loaded;  // index into the loaded-partition table
+  uint32_t row;
+};
+
+}  // namespace
+
+class MinibatchReader::Impl {
+ public:
+  Impl(Store* store, Manifest manifest, Split split, const MinibatchOptions& o)
+      : store_(store), manifest_(std::move(manifest)), o_(o) {
+    for (const PartitionRef* p : manifest_.PartitionsOf(split)) parts_.push_back(*p);
+    ring_.resize(o_.prefetch + 1);
+    for (auto& s : ring_) {
+      s.Clear();
+      s.labels.reserve(o_.batch_size);
+      s.offsets.reserve(o_.batch_size + 1);
+    }
+    producer_ = std::thread([this] { Produce(); });
+  }
+
+  ~Impl() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    producer_.join();
+  }
+
+  Result<bool> Next(Minibatch* batch) {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (holding_) {  // the consumer is done with the batch it held
+      ++released_;
+      holding_ = false;
+      cv_.notify_all();
+    }
+    auto t = Clock::now();
+    cv_.wait(lk, [&] { return produced_ > taken_ || done_ || !error_.ok(); });
+    stats_.consumer_wait_seconds += Since(t);
+    if (!error_.ok()) return error_;
+    if (produced_ == taken_) return false;  // done, and everything was handed out
+    Slot& s = ring_[taken_ % ring_.size()];
+    ++taken_;
+    holding_ = true;
+    batch->epoch = s.epoch;
+    batch->index = s.index;
+    batch->labels = s.labels;
+    batch->offsets = s.offsets;
+    batch->ids = s.ids;
+    batch->values = s.values;
+    ++stats_.batches;
+    stats_.rows += s.labels.size();
+    return true;
+  }
+
+  ReaderStats stats() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stats_;
+  }
+  const Manifest& manifest() const { return manifest_; }
+  uint64_t rows_per_epoch() const {
+    // Shards take every num_shards-th partition of a shuffled order, so their row counts
+    // vary by epoch; report the average share.
+    uint64_t total = 0;
+    for (const auto& p : parts_) total += p.rows;
+    return o_.num_shards == 1 ? total : total / o_.num_shards;
+  }
+
+ private:
+  // The prefetch thread: epochs of shuffled rows, cut into minibatches, into the ring.
+  void Produce() {
+    Status st = ProduceAll();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!st.ok() && error_.ok() && !stop_) error_ = st;
+    done_ = true;
+    cv_.notify_all();
+  }
+
+  Status ProduceAll() {
+    std::vector<size_t> order(parts_.size());
+    std::vector<RowRef> window;
+    std::vector<Loaded> loaded;
+    std::vector<uint32_t> free_loaded;
+    std::string scratch;
+    uint64_t batch_index = 0;
+    const size_t window_size = o_.shuffle ? std::max<size_t>(o_.shuffle_window, 1) : 1;
+    window.reserve(window_size);
+    for (uint64_t epoch = 0; o_.epochs == 0 || epoch < o_.epochs; ++epoch) {
+      for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+      // The partition order depends on (seed, epoch) only, so shards agree on it.
+      if (o_.shuffle) {
+        std::mt19937_64 prng(MixKey(o_.seed ^ MixKey(epoch + 1)));
+        std::shuffle(order.begin(), order.end(), prng);
+      }
+      std::vector<size_t> mine;
+      for (size_t p = 0; p < order.size(); ++p) {
+        if (p % o_.num_shards == o_.shard_index) mine.push_back(order[p]);
+      }
+      std::mt19937_64 rng(MixKey(o_.seed ^ MixKey(epoch + 1) ^ MixKey(o_.shard_index + 77)));
+      size_t next_part = 0;
+      uint32_t cur = UINT32_MAX;  // loaded slot being fed into the window
+      uint32_t cur_row = 0;
+      Slot* slot = nullptr;
+      for (;;) {
+        // Refill the window from the partitions, in order.
+        while (window.size() < window_size) {
+          if (cur == UINT32_MAX || cur_row == loaded[cur].part.rows()) {
+            if (next_part == mine.size()) break;
+            if (free_loaded.empty()) {
+              free_loaded.push_back(static_cast<uint32_t>(loaded.size()));
+              loaded.emplace_back();
+            }
+            cur = free_loaded.back();
+            free_loaded.pop_back();
+            auto t = Clock::now();
+            const PartitionRef& ref = parts_[mine[next_part++]];
+            OC_RETURN_IF_ERROR(ReadPartition(*store_, manifest_, ref, &loaded[cur].part, &scratch));
+            loaded[cur].remaining = loaded[cur].part.rows();
+            cur_row = 0;
+            {
+              std::lock_guard<std::mutex> lock(mu_);
+              stats_.read_seconds += Since(t);
+              stats_.partitions_read++;
+              stats_.bytes_read += scratch.size();
+            }
+            if (loaded[cur].remaining == 0) {
+              free_loaded.push_back(cur);
+              cur = UINT32_MAX;
+            }
+            continue;
+          }
+          window.push_back({cur, cur_row++});
+        }
+        if (window.empty()) break;
+        // Draw a row (Lemire's multiply-shift: uniform enough, no division).
+        const size_t j = static_cast<size_t>(
+            (static_cast<unsigned __int128>(rng()) * window.size()) >> 64);
+        const RowRef ref = window[j];
+        window[j] = window.back();
+        window.pop_back();
+        if (!slot) {
+          OC_ASSIGN_OR_RETURN(slot, AcquireSlot());
+          if (!slot) return Status::Ok();  // stopping
+          slot->Clear();
+          slot->epoch = epoch;
+          slot->index = batch_index;
+        }
+        Loaded& L = loaded[ref.loaded];
+        const uint64_t b = L.part.offsets[ref.row], e = L.part.offsets[ref.row + 1];
+        slot->labels.push_back(L.part.labels[ref.row]);
+        slot->ids.insert(slot->ids.end(), L.part.ids.begin() + b, L.part.ids.begin() + e);
+        slot->values.insert(slot->values.end(), L.part.values.begin() + b,
+                            L.part.values.begin() + e);
+        slot->offsets.push_back(slot->ids.size());
+        // A partition is freed once all its rows have entered the window and left it.
+        if (--L.remaining == 0 && (ref.loaded != cur || cur_row == L.part.rows())) {
+          free_loaded.push_back(ref.loaded);
+          if (ref.loaded == cur) cur = UINT32_MAX;
+        }
+        if (slot->labels.size() == o_.batch_size) {
+          Publish();
+          slot = nullptr;
+          ++batch_index;
+        }
+      }
+      if (slot) {
+        if (o_.drop_last) {
+          slot->Clear();  // not published: the next AcquireSlot returns it again
+        } else {
+          Publish();
+          ++batch_index;
+        }
+        slot = nullptr;
+      }
+      if (o_.epochs == 0 && mine.empty()) break;  // nothing to read, ever
+    }
+    return Status::Ok();
+  }
+
+  // Waits for a ring slot the consumer no longer needs; nullptr when stopping.
+  Result<Slot*> AcquireSlot() {
+    std::unique_lock<std::mutex> lk(mu_);
+    auto t = Clock::now();
+    // Slot produced_ % size last held minibatch produced_ - size, which must be released.
+    cv_.wait(lk, [&] { return stop_ || produced_ - released_ < ring_.size(); });
+    stats_.producer_idle_seconds += Since(t);
+    if (stop_) return static_cast<Slot*>(nullptr);
+    return &ring_[produced_ % ring_.size()];
+  }
+  void Publish() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++produced_;
+    cv_.notify_all();
+  }
+
+  Store* store_;
+  Manifest manifest_;
+  MinibatchOptions o_;
+  std::vector<PartitionRef> parts_;
+  std::thread producer_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Slot> ring_;  // slot k % size holds minibatch k
+  uint64_t produced_ = 0;   // minibatches published
+  uint64_t taken_ = 0;      // handed to the consumer
+  uint64_t released_ = 0;   // given back by the consumer (taken_ - released_ is 0 or 1)
+  bool holding_ = false;
+  bool done_ = false, stop_ = false;
+  Status error_;
+  ReaderStats stats_;
+};
+
+MinibatchReader::MinibatchReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+MinibatchReader::~MinibatchReader() = default;
+
+Result<std::unique_ptr<MinibatchReader>> MinibatchReader::Open(Store* store,
+                                                               const std::string& dataset,
+                                                               Split split,
+                                                               const MinibatchOptions& o) {
+  if (o.batch_size == 0) return InvalidArgument("batch size must be at least 1");
+  if (o.prefetch == 0) return InvalidArgument("prefetch must be at least 1");
+  if (o.num_shards == 0 || o.shard_index >= o.num_shards) {
+    return InvalidArgument("shard " + std::to_string(o.shard_index) + " of " +
+                           std::to_string(o.num_shards) + " does not exist");
+  }
+  OC_ASSIGN_OR_RETURN(Manifest m, ReadManifest(*store, dataset));
+  if (m.rows(split) == 0) {
+    return InvalidArgument("dataset " + dataset + " has no " + std::string(SplitName(split)) +
+                           " rows");
+  }
+  return std::unique_ptr<MinibatchReader>(
+      new MinibatchReader(std::make_unique<Impl>(store, std::move(m), split, o)));
+}
+
+Result<bool> MinibatchReader::Next(Minibatch* batch) { return impl_->Next(batch); }
+ReaderStats MinibatchReader::stats() const { return impl_->stats(); }
+const Manifest& MinibatchReader::manifest() const { return impl_->manifest(); }
+uint64_t MinibatchReader::rows_per_epoch() const { return impl_->rows_per_epoch(); }
+
+}  // namespace overcast::data
