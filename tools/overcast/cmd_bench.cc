@@ -1,7 +1,90 @@
+// `overcast bench NAME`: the project's benchmarks, each against its peer in the same run.
+#include <iostream>
+
+#include "bench/load_bench.h"
+#include "bench/ps_bench.h"
 #include "tools/overcast/commands.h"
 
 namespace overcast::cli {
-void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
-  app.add_subcommand("bench", "(under construction)")->callback([&ctx] { ctx.exit_code = Finish(Internal("not built yet")); });
+namespace {
+
+// Prints the result: with --json one JSON line last on stdout, else a readable list.
+int Report(const Status& st, const nlohmann::json& result, bool json) {
+  if (!st.ok()) return Finish(st);
+  if (json) {
+    std::cout << result.dump() << std::endl;
+    return 0;
+  }
+  std::cout << "bench " << result["bench"].get<std::string>() << "\n";
+  for (const char* part : {"figures", "ratios"}) {
+    std::cout << part << ":\n";
+    for (auto& [k, v] : result[part].items()) std::cout << "  " << k << " = " << v.dump() << "\n";
+  }
+  return 0;
 }
+
+}  // namespace
+
+void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
+  CLI::App* bench = app.add_subcommand(
+      "bench",
+      "Run a benchmark of overcast beside its peer, in one run; every figure is measured now.\n"
+      "bench/README.md names each key and its unit.");
+  bench->require_subcommand(1);
+
+  // bench ps
+  {
+    auto o = std::make_shared<bench::PsBenchOptions>();
+    auto json = std::make_shared<bool>(false);
+    auto quick = std::make_shared<bool>(false);
+    CLI::App* c = bench->add_subcommand(
+        "ps",
+        "Parameter server vs Redis 7 (pipelined MSET/MGET of the same bytes) and one plain\n"
+        "loopback TCP stream: sparse push/pull keys/s and latency at 1,000 and 10,000 keys per\n"
+        "request from 1..4 connections, a 16 MB dense pull, and resident bytes per key.");
+    c->add_flag("--json", *json, "Print the result as one JSON line last on stdout");
+    c->add_flag("--quick", *quick, "A few seconds in all: smaller sizes, one setting each");
+    c->add_option("--seconds", o->seconds, "Seconds per measured setting")->capture_default_str();
+    c->add_option("--shards", o->shards, "Server shard threads (0 = one per core)");
+    c->add_option("--memory-keys", o->memory_keys, "Keys for the memory figure")
+        ->capture_default_str();
+    c->add_option("--redis", o->redis, "redis-server binary (\"\" to skip the peer)")
+        ->capture_default_str();
+    c->callback([o, json, quick, &ctx] {
+      if (*quick) {
+        o->seconds = std::min(o->seconds, 0.3);
+        o->keys_per_request = {1000};
+        o->connections = {2};
+        o->key_universe = 100000;
+        o->memory_keys = std::min<uint64_t>(o->memory_keys, 200000);
+        o->dense_mb = 4;
+      }
+      nlohmann::json result;
+      Status st = bench::RunPsBench(*o, &result);
+      ctx.exit_code = Report(st, result, *json);
+    });
+  }
+
+  // bench load
+  {
+    auto o = std::make_shared<bench::LoadBenchOptions>();
+    auto json = std::make_shared<bool>(false);
+    CLI::App* c = bench->add_subcommand(
+        "load",
+        "Generate a sparse LIBSVM file (1 GB by default), load it, and time liblinear-train\n"
+        "reading the same file; prints MB/s and peak RSS of both.");
+    c->add_flag("--json", *json, "Print the result as one JSON line last on stdout");
+    c->add_option("--size-mb", o->size_mb, "Size of the generated file in MB")
+        ->capture_default_str();
+    c->add_option("--dir", o->dir, "Work directory (default: a fresh one under /tmp)");
+    c->add_option("--threads", o->threads, "Parser threads for overcast load (0 = one per core)");
+    c->add_flag("--keep", o->keep, "Keep the generated file and store");
+    c->callback([o, json, &ctx] {
+      nlohmann::json result;
+      Status st = bench::RunLoadBench(*o, &result);
+      ctx.exit_code = Report(st, result, *json);
+    });
+  }
+}
+
 }  // namespace overcast::cli

@@ -1,0 +1,36 @@
+// Child processes for benchmarks: start with a port file or a fixed port, kill on exit.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace overcast::bench {
+
+class Child {
+ public:
+  Child() = default;
+  ~Child();
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  // Starts argv[0] (searched on PATH) with stdout/stderr to `log` (empty: /dev/null).
+  Status Start(const std::vector<std::string>& argv, const std::string& log = "");
+  void Kill();
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+Result<int> FreeLoopbackPort();
+// Waits until 127.0.0.1:port accepts connections.
+Status WaitForPort(int port, double seconds);
+// Resident memory of a process, from /proc/PID/statm.
+uint64_t ResidentBytesOf(pid_t pid);
+
+}  // namespace overcast::bench

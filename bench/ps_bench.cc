@@ -1,0 +1,430 @@
+#include "bench/ps_bench.h"
+
+#include <arpa/inet.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "bench/child.h"
+#include "common/hash.h"
+#include "ps/client.h"
+
+namespace overcast::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+struct Phase {
+  double keys_per_s = 0, mb_per_s = 0, p50_us = 0, p99_us = 0;
+  uint64_t requests = 0;
+};
+
+double Percentile(std::vector<double>& v, double q) {
+  if (v.empty()) return 0;
+  size_t i = static_cast<size_t>(q * (v.size() - 1));
+  std::nth_element(v.begin(), v.begin() + i, v.end());
+  return v[i];
+}
+
+// Runs `threads` workers for `seconds`; each calls one(request_index) -> bytes moved, keeping
+// its own latency samples. Returns totals.
+template <typename Setup>
+Phase Drive(int threads, double seconds, int keys_per_request, Setup&& setup) {
+  std::vector<std::vector<double>> lat(threads);
+  std::vector<uint64_t> reqs(threads, 0), bytes(threads, 0);
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> ts;
+  Clock::time_point start, end;
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      auto run = setup(t);  // returns a callable: (deadline, lat&, reqs&, bytes&)
+      ready.fetch_add(1);
+      while (!go.load()) std::this_thread::yield();
+      run(start + std::chrono::duration_cast<Clock::duration>(
+                      std::chrono::duration<double>(seconds)),
+          lat[t], reqs[t], bytes[t]);
+    });
+  }
+  while (ready.load() < threads) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  start = Clock::now();
+  go = true;
+  for (auto& th : ts) th.join();
+  end = Clock::now();
+  Phase p;
+  double secs = Seconds(end - start);
+  std::vector<double> all;
+  uint64_t total_b = 0;
+  for (int t = 0; t < threads; ++t) {
+    p.requests += reqs[t];
+    total_b += bytes[t];
+    all.insert(all.end(), lat[t].begin(), lat[t].end());
+  }
+  p.keys_per_s = static_cast<double>(p.requests) * keys_per_request / secs;
+  p.mb_per_s = static_cast<double>(total_b) / secs / 1e6;
+  p.p50_us = Percentile(all, 0.50);
+  p.p99_us = Percentile(all, 0.99);
+  return p;
+}
+
+constexpr int kPool = 32;  // distinct key sets per thread, reused round robin
+
+std::vector<std::vector<uint64_t>> KeyPool(uint64_t universe, int k, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::vector<uint64_t>> pool(kPool, std::vector<uint64_t>(k));
+  for (auto& keys : pool) {
+    for (auto& key : keys) key = MixKey(rng() % universe);
+  }
+  return pool;
+}
+
+Phase PsPhase(const ps::ClientOptions& co, bool push, int k, int conns, int depth,
+              double seconds, uint64_t universe) {
+  return Drive(conns, seconds, k, [&, push, k, depth](int t) {
+    auto client = std::shared_ptr<ps::Client>(ps::Client::Connect(co).value().release());
+    auto pool = std::make_shared<std::vector<std::vector<uint64_t>>>(
+        KeyPool(universe, k, 1000 + t));
+    return [client, pool, push, k, depth](Clock::time_point deadline, std::vector<double>& lat,
+                                          uint64_t& reqs, uint64_t& bytes) {
+      std::vector<float> grads(k, 0.001f);
+      std::vector<std::vector<float>> outs(depth, std::vector<float>(k));
+      struct InFlight {
+        std::future<Status> f;
+        Clock::time_point t0;
+      };
+      std::deque<InFlight> q;
+      uint64_t i = 0;
+      auto issue = [&] {
+        const auto& keys = (*pool)[i % kPool];
+        InFlight f{push ? client->Push("bench", keys, grads)
+                        : client->Pull("bench", keys, outs[i % depth].data()),
+                   Clock::now()};
+        q.push_back(std::move(f));
+        ++i;
+      };
+      while (Clock::now() < deadline) {
+        while (static_cast<int>(q.size()) < depth) issue();
+        InFlight f = std::move(q.front());
+        q.pop_front();
+        if (!f.f.get().ok()) std::abort();
+        lat.push_back(std::chrono::duration<double, std::micro>(Clock::now() - f.t0).count());
+        ++reqs;
+        bytes += static_cast<uint64_t>(k) * (8 + 4);
+      }
+      for (auto& f : q) (void)f.f.get();
+    };
+  });
+}
+
+Phase RedisPhase(int port, bool set, int k, int conns, int depth, double seconds,
+                 uint64_t universe) {
+  return Drive(conns, seconds, k, [&, set, k, depth](int t) {
+    redisContext* c = redisConnect("127.0.0.1", port);
+    auto pool = KeyPool(universe, k, 1000 + t);
+    // Argument vectors per pooled request: MSET k1 v1 ... or MGET k1 ...
+    auto argv = std::make_shared<std::vector<std::vector<const char*>>>();
+    auto argl = std::make_shared<std::vector<std::vector<size_t>>>();
+    auto keys = std::make_shared<std::vector<std::vector<uint64_t>>>(std::move(pool));
+    static const float kValue = 0.001f;
+    for (auto& ks : *keys) {
+      std::vector<const char*> a = {set ? "MSET" : "MGET"};
+      std::vector<size_t> l = {4};
+      for (auto& key : ks) {
+        a.push_back(reinterpret_cast<const char*>(&key));
+        l.push_back(8);
+        if (set) {
+          a.push_back(reinterpret_cast<const char*>(&kValue));
+          l.push_back(4);
+        }
+      }
+      argv->push_back(std::move(a));
+      argl->push_back(std::move(l));
+    }
+    return [c, argv, argl, keys, depth, k](Clock::time_point deadline, std::vector<double>& lat,
+                                           uint64_t& reqs, uint64_t& bytes) {
+      std::deque<Clock::time_point> q;
+      uint64_t i = 0;
+      while (Clock::now() < deadline) {
+        while (static_cast<int>(q.size()) < depth) {
+          auto& a = (*argv)[i % kPool];
+          redisAppendCommandArgv(c, static_cast<int>(a.size()), a.data(), (*argl)[i % kPool].data());
+          q.push_back(Clock::now());
+          ++i;
+        }
+        void* reply = nullptr;
+        if (redisGetReply(c, &reply) != REDIS_OK || !reply) std::abort();
+        freeReplyObject(reply);
+        lat.push_back(std::chrono::duration<double, std::micro>(Clock::now() - q.front()).count());
+        q.pop_front();
+        ++reqs;
+        bytes += static_cast<uint64_t>(k) * (8 + 4);
+      }
+      while (!q.empty()) {
+        void* reply = nullptr;
+        if (redisGetReply(c, &reply) == REDIS_OK && reply) freeReplyObject(reply);
+        q.pop_front();
+      }
+      redisFree(c);
+    };
+  });
+}
+
+// One TCP stream over loopback, 1 MiB writes: the bandwidth ceiling for any protocol here.
+Result<double> LoopbackStreamMBps(double seconds) {
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(lfd, 1) != 0 ||
+      ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    return ErrnoStatus("loopback listen", errno);
+  }
+  std::atomic<uint64_t> received{0};
+  std::atomic<bool> stop{false};
+  std::thread rx([&] {
+    int fd = ::accept(lfd, nullptr, nullptr);
+    std::vector<char> buf(1 << 20);
+    for (;;) {
+      ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+      if (n <= 0) break;
+      received.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    }
+    ::close(fd);
+  });
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    return ErrnoStatus("loopback connect", errno);
+  }
+  std::vector<char> buf(1 << 20, 'x');
+  // Warm up, then measure what the receiver got over the window.
+  auto until = Clock::now() + std::chrono::milliseconds(200);
+  while (Clock::now() < until) (void)::send(fd, buf.data(), buf.size(), 0);
+  uint64_t r0 = received.load();
+  auto t0 = Clock::now();
+  until = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  while (Clock::now() < until) {
+    if (::send(fd, buf.data(), buf.size(), 0) < 0) break;
+  }
+  uint64_t r1 = received.load();
+  double secs = Seconds(Clock::now() - t0);
+  ::shutdown(fd, SHUT_WR);
+  ::close(fd);
+  rx.join();
+  ::close(lfd);
+  return static_cast<double>(r1 - r0) / secs / 1e6;
+}
+
+void Say(bool on, const std::string& s) {
+  if (on) std::fprintf(stderr, "bench ps: %s\n", s.c_str());
+}
+
+
+}  // namespace
+
+Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
+  nlohmann::json figures = nlohmann::json::object(), ratios = nlohmann::json::object();
+  std::string dir = (std::filesystem::temp_directory_path() /
+                     ("overcast-bench-ps-" + std::to_string(::getpid())))
+                        .string();
+  std::filesystem::create_directories(dir);
+
+  // The parameter server, as its own process.
+  OC_ASSIGN_OR_RETURN(int ps_port, FreeLoopbackPort());
+  Child ps;
+  std::vector<std::string> ps_args = {o.overcast, "ps", "--listen",
+                                      "127.0.0.1:" + std::to_string(ps_port)};
+  if (o.shards) {
+    ps_args.push_back("--shards");
+    ps_args.push_back(std::to_string(o.shards));
+  }
+  OC_RETURN_IF_ERROR(ps.Start(ps_args, dir + "/ps.log"));
+  OC_RETURN_IF_ERROR(WaitForPort(ps_port, 10).WithContext("overcast ps"));
+  ps::ClientOptions co;
+  co.servers = {"127.0.0.1:" + std::to_string(ps_port)};
+  OC_ASSIGN_OR_RETURN(auto admin, ps::Client::Connect(co));
+  ps::TableSpec spec;
+  spec.name = "bench";
+  spec.dim = 1;
+  spec.optimizer.kind = ps::OptimizerKind::kSgd;
+  spec.optimizer.lr = 0.01f;
+  OC_RETURN_IF_ERROR(admin->CreateTable(spec));
+  {
+    // Every key of the universe exists before pulls are timed.
+    std::vector<uint64_t> keys(100000);
+    std::vector<float> g(keys.size(), 0.0f);
+    for (uint64_t b = 0; b < o.key_universe; b += keys.size()) {
+      size_t n = std::min<uint64_t>(keys.size(), o.key_universe - b);
+      for (size_t i = 0; i < n; ++i) keys[i] = MixKey(b + i);
+      OC_RETURN_IF_ERROR(admin->Push("bench", std::span(keys.data(), n), std::span(g.data(), n)).get());
+    }
+  }
+
+  // Redis, as its own process, with persistence off (the parameter server's is off too).
+  Child redis;
+  int redis_port = 0;
+  bool have_redis = !o.redis.empty();
+  if (have_redis) {
+    OC_ASSIGN_OR_RETURN(redis_port, FreeLoopbackPort());
+    OC_RETURN_IF_ERROR(redis.Start({o.redis, "--port", std::to_string(redis_port), "--bind",
+                                    "127.0.0.1", "--save", "", "--appendonly", "no"},
+                                   dir + "/redis.log"));
+    Status up = WaitForPort(redis_port, 10);
+    if (!up.ok()) return Unavailable("redis-server did not start (see " + dir + "/redis.log)");
+    // Fill the same universe so MGET finds every key.
+    redisContext* c = redisConnect("127.0.0.1", redis_port);
+    if (!c || c->err) return Unavailable("cannot connect to redis");
+    static const float kValue = 0.0f;
+    for (uint64_t b = 0; b < o.key_universe; b += 10000) {
+      std::vector<uint64_t> keys;
+      std::vector<const char*> a = {"MSET"};
+      std::vector<size_t> l = {4};
+      for (uint64_t i = b; i < std::min(o.key_universe, b + 10000); ++i) keys.push_back(MixKey(i));
+      for (auto& k : keys) {
+        a.push_back(reinterpret_cast<const char*>(&k));
+        l.push_back(8);
+        a.push_back(reinterpret_cast<const char*>(&kValue));
+        l.push_back(4);
+      }
+      void* r = redisCommandArgv(c, static_cast<int>(a.size()), a.data(), l.data());
+      if (!r) return Unavailable("redis MSET failed");
+      freeReplyObject(r);
+    }
+    redisFree(c);
+  }
+
+  double best_push = 0, best_pull = 0, best_set = 0, best_get = 0;
+  for (int k : o.keys_per_request) {
+    for (int conns : o.connections) {
+      for (bool push : {true, false}) {
+        Phase p = PsPhase(co, push, k, conns, o.depth, o.seconds, o.key_universe);
+        std::string key = std::string(push ? "push" : "pull") + "_k" + std::to_string(k) + "_c" +
+                          std::to_string(conns);
+        figures["ps_" + key + "_keys_per_s"] = p.keys_per_s;
+        figures["ps_" + key + "_mb_per_s"] = p.mb_per_s;
+        figures["ps_" + key + "_p50_us"] = p.p50_us;
+        figures["ps_" + key + "_p99_us"] = p.p99_us;
+        (push ? best_push : best_pull) = std::max(push ? best_push : best_pull, p.keys_per_s);
+        Say(o.progress, fmt::format("overcast {}: {:.2f} M keys/s, {:.0f} MB/s, p50 {:.0f} us, "
+                                    "p99 {:.0f} us",
+                                    key, p.keys_per_s / 1e6, p.mb_per_s, p.p50_us, p.p99_us));
+        if (have_redis) {
+          Phase r = RedisPhase(redis_port, push, k, conns, o.depth, o.seconds, o.key_universe);
+          std::string rkey = std::string(push ? "mset" : "mget") + "_k" + std::to_string(k) +
+                             "_c" + std::to_string(conns);
+          figures["redis_" + rkey + "_keys_per_s"] = r.keys_per_s;
+          figures["redis_" + rkey + "_p50_us"] = r.p50_us;
+          figures["redis_" + rkey + "_p99_us"] = r.p99_us;
+          ratios["ps_over_redis_" + key] = p.keys_per_s / r.keys_per_s;
+          (push ? best_set : best_get) = std::max(push ? best_set : best_get, r.keys_per_s);
+          Say(o.progress, fmt::format("redis    {}: {:.2f} M keys/s, p50 {:.0f} us, p99 {:.0f} us "
+                                      "-> overcast is {:.1f}x",
+                                      rkey, r.keys_per_s / 1e6, r.p50_us, r.p99_us,
+                                      p.keys_per_s / r.keys_per_s));
+        }
+      }
+    }
+  }
+  figures["ps_best_push_keys_per_s"] = best_push;
+  figures["ps_best_pull_keys_per_s"] = best_pull;
+  if (have_redis) {
+    figures["redis_best_mset_keys_per_s"] = best_set;
+    figures["redis_best_mget_keys_per_s"] = best_get;
+    ratios["ps_over_redis_best_push"] = best_push / best_set;
+    ratios["ps_over_redis_best_pull"] = best_pull / best_get;
+  }
+  redis.Kill();
+
+  // Dense pull of a dense_mb table against one plain TCP stream.
+  {
+    ps::TableSpec d;
+    d.name = "dense";
+    d.kind = ps::TableKind::kDense;
+    d.length = o.dense_mb * (1 << 20) / sizeof(float);
+    d.optimizer.kind = ps::OptimizerKind::kAdd;
+    OC_RETURN_IF_ERROR(admin->CreateTable(d));
+    std::vector<float> out(d.length);
+    OC_RETURN_IF_ERROR(admin->PullDense("dense", 0, d.length, out.data()).get());  // warm-up
+    Phase p = Drive(1, o.seconds, 1, [&](int) {
+      return [&](Clock::time_point deadline, std::vector<double>& lat, uint64_t& reqs,
+                 uint64_t& bytes) {
+        while (Clock::now() < deadline) {
+          auto t0 = Clock::now();
+          if (!admin->PullDense("dense", 0, d.length, out.data()).get().ok()) std::abort();
+          lat.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+          ++reqs;
+          bytes += d.length * sizeof(float);
+        }
+      };
+    });
+    OC_ASSIGN_OR_RETURN(double stream, LoopbackStreamMBps(o.seconds));
+    figures["ps_dense_pull_mb_per_s"] = p.mb_per_s;
+    figures["ps_dense_pull_p50_us"] = p.p50_us;
+    figures["loopback_stream_mb_per_s"] = stream;
+    ratios["ps_dense_pull_over_loopback"] = p.mb_per_s / stream;
+    Say(o.progress, fmt::format("dense pull of {} MB: {:.0f} MB/s; one loopback TCP stream: "
+                                "{:.0f} MB/s ({:.2f} of it)",
+                                o.dense_mb, p.mb_per_s, stream, p.mb_per_s / stream));
+    OC_RETURN_IF_ERROR(admin->DropTable("dense"));
+  }
+
+  // Memory: memory_keys keys of width 2 in a fresh table.
+  if (o.memory_keys > 0) {
+    ps::TableSpec m;
+    m.name = "memory";
+    m.dim = 2;
+    m.optimizer.kind = ps::OptimizerKind::kAdd;
+    OC_RETURN_IF_ERROR(admin->CreateTable(m));
+    uint64_t rss0 = ResidentBytesOf(ps.pid());
+    std::vector<uint64_t> keys(100000);
+    std::vector<float> g(2 * keys.size(), 1.0f);
+    auto t0 = Clock::now();
+    for (uint64_t b = 0; b < o.memory_keys; b += keys.size()) {
+      size_t n = std::min<uint64_t>(keys.size(), o.memory_keys - b);
+      for (size_t i = 0; i < n; ++i) keys[i] = MixKey((1ULL << 40) + b + i);
+      OC_RETURN_IF_ERROR(
+          admin->Push("memory", std::span(keys.data(), n), std::span(g.data(), 2 * n)).get());
+    }
+    double secs = Seconds(Clock::now() - t0);
+    uint64_t rss1 = ResidentBytesOf(ps.pid());
+    OC_ASSIGN_OR_RETURN(auto stats, admin->Stats());
+    uint64_t table_bytes = 0;
+    for (auto& s : stats[0]["shard_stats"]) table_bytes += s["tables"]["memory"]["bytes"].get<uint64_t>();
+    double raw = static_cast<double>(o.memory_keys) * (8 + 2 * 4);
+    figures["memory_keys"] = o.memory_keys;
+    figures["memory_insert_keys_per_s"] = o.memory_keys / secs;
+    figures["memory_table_bytes_per_key"] = table_bytes / static_cast<double>(o.memory_keys);
+    figures["memory_resident_bytes_per_key"] =
+        static_cast<double>(rss1 - rss0) / static_cast<double>(o.memory_keys);
+    ratios["memory_resident_over_raw"] = static_cast<double>(rss1 - rss0) / raw;
+    ratios["memory_table_over_raw"] = table_bytes / raw;
+    Say(o.progress, fmt::format("{} keys of width 2: {:.1f} table bytes/key, {:.1f} resident "
+                                "bytes/key (raw 16)",
+                                o.memory_keys, table_bytes / static_cast<double>(o.memory_keys),
+                                static_cast<double>(rss1 - rss0) / o.memory_keys));
+  }
+  admin.reset();
+  ps.Kill();
+  std::filesystem::remove_all(dir);
+  (*result) = {{"bench", "ps"}, {"figures", figures}, {"ratios", ratios}};
+  (*result)["figures"]["redis_ran"] = have_redis;
+  return Status::Ok();
+}
+
+}  // namespace overcast::bench
