@@ -7,6 +7,16 @@
 #include "common/log.h"
 
 namespace overcast::net {
+namespace {
+// asio's transfer_all caps every read_some/write_some at 64 KiB, which turns one large frame
+// into hundreds of system calls and reactor round trips; this asks for everything left.
+struct TransferRest {
+  size_t total;
+  size_t operator()(const std::error_code& ec, size_t done) const {
+    return ec ? 0 : total - done;
+  }
+};
+}  // namespace
 
 Connection::Connection(asio::ip::tcp::socket socket, FrameLimits limits)
     : socket_(std::move(socket)), limits_(limits) {
@@ -66,7 +76,8 @@ void Connection::ReadPayload() {
   if (hdr_.wire_length == 0) {
     done({}, 0);
   } else {
-    asio::async_read(socket_, asio::buffer(payload_.data(), payload_.size()), std::move(done));
+    asio::async_read(socket_, asio::buffer(payload_.data(), payload_.size()),
+                     TransferRest{payload_.size()}, std::move(done));
   }
 }
 
@@ -91,8 +102,13 @@ void Connection::WriteMore() {
     queued_.pop_front();
   }
   if (writing_.empty()) return;
-  for (auto& w : writing_) buffers_.emplace_back(asio::buffer(w));
-  asio::async_write(socket_, buffers_, [self = shared_from_this()](std::error_code ec, size_t) {
+  size_t total = 0;
+  for (auto& w : writing_) {
+    buffers_.emplace_back(asio::buffer(w));
+    total += w.size();
+  }
+  asio::async_write(socket_, buffers_, TransferRest{total},
+                    [self = shared_from_this()](std::error_code ec, size_t) {
     if (self->closed_) return;
     if (ec) {
       self->Close(Unavailable("write failed: " + ec.message()));

@@ -54,23 +54,52 @@ class Client::Impl {
   Status Init() {
     if (opts_.servers.empty()) return InvalidArgument("no servers given");
     servers_.resize(opts_.servers.size());
-    net::ConnectOptions co{opts_.secret, opts_.limits, opts_.timeout_ms};
-    for (size_t i = 0; i < opts_.servers.size(); ++i) {
-      uint32_t id = 0;
-      OC_ASSIGN_OR_RETURN(auto sock, net::ConnectAndHandshake(io_, opts_.servers[i], co, &id));
-      if (id != i) {
-        return InvalidArgument("server " + opts_.servers[i] + " has id " + std::to_string(id) +
-                               " but is listed at position " + std::to_string(i));
-      }
-      auto conn = std::make_shared<net::Connection>(std::move(sock), opts_.limits);
+    for (uint32_t i = 0; i < servers_.size(); ++i) {
+      OC_ASSIGN_OR_RETURN(auto conn, Open(i));
       servers_[i].conn = conn;
-      conn->Start(
-          [this, i](const FrameHeader& h, std::string&& payload) {
-            OnReply(i, h, std::move(payload));
-          },
-          [this, i](const Status& why) { OnClose(i, why); });
+      Start(i, conn);
     }
     thread_ = std::thread([this] { io_.run(); });
+    return Status::Ok();
+  }
+
+  // Connects and authenticates to server i (blocking, on the calling thread).
+  Result<std::shared_ptr<net::Connection>> Open(uint32_t i) {
+    net::ConnectOptions co{opts_.secret, opts_.limits, opts_.timeout_ms};
+    uint32_t id = 0;
+    OC_ASSIGN_OR_RETURN(auto sock, net::ConnectAndHandshake(io_, opts_.servers[i], co, &id));
+    if (id != i) {
+      return InvalidArgument("server " + opts_.servers[i] + " has id " + std::to_string(id) +
+                             " but is listed at position " + std::to_string(i));
+    }
+    return std::make_shared<net::Connection>(std::move(sock), opts_.limits);
+  }
+
+  void Start(uint32_t i, const std::shared_ptr<net::Connection>& conn) {
+    conn->Start(
+        [this, i](const FrameHeader& h, std::string&& payload) {
+          OnReply(i, h, std::move(payload));
+        },
+        [this, i, weak = std::weak_ptr<net::Connection>(conn)](const Status& why) {
+          if (weak.lock() == servers_[i].conn) OnClose(i, why);
+        });
+  }
+
+  Status Reconnect() {
+    for (uint32_t i = 0; i < servers_.size(); ++i) {
+      std::promise<bool> dead;
+      asio::post(io_, [&] { dead.set_value(!servers_[i].dead.ok()); });
+      if (!dead.get_future().get()) continue;
+      OC_ASSIGN_OR_RETURN(auto conn, Open(i));
+      std::promise<void> swapped;
+      asio::post(io_, [&] {
+        servers_[i].conn = conn;
+        servers_[i].dead = Status::Ok();
+        Start(i, conn);
+        swapped.set_value();
+      });
+      swapped.get_future().wait();
+    }
     return Status::Ok();
   }
 
@@ -187,6 +216,7 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Client::~Client() = default;
 uint32_t Client::num_servers() const { return static_cast<uint32_t>(impl_->servers_.size()); }
+Status Client::Reconnect() { return impl_->Reconnect(); }
 
 Status Client::CreateTable(const TableSpec& spec_in) {
   OC_RETURN_IF_ERROR(ValidateSpec([&] {

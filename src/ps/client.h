@@ -36,6 +36,11 @@ class Client {
 
   uint32_t num_servers() const;
 
+  // Connects again to every server whose connection was lost (a restarted server, say).
+  // Calls made while a server is down fail with Unavailable; after Reconnect() they work
+  // again. OK when every server is connected.
+  Status Reconnect();
+
   // Creates the table on every server (dense tables split by range); creating an existing
   // table with the same spec succeeds, so every worker may call it.
   Status CreateTable(const TableSpec& spec);

@@ -110,6 +110,29 @@ TEST(PsProcess, TwoServersFourClientsPushesSumExactly) {
   EXPECT_EQ((*stats)[0]["rows"].get<uint64_t>() + (*stats)[1]["rows"].get<uint64_t>(), kKeys);
 }
 
+TEST(PsProcess, ClientReconnectsToARestartedServer) {
+  std::string ckpt = TempPath("reconnect-ckpt");
+  PsProcess p = StartPs("reconnect", {"--checkpoint-dir", ckpt});
+  ASSERT_GT(p.port, 0);
+  auto client = Connect({p.address});
+  ASSERT_TRUE(client->CreateTable(AddTable("t", 1)).ok());
+  std::vector<uint64_t> keys = {5};
+  std::vector<float> g = {2}, out(1);
+  ASSERT_TRUE(client->Push("t", keys, g).get().ok());
+  ASSERT_TRUE(client->Checkpoint().ok());
+  p.proc->Signal(SIGKILL);
+  p.proc->Wait();
+  EXPECT_EQ(client->Push("t", keys, g).get().code(), Code::kUnavailable);
+  EXPECT_EQ(client->Reconnect().code(), Code::kUnavailable) << "nothing listens yet";
+  // The same port again, restored from the checkpoint.
+  PsProcess again = StartPs("reconnect2", {"--restore", ckpt},
+                            "127.0.0.1:" + std::to_string(p.port));
+  ASSERT_EQ(again.port, p.port);
+  ASSERT_TRUE(client->Reconnect().ok());
+  ASSERT_TRUE(client->Pull("t", keys, out.data()).get().ok());
+  EXPECT_EQ(out[0], 2.0f);
+}
+
 TEST(PsProcess, SigkillThenRestoreGivesTheLastCheckpoint) {
   std::string ckpt = TempPath("ckpt");
   std::vector<uint64_t> keys(10000);
