@@ -1,0 +1,116 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "tune/early_stop.h"
+#include "tune/space.h"
+
+namespace overcast::tune {
+namespace {
+
+TEST(Space, GridIsTheCrossProduct) {
+  auto g = ParseGrid("lr=0.01,0.1,1; batch=64,256");
+  ASSERT_TRUE(g.ok());
+  ASSERT_EQ(g->size(), 6u);
+  EXPECT_EQ(ToString((*g)[0]), "lr=0.01 batch=64");
+  EXPECT_EQ(ToString((*g)[5]), "lr=1 batch=256");
+}
+
+TEST(Space, BadGridsAreOneLineErrors) {
+  for (const char* bad : {"", "lr", "lr=", "=1,2", "lr=1;lr=2", "lr=1,,2", ";"}) {
+    auto g = ParseGrid(bad);
+    EXPECT_EQ(g.status().code(), Code::kInvalidArgument) << bad;
+    EXPECT_EQ(g.status().message().find('\n'), std::string::npos);
+  }
+}
+
+TEST(Space, RandomDrawsStayInRangeAndRepeatWithTheSeed) {
+  auto r = ParseRandom("lr=log(1e-4,1);batch=int(32,64);opt=choice(sgd,adam);m=uniform(0,1);k=7",
+                       200, 5);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->size(), 200u);
+  int small_lr = 0;
+  for (auto& a : *r) {
+    double lr = std::stod(a[0].second);
+    EXPECT_GE(lr, 1e-4 * 0.999);
+    EXPECT_LE(lr, 1.0);
+    small_lr += lr < 1e-2;
+    int batch = std::stoi(a[1].second);
+    EXPECT_GE(batch, 32);
+    EXPECT_LE(batch, 64);
+    EXPECT_TRUE(a[2].second == "sgd" || a[2].second == "adam");
+    EXPECT_EQ(a[4].second, "7");
+  }
+  // Log-uniform: half the draws below 1e-2 (the geometric middle).
+  EXPECT_NEAR(small_lr, 100, 25);
+  EXPECT_EQ(ToString((*ParseRandom("x=uniform(0,1)", 3, 5))[2]),
+            ToString((*ParseRandom("x=uniform(0,1)", 3, 5))[2]));
+  for (const char* bad : {"lr=log(0,1)", "lr=log(1)", "lr=uniform(2,1)", "lr=foo(1,2)",
+                          "lr=int(1.5,3)", "lr=log(a,1)", "lr=log(1,2"}) {
+    EXPECT_EQ(ParseRandom(bad, 3, 1).status().code(), Code::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(ParseRandom("lr=log(1e-3,1)", 0, 1).status().code(), Code::kInvalidArgument);
+}
+
+std::vector<Observation> PowerLaw(double a, double b, double c, int n) {
+  std::vector<Observation> v;
+  for (int i = 1; i <= n; ++i) {
+    double t = static_cast<double>(i) / n;
+    v.push_back({t, a + b * std::pow(t, -c)});
+  }
+  return v;
+}
+
+TEST(Curve, RecoversAPowerLawAndExtrapolates) {
+  auto pts = PowerLaw(0.3, 0.05, 0.7, 10);
+  std::vector<Observation> early(pts.begin(), pts.begin() + 4);  // the first 40%
+  auto fit = FitCurve(early);
+  ASSERT_TRUE(fit);
+  EXPECT_NEAR(fit->At(1.0), 0.35, 0.005);
+  EXPECT_FALSE(FitCurve({{0.1, 1}, {0.2, 0.9}}));
+}
+
+TEST(EarlyStop, CurveStopsAHopelessTrialAndKeepsTheBest) {
+  EarlyStopper s({.policy = "curve", .reference_loss = 0.7});
+  auto good = PowerLaw(0.30, 0.02, 0.8, 10), bad = PowerLaw(0.45, 0.02, 0.8, 10);
+  std::optional<std::string> stop_good, stop_bad;
+  int bad_stopped_at = -1;
+  for (int i = 0; i < 10; ++i) {
+    if (!stop_good) stop_good = s.Report(0, good[i]);
+    if (!stop_bad) {
+      stop_bad = s.Report(1, bad[i]);
+      if (stop_bad) bad_stopped_at = i;
+    }
+  }
+  EXPECT_FALSE(stop_good);
+  ASSERT_TRUE(stop_bad);
+  EXPECT_LE(bad_stopped_at, 3) << "stopped soon after warm-up";
+  EXPECT_NE(stop_bad->find("curve"), std::string::npos);
+}
+
+TEST(EarlyStop, AshaKeepsTheTopThirdAtEachRung) {
+  EarlyStopper s({.policy = "asha", .eta = 3, .min_progress = 1.0 / 9});
+  // Nine trials with constant losses 0.1 .. 0.9, reported in order at 20% progress.
+  int stopped = 0;
+  for (int t = 0; t < 9; ++t) {
+    if (s.Report(t, {0.2, 0.1 * (t + 1)})) ++stopped;
+  }
+  // The first two always go on (fewer than eta seen); from then on only the top third does.
+  EXPECT_EQ(stopped, 7);
+  EXPECT_FALSE(s.Report(100, {0.2, 0.05}));  // a new best goes on
+}
+
+TEST(EarlyStop, DivergenceStopsAtOnceWhateverThePolicy) {
+  for (const char* policy : {"none", "curve", "asha"}) {
+    EarlyStopper s({.policy = policy, .reference_loss = 0.69});
+    EXPECT_FALSE(s.Report(0, {0.05, 0.6}));
+    auto nan = s.Report(1, {0.05, std::nan("")});
+    ASSERT_TRUE(nan);
+    EXPECT_NE(nan->find("diverged"), std::string::npos);
+    EXPECT_TRUE(s.Report(2, {0.05, 5.0}));
+  }
+  EXPECT_FALSE(EarlyStopper::Validate({.policy = "median"}).ok());
+}
+
+}  // namespace
+}  // namespace overcast::tune
