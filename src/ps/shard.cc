@@ -171,14 +171,14 @@ Status Shard::Load(
     ByteReader* r,
     const std::function<Status(const TableSpec&, uint64_t, const float*)>& sparse_row,
     const std::function<Status(const TableSpec&, const TablePart&)>& dense_part) {
-  uint32_t ntables;
+  uint32_t ntables = 0;
   OC_RETURN_IF_ERROR(r->Get(&ntables));
   std::vector<float> row;
   for (uint32_t i = 0; i < ntables; ++i) {
     TableSpec spec;
     OC_RETURN_IF_ERROR(DecodeSpec(r, &spec));
     if (spec.kind == TableKind::kSparse) {
-      uint64_t rows;
+      uint64_t rows = 0;
       OC_RETURN_IF_ERROR(r->Get(&rows));
       size_t stride = RowStride(spec.optimizer, spec.dim);
       row.resize(stride);
@@ -193,7 +193,7 @@ Status Shard::Load(
     } else {
       TablePart t;
       t.spec = spec;
-      uint64_t n;
+      uint64_t n = 0;
       const char* p;
       OC_RETURN_IF_ERROR(r->Get(&t.step));
       OC_RETURN_IF_ERROR(r->Get(&n));
@@ -211,11 +211,11 @@ Status Shard::Load(
       OC_RETURN_IF_ERROR(dense_part(spec, t));
     }
   }
-  uint64_t nblobs;
+  uint64_t nblobs = 0;
   OC_RETURN_IF_ERROR(r->Get(&nblobs));
   for (uint64_t i = 0; i < nblobs; ++i) {
     std::string k;
-    uint64_t n;
+    uint64_t n = 0;
     const char* p;
     OC_RETURN_IF_ERROR(r->GetString(&k));
     OC_RETURN_IF_ERROR(r->Get(&n));
