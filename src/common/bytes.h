@@ -65,7 +65,7 @@ class ByteReader {
     return Status::Ok();
   }
   Status GetString(std::string* s, size_t max_len = 1 << 20) {
-    uint32_t n;
+    uint32_t n = 0;
     OC_RETURN_IF_ERROR(Get(&n));
     if (n > max_len) return Corruption("string of " + std::to_string(n) + " bytes exceeds limit");
     if (remaining() < n) return Truncated(n);
