@@ -48,16 +48,18 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--shards", o->shards, "Server shard threads (0 = one per core)");
     c->add_option("--memory-keys", o->memory_keys, "Keys for the memory figure")
         ->capture_default_str();
+    auto* dense = c->add_option("--dense-mb", o->dense_mb, "Size of the dense table pulled whole")
+        ->capture_default_str();
     c->add_option("--redis", o->redis, "redis-server binary (\"\" to skip the peer)")
         ->capture_default_str();
-    c->callback([o, json, quick, &ctx] {
+    c->callback([o, json, quick, dense, &ctx] {
       if (*quick) {
         o->seconds = std::min(o->seconds, 0.3);
         o->keys_per_request = {1000};
         o->connections = {2};
         o->key_universe = 100000;
         o->memory_keys = std::min<uint64_t>(o->memory_keys, 200000);
-        o->dense_mb = 4;
+        if (dense->count() == 0) o->dense_mb = 4;
       }
       nlohmann::json result;
       Status st = bench::RunPsBench(*o, &result);
