@@ -149,6 +149,7 @@ Result<LoadgenResult> RunLoadgen(const LoadgenOptions& o) {
   auto worker = [&] {
     httplib::Client c(o.host, o.port);
     c.set_keep_alive(true);
+    c.set_tcp_nodelay(true);
     c.set_connection_timeout(2, 0);
     const auto to = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::duration<double>(o.timeout_s));

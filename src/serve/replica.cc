@@ -42,6 +42,7 @@ Status RunReplica(const ReplicaOptions& o) {
   httplib::Server svr;
   const int threads = o.threads;
   svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  svr.set_tcp_nodelay(true);  // else Nagle + delayed ACK add ~40 ms per request
   svr.set_keep_alive_max_count(1u << 30);
   svr.set_keep_alive_timeout(60);
   svr.set_payload_max_length(o.max_body_bytes);
