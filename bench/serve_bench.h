@@ -16,7 +16,7 @@ struct ServeBenchOptions {
   std::string overcast = "/proc/self/exe";  // binary whose `serve-replica` runs the replicas
   std::string trace_csv;          // a CSV of one rate per second; empty: a generated trace
   std::string pattern = "diurnal";  // constant|diurnal|bursty, for the generated trace
-  double base_rate = 100, peak_rate = 900;  // requests/s
+  double base_rate = 50, peak_rate = 400;  // requests/s
   int seconds = 40;               // generated trace length
   double slo_p99_ms = 25;
   int replicas = 2;

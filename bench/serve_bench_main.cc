@@ -4,8 +4,10 @@
 #include <iostream>
 
 #include "bench/serve_bench.h"
+#include "common/log.h"
 
 int main(int argc, char** argv) {
+  overcast::InitLogging("warn");
   overcast::bench::ServeBenchOptions o;
   if (argc < 2) {
     std::fprintf(stderr, "usage: overcast_serve_bench OVERCAST_BINARY [SECONDS] [PATTERN]\n");

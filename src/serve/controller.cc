@@ -19,6 +19,7 @@ double Captain::OnSample(const CpuSample& s) {
   if (!have_prev_) {
     have_prev_ = true;
     prev_ = s;
+    prev_throttled_usec_ = s.stat.throttled_usec;
     return limit_;
   }
   const double dt = std::max(1e-6, s.t - prev_.t);
@@ -32,6 +33,10 @@ double Captain::OnSample(const CpuSample& s) {
   while (static_cast<int>(usage_.size()) > o_.usage_window) usage_.pop_front();
   periods_acc_ += dp;
   throttled_acc_ += dth;
+  used_acc_ += cores * dt;
+  throttled_s_acc_ += delta(s.stat.throttled_usec, prev_throttled_usec_) / 1e6;
+  prev_throttled_usec_ = s.stat.throttled_usec;
+  span_acc_ += dt;
 
   const double trigger = o_.up_trigger * o_.target;
   // Fast path: a scale-down in the last decision interval that is followed by throttling above
@@ -54,10 +59,13 @@ double Captain::OnSample(const CpuSample& s) {
   since_decision_ = 0;
   const double r = periods_acc_ ? double(throttled_acc_) / periods_acc_ : 0.0;
   last_ratio_ = r;
+  const double demand = span_acc_ > 0 ? (used_acc_ + throttled_s_acc_) / span_acc_ : 0;
   periods_acc_ = throttled_acc_ = 0;
+  used_acc_ = throttled_s_acc_ = span_acc_ = 0;
   margin_ = std::max(0.0, margin_ + o_.margin_gain * (r - o_.target));
   if (r > trigger) {
     limit_ *= 1.0 + (r - trigger);
+    if (o_.demand_estimate) limit_ = std::max(limit_, demand);
     ++scale_ups;
   } else {
     double mx = 0, sum = 0, sq = 0;

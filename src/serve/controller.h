@@ -47,6 +47,10 @@ struct CaptainOptions {
   double down_headroom = 0.9;       // scale down only when u <= headroom x limit
   double max_down_step = 0.5;       // never below this fraction of the limit in one step
   bool fast_rollback = true;        // undo a scale-down followed by throttling, within 100 ms
+  // Beyond the paper: on a scale-up, also raise the limit to at least the usage plus the time
+  // the group spent throttled over the last interval (in cores), an estimate of the demand the
+  // quota cut off; the multiplicative rule alone needs several seconds to climb from a low limit.
+  bool demand_estimate = true;
 };
 
 // Autothrottle's Captain (NSDI'24 section 4): holds a throttle-ratio target.
@@ -71,6 +75,8 @@ class Captain final : public QuotaController {
   std::deque<double> usage_;  // cores, one per sample
   int since_decision_ = 0;
   uint64_t periods_acc_ = 0, throttled_acc_ = 0;  // since the last decision
+  uint64_t prev_throttled_usec_ = 0;
+  double used_acc_ = 0, throttled_s_acc_ = 0, span_acc_ = 0;  // seconds, since the last decision
   // Fast roll-back state: the limit before the last scale-down and counters since then.
   double before_down_ = -1;
   uint64_t down_periods_ = 0, down_throttled_ = 0;
