@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -145,7 +146,13 @@ Result<LoadgenResult> RunLoadgen(const LoadgenOptions& o) {
   std::vector<float> lag_ms(n, 0);
   std::atomic<size_t> next{0};
   const std::string path = "/v1/models/" + o.model + ":predict";
-  const auto start = Clock::now() + std::chrono::milliseconds(50);
+  // Connections are opened before the clock starts, one at a time: a burst of connects can
+  // overflow a small listen backlog, and a dropped SYN costs a 1 s retransmit inside the
+  // measurement.
+  std::mutex connect_mu;
+  std::atomic<int> connected{0};
+  std::atomic<bool> go{false};
+  Clock::time_point start;
   auto worker = [&] {
     httplib::Client c(o.host, o.port);
     c.set_keep_alive(true);
@@ -154,6 +161,12 @@ Result<LoadgenResult> RunLoadgen(const LoadgenOptions& o) {
     const auto to = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::duration<double>(o.timeout_s));
     c.set_read_timeout(to.count() / 1000000, to.count() % 1000000);
+    {
+      std::lock_guard<std::mutex> l(connect_mu);
+      (void)c.Get("/healthz");
+    }
+    ++connected;
+    while (!go) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     while (true) {
       const size_t i = next.fetch_add(1);
       if (i >= n) return;
@@ -169,6 +182,9 @@ Result<LoadgenResult> RunLoadgen(const LoadgenOptions& o) {
   };
   std::vector<std::thread> threads;
   for (int k = 0; k < o.connections; ++k) threads.emplace_back(worker);
+  while (connected < o.connections) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  start = Clock::now() + std::chrono::milliseconds(20);
+  go = true;
   for (auto& t : threads) t.join();
   LoadgenResult r;
   r.seconds = std::chrono::duration<double>(Clock::now() - start).count();

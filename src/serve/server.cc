@@ -122,6 +122,16 @@ struct Server::Impl {
     return a;
   }
 
+  static std::unique_ptr<httplib::Client> NewClient(int port) {
+    auto cli = std::make_unique<httplib::Client>("127.0.0.1", port);
+    cli->set_keep_alive(true);
+    cli->set_tcp_nodelay(true);
+    cli->set_connection_timeout(1, 0);
+    cli->set_read_timeout(30, 0);
+    cli->set_write_timeout(5, 0);
+    return cli;
+  }
+
   // Forks and execs one replica, joined to its cgroup before exec, then waits for its port.
   Status Spawn(Slot& s) {
     std::filesystem::remove(s.port_file);
@@ -170,11 +180,19 @@ struct Server::Impl {
       std::ifstream f(s.port_file);
       int port = 0;
       if (f >> port && port > 0) {
+        // Open a share of the pool now, one at a time: replicas listen with a small backlog,
+        // and a burst of connects under load would drop SYNs (a 1 s retransmit each).
+        std::vector<std::unique_ptr<httplib::Client>> warm;
+        for (int k = 0; k < o.replica_connections; ++k) {
+          auto cli = NewClient(port);
+          if (!cli->Get("/healthz")) break;
+          warm.push_back(std::move(cli));
+        }
         std::lock_guard<std::mutex> l(s.mu);
         s.port = port;
         ++s.generation;
-        s.idle.clear();
-        s.open_conns = 0;
+        s.idle = std::move(warm);
+        s.open_conns = static_cast<int>(s.idle.size());
         s.up = true;
         s.conn_cv.notify_all();
         return Status::Ok();
@@ -350,12 +368,7 @@ struct Server::Impl {
       } else {
         ++s.open_conns;
         l.unlock();
-        cli = std::make_unique<httplib::Client>("127.0.0.1", s.port);
-        cli->set_keep_alive(true);
-        cli->set_tcp_nodelay(true);
-        cli->set_connection_timeout(1, 0);
-        cli->set_read_timeout(30, 0);
-        cli->set_write_timeout(5, 0);
+        cli = NewClient(s.port);
       }
     }
     ++s.inflight;
@@ -421,7 +434,7 @@ Status Server::Start() {
     o.replica_bin = std::filesystem::read_symlink("/proc/self/exe", ec).string();
   }
   if (o.max_cores <= 0) o.max_cores = std::max(1u, std::thread::hardware_concurrency());
-  if (o.max_wait_us < 0) o.max_wait_us = static_cast<int>(std::min(2000.0, o.slo_p99_ms * 100));
+  if (o.max_wait_us < 0) o.max_wait_us = static_cast<int>(std::min(1000.0, o.slo_p99_ms * 50));
   if (o.max_wait_us * 1e-3 >= o.slo_p99_ms) {
     return InvalidArgument(fmt::format("--max-wait-us {} would eat the whole SLO of {} ms",
                                        o.max_wait_us, o.slo_p99_ms));

@@ -34,7 +34,7 @@ struct ServeOptions {
   std::string cgroup = "auto";  // auto|v1|v2|none
   int cfs_period_us = 100000;
   size_t max_batch_rows = 32;
-  int max_wait_us = -1;          // -1: min(2 ms, SLO / 10), so batching never eats the SLO
+  int max_wait_us = -1;          // -1: min(1 ms, SLO / 20), so batching never eats the SLO
   size_t max_inflight = 512;     // front-end requests in flight beyond which it answers 503
   size_t max_body_bytes = 1 << 20;
   int threads = 256;             // front-end connection threads

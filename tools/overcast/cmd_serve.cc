@@ -116,7 +116,7 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--max-batch", o->max_batch_rows, "Dynamic batching: rows per batch at most")
         ->capture_default_str();
     c->add_option("--max-wait-us", o->max_wait_us,
-                  "Dynamic batching: longest wait for a fuller batch (-1: min(2 ms, SLO/10))")
+                  "Dynamic batching: longest wait for a fuller batch (-1: min(1 ms, SLO/20))")
         ->capture_default_str();
     c->add_option("--max-inflight", o->max_inflight, "Requests in flight before answering 503")
         ->capture_default_str();
