@@ -121,6 +121,7 @@ Result<std::unique_ptr<Predictor>> LoadModel(const std::string& path) {
     info.num_features = h.at("num_features").get<uint64_t>();
     info.num_classes = h.at("num_classes").get<uint32_t>();
     info.accuracy = h.value("accuracy", -1.0);
+    info.group = h.value("group", info.name);
   } catch (const std::exception& e) {
     return bad(std::string("bad header: ") + e.what());
   }
@@ -154,6 +155,7 @@ Status WriteLinearModel(const std::string& path, const ModelInfo& info,
                       {"num_features", info.num_features},
                       {"num_classes", info.task == Task::kRegression ? 1u : info.num_classes}};
   if (info.accuracy >= 0) h["accuracy"] = info.accuracy;
+  if (!info.group.empty() && info.group != info.name) h["group"] = info.group;
   std::string out(kMagic);
   ByteWriter w(&out);
   w.PutString(h.dump());
@@ -164,8 +166,10 @@ Status WriteLinearModel(const std::string& path, const ModelInfo& info,
 }
 
 Status WriteRandomLinearModel(const std::string& path, const std::string& name, Task task,
-                              uint64_t num_features, uint32_t num_classes, uint64_t seed) {
-  ModelInfo info{name, task, num_features, task == Task::kRegression ? 1u : num_classes, -1};
+                              uint64_t num_features, uint32_t num_classes, uint64_t seed,
+                              const std::string& group, double accuracy) {
+  ModelInfo info{name, task, num_features, task == Task::kRegression ? 1u : num_classes, accuracy,
+                 group};
   const uint32_t cols = ScoreColumns(info);
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> n(0.0f, 0.1f);

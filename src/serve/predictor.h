@@ -35,6 +35,9 @@ struct ModelInfo {
   uint64_t num_features = 0;
   uint32_t num_classes = 2;  // 2 for binary, K for multiclass, 1 for regression
   double accuracy = -1;      // measured on held-out data when known, else -1
+  // Variants of one task share a group (e.g. "fmnist" for a softmax and a larger model of it);
+  // a request to the group may ask for a minimum accuracy. Defaults to the name.
+  std::string group;
 };
 
 // Output per row: for binary and multiclass, num_classes probabilities; for regression, 1 value.
@@ -82,6 +85,7 @@ Status WriteLinearModel(const std::string& path, const ModelInfo& info,
 
 // A random linear model for tests and benchmarks (deterministic in `seed`).
 Status WriteRandomLinearModel(const std::string& path, const std::string& name, Task task,
-                              uint64_t num_features, uint32_t num_classes, uint64_t seed);
+                              uint64_t num_features, uint32_t num_classes, uint64_t seed,
+                              const std::string& group = "", double accuracy = -1);
 
 }  // namespace overcast::serve

@@ -6,6 +6,7 @@
 
 #include "common/fs.h"
 #include "serve/api.h"
+#include "serve/loadgen.h"
 #include "serve/predictor.h"
 
 namespace overcast::serve {
@@ -104,6 +105,33 @@ TEST(Api, PredictPath) {
   auto j = nlohmann::json::parse(JsonError(400, "x \"y\""));
   EXPECT_EQ(j["error"]["code"], 400);
   EXPECT_EQ(j["error"]["message"], "x \"y\"");
+}
+
+TEST(Trace, GeneratedShapesAndCsv) {
+  auto c = MakeTrace("constant", 7, 0, 5, 1);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(*c, std::vector<double>(5, 7));
+  auto d = MakeTrace("diurnal", 10, 110, 100, 1);
+  ASSERT_TRUE(d.ok());
+  EXPECT_DOUBLE_EQ((*d)[0], 10);
+  EXPECT_NEAR((*d)[50], 110, 1e-9);
+  auto b = MakeTrace("bursty", 10, 100, 200, 3);
+  ASSERT_TRUE(b.ok());
+  int peaks = 0;
+  for (double x : *b) peaks += x == 100;
+  EXPECT_GT(peaks, 10);
+  EXPECT_LT(peaks, 150);
+  EXPECT_FALSE(MakeTrace("wavy", 1, 1, 1, 1).ok());
+  const std::string p = Tmp("trace");
+  ASSERT_TRUE(WriteFileAtomic(p, "second,rate\n0,5\n1,7.5\n").ok());
+  auto t = ReadTraceCsv(p);
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  EXPECT_EQ(*t, (std::vector<double>{5, 7.5}));
+  ASSERT_TRUE(WriteFileAtomic(p, "5\n-3\n").ok());
+  auto bad = ReadTraceCsv(p);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find(":2:"), std::string::npos) << bad.status().message();
+  std::filesystem::remove(p);
 }
 
 }  // namespace

@@ -82,6 +82,7 @@ struct Server::Impl {
 
   ServeOptions o;
   std::map<std::string, ModelInfo> models;
+  std::map<std::string, std::vector<std::string>> groups;  // group -> variant names
   std::string tmpdir;
   std::vector<std::unique_ptr<Slot>> slots;
   httplib::Server http;
@@ -96,6 +97,7 @@ struct Server::Impl {
 
   mutable std::mutex metrics_mu;  // guards stats, window_*
   std::map<std::string, ModelStats> stats;
+  std::map<std::string, double> ewma_ms;  // running latency of successful requests per model
   std::vector<float> window_ms;
   uint64_t window_requests = 0;
   ServerTotals tot;
@@ -322,6 +324,10 @@ struct Server::Impl {
     m.sum_s += seconds;
     ++m.count;
     ++tot.requests;
+    if (code == 200) {
+      auto [it, fresh] = ewma_ms.emplace(model, seconds * 1e3);
+      if (!fresh) it->second = 0.9 * it->second + 0.1 * seconds * 1e3;
+    }
     if (code == 200) ++tot.ok;
     else if (code == 503) ++tot.rejected;
     else if (code >= 400 && code < 500) ++tot.client_errors;
@@ -387,25 +393,66 @@ struct Server::Impl {
     return true;
   }
 
+  // INFaaS-style model-less requests: NAME may be a group of variants, and ?min_accuracy=A asks
+  // for a variant whose recorded accuracy is at least A. Among the eligible variants the one
+  // with the lowest measured latency (running average; untried ones first) is chosen.
+  Status PickVariant(const httplib::Request& req, std::string* model) {
+    double min_acc = -1;
+    if (req.has_param("min_accuracy")) {
+      const std::string v = req.get_param_value("min_accuracy");
+      char* end = nullptr;
+      min_acc = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end != '\0' || !(min_acc >= 0 && min_acc <= 1)) {
+        return InvalidArgument("min_accuracy must be a number in [0, 1], got '" + v + "'");
+      }
+    }
+    auto m = models.find(*model);
+    if (m != models.end() && min_acc < 0) return Status::Ok();
+    const std::string group = m != models.end() ? m->second.group : *model;
+    auto g = groups.find(group);
+    if (g == groups.end()) return NotFound("unknown model '" + *model + "'");
+    std::string best;
+    double best_ms = 0, best_acc = -1;
+    std::lock_guard<std::mutex> l(metrics_mu);
+    for (const std::string& v : g->second) {
+      const ModelInfo& info = models.at(v);
+      best_acc = std::max(best_acc, info.accuracy);
+      if (min_acc >= 0 && info.accuracy < min_acc) continue;
+      const double ms = ewma_ms.count(v) ? ewma_ms.at(v) : 0;
+      if (best.empty() || ms < best_ms) {
+        best = v;
+        best_ms = ms;
+      }
+    }
+    if (best.empty()) {
+      return InvalidArgument(fmt::format("no variant of '{}' reaches accuracy {} (best: {})", group,
+                                         min_acc, best_acc));
+    }
+    *model = best;
+    return Status::Ok();
+  }
+
   void HandlePredict(const httplib::Request& req, httplib::Response& res) {
     const auto t0 = Clock::now();
     std::string model = req.matches[1];
     int code = 0;
     std::string body;
-    if (!models.count(model)) {
-      code = 404;
-      body = JsonError(404, "unknown model '" + model + "'");
-      model = "_unknown";
+    Status pick = PickVariant(req, &model);
+    if (!pick.ok()) {
+      code = HttpCodeFor(pick);
+      body = JsonError(code, pick.message());
+      if (!models.count(model)) model = "_unknown";
     } else if (inflight.fetch_add(1) >= o.max_inflight) {
       inflight.fetch_sub(1);
       code = 503;
       body = JsonError(503, fmt::format("server overloaded ({} requests in flight)", o.max_inflight));
     } else {
+      const std::string path = "/v1/models/" + model + ":predict";
       Slot* s = Pick(nullptr);
-      bool sent = s && Forward(*s, req.path, req.body, &code, &body);
+      bool sent = s && Forward(*s, path, req.body, &code, &body);
       if (!sent) {  // replica gone mid-request: predictions are idempotent, try another once
         Slot* other = Pick(s);
-        sent = other && Forward(*other, req.path, req.body, &code, &body);
+        sent = other && Forward(*other, path, req.body, &code, &body);
       }
       if (!sent) {
         code = 503;
@@ -450,6 +497,7 @@ Status Server::Start() {
     }
     if (m.models.count(info.name)) return InvalidArgument("two models named '" + info.name + "'");
     m.models[info.name] = info;
+    m.groups[info.group.empty() ? info.name : info.group].push_back(info.name);
   }
   static std::atomic<int> counter{0};
   const std::string tag = fmt::format("serve-{}-{}", ::getpid(), counter++);
@@ -518,9 +566,15 @@ Status Server::Start() {
     std::string s = "{\"models\":[";
     bool first = true;
     for (auto& [name, info] : impl_->models) {
-      s += fmt::format("{}{{\"name\":\"{}\",\"task\":\"{}\",\"num_features\":{},\"num_classes\":{}}}",
-                       first ? "" : ",", name, TaskName(info.task), info.num_features,
-                       info.num_classes);
+      double ms = -1;
+      {
+        std::lock_guard<std::mutex> l(impl_->metrics_mu);
+        if (impl_->ewma_ms.count(name)) ms = impl_->ewma_ms.at(name);
+      }
+      s += fmt::format("{}{{\"name\":\"{}\",\"group\":\"{}\",\"task\":\"{}\",\"num_features\":{},"
+                       "\"num_classes\":{},\"accuracy\":{},\"latency_ms\":{}}}",
+                       first ? "" : ",", name, info.group, TaskName(info.task), info.num_features,
+                       info.num_classes, info.accuracy, ms);
       first = false;
     }
     res.set_content(s + "]}", "application/json");

@@ -11,6 +11,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "serve/loadgen.h"
 #include "serve/predictor.h"
 #include "serve/server.h"
 
@@ -125,6 +126,66 @@ TEST_F(ServerTest, AnswersAndRefusesBadInputWithJsonErrors) {
       << m->body;
   EXPECT_NE(m->body.find("overcast_serve_replica_cpu_limit_cores{replica=\"1\""), std::string::npos);
   EXPECT_NE(m->body.find("overcast_serve_request_duration_seconds_bucket"), std::string::npos);
+}
+
+TEST_F(ServerTest, PicksTheFastestVariantMeetingMinAccuracy) {
+  ServeOptions o = Options();
+  ASSERT_TRUE(WriteRandomLinearModel(dir_ + "/small.model", "fm_small", Task::kBinary, 1000, 2, 3,
+                                     "fm", 0.80).ok());
+  ASSERT_TRUE(WriteRandomLinearModel(dir_ + "/big.model", "fm_big", Task::kBinary, 1000, 2, 4,
+                                     "fm", 0.90).ok());
+  o.model_paths.push_back(dir_ + "/small.model");
+  o.model_paths.push_back(dir_ + "/big.model");
+  StartServer(o);
+  auto c = Client();
+  const std::string body = R"({"instances":[{"ids":[1,2]}]})";
+  auto r = c.Post("/v1/models/fm:predict?min_accuracy=0.85", body, "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(nlohmann::json::parse(r->body)["model"], "fm_big");
+  r = c.Post("/v1/models/fm_small:predict?min_accuracy=0.85", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(nlohmann::json::parse(r->body)["model"], "fm_big");
+  r = c.Post("/v1/models/fm_small:predict", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(nlohmann::json::parse(r->body)["model"], "fm_small");
+  r = c.Post("/v1/models/fm:predict?min_accuracy=0.95", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(ErrorMessage(r).find("no variant of 'fm' reaches accuracy 0.95"), std::string::npos);
+  r = c.Post("/v1/models/fm:predict?min_accuracy=high", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  // Without a floor, both are eligible: each gets tried, then the faster one is preferred.
+  for (int i = 0; i < 20; ++i) {
+    r = c.Post("/v1/models/fm:predict", body, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
+  auto list = nlohmann::json::parse(c.Get("/v1/models")->body);
+  int measured = 0;
+  for (auto& m : list["models"]) measured += m["latency_ms"].get<double>() > 0;
+  EXPECT_GE(measured, 2);
+}
+
+TEST_F(ServerTest, LoadgenCountsEveryArrivalPerWindow) {
+  StartServer(Options());
+  LoadgenOptions lg;
+  lg.port = server_->port();
+  lg.model = "ctr";
+  lg.rates = {50, 100};
+  lg.poisson = false;
+  lg.connections = 8;
+  auto r = RunLoadgen(lg);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ASSERT_EQ(r->windows.size(), 2u);
+  EXPECT_EQ(r->windows[0].sent, 50u);
+  EXPECT_EQ(r->windows[1].sent, 100u);
+  EXPECT_EQ(r->ok, 150u);
+  EXPECT_GT(r->p99_ms, 0);
+  EXPECT_GE(r->p99_ms, r->p50_ms);
+  lg.model = "nosuch";
+  EXPECT_EQ(RunLoadgen(lg).status().code(), Code::kInvalidArgument);
 }
 
 TEST_F(ServerTest, OverloadGets503AndServiceResumes) {

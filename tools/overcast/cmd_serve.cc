@@ -70,6 +70,8 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
         "an SLO controller runs.\n\n"
         "  POST /v1/models/NAME:predict  {\"instances\": [{\"ids\":[3,17],\"values\":[1,0.5]}, [0,1.5,0]]}\n"
         "       -> {\"model\":NAME,\"predictions\":[{\"label\":1,\"probabilities\":[0.2,0.8]}, ...]}\n"
+        "  POST /v1/models/GROUP:predict?min_accuracy=0.9  the fastest variant of GROUP (make-model\n"
+        "       --group) whose recorded accuracy is >= 0.9\n"
         "  GET  /healthz   GET /metrics (Prometheus)   GET /v1/models\n\n"
         "Controllers: autothrottle = a Captain per replica holding a CPU-throttle target, and a\n"
         "Tower (contextual bandit) choosing that target from request rate and p99 vs the SLO;\n"
@@ -245,6 +247,8 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     auto features = std::make_shared<uint64_t>(1000);
     auto classes = std::make_shared<uint32_t>(2);
     auto seed = std::make_shared<uint64_t>(1);
+    auto group = std::make_shared<std::string>();
+    auto accuracy = std::make_shared<double>(-1);
     auto* c = app.add_subcommand("make-model",
                                  "Write a random linear serving model (to try `serve` and for "
                                  "benchmarks until `train --out` exports real ones)");
@@ -257,12 +261,18 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--features", *features, "Number of features")->capture_default_str();
     c->add_option("--classes", *classes, "Classes (multiclass)")->capture_default_str();
     c->add_option("--seed", *seed, "Random seed")->capture_default_str();
-    c->callback([&ctx, out, name, task, features, classes, seed] {
+    c->add_option("--group", *group,
+                  "Variant group: POST /v1/models/GROUP:predict?min_accuracy=A picks the "
+                  "fastest variant with accuracy >= A");
+    c->add_option("--accuracy", *accuracy, "Accuracy to record in the model (-1: unknown)")
+        ->capture_default_str();
+    c->callback([&ctx, out, name, task, features, classes, seed, group, accuracy] {
       const serve::Task t = *task == "binary"       ? serve::Task::kBinary
                             : *task == "multiclass" ? serve::Task::kMulticlass
                                                     : serve::Task::kRegression;
       ctx.exit_code = Finish(serve::WriteRandomLinearModel(
-          *out, *name, t, *features, t == serve::Task::kBinary ? 2 : *classes, *seed));
+          *out, *name, t, *features, t == serve::Task::kBinary ? 2 : *classes, *seed, *group,
+          *accuracy));
     });
   }
 }
