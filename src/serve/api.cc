@@ -104,7 +104,11 @@ std::string FormatPredictResponse(const ModelInfo& info, const float* outputs, s
     uint32_t best = 0;
     for (uint32_t c = 1; c < outs; ++c)
       if (o[c] > o[best]) best = c;
-    fmt::format_to(std::back_inserter(s), "{{\"label\":{},\"probabilities\":[", best);
+    fmt::format_to(std::back_inserter(s), "{{\"label\":{},", best);
+    if (info.class_values.size() == outs) {
+      fmt::format_to(std::back_inserter(s), "\"class\":{},", info.class_values[best]);
+    }
+    s += "\"probabilities\":[";
     for (uint32_t c = 0; c < outs; ++c) {
       if (c) s += ',';
       fmt::format_to(std::back_inserter(s), "{:.6g}", o[c]);

@@ -17,7 +17,8 @@ namespace overcast::serve {
 Status ParsePredictRequest(std::string_view body, const ModelInfo& info, SparseBatch* batch,
                            size_t max_rows);
 
-// {"model": NAME, "predictions": [{"label": k, "probabilities": [...]}, ...]} for classifiers,
+// {"model": NAME, "predictions": [{"label": k, "probabilities": [...]}, ...]} for classifiers
+// (plus "class": the label value of class k when the model records them),
 // {"model": NAME, "predictions": [{"value": y}, ...]} for regression. `outputs` holds
 // rows x OutputsPerRow(info) numbers.
 std::string FormatPredictResponse(const ModelInfo& info, const float* outputs, size_t rows);

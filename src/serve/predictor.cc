@@ -1,6 +1,7 @@
 #include "serve/predictor.h"
 
 #include <cmath>
+#include <filesystem>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -60,6 +61,11 @@ LinearPredictor::LinearPredictor(ModelInfo info, std::vector<float> weights,
     : info_(std::move(info)), cols_(ScoreColumns(info_)), w_(std::move(weights)),
       b_(std::move(bias)) {}
 
+void LinearPredictor::SetNormalization(std::vector<float> shift, std::vector<float> scale) {
+  shift_ = std::move(shift);
+  scale_ = std::move(scale);
+}
+
 void LinearPredictor::Predict(const SparseBatch& batch, std::vector<float>* out) const {
   const uint32_t outs = OutputsPerRow(info_);
   out->resize(batch.rows() * outs);
@@ -73,8 +79,10 @@ void LinearPredictor::Predict(const SparseBatch& batch, std::vector<float>* out)
   for (size_t r = 0; r < batch.rows(); ++r) {
     for (uint32_t c = 0; c < cols_; ++c) scores[c] = b_[c];
     for (uint32_t j = batch.offsets[r]; j < batch.offsets[r + 1]; ++j) {
-      const float v = batch.values[j];
-      const float* w = &w_[batch.ids[j] * cols_];
+      const uint64_t id = batch.ids[j];
+      float v = batch.values[j];
+      if (id < shift_.size()) v = (v - shift_[id]) * scale_[id];
+      const float* w = &w_[id * cols_];
       for (uint32_t c = 0; c < cols_; ++c) scores[c] += v * w[c];
     }
     float* o = out->data() + r * outs;
@@ -98,12 +106,105 @@ void LinearPredictor::Predict(const SparseBatch& batch, std::vector<float>* out)
   }
 }
 
+namespace {
+
+// Reader of the training branch's model files (docs/formats.md there, "Model files"). Kept
+// here, small, until that branch is merged and its algo::LoadModel can be called instead.
+Result<std::unique_ptr<Predictor>> LoadTrainedModel(const std::string& path, std::string_view bytes) {
+  auto bad = [&](const std::string& what) { return InvalidArgument("model " + path + ": " + what); };
+  if (bytes.size() < 24) return bad("truncated");
+  uint64_t want;
+  std::memcpy(&want, bytes.data() + bytes.size() - 8, 8);
+  if (Checksum64(bytes.data(), bytes.size() - 8) != want) return bad("checksum mismatch (file corrupt or truncated)");
+  ByteReader in(bytes.data() + 8, bytes.size() - 16);
+  uint32_t version = 0, flags = 0, ntables = 0;
+  std::string algorithm, meta_text;
+  if (!in.Get(&version).ok() || !in.Get(&flags).ok()) return bad("truncated header");
+  if (version != 1) return bad("format version " + std::to_string(version) + " (this build reads 1)");
+  if (!in.GetString(&algorithm).ok() || !in.GetString(&meta_text, 1u << 30).ok()) return bad("truncated metadata");
+  if (algorithm != "softmax" && algorithm != "logreg" && algorithm != "linreg") {
+    return bad("algorithm '" + algorithm + "' cannot be served yet (linear models only: softmax, logreg, linreg)");
+  }
+  auto meta = nlohmann::json::parse(meta_text, nullptr, false);
+  if (meta.is_discarded() || !meta.is_object()) return bad("metadata is not a JSON object");
+  if (!in.Get(&ntables).ok()) return bad("truncated table count");
+  std::vector<float> w;
+  uint64_t rows = 0;
+  uint32_t dim = 0;
+  for (uint32_t i = 0; i < ntables; ++i) {
+    std::string name;
+    uint64_t r;
+    uint32_t d;
+    const char* p;
+    if (!in.GetString(&name).ok() || !in.Get(&r).ok() || !in.Get(&d).ok()) return bad("truncated table header");
+    if (d == 0 || r > in.remaining() / 4 / d || !in.GetView(r * d, 4, &p).ok()) return bad("table " + name + " truncated");
+    if (name == "w") {
+      rows = r;
+      dim = d;
+      w.resize(r * d);
+      std::memcpy(w.data(), p, w.size() * 4);
+    }
+  }
+  if (in.remaining() != 0) return bad("trailing bytes");
+  if (rows < 2) return bad("no weight table 'w'");
+  ModelInfo info;
+  try {
+    const std::string task = meta.value("task", "");
+    OC_ASSIGN_OR_RETURN(info.task, ParseTask(task));
+    info.num_features = rows - 1;
+    info.num_classes = info.task == Task::kBinary ? 2 : info.task == Task::kRegression ? 1 : dim;
+    if (ScoreColumns(info) != dim) return bad("table w has " + std::to_string(dim) + " columns for a " + task + " model");
+    std::string stem = std::filesystem::path(path).stem().string();
+    info.name = meta.contains("name") && meta["name"].is_string() ? meta["name"].get<std::string>() : stem;
+    info.group = meta.contains("dataset") && meta["dataset"].is_string() ? meta["dataset"].get<std::string>() : info.name;
+    if (meta.contains("label") && meta["label"].is_object() && meta["label"].contains("classes")) {
+      auto cv = meta["label"]["classes"].get<std::vector<double>>();
+      if (cv.size() == info.num_classes) info.class_values = std::move(cv);
+    }
+    if (meta.contains("training") && meta["training"].is_object()) {
+      const auto& t = meta["training"];
+      if (t.contains("test_accuracy") && t["test_accuracy"].is_number()) info.accuracy = t["test_accuracy"].get<double>();
+    }
+  } catch (const std::exception& e) {
+    return bad(std::string("metadata: ") + e.what());
+  }
+  std::vector<float> bias(w.end() - dim, w.end());
+  w.resize(w.size() - dim);
+  auto pred = std::make_unique<LinearPredictor>(std::move(info), std::move(w), std::move(bias));
+  if (meta.contains("normalization") && meta["normalization"].is_object()) {
+    try {
+      const auto& n = meta["normalization"];
+      const auto ids = n.at("feature_ids").get<std::vector<uint64_t>>();
+      const auto shift = n.at("shift").get<std::vector<float>>();
+      const auto scale = n.at("scale").get<std::vector<float>>();
+      if (ids.size() != shift.size() || ids.size() != scale.size()) return bad("normalization arrays of different lengths");
+      uint64_t limit = 0;
+      for (uint64_t id : ids) limit = std::max(limit, id + 1);
+      limit = std::min<uint64_t>(limit, pred->info().num_features);
+      std::vector<float> sh(limit, 0.0f), sc(limit, 1.0f);
+      for (size_t i = 0; i < ids.size(); ++i) {
+        if (ids[i] < limit) {
+          sh[ids[i]] = shift[i];
+          sc[ids[i]] = scale[i];
+        }
+      }
+      pred->SetNormalization(std::move(sh), std::move(sc));
+    } catch (const std::exception& e) {
+      return bad(std::string("normalization: ") + e.what());
+    }
+  }
+  return std::unique_ptr<Predictor>(std::move(pred));
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Predictor>> LoadModel(const std::string& path) {
   std::string bytes;
   OC_RETURN_IF_ERROR(ReadFile(path, &bytes));
   auto bad = [&](const std::string& what) { return InvalidArgument("model " + path + ": " + what); };
+  if (bytes.size() >= 8 && std::string_view(bytes).substr(0, 8) == "OCMODEL1") return LoadTrainedModel(path, bytes);
   if (bytes.size() < kMagic.size() + 12 || std::string_view(bytes).substr(0, kMagic.size()) != kMagic) {
-    return bad("not an overcast serving model (expected it to start with \"OVERCAST-MODEL 1\")");
+    return bad("not an overcast model (expected it to start with OCMODEL1 or \"OVERCAST-MODEL 1\")");
   }
   const size_t body = bytes.size() - 8;
   uint64_t want;

@@ -38,6 +38,8 @@ struct ModelInfo {
   // Variants of one task share a group (e.g. "fmnist" for a softmax and a larger model of it);
   // a request to the group may ask for a minimum accuracy. Defaults to the name.
   std::string group;
+  // The label value of each class index when the model knows them (e.g. -1, +1), else empty.
+  std::vector<double> class_values;
 };
 
 // Output per row: for binary and multiclass, num_classes probabilities; for regression, 1 value.
@@ -63,6 +65,9 @@ Status ValidateBatch(const ModelInfo& info, const SparseBatch& batch, size_t fir
 class LinearPredictor final : public Predictor {
  public:
   LinearPredictor(ModelInfo info, std::vector<float> weights, std::vector<float> bias);
+  // x' = (x - shift[j]) * scale[j] on the stored entries of features j < shift.size(), before
+  // scoring (the normalisation a model trained on a normalised dataset expects).
+  void SetNormalization(std::vector<float> shift, std::vector<float> scale);
   const ModelInfo& info() const override { return info_; }
   void Predict(const SparseBatch& batch, std::vector<float>* out) const override;
   uint32_t score_columns() const { return cols_; }
@@ -73,10 +78,15 @@ class LinearPredictor final : public Predictor {
   ModelInfo info_;
   uint32_t cols_;  // 1 for binary and regression, num_classes for multiclass
   std::vector<float> w_, b_;
+  std::vector<float> shift_, scale_;  // empty: no normalisation
 };
 
-// The single place where a model file becomes a Predictor. Format: src/serve/README.md
-// ("Model file"). Errors name the file and what was wrong.
+// The single place where a model file becomes a Predictor. Reads two formats:
+//  - "OCMODEL1": what `overcast train --out` writes (docs/formats.md on the training branch);
+//    linear algorithms (softmax, logreg, linreg) only. Name: metadata "name", else the file name
+//    without extension; group: metadata "dataset"; accuracy: training.test_accuracy.
+//  - "OVERCAST-MODEL 1": the serving format of src/serve/README.md (make-model, tests).
+// Errors name the file and what was wrong.
 Result<std::unique_ptr<Predictor>> LoadModel(const std::string& path);
 
 // Writes a linear model file (used by tests, benches, and until training exports models).

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/bytes.h"
 #include "common/fs.h"
+#include "common/hash.h"
 #include "serve/api.h"
 #include "serve/loadgen.h"
 #include "serve/predictor.h"
@@ -73,6 +75,58 @@ TEST(Predictor, CorruptAndTruncatedFilesAreRefused) {
   ASSERT_TRUE(WriteFileAtomic(p, "hello").ok());
   EXPECT_EQ(LoadModel(p).status().code(), Code::kInvalidArgument);
   EXPECT_EQ(LoadModel(p + ".missing").status().code(), Code::kNotFound);
+  std::filesystem::remove(p);
+}
+
+// A file in the training branch's format (docs/formats.md there), built byte by byte.
+std::string TrainedModelBytes(const std::string& algorithm, const nlohmann::json& meta,
+                              uint64_t rows, uint32_t dim, const std::vector<float>& w) {
+  std::string out = "OCMODEL1";
+  ByteWriter b(&out);
+  b.Put<uint32_t>(1);
+  b.Put<uint32_t>(0);
+  b.PutString(algorithm);
+  b.PutString(meta.dump());
+  b.Put<uint32_t>(1);
+  b.PutString("w");
+  b.Put<uint64_t>(rows);
+  b.Put<uint32_t>(dim);
+  b.PutArray(std::span<const float>(w));
+  b.Put<uint64_t>(Checksum64(out.data(), out.size()));
+  return out;
+}
+
+TEST(Predictor, ReadsTrainedLogregWithNormalization) {
+  const std::string p = Tmp("trained") + ".model";
+  nlohmann::json meta = {{"format", "overcast-model"}, {"task", "binary"}, {"dataset", "ctr"},
+                         {"num_features", 2}, {"training", {{"test_accuracy", 0.75}}},
+                         {"normalization", {{"feature_ids", {1}}, {"shift", {1.0}}, {"scale", {0.5}}}}};
+  // w rows: feature 0, feature 1, bias.
+  ASSERT_TRUE(WriteFileAtomic(p, TrainedModelBytes("logreg", meta, 3, 1, {2, 4, -1})).ok());
+  auto m = LoadModel(p);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  EXPECT_EQ((*m)->info().name, std::filesystem::path(p).stem().string());
+  EXPECT_EQ((*m)->info().group, "ctr");
+  EXPECT_DOUBLE_EQ((*m)->info().accuracy, 0.75);
+  EXPECT_EQ((*m)->info().num_features, 2u);
+  SparseBatch batch;
+  ASSERT_TRUE(ParsePredictRequest(R"({"instances":[[1, 3]]})", (*m)->info(), &batch, 10).ok());
+  std::vector<float> out;
+  (*m)->Predict(batch, &out);
+  const float score = -1 + 2 * 1 + 4 * ((3 - 1) * 0.5f);
+  EXPECT_NEAR(out[1], 1 / (1 + std::exp(-score)), 1e-6);
+
+  ASSERT_TRUE(WriteFileAtomic(p, TrainedModelBytes("fm", meta, 3, 1, {2, 4, -1})).ok());
+  EXPECT_NE(LoadModel(p).status().message().find("linear models only"), std::string::npos);
+  meta["task"] = "multiclass";
+  ASSERT_TRUE(WriteFileAtomic(p, TrainedModelBytes("softmax", meta, 3, 3, std::vector<float>(9, 0.1f))).ok());
+  auto sm = LoadModel(p);
+  ASSERT_TRUE(sm.ok()) << sm.status().message();
+  EXPECT_EQ((*sm)->info().num_classes, 3u);
+  std::string bytes = TrainedModelBytes("softmax", meta, 3, 3, std::vector<float>(9, 0.1f));
+  bytes[20] ^= 1;
+  ASSERT_TRUE(WriteFileAtomic(p, bytes).ok());
+  EXPECT_NE(LoadModel(p).status().message().find("checksum"), std::string::npos);
   std::filesystem::remove(p);
 }
 
