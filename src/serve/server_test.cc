@@ -188,6 +188,46 @@ TEST_F(ServerTest, LoadgenCountsEveryArrivalPerWindow) {
   EXPECT_EQ(RunLoadgen(lg).status().code(), Code::kInvalidArgument);
 }
 
+// With real CPU cgroups: replicas are placed in them, the Captains move the quotas, the Tower
+// decides, and the groups are removed at shutdown.
+TEST_F(ServerTest, AutothrottleRunsRealCgroups) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to create CPU cgroups";
+  if (::access("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", W_OK) != 0 &&
+      ::access("/sys/fs/cgroup/cgroup.subtree_control", W_OK) != 0) {
+    GTEST_SKIP() << "no writable CPU cgroup (v1 /sys/fs/cgroup/cpu or v2 /sys/fs/cgroup)";
+  }
+  ServeOptions o = Options();
+  o.controller = "autothrottle";
+  o.cgroup = "auto";
+  o.tower_interval_s = 1;
+  o.tower.state_path = dir_ + "/tower.json";
+  StartServer(o);
+  LoadgenOptions lg;
+  lg.port = server_->port();
+  lg.model = "ctr";
+  lg.rates = {100, 100, 100};
+  lg.connections = 8;
+  auto r = RunLoadgen(lg);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->ok, r->sent);
+  const std::string m = server_->Metrics();
+  EXPECT_NE(m.find("overcast_serve_tower_decisions_total"), std::string::npos);
+  EXPECT_NE(m.find("overcast_serve_replica_throttle_target{replica=\"0\",controller=\"captain\"}"), std::string::npos);
+  const ServerTotals t = server_->totals();
+  EXPECT_GT(t.used_core_seconds, 0.0);
+  // Starting at 1 core each, the Captains scale down from the measured usage.
+  EXPECT_LT(t.allocated_core_seconds, 2.0 * 3.5);
+  const std::string pid = std::to_string(::getpid());
+  server_->Stop();
+  EXPECT_TRUE(fs::exists(o.tower.state_path));
+  for (const auto& e : fs::directory_iterator(fs::exists("/sys/fs/cgroup/cpu/overcast")
+                                                  ? "/sys/fs/cgroup/cpu/overcast"
+                                                  : "/sys/fs/cgroup/overcast")) {
+    EXPECT_EQ(e.path().filename().string().find("serve-" + pid + "-"), std::string::npos)
+        << "cgroup left behind: " << e.path();
+  }
+}
+
 TEST_F(ServerTest, OverloadGets503AndServiceResumes) {
   ServeOptions o = Options();
   o.max_inflight = 4;
