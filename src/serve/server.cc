@@ -183,9 +183,11 @@ struct Server::Impl {
       int port = 0;
       if (f >> port && port > 0) {
         // Open a share of the pool now, one at a time: replicas listen with a small backlog,
-        // and a burst of connects under load would drop SYNs (a 1 s retransmit each).
+        // and a burst of connects under load would drop SYNs (a 1 s retransmit each). Only a
+        // share: each idle keep-alive connection costs its replica a poll wake-up every ~11 ms
+        // (cpp-httplib's keep-alive loop), CPU billed to the replica's cgroup.
         std::vector<std::unique_ptr<httplib::Client>> warm;
-        for (int k = 0; k < o.replica_connections; ++k) {
+        for (int k = 0; k < std::min(8, o.replica_connections); ++k) {
           auto cli = NewClient(port);
           if (!cli->Get("/healthz")) break;
           warm.push_back(std::move(cli));
@@ -476,11 +478,26 @@ Status Server::Start() {
   if (o.replicas < 1) return InvalidArgument("--replicas must be at least 1");
   if (!(o.slo_p99_ms > 0)) return InvalidArgument("--slo-p99-ms must be positive");
   if (o.model_paths.empty()) return InvalidArgument("no --model given");
+  if (o.host != "127.0.0.1" && o.host != "localhost" && o.host != "::1") {
+    // DESIGN.md: nothing listens beyond loopback without a shared secret, and the predict API
+    // has no authentication yet.
+    return InvalidArgument("--listen " + o.host +
+                           ": the server listens on loopback only (127.0.0.1, localhost, ::1) "
+                           "until request authentication exists; put a proxy in front");
+  }
   if (o.replica_bin.empty()) {
     std::error_code ec;
     o.replica_bin = std::filesystem::read_symlink("/proc/self/exe", ec).string();
   }
   if (o.max_cores <= 0) o.max_cores = std::max(1u, std::thread::hardware_concurrency());
+  if (o.cfs_period_us < 0) {
+    o.cfs_period_us = static_cast<int>(std::clamp(o.slo_p99_ms * 500.0, 10000.0, 100000.0));
+  }
+  if (o.cfs_period_us < 1000 || o.cfs_period_us > 1000000) {
+    return InvalidArgument("--cfs-period-us must be within 1000..1000000");
+  }
+  // The kernel's smallest quota is 1 ms per period: no limit can go below that.
+  o.captain.min_cores = std::max(o.captain.min_cores, 1000.0 / o.cfs_period_us);
   if (o.max_wait_us < 0) o.max_wait_us = static_cast<int>(std::min(1000.0, o.slo_p99_ms * 50));
   if (o.max_wait_us * 1e-3 >= o.slo_p99_ms) {
     return InvalidArgument(fmt::format("--max-wait-us {} would eat the whole SLO of {} ms",
@@ -595,9 +612,9 @@ Status Server::Start() {
     OC_RETURN_IF_ERROR(WriteFileAtomic(o.port_file, std::to_string(m.bound_port)));
   }
   spdlog::info("serving {} model(s) on http://{}:{} with {} replica(s), controller {}, SLO p99 {} ms, "
-               "batch <= {} rows, wait <= {} us",
+               "batch <= {} rows, wait <= {} us, CFS period {} us",
                m.models.size(), o.host, m.bound_port, o.replicas, o.controller, o.slo_p99_ms,
-               o.max_batch_rows, o.max_wait_us);
+               o.max_batch_rows, o.max_wait_us, o.cfs_period_us);
   return Status::Ok();
 }
 

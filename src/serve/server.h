@@ -32,13 +32,16 @@ struct ServeOptions {
   double tower_interval_s = 60;
   double sample_interval_s = 0.1;
   std::string cgroup = "auto";  // auto|v1|v2|none
-  int cfs_period_us = 100000;
+  // CFS period of the replicas' quota. A replica that runs out of quota waits for the next
+  // period, so a period longer than the SLO turns any throttling into an SLO miss. -1: half the
+  // SLO, within [10 ms, 100 ms] (Autothrottle's fixed 100 ms suits SLOs of hundreds of ms).
+  int cfs_period_us = -1;
   size_t max_batch_rows = 32;
   int max_wait_us = -1;          // -1: min(1 ms, SLO / 20), so batching never eats the SLO
   size_t max_inflight = 512;     // front-end requests in flight beyond which it answers 503
   size_t max_body_bytes = 1 << 20;
   int threads = 256;             // front-end connection threads
-  int replica_connections = 48;  // keep-alive connections per replica (< replica threads)
+  int replica_connections = 32;  // keep-alive connections per replica (< replica threads)
   std::string replica_bin;       // default: /proc/self/exe
 };
 

@@ -113,7 +113,8 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--cgroup", o->cgroup, "auto|v1|v2|none (none: no quota, usage from /proc)")
         ->check(CLI::IsMember({"auto", "v1", "v2", "none"}))
         ->capture_default_str();
-    c->add_option("--cfs-period-us", o->cfs_period_us, "CFS period of the replicas' quota")
+    c->add_option("--cfs-period-us", o->cfs_period_us,
+                  "CFS period of the replicas' quota (-1: SLO/2 within 10-100 ms)")
         ->capture_default_str();
     c->add_option("--max-batch", o->max_batch_rows, "Dynamic batching: rows per batch at most")
         ->capture_default_str();
