@@ -504,7 +504,11 @@ Status Server::Start() {
                                        o.max_wait_us, o.slo_p99_ms));
   }
   for (const auto& p : o.model_paths) {
-    OC_ASSIGN_OR_RETURN(auto model, LoadModel(p));
+    auto loaded = LoadModel(p);
+    if (!loaded.ok() && loaded.status().code() == Code::kNotFound) {
+      return InvalidArgument("model file " + p + " does not exist");  // bad usage: exit 2
+    }
+    OC_ASSIGN_OR_RETURN(auto model, std::move(loaded));
     const ModelInfo& info = model->info();
     for (char c : info.name) {
       if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
