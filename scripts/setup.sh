@@ -10,6 +10,7 @@ PACKAGES=(
   libzstd-dev liblz4-dev libxxhash-dev libssl-dev libhiredis-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev libeigen3-dev
   redis-server dataset-fashion-mnist liblinear-tools
+  libcpp-httplib-dev wrk
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -23,5 +23,7 @@ void AddPsCommand(CLI::App& app, CommandContext& ctx);
 void AddBenchCommand(CLI::App& app, CommandContext& ctx);
 void AddLoadCommand(CLI::App& app, CommandContext& ctx);
 void AddNormalizeCommand(CLI::App& app, CommandContext& ctx);
+// serve, serve-replica, loadgen, make-model
+void AddServeCommands(CLI::App& app, CommandContext& ctx);
 
 }  // namespace overcast::cli

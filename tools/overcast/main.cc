@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   AddBenchCommand(app, ctx);
   AddLoadCommand(app, ctx);
   AddNormalizeCommand(app, ctx);
+  AddServeCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,186 @@
+#include "bench/serve_bench.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <thread>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "serve/loadgen.h"
+#include "serve/predictor.h"
+#include "serve/server.h"
+
+namespace overcast::bench {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Run {
+  std::string name;
+  serve::ServeOptions opts;
+};
+
+struct Outcome {
+  double cpu_core_seconds = 0, used_core_seconds = 0, slo_share = 0, p99_ms = 0, max_window_p99 = 0;
+  uint64_t requests = 0, ok = 0, rejected = 0, errors = 0;
+  std::vector<double> window_p99;
+};
+
+Result<Outcome> RunOne(const Run& run, const std::vector<double>& rates, const ServeBenchOptions& o,
+                       const std::string& model_name) {
+  serve::Server server(run.opts);
+  OC_RETURN_IF_ERROR(server.Start());
+  // Let the replicas settle (connections, first controller samples) before the trace starts.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const serve::ServerTotals before = server.totals();
+  serve::LoadgenOptions lg;
+  lg.port = server.port();
+  lg.model = model_name;
+  lg.rates = rates;
+  lg.connections = 32;  // idle keep-alive connections cost poll wake-ups; 32 covers the peak
+  lg.window_s = o.window_s;
+  lg.rows_per_request = o.rows_per_request;
+  lg.nnz = o.nnz;
+  lg.seed = o.seed;
+  auto r = serve::RunLoadgen(lg);
+  const serve::ServerTotals after = server.totals();
+  server.Stop();
+  if (!r.ok()) return r.status();
+  Outcome out;
+  out.cpu_core_seconds = after.allocated_core_seconds - before.allocated_core_seconds;
+  out.used_core_seconds = after.used_core_seconds - before.used_core_seconds;
+  size_t met = 0;
+  for (const auto& w : r->windows) {
+    out.window_p99.push_back(w.p99_ms);
+    out.max_window_p99 = std::max(out.max_window_p99, w.p99_ms);
+    // A window meets the SLO when its p99 is within it and nothing was refused or failed.
+    if (w.p99_ms <= o.slo_p99_ms && w.rejected == 0 && w.errors == 0) ++met;
+  }
+  out.slo_share = r->windows.empty() ? 0 : double(met) / r->windows.size();
+  out.p99_ms = r->p99_ms;
+  out.requests = r->sent;
+  out.ok = r->ok;
+  out.rejected = r->rejected;
+  out.errors = r->errors;
+  return out;
+}
+
+}  // namespace
+
+Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
+  std::vector<double> rates;
+  if (!o.trace_csv.empty()) {
+    OC_ASSIGN_OR_RETURN(rates, serve::ReadTraceCsv(o.trace_csv));
+  } else {
+    OC_ASSIGN_OR_RETURN(rates, serve::MakeTrace(o.pattern, o.base_rate, o.peak_rate, o.seconds, o.seed));
+  }
+  std::string bin = o.overcast;
+  if (bin == "/proc/self/exe") bin = fs::read_symlink("/proc/self/exe").string();
+  const fs::path dir = fs::temp_directory_path() / fmt::format("overcast-serve-bench-{}", ::getpid());
+  fs::create_directories(dir);
+  const std::string model = (dir / "ctr.model").string();
+  OC_RETURN_IF_ERROR(serve::WriteRandomLinearModel(model, "ctr", serve::Task::kBinary, o.features, 2, o.seed));
+
+  serve::ServeOptions base;
+  base.model_paths = {model};
+  base.port = 0;
+  base.replicas = o.replicas;
+  base.slo_p99_ms = o.slo_p99_ms;
+  base.replica_bin = bin;
+  base.cgroup = o.cgroup;
+  base.initial_cores = 1.0;
+  base.tower_interval_s = o.tower_interval_s;
+
+  std::vector<Run> runs;
+  for (const auto& c : o.controllers) {
+    if (c == "autothrottle") {
+      serve::ServeOptions a = base;
+      a.controller = "autothrottle";
+      a.tower.state_path = (dir / "tower.json").string();
+      runs.push_back({"autothrottle_cold", a});
+      runs.push_back({"autothrottle", a});  // same state file: starts from what the cold run learned
+    } else if (c == "captain") {
+      serve::ServeOptions a = base;
+      a.controller = "captain";
+      a.captain.target = o.captain_target;
+      runs.push_back({"captain", a});
+    } else if (c == "hpa") {
+      for (double t : o.hpa_targets) {
+        serve::ServeOptions a = base;
+        a.controller = "hpa";
+        a.hpa.utilization_target = t;
+        a.hpa.interval_s = 1;
+        a.hpa.window_s = 20;
+        runs.push_back({fmt::format("hpa_u{:02d}", static_cast<int>(std::lround(t * 100))), a});
+      }
+    } else if (c == "static") {
+      serve::ServeOptions a = base;
+      a.controller = "static";
+      a.static_cores = o.static_cores;
+      runs.push_back({"static", a});
+    } else {
+      return InvalidArgument("unknown controller '" + c + "' (autothrottle, captain, hpa, static)");
+    }
+  }
+
+  nlohmann::json figures, ratios, per_window;
+  figures["trace_seconds"] = rates.size();
+  double total = 0;
+  for (double r : rates) total += r;
+  figures["trace_mean_rate"] = total / rates.size();
+  figures["slo_p99_ms"] = o.slo_p99_ms;
+  figures["replicas"] = o.replicas;
+  std::map<std::string, Outcome> outcomes;
+  if (o.progress) {
+    std::cerr << fmt::format("serve bench: {} runs of a {} s {} trace (mean {:.0f} req/s), SLO p99 {} ms\n",
+                             runs.size(), rates.size(), o.trace_csv.empty() ? o.pattern : o.trace_csv,
+                             total / rates.size(), o.slo_p99_ms);
+    std::cerr << fmt::format("{:<18} {:>10} {:>10} {:>9} {:>9} {:>10} {:>8} {:>6}\n", "run", "cpu_alloc",
+                             "cpu_used", "slo_share", "p99_ms", "worst_win", "ok", "503");
+  }
+  for (const auto& run : runs) {
+    auto r = RunOne(run, rates, o, "ctr");
+    if (!r.ok()) return r.status().WithContext("run " + run.name);
+    const Outcome& x = *r;
+    outcomes[run.name] = x;
+    figures[run.name + "_cpu_core_seconds"] = x.cpu_core_seconds;
+    figures[run.name + "_used_core_seconds"] = x.used_core_seconds;
+    figures[run.name + "_slo_window_share"] = x.slo_share;
+    figures[run.name + "_p99_ms"] = x.p99_ms;
+    figures[run.name + "_worst_window_p99_ms"] = x.max_window_p99;
+    figures[run.name + "_requests"] = x.requests;
+    figures[run.name + "_rejected"] = x.rejected + x.errors;
+    per_window[run.name] = x.window_p99;
+    if (o.progress) {
+      std::cerr << fmt::format("{:<18} {:>10.2f} {:>10.2f} {:>9.3f} {:>9.2f} {:>10.2f} {:>8} {:>6}\n",
+                               run.name, x.cpu_core_seconds, x.used_core_seconds, x.slo_share,
+                               x.p99_ms, x.max_window_p99, x.ok, x.rejected + x.errors);
+    }
+  }
+  // The best-tuned HPA: least CPU among the HPA runs that meet the SLO in >= 95% of windows.
+  std::string best_hpa;
+  for (const auto& [name, x] : outcomes) {
+    if (name.rfind("hpa_", 0) != 0 || x.slo_share < 0.95) continue;
+    if (best_hpa.empty() || x.cpu_core_seconds < outcomes[best_hpa].cpu_core_seconds) best_hpa = name;
+  }
+  if (!best_hpa.empty()) figures["best_hpa_run"] = best_hpa;
+  for (const std::string& a : {std::string("autothrottle"), std::string("captain")}) {
+    if (!outcomes.count(a)) continue;
+    const double cpu = outcomes[a].cpu_core_seconds;
+    if (!best_hpa.empty()) ratios[a + "_over_best_hpa_cpu"] = cpu / outcomes[best_hpa].cpu_core_seconds;
+    if (outcomes.count("static")) ratios[a + "_over_static_cpu"] = cpu / outcomes["static"].cpu_core_seconds;
+  }
+  if (outcomes.count("autothrottle") && outcomes.count("autothrottle_cold")) {
+    ratios["autothrottle_warm_over_cold_cpu"] =
+        outcomes["autothrottle"].cpu_core_seconds / outcomes["autothrottle_cold"].cpu_core_seconds;
+  }
+  *result = {{"bench", "serve"}, {"figures", figures}, {"ratios", ratios}, {"per_window", per_window}};
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  return Status::Ok();
+}
+
+}  // namespace overcast::bench

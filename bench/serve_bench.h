@@ -1,0 +1,44 @@
+// `overcast bench serve`: replay one request-rate trace against the model server under each CPU
+// controller in turn; compare CPU allocated and the share of windows meeting the p99 SLO.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace overcast::bench {
+
+struct ServeBenchOptions {
+  std::string overcast = "/proc/self/exe";  // binary whose `serve-replica` runs the replicas
+  std::string trace_csv;          // a CSV of one rate per second; empty: a generated trace
+  std::string pattern = "diurnal";  // constant|diurnal|bursty, for the generated trace
+  double base_rate = 50, peak_rate = 400;  // requests/s
+  int seconds = 40;               // generated trace length
+  double slo_p99_ms = 25;
+  int replicas = 2;
+  int rows_per_request = 4, nnz = 64;
+  uint64_t features = 100000;
+  // Controllers, each run once over the trace: autothrottle (a cold run to train the Tower,
+  // then a warm run from its saved state), captain (fixed target), hpa at each utilisation
+  // target (the fast variant: decide every 1 s over a 20 s window, as the trace is short),
+  // static (a fixed quota per replica).
+  std::vector<std::string> controllers{"autothrottle", "hpa", "static"};
+  std::vector<double> hpa_targets{0.3, 0.5, 0.7};
+  double static_cores = 1.0;
+  double captain_target = 0.05;
+  double tower_interval_s = 2;
+  double window_s = 1;
+  std::string cgroup = "auto";
+  uint64_t seed = 7;
+  bool progress = true;
+};
+
+// Fills `result` with {"bench": "serve", "figures": {...}, "ratios": {...},
+// "per_window": {RUN: [p99_ms per window]}}; bench/README.md names the keys.
+Status RunServeBench(const ServeBenchOptions& options, nlohmann::json* result);
+
+}  // namespace overcast::bench

@@ -1,0 +1,57 @@
+// CPU cgroups of replicas: set a quota in cores, read throttling and usage (v1, v2, or /proc only).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace overcast::serve {
+
+// Cumulative counters, as the kernel reports them.
+struct CpuStat {
+  uint64_t nr_periods = 0;    // CFS periods in which the group was runnable
+  uint64_t nr_throttled = 0;  // of those, periods in which it ran out of quota
+  uint64_t throttled_usec = 0;
+  uint64_t usage_usec = 0;  // CPU time used by the group's tasks
+};
+
+// One replica's CPU group. Called from the server's control thread only.
+class CpuCgroup {
+ public:
+  virtual ~CpuCgroup() = default;
+  virtual Status SetLimit(double cores) = 0;  // quota = cores x period
+  virtual Result<CpuStat> Read() = 0;
+  virtual Status AddProcess(pid_t pid) = 0;
+  // The files a child writes its own pid into before exec (none for the /proc-only kind).
+  virtual std::vector<std::string> procs_files() const = 0;
+  virtual std::string describe() const = 0;
+  virtual bool enforces() const { return true; }
+};
+
+// cgroup v1: `cpu_dir` holds cpu.cfs_quota_us, cpu.cfs_period_us, cpu.stat, cgroup.procs;
+// `cpuacct_dir` holds cpuacct.usage (nanoseconds) and may equal cpu_dir. Directories are
+// created when `create` (they must exist otherwise). A fake tree of plain files works too.
+Result<std::unique_ptr<CpuCgroup>> OpenCgroupV1(const std::string& cpu_dir,
+                                                const std::string& cpuacct_dir, int period_us,
+                                                bool create);
+// cgroup v2: `dir` holds cpu.max ("QUOTA PERIOD" or "max PERIOD"), cpu.stat (usage_usec,
+// nr_periods, nr_throttled, throttled_usec) and cgroup.procs.
+Result<std::unique_ptr<CpuCgroup>> OpenCgroupV2(const std::string& dir, int period_us, bool create);
+// No cgroup: usage from /proc/PID/stat of the processes added; SetLimit only records the value
+// (nothing is enforced, and no throttling is ever reported).
+std::unique_ptr<CpuCgroup> OpenProcOnly();
+
+// Picks the kind for `mode` ("auto", "v1", "v2", "none") and makes group `name` under the
+// machine's hierarchy (v1: /sys/fs/cgroup/cpu/overcast/NAME; v2: /sys/fs/cgroup/overcast/NAME,
+// or the unified mount). "auto" falls back to "none" with a warning when nothing is writable.
+Result<std::unique_ptr<CpuCgroup>> CreateReplicaCgroup(const std::string& mode,
+                                                       const std::string& name, int period_us);
+// Removes a group created by CreateReplicaCgroup (best effort; it must have no processes left).
+void RemoveReplicaCgroup(const std::string& mode, const std::string& name);
+
+}  // namespace overcast::serve

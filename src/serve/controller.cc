@@ -1,0 +1,245 @@
+#include "serve/controller.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "common/fs.h"
+
+namespace overcast::serve {
+
+// ---------------------------------------------------------------------------------------------
+// Captain
+
+Captain::Captain(CaptainOptions o) : o_(o), limit_(o.initial_cores), margin_(o.initial_margin) {}
+
+double Captain::OnSample(const CpuSample& s) {
+  if (!have_prev_) {
+    have_prev_ = true;
+    prev_ = s;
+    prev_throttled_usec_ = s.stat.throttled_usec;
+    return limit_;
+  }
+  const double dt = std::max(1e-6, s.t - prev_.t);
+  // Counters can go backwards only if the group was recreated: treat as a fresh start.
+  auto delta = [](uint64_t now, uint64_t before) { return now >= before ? now - before : 0; };
+  const double cores = delta(s.stat.usage_usec, prev_.stat.usage_usec) / 1e6 / dt;
+  const uint64_t dp = delta(s.stat.nr_periods, prev_.stat.nr_periods);
+  const uint64_t dth = delta(s.stat.nr_throttled, prev_.stat.nr_throttled);
+  prev_ = s;
+  usage_.push_back(cores);
+  while (static_cast<int>(usage_.size()) > o_.usage_window) usage_.pop_front();
+  periods_acc_ += dp;
+  throttled_acc_ += dth;
+  used_acc_ += cores * dt;
+  throttled_s_acc_ += delta(s.stat.throttled_usec, prev_throttled_usec_) / 1e6;
+  prev_throttled_usec_ = s.stat.throttled_usec;
+  span_acc_ += dt;
+
+  const double trigger = o_.up_trigger * o_.target;
+  // Fast path: a scale-down in the last decision interval that is followed by throttling above
+  // the trigger is undone at once, without waiting for the next decision.
+  if (before_down_ > 0) {
+    down_periods_ += dp;
+    down_throttled_ += dth;
+    ++down_age_;
+    const double r = down_periods_ ? double(down_throttled_) / down_periods_ : 0.0;
+    if (o_.fast_rollback && down_throttled_ > 0 && r > trigger) {
+      limit_ = before_down_;
+      before_down_ = -1;
+      ++rollbacks;
+    } else if (down_age_ >= o_.decide_every) {
+      before_down_ = -1;
+    }
+  }
+
+  if (++since_decision_ < o_.decide_every) return limit_;
+  since_decision_ = 0;
+  const double r = periods_acc_ ? double(throttled_acc_) / periods_acc_ : 0.0;
+  last_ratio_ = r;
+  const double demand = span_acc_ > 0 ? (used_acc_ + throttled_s_acc_) / span_acc_ : 0;
+  periods_acc_ = throttled_acc_ = 0;
+  used_acc_ = throttled_s_acc_ = span_acc_ = 0;
+  margin_ = std::max(0.0, margin_ + o_.margin_gain * (r - o_.target));
+  if (r > trigger) {
+    limit_ *= 1.0 + (r - trigger);
+    if (o_.demand_estimate) limit_ = std::max(limit_, demand);
+    ++scale_ups;
+  } else {
+    double mx = 0, sum = 0, sq = 0;
+    for (double u : usage_) {
+      mx = std::max(mx, u);
+      sum += u;
+      sq += u * u;
+    }
+    const double n = static_cast<double>(usage_.size());
+    const double mean = sum / n;
+    const double sd = std::sqrt(std::max(0.0, sq / n - mean * mean));
+    const double u = mx + margin_ * sd;
+    if (u <= o_.down_headroom * limit_) {
+      const double next = std::max(o_.max_down_step * limit_, u);
+      if (next < limit_) {
+        before_down_ = limit_;
+        down_periods_ = down_throttled_ = 0;
+        down_age_ = 0;
+        limit_ = next;
+        ++scale_downs;
+      }
+    }
+  }
+  limit_ = std::clamp(limit_, o_.min_cores, o_.max_cores);
+  return limit_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HPA-style
+
+HpaController::HpaController(HpaOptions o) : o_(o), limit_(o.initial_cores) {}
+
+double HpaController::OnSample(const CpuSample& s) {
+  if (!have_prev_) {
+    have_prev_ = true;
+    prev_ = sec_start_ = s;
+    last_decision_ = s.t;
+    return limit_;
+  }
+  prev_ = s;
+  if (s.t - sec_start_.t >= 1.0) {
+    const double cores = (s.stat.usage_usec >= sec_start_.stat.usage_usec
+                              ? s.stat.usage_usec - sec_start_.stat.usage_usec
+                              : 0) /
+                         1e6 / (s.t - sec_start_.t);
+    per_second_.emplace_back(s.t, cores);
+    sec_start_ = s;
+  }
+  while (!per_second_.empty() && per_second_.front().first < s.t - o_.window_s) {
+    per_second_.pop_front();
+  }
+  if (s.t - last_decision_ >= o_.interval_s && !per_second_.empty()) {
+    last_decision_ = s.t;
+    double mx = 0;
+    for (auto& [t, c] : per_second_) mx = std::max(mx, c);
+    const double next = std::clamp(mx / o_.utilization_target, o_.min_cores, o_.max_cores);
+    if (next > limit_) ++scale_ups;
+    if (next < limit_) ++scale_downs;
+    limit_ = next;
+  }
+  return limit_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tower
+
+Tower::Tower(TowerOptions o)
+    : o_(std::move(o)), cells_(o_.rate_buckets * o_.targets.size()), rng_(o_.seed) {}
+
+size_t Tower::Bucket(double rate) const {
+  if (!(rate >= o_.rate_base)) return 0;
+  const double b = 1 + std::floor(std::log2(rate / o_.rate_base));
+  return std::min<size_t>(static_cast<size_t>(b), o_.rate_buckets - 1);
+}
+
+double Tower::Estimate(size_t bucket, size_t action) const {
+  const size_t A = o_.targets.size();
+  const Cell& c = cells_[bucket * A + action];
+  if (c.n > 0) return c.cost;
+  // Nearest seen bucket for this action.
+  for (size_t d = 1; d < static_cast<size_t>(o_.rate_buckets); ++d) {
+    for (long b : {long(bucket) - long(d), long(bucket) + long(d)}) {
+      if (b < 0 || b >= o_.rate_buckets) continue;
+      const Cell& o = cells_[b * A + action];
+      if (o.n > 0) return o.cost;
+    }
+  }
+  // Never seen anywhere: worse than the best seen in this bucket, so only exploration tries it.
+  double best = -1;
+  for (size_t a = 0; a < A; ++a) {
+    const Cell& o = cells_[bucket * A + a];
+    if (o.n > 0 && (best < 0 || o.cost < best)) best = o.cost;
+  }
+  return best < 0 ? 1.0 : best + 1.0;
+}
+
+size_t Tower::Greedy(size_t bucket) const {
+  size_t best = 0;
+  double bc = Estimate(bucket, 0);
+  for (size_t a = 1; a < o_.targets.size(); ++a) {
+    const double c = Estimate(bucket, a);
+    if (c < bc) {
+      bc = c;
+      best = a;
+    }
+  }
+  return best;
+}
+
+size_t Tower::Choose(double rate) {
+  ++decisions_;
+  const size_t g = Greedy(Bucket(rate));
+  std::uniform_real_distribution<double> u(0, 1);
+  if (u(rng_) >= o_.explore) return g;
+  ++explorations_;
+  const bool can_down = g > 0, can_up = g + 1 < o_.targets.size();
+  if (can_down && can_up) return u(rng_) < 0.5 ? g - 1 : g + 1;
+  return can_up ? g + 1 : (can_down ? g - 1 : g);
+}
+
+void Tower::Observe(double rate, size_t action, double cost) {
+  if (action >= o_.targets.size()) return;
+  Cell& c = cells_[Bucket(rate) * o_.targets.size() + action];
+  c.cost = c.n == 0 ? cost : (1 - o_.learning) * c.cost + o_.learning * cost;
+  ++c.n;
+}
+
+double Tower::Cost(double alloc_fraction, double p99_ms, double slo_ms) {
+  if (p99_ms <= slo_ms) return std::clamp(alloc_fraction, 0.0, 1.0);
+  return 2.0 + std::min(1.0, p99_ms / slo_ms - 1.0);
+}
+
+Status Tower::Save() const {
+  if (o_.state_path.empty()) return Status::Ok();
+  nlohmann::json j;
+  j["format"] = "overcast-tower-1";
+  j["targets"] = o_.targets;
+  j["rate_base"] = o_.rate_base;
+  j["rate_buckets"] = o_.rate_buckets;
+  j["decisions"] = decisions_;
+  auto& cells = j["cells"] = nlohmann::json::array();
+  for (const Cell& c : cells_) cells.push_back({c.cost, c.n});
+  const std::string dir = DirName(o_.state_path);
+  if (!dir.empty()) OC_RETURN_IF_ERROR(MakeDirs(dir));
+  return WriteFileAtomic(o_.state_path, j.dump());
+}
+
+Status Tower::Load() {
+  if (o_.state_path.empty() || !std::filesystem::exists(o_.state_path)) return Status::Ok();
+  std::string text;
+  OC_RETURN_IF_ERROR(ReadFile(o_.state_path, &text));
+  auto bad = [&](const std::string& w) {
+    return InvalidArgument("tower state " + o_.state_path + ": " + w);
+  };
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return bad("not JSON");
+  try {
+    if (j.at("format") != "overcast-tower-1") return bad("unknown format");
+    if (j.at("targets").get<std::vector<double>>() != o_.targets ||
+        j.at("rate_buckets").get<int>() != o_.rate_buckets ||
+        j.at("rate_base").get<double>() != o_.rate_base) {
+      return bad("saved with other targets or buckets; delete it to start afresh");
+    }
+    const auto& cells = j.at("cells");
+    if (cells.size() != cells_.size()) return bad("wrong number of cells");
+    for (size_t i = 0; i < cells_.size(); ++i) {
+      cells_[i].cost = cells[i].at(0).get<double>();
+      cells_[i].n = cells[i].at(1).get<uint64_t>();
+    }
+    decisions_ = j.value("decisions", uint64_t{0});
+  } catch (const std::exception& e) {
+    return bad(e.what());
+  }
+  return Status::Ok();
+}
+
+}  // namespace overcast::serve

@@ -1,0 +1,169 @@
+// CPU quota controllers for one replica (Captain, HPA-style, static) and the per-deployment Tower.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "serve/cgroup.h"
+
+namespace overcast::serve {
+
+// One reading of a replica's cgroup, taken every sample interval (100 ms).
+struct CpuSample {
+  double t = 0;  // seconds, monotonic
+  CpuStat stat;
+};
+
+// Decides one replica's CPU limit (cores) from its samples. Not thread-safe: the control thread
+// owns it. OnSample returns the limit to apply now (the same value when nothing changes).
+class QuotaController {
+ public:
+  virtual ~QuotaController() = default;
+  virtual double OnSample(const CpuSample& s) = 0;
+  virtual double limit() const = 0;
+  virtual std::string name() const = 0;
+  // Throttle-ratio target, for controllers that have one (the Captain); -1 otherwise.
+  virtual double target() const { return -1; }
+  virtual void set_target(double) {}
+  // Scale events so far, for metrics.
+  uint64_t scale_ups = 0, scale_downs = 0, rollbacks = 0;
+};
+
+struct CaptainOptions {
+  double initial_cores = 1.0;
+  double min_cores = 0.01;  // Autothrottle's floor
+  double max_cores = 2.0;
+  double target = 0.05;             // throttle-ratio target (the Tower moves it)
+  int decide_every = 10;            // samples per decision (10 x 100 ms = 1 s)
+  int usage_window = 50;            // samples of usage history (5 s)
+  double initial_margin = 3.0;      // stdev multiplier in the safety margin
+  double margin_gain = 1.0;         // margin += gain x (r - target) each decision, floored at 0
+  double up_trigger = 3.0;          // scale up when r > up_trigger x target
+  double down_headroom = 0.9;       // scale down only when u <= headroom x limit
+  double max_down_step = 0.5;       // never below this fraction of the limit in one step
+  bool fast_rollback = true;        // undo a scale-down followed by throttling, within 100 ms
+  // Beyond the paper: on a scale-up, also raise the limit to at least the usage plus the time
+  // the group spent throttled over the last interval (in cores), an estimate of the demand the
+  // quota cut off; the multiplicative rule alone needs several seconds to climb from a low limit.
+  bool demand_estimate = true;
+};
+
+// Autothrottle's Captain (NSDI'24 section 4): holds a throttle-ratio target.
+class Captain final : public QuotaController {
+ public:
+  explicit Captain(CaptainOptions o);
+  double OnSample(const CpuSample& s) override;
+  double limit() const override { return limit_; }
+  std::string name() const override { return "captain"; }
+  double target() const override { return o_.target; }
+  void set_target(double t) override { o_.target = t; }
+  double margin() const { return margin_; }
+  // Throttle ratio over the last decision interval (for metrics).
+  double last_ratio() const { return last_ratio_; }
+
+ private:
+  CaptainOptions o_;
+  double limit_, margin_;
+  double last_ratio_ = 0;
+  bool have_prev_ = false;
+  CpuSample prev_;
+  std::deque<double> usage_;  // cores, one per sample
+  int since_decision_ = 0;
+  uint64_t periods_acc_ = 0, throttled_acc_ = 0;  // since the last decision
+  uint64_t prev_throttled_usec_ = 0;
+  double used_acc_ = 0, throttled_s_acc_ = 0, span_acc_ = 0;  // seconds, since the last decision
+  // Fast roll-back state: the limit before the last scale-down and counters since then.
+  double before_down_ = -1;
+  uint64_t down_periods_ = 0, down_throttled_ = 0;
+  int down_age_ = 0;
+};
+
+struct HpaOptions {
+  double initial_cores = 1.0, min_cores = 0.01, max_cores = 2.0;
+  double utilization_target = 0.5;  // usage / limit to aim for
+  double interval_s = 15;           // how often to decide (the fast variant: 1)
+  double window_s = 300;            // stabilisation window: max usage over it (fast: 20)
+};
+
+// Kubernetes-HPA-style rule applied to the CPU limit: every interval,
+// limit = max(per-second usage over the window) / utilization_target.
+class HpaController final : public QuotaController {
+ public:
+  explicit HpaController(HpaOptions o);
+  double OnSample(const CpuSample& s) override;
+  double limit() const override { return limit_; }
+  std::string name() const override { return "hpa"; }
+
+ private:
+  HpaOptions o_;
+  double limit_;
+  bool have_prev_ = false;
+  CpuSample prev_, sec_start_;
+  std::deque<std::pair<double, double>> per_second_;  // (t, cores)
+  double last_decision_ = -1;
+};
+
+// A fixed limit.
+class StaticController final : public QuotaController {
+ public:
+  explicit StaticController(double cores) : limit_(cores) {}
+  double OnSample(const CpuSample&) override { return limit_; }
+  double limit() const override { return limit_; }
+  std::string name() const override { return "static"; }
+
+ private:
+  double limit_;
+};
+
+struct TowerOptions {
+  // Throttle-ratio targets to choose from (Autothrottle's nine levels).
+  std::vector<double> targets{0, 0.02, 0.04, 0.06, 0.10, 0.15, 0.20, 0.25, 0.30};
+  double explore = 0.1;     // probability of trying a neighbouring target
+  double learning = 0.3;    // weight of a new cost in a cell's running estimate
+  double rate_base = 10;    // context buckets: [0, base), [base, 2 base), [2 base, 4 base) ...
+  int rate_buckets = 12;
+  std::string state_path;   // where the table persists ("" = in memory only)
+  uint64_t seed = 1;
+};
+
+// Autothrottle's Tower: a contextual bandit over throttle targets. Context: the request rate
+// (log-spaced buckets). Cost of an action in a context: allocation / max allocation (in [0,1])
+// when p99 <= SLO, else 2 + min(1, p99 / SLO - 1) (above every feasible allocation). Greedy on
+// per-cell running estimates; an unseen cell borrows from the nearest seen bucket of that
+// action, else from the bucket's best seen action plus one (so it is tried only by exploration);
+// with probability `explore` a neighbouring target is tried. Not thread-safe.
+class Tower {
+ public:
+  explicit Tower(TowerOptions o);
+  // Restores the table from state_path when the file exists.
+  Status Load();
+  Status Save() const;
+  // The target to use for the next interval at request rate `rate` (requests/s).
+  size_t Choose(double rate);
+  // Feeds back what the action chosen for `rate` cost.
+  void Observe(double rate, size_t action, double cost);
+  static double Cost(double alloc_fraction, double p99_ms, double slo_ms);
+  size_t Bucket(double rate) const;
+  double Estimate(size_t bucket, size_t action) const;
+  size_t Greedy(size_t bucket) const;
+  const TowerOptions& options() const { return o_; }
+  uint64_t decisions() const { return decisions_; }
+  uint64_t explorations() const { return explorations_; }
+
+ private:
+  struct Cell {
+    double cost = 0;
+    uint64_t n = 0;
+  };
+  TowerOptions o_;
+  std::vector<Cell> cells_;  // rate_buckets x targets
+  std::mt19937_64 rng_;
+  uint64_t decisions_ = 0, explorations_ = 0;
+};
+
+}  // namespace overcast::serve

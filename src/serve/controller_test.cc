@@ -1,0 +1,351 @@
+// Captain against a simulated cgroup (a fake v1/v2 file tree driven by a load model) and a real
+// one where the machine allows it; HPA and static baselines; Tower convergence and persistence.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <cstdio>
+#include <random>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "serve/cgroup.h"
+#include "serve/controller.h"
+
+namespace overcast::serve {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Slurp(const std::string& p) {
+  std::ifstream f(p);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+void Put(const std::string& p, const std::string& s) { std::ofstream(p) << s; }
+
+// The kernel's side of a cgroup, simulated: each 100 ms step the workload wants `demand` cores
+// (noisy), gets min(demand, quota), and the CFS counters advance as the kernel's would.
+class SimulatedCgroup {
+ public:
+  SimulatedCgroup(std::string dir, bool v2) : dir_(std::move(dir)), v2_(v2) {
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    Put(dir_ + "/cgroup.procs", "");
+    if (v2_) {
+      Put(dir_ + "/cpu.max", "max 100000");
+    } else {
+      Put(dir_ + "/cpu.cfs_quota_us", "-1");
+      Put(dir_ + "/cpu.cfs_period_us", "100000");
+      Put(dir_ + "/cpuacct.usage", "0");
+    }
+    Write();
+  }
+  ~SimulatedCgroup() { fs::remove_all(dir_); }
+  double Quota() const {
+    if (v2_) {
+      std::istringstream in(Slurp(dir_ + "/cpu.max"));
+      std::string q;
+      double period;
+      in >> q >> period;
+      return q == "max" ? 1e9 : std::stod(q) / period;
+    }
+    const double q = std::stod(Slurp(dir_ + "/cpu.cfs_quota_us"));
+    const double period = std::stod(Slurp(dir_ + "/cpu.cfs_period_us"));
+    return q < 0 ? 1e9 : q / period;
+  }
+  // Advances 100 ms at `demand` cores; returns whether this period was throttled.
+  bool Step(double demand) {
+    const double q = Quota();
+    const double used = std::min(demand, q);
+    usage_us_ += used * 1e5;
+    if (demand > 0) ++periods_;
+    const bool thr = demand > q;
+    if (thr) {
+      ++throttled_;
+      throttled_us_ += (demand - q) * 1e5;
+    }
+    Write();
+    return thr;
+  }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  void Write() {
+    if (v2_) {
+      Put(dir_ + "/cpu.stat", "usage_usec " + std::to_string(uint64_t(usage_us_)) +
+                                  "\nuser_usec 0\nsystem_usec 0\nnr_periods " +
+                                  std::to_string(periods_) + "\nnr_throttled " +
+                                  std::to_string(throttled_) + "\nthrottled_usec " +
+                                  std::to_string(uint64_t(throttled_us_)) + "\n");
+    } else {
+      Put(dir_ + "/cpu.stat", "nr_periods " + std::to_string(periods_) + "\nnr_throttled " +
+                                  std::to_string(throttled_) + "\nthrottled_time " +
+                                  std::to_string(uint64_t(throttled_us_ * 1000)) + "\n");
+      Put(dir_ + "/cpuacct.usage", std::to_string(uint64_t(usage_us_ * 1000)));
+    }
+  }
+  std::string dir_;
+  bool v2_;
+  double usage_us_ = 0, throttled_us_ = 0;
+  uint64_t periods_ = 0, throttled_ = 0;
+};
+
+struct SimResult {
+  double mean_limit = 0, throttle_ratio = 0, final_limit = 0;
+};
+
+// Runs `ctl` against the simulated cgroup for `steps` x 100 ms of demand(step) (with 15%
+// multiplicative noise); the figures cover the last `tail` steps.
+SimResult Simulate(SimulatedCgroup& sim, CpuCgroup& cg, QuotaController& ctl,
+                   const std::function<double(int)>& demand, int steps, int tail, uint64_t seed = 7) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> noise(1.0, 0.15);
+  SimResult r;
+  int thr = 0, active = 0;
+  EXPECT_TRUE(cg.SetLimit(ctl.limit()).ok());
+  for (int i = 0; i < steps; ++i) {
+    const double d = std::max(0.0, demand(i) * noise(rng));
+    const bool t = sim.Step(d);
+    auto st = cg.Read();
+    EXPECT_TRUE(st.ok()) << st.status().message();
+    const double lim = ctl.OnSample(CpuSample{i * 0.1, *st});
+    EXPECT_TRUE(cg.SetLimit(lim).ok());
+    if (i >= steps - tail) {
+      r.mean_limit += lim / tail;
+      if (d > 0) ++active;
+      thr += t;
+    }
+  }
+  r.throttle_ratio = active ? double(thr) / active : 0;
+  r.final_limit = ctl.limit();
+  return r;
+}
+
+std::string SimDir(const std::string& n) {
+  return (fs::temp_directory_path() / ("oc-cg-" + n + "-" + std::to_string(::getpid()))).string();
+}
+
+TEST(CaptainSim, ScalesDownToUsagePlusMarginAndHoldsTarget) {
+  for (bool v2 : {false, true}) {
+    SimulatedCgroup sim(SimDir(v2 ? "v2" : "v1"), v2);
+    auto cg = v2 ? OpenCgroupV2(sim.dir(), 100000, false) : OpenCgroupV1(sim.dir(), sim.dir(), 100000, false);
+    ASSERT_TRUE(cg.ok()) << cg.status().message();
+    CaptainOptions o;
+    o.initial_cores = 2.0;
+    o.max_cores = 2.0;
+    o.target = 0.05;
+    Captain cap(o);
+    auto r = Simulate(sim, **cg, cap, [](int) { return 0.4; }, 600, 200);
+    // From 2 cores it must come down well below, yet stay above the mean demand.
+    EXPECT_LT(r.mean_limit, 1.0) << (v2 ? "v2" : "v1");
+    EXPECT_GT(r.mean_limit, 0.4) << (v2 ? "v2" : "v1");
+    EXPECT_LT(r.throttle_ratio, 0.2) << (v2 ? "v2" : "v1");
+    EXPECT_GT(cap.scale_downs, 0u);
+  }
+}
+
+TEST(CaptainSim, ScalesUpAtOnceOnALoadStep) {
+  SimulatedCgroup sim(SimDir("step"), false);
+  auto cg = OpenCgroupV1(sim.dir(), sim.dir(), 100000, false);
+  ASSERT_TRUE(cg.ok());
+  CaptainOptions o;
+  o.initial_cores = 0.3;
+  o.target = 0.02;
+  Captain cap(o);
+  // 0.2 cores for 20 s, then 1.0 core.
+  auto demand = [](int i) { return i < 200 ? 0.2 : 1.0; };
+  Simulate(sim, **cg, cap, demand, 200, 1);
+  const double before = cap.limit();
+  EXPECT_LT(before, 0.6);
+  auto r = Simulate(sim, **cg, cap, [](int) { return 1.0; }, 100, 50);
+  EXPECT_GT(r.mean_limit, 1.0);
+  EXPECT_GT(cap.scale_ups, 0u);
+  EXPECT_LT(r.throttle_ratio, 0.3);
+}
+
+TEST(CaptainSim, HigherTargetAllocatesLess) {
+  double limits[2];
+  int k = 0;
+  for (double target : {0.0, 0.2}) {
+    SimulatedCgroup sim(SimDir("t" + std::to_string(k)), false);
+    auto cg = OpenCgroupV1(sim.dir(), sim.dir(), 100000, false);
+    ASSERT_TRUE(cg.ok());
+    CaptainOptions o;
+    o.target = target;
+    Captain cap(o);
+    limits[k++] = Simulate(sim, **cg, cap, [](int) { return 0.5; }, 900, 300).mean_limit;
+  }
+  EXPECT_LT(limits[1], limits[0]);
+}
+
+TEST(Captain, FastRollbackUndoesAScaleDownThatThrottles) {
+  CaptainOptions o;
+  o.initial_cores = 1.0;
+  o.target = 0.05;
+  Captain cap(o);
+  CpuSample s;
+  double t = 0;
+  // Idle at 0.1 cores, never throttled: the first decision scales down.
+  for (int i = 0; i <= 10; ++i, t += 0.1) {
+    s.t = t;
+    s.stat.usage_usec += 10000;
+    s.stat.nr_periods += 1;
+    cap.OnSample(s);
+  }
+  ASSERT_EQ(cap.scale_downs, 1u);
+  ASSERT_LT(cap.limit(), 1.0);
+  // Next 100 ms: throttled.
+  s.t = t;
+  s.stat.nr_periods += 1;
+  s.stat.nr_throttled += 1;
+  EXPECT_DOUBLE_EQ(cap.OnSample(s), 1.0);
+  EXPECT_EQ(cap.rollbacks, 1u);
+}
+
+TEST(HpaSim, LimitIsPeakUsageOverUtilizationTarget) {
+  SimulatedCgroup sim(SimDir("hpa"), false);
+  auto cg = OpenCgroupV1(sim.dir(), sim.dir(), 100000, false);
+  ASSERT_TRUE(cg.ok());
+  HpaOptions o;
+  o.initial_cores = 2.0;
+  o.utilization_target = 0.5;
+  o.interval_s = 1;
+  o.window_s = 20;
+  HpaController hpa(o);
+  auto r = Simulate(sim, **cg, hpa, [](int) { return 0.3; }, 400, 100);
+  // ~0.3 / 0.5 = 0.6, plus the noise peak in the window.
+  EXPECT_GT(r.mean_limit, 0.55);
+  EXPECT_LT(r.mean_limit, 0.9);
+  StaticController st(0.7);
+  EXPECT_DOUBLE_EQ(st.OnSample(CpuSample{}), 0.7);
+}
+
+// The real cgroup: a busy child under a 0.2-core quota must be throttled to about 0.2 cores,
+// and a Captain with target 0 must then raise the quota.
+TEST(CaptainReal, ThrottlesABusyProcessAndScalesUp) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to create CPU cgroups";
+  if (::access("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", W_OK) != 0) {
+    GTEST_SKIP() << "no writable cgroup v1 cpu controller at /sys/fs/cgroup/cpu";
+  }
+  const std::string name = "test-" + std::to_string(::getpid());
+  auto cg = CreateReplicaCgroup("v1", name, 100000);
+  ASSERT_TRUE(cg.ok()) << cg.status().message();
+  ASSERT_TRUE((*cg)->SetLimit(0.2).ok());
+  pid_t child = ::fork();
+  if (child == 0) {
+    volatile uint64_t x = 0;
+    while (true) x = x + 1;
+  }
+  ASSERT_TRUE((*cg)->AddProcess(child).ok());
+  auto a = (*cg)->Read();
+  ASSERT_TRUE(a.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  auto b = (*cg)->Read();
+  ASSERT_TRUE(b.ok());
+  const double cores = (b->usage_usec - a->usage_usec) / 1.5e6;
+  EXPECT_GT(cores, 0.1);
+  EXPECT_LT(cores, 0.3);
+  EXPECT_GT(b->nr_throttled - a->nr_throttled, 5u);
+  CaptainOptions o;
+  o.initial_cores = 0.2;
+  o.target = 0.0;
+  o.max_cores = 1.0;
+  Captain cap(o);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 30; ++i) {
+    auto st = (*cg)->Read();
+    ASSERT_TRUE(st.ok());
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ASSERT_TRUE((*cg)->SetLimit(cap.OnSample(CpuSample{t, *st})).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  auto end = (*cg)->Read();
+  ASSERT_TRUE(end.ok());
+  // On a busy machine the child may not even get its 0.2 cores; then nothing is throttled and
+  // the Captain rightly holds. Whenever it was throttled, the quota must have gone up.
+  if (end->nr_throttled > b->nr_throttled + 2) {
+    EXPECT_GT(cap.limit(), 0.3);
+    EXPECT_GT(cap.scale_ups, 0u);
+  } else {
+    std::printf("note: the busy child was not throttled during the Captain phase (machine busy)\n");
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  cg->reset();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  RemoveReplicaCgroup("v1", name);
+  EXPECT_FALSE(fs::exists("/sys/fs/cgroup/cpu/overcast/" + name));
+}
+
+// A synthetic landscape: allocation falls as the throttle target rises, and each load level
+// has a highest target that still meets the SLO (lower under more load).
+double LandscapeCost(size_t bucket, size_t action, std::mt19937_64& rng) {
+  static const size_t kMaxFeasible[] = {6, 4, 2};
+  std::normal_distribution<double> noise(0, 0.02);
+  const double alloc = 0.9 - 0.08 * action + 0.1 * bucket + noise(rng);
+  const double p99_over_slo = action <= kMaxFeasible[bucket] ? 0.8 : 1.3;
+  return Tower::Cost(alloc, p99_over_slo * 100, 100);
+}
+
+TEST(Tower, ConvergesToTheCheapestFeasibleTargetPerLoad) {
+  TowerOptions o;
+  o.rate_base = 10;
+  o.seed = 11;
+  Tower tower(o);
+  std::mt19937_64 rng(5);
+  const double rates[] = {5, 15, 35};  // buckets 0, 1, 2
+  for (int i = 0; i < 3000; ++i) {
+    const double rate = rates[i % 3];
+    const size_t a = tower.Choose(rate);
+    tower.Observe(rate, a, LandscapeCost(tower.Bucket(rate), a, rng));
+  }
+  EXPECT_EQ(tower.Greedy(0), 6u);
+  EXPECT_EQ(tower.Greedy(1), 4u);
+  EXPECT_EQ(tower.Greedy(2), 2u);
+  EXPECT_GT(tower.explorations(), 100u);
+  EXPECT_LT(tower.explorations(), 600u);
+}
+
+TEST(Tower, StateSurvivesRestart) {
+  const std::string path = SimDir("tower") + "/tower.json";
+  TowerOptions o;
+  o.state_path = path;
+  {
+    Tower t(o);
+    ASSERT_TRUE(t.Load().ok());
+    std::mt19937_64 rng(1);
+    for (int i = 0; i < 1500; ++i) {
+      const double rate = i % 2 ? 5 : 35;
+      const size_t a = t.Choose(rate);
+      t.Observe(rate, a, LandscapeCost(t.Bucket(rate), a, rng));
+    }
+    ASSERT_TRUE(t.Save().ok());
+  }
+  Tower again(o);
+  ASSERT_TRUE(again.Load().ok());
+  EXPECT_EQ(again.Greedy(0), 6u);
+  EXPECT_EQ(again.Greedy(2), 2u);
+  EXPECT_GT(again.decisions(), 1000u);
+  // A table saved with other targets is refused with a clear message.
+  TowerOptions other = o;
+  other.targets = {0, 0.1};
+  Tower mismatched(other);
+  Status s = mismatched.Load();
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("delete it"), std::string::npos);
+  fs::remove_all(fs::path(path).parent_path());
+}
+
+TEST(Tower, CostPenalisesSloMissAboveAnyAllocation) {
+  EXPECT_DOUBLE_EQ(Tower::Cost(0.4, 10, 20), 0.4);
+  EXPECT_GT(Tower::Cost(0.0, 21, 20), 2.0);
+  EXPECT_LE(Tower::Cost(1.0, 1000, 20), 3.0);
+}
+
+}  // namespace
+}  // namespace overcast::serve

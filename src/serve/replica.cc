@@ -1,0 +1,118 @@
+#include "serve/replica.h"
+
+#include <signal.h>
+
+#include <map>
+#include <memory>
+#include <thread>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "common/fs.h"
+#include "common/log.h"
+#include "serve/api.h"
+#include "serve/batcher.h"
+#include "serve/predictor.h"
+
+namespace overcast::serve {
+
+namespace {
+struct Served {
+  std::unique_ptr<Predictor> model;
+  std::unique_ptr<Batcher> batcher;
+};
+}  // namespace
+
+Status RunReplica(const ReplicaOptions& o) {
+  std::map<std::string, Served> models;
+  for (const auto& path : o.model_paths) {
+    OC_ASSIGN_OR_RETURN(auto m, LoadModel(path));
+    const std::string name = m->info().name;
+    if (models.count(name)) return InvalidArgument("two models named '" + name + "'");
+    Served s;
+    s.model = std::move(m);
+    s.batcher = std::make_unique<Batcher>(
+        s.model.get(), BatcherOptions{o.max_batch_rows, std::chrono::microseconds(o.max_wait_us),
+                                      o.max_queued_rows});
+    models.emplace(name, std::move(s));
+  }
+  if (models.empty()) return InvalidArgument("no model given");
+
+  httplib::Server svr;
+  const int threads = o.threads;
+  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  svr.set_tcp_nodelay(true);  // else Nagle + delayed ACK add ~40 ms per request
+  svr.set_keep_alive_max_count(1u << 30);
+  svr.set_keep_alive_timeout(60);
+  svr.set_payload_max_length(o.max_body_bytes);
+  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.body.empty()) {
+      res.set_content(JsonError(res.status, HttpReason(res.status)),
+                      "application/json");
+    }
+  });
+  svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("{\"status\":\"ok\"}", "application/json");
+  });
+  svr.Get("/stats", [&](const httplib::Request&, httplib::Response& res) {
+    nlohmann::json j;
+    for (auto& [name, s] : models) {
+      auto st = s.batcher->stats();
+      j[name] = {{"batches", st.batches}, {"rows", st.rows}, {"rejected", st.rejected}};
+    }
+    res.set_content(j.dump(), "application/json");
+  });
+  svr.Post(R"(/v1/models/([^/]+):predict)", [&](const httplib::Request& req,
+                                               httplib::Response& res) {
+    const std::string name = req.matches[1];
+    auto it = models.find(name);
+    if (it == models.end()) {
+      res.status = 404;
+      res.set_content(JsonError(404, "unknown model '" + name + "'"), "application/json");
+      return;
+    }
+    thread_local SparseBatch rows;
+    thread_local std::vector<float> out;
+    rows.clear();
+    const ModelInfo& info = it->second.model->info();
+    Status s = ParsePredictRequest(req.body, info, &rows, o.max_request_rows);
+    if (s.ok()) s = it->second.batcher->Submit(rows, &out);
+    if (!s.ok()) {
+      res.status = HttpCodeFor(s);
+      res.set_content(JsonError(res.status, s.message()), "application/json");
+      return;
+    }
+    res.set_content(FormatPredictResponse(info, out.data(), rows.rows()), "application/json");
+  });
+
+  int port = o.port;
+  if (port == 0) {
+    port = svr.bind_to_any_port(o.host);
+  } else if (!svr.bind_to_port(o.host, port)) {
+    port = -1;
+  }
+  if (port <= 0) return Unavailable("replica cannot listen on " + o.host + ":" + std::to_string(o.port));
+  if (!o.port_file.empty()) OC_RETURN_IF_ERROR(WriteFileAtomic(o.port_file, std::to_string(port)));
+  spdlog::info("replica pid {} serving {} model(s) on {}:{}", ::getpid(), models.size(), o.host, port);
+
+  // SIGTERM/SIGINT are blocked by the caller; this thread waits for one and stops the server.
+  // A replica holds no state worth saving: if connections are still open a second after the
+  // signal (keep-alive threads block until their peer closes), it exits without waiting more.
+  std::thread waiter([&svr] {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sig = 0;
+    sigwait(&set, &sig);
+    svr.stop();
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    ::_exit(0);
+  });
+  waiter.detach();
+  const bool ok = svr.listen_after_bind();
+  return ok ? Status::Ok() : Unavailable("replica server stopped with an error");
+}
+
+}  // namespace overcast::serve

@@ -1,0 +1,29 @@
+// One model-serving replica process: HTTP predict endpoints over dynamic batchers.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace overcast::serve {
+
+struct ReplicaOptions {
+  std::vector<std::string> model_paths;
+  std::string host = "127.0.0.1";
+  int port = 0;            // 0: any free port, written to port_file
+  std::string port_file;   // written atomically once listening
+  size_t max_batch_rows = 32;
+  int max_wait_us = 2000;
+  size_t max_queued_rows = 1024;
+  size_t max_request_rows = 1024;
+  size_t max_body_bytes = 1 << 20;
+  int threads = 64;        // HTTP connection threads (one per keep-alive connection)
+};
+
+// Serves until SIGTERM/SIGINT (the caller blocks those signals in every thread first and
+// passes a waiter) or a fatal error. Endpoints: POST /v1/models/NAME:predict, GET /healthz,
+// GET /stats (batches, rows, rejections per model, as JSON).
+Status RunReplica(const ReplicaOptions& o);
+
+}  // namespace overcast::serve

@@ -1,0 +1,762 @@
+#include "serve/server.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+#include <httplib.h>
+
+#include "common/fs.h"
+#include "common/log.h"
+#include "serve/api.h"
+#include "serve/predictor.h"
+
+namespace overcast::serve {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Now() {
+  return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+}
+
+// Latency histogram buckets (seconds), Prometheus-style cumulative on output.
+constexpr double kBuckets[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
+                               0.1,    0.2,   0.5,   1.0,   2.0,  5.0};
+constexpr size_t kNumBuckets = sizeof(kBuckets) / sizeof(kBuckets[0]);
+
+struct ModelStats {
+  std::map<int, uint64_t> codes;
+  uint64_t hist[kNumBuckets + 1] = {};
+  double sum_s = 0;
+  uint64_t count = 0;
+};
+
+double Percentile(std::vector<float>& v, double q) {
+  if (v.empty()) return 0;
+  size_t k = static_cast<size_t>(std::ceil(q * v.size())) - 1;
+  k = std::min(k, v.size() - 1);
+  std::nth_element(v.begin(), v.begin() + k, v.end());
+  return v[k];
+}
+
+}  // namespace
+
+struct Server::Impl {
+  struct Slot {
+    int index = 0;
+    std::string cg_name;
+    std::unique_ptr<CpuCgroup> cg;
+    std::unique_ptr<QuotaController> ctl;
+    std::string port_file;
+    // Guarded by mu:
+    mutable std::mutex mu;
+    std::condition_variable conn_cv;
+    pid_t pid = -1;
+    int port = 0;
+    uint64_t generation = 0;
+    std::vector<std::unique_ptr<httplib::Client>> idle;
+    int open_conns = 0;
+    // Lock-free for routing and metrics:
+    std::atomic<bool> up{false};
+    std::atomic<int> inflight{0};
+    std::atomic<uint64_t> restarts{0};
+    std::atomic<double> limit{0};
+    // Control thread only (copied into metrics under ctl_mu):
+    CpuStat stat;
+    double last_limit_set = -1;
+  };
+
+  ServeOptions o;
+  std::map<std::string, ModelInfo> models;
+  std::map<std::string, std::vector<std::string>> groups;  // group -> variant names
+  std::string tmpdir;
+  std::vector<std::unique_ptr<Slot>> slots;
+  httplib::Server http;
+  int bound_port = 0;
+  std::thread http_thread, supervisor, control;
+  std::atomic<bool> stopping{false};
+  std::mutex stop_mu;
+  std::condition_variable stop_cv;
+  bool stopped = false;
+  std::atomic<size_t> inflight{0};
+  std::atomic<uint64_t> rr{0};
+
+  mutable std::mutex metrics_mu;  // guards stats, window_*
+  std::map<std::string, ModelStats> stats;
+  std::map<std::string, double> ewma_ms;  // running latency of successful requests per model
+  std::vector<float> window_ms;
+  uint64_t window_requests = 0;
+  ServerTotals tot;
+
+  mutable std::mutex ctl_mu;  // guards the controllers' state as seen by metrics, tower
+  std::unique_ptr<Tower> tower;
+  size_t tower_action = 0;
+  double tower_p99_ms = 0, tower_rate = 0, tower_cost = 0;
+
+  explicit Impl(ServeOptions opts) : o(std::move(opts)) {}
+
+  std::string ReplicaPath(const Slot&) const { return o.replica_bin; }
+
+  std::vector<std::string> ReplicaArgs(const Slot& s) const {
+    std::vector<std::string> a = {o.replica_bin, "serve-replica", "--port-file", s.port_file,
+                                  "--max-batch", std::to_string(o.max_batch_rows),
+                                  "--max-wait-us", std::to_string(o.max_wait_us),
+                                  "--threads", std::to_string(o.replica_connections + 8),
+                                  "--max-body-bytes", std::to_string(o.max_body_bytes)};
+    for (const auto& m : o.model_paths) {
+      a.push_back("--model");
+      a.push_back(m);
+    }
+    return a;
+  }
+
+  static std::unique_ptr<httplib::Client> NewClient(int port) {
+    auto cli = std::make_unique<httplib::Client>("127.0.0.1", port);
+    cli->set_keep_alive(true);
+    cli->set_tcp_nodelay(true);
+    cli->set_connection_timeout(1, 0);
+    cli->set_read_timeout(30, 0);
+    cli->set_write_timeout(5, 0);
+    return cli;
+  }
+
+  // Forks and execs one replica, joined to its cgroup before exec, then waits for its port.
+  Status Spawn(Slot& s) {
+    std::filesystem::remove(s.port_file);
+    std::vector<std::string> args = ReplicaArgs(s);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> procs = s.cg->procs_files();
+    const std::string log_path = tmpdir + "/replica-" + std::to_string(s.index) + ".log";
+    const pid_t parent = ::getpid();
+    pid_t pid = ::fork();
+    if (pid < 0) return ErrnoStatus("fork replica", errno);
+    if (pid == 0) {
+      // Child: only async-signal-safe calls until exec.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(1);
+      char buf[32];
+      int n = 0;
+      for (pid_t p = ::getpid(); p > 0; p /= 10) buf[n++] = char('0' + p % 10);
+      for (int i = 0; i < n / 2; ++i) std::swap(buf[i], buf[n - 1 - i]);
+      for (const auto& f : procs) {
+        int fd = ::open(f.c_str(), O_WRONLY);
+        if (fd >= 0) {
+          (void)!::write(fd, buf, n);
+          ::close(fd);
+        }
+      }
+      int lfd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (lfd >= 0) {
+        ::dup2(lfd, 2);
+        ::dup2(lfd, 1);
+      }
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    if (procs.empty()) (void)s.cg->AddProcess(pid);  // the /proc-only kind tracks pids itself
+    {
+      std::lock_guard<std::mutex> l(s.mu);
+      s.pid = pid;
+    }
+    const double until = Now() + 15;
+    while (Now() < until && !stopping) {
+      std::ifstream f(s.port_file);
+      int port = 0;
+      if (f >> port && port > 0) {
+        // Open a share of the pool now, one at a time: replicas listen with a small backlog,
+        // and a burst of connects under load would drop SYNs (a 1 s retransmit each). Only a
+        // share: each idle keep-alive connection costs its replica a poll wake-up every ~11 ms
+        // (cpp-httplib's keep-alive loop), CPU billed to the replica's cgroup.
+        std::vector<std::unique_ptr<httplib::Client>> warm;
+        for (int k = 0; k < std::min(8, o.replica_connections); ++k) {
+          auto cli = NewClient(port);
+          if (!cli->Get("/healthz")) break;
+          warm.push_back(std::move(cli));
+        }
+        std::lock_guard<std::mutex> l(s.mu);
+        s.port = port;
+        ++s.generation;
+        s.idle = std::move(warm);
+        s.open_conns = static_cast<int>(s.idle.size());
+        s.up = true;
+        s.conn_cv.notify_all();
+        return Status::Ok();
+      }
+      int st;
+      if (::waitpid(pid, &st, WNOHANG) == pid) {
+        std::lock_guard<std::mutex> l(s.mu);
+        s.pid = -1;
+        std::string log;
+        (void)ReadFile(log_path, &log);
+        if (log.size() > 2000) log = log.substr(log.size() - 2000);
+        return Unavailable(fmt::format("replica {} exited during start-up: {}", s.index, log));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return Unavailable(fmt::format("replica {} did not start within 15 s (log: {})", s.index, log_path));
+  }
+
+  void SupervisorLoop() {
+    while (!stopping) {
+      for (auto& sp : slots) {
+        Slot& s = *sp;
+        pid_t pid;
+        {
+          std::lock_guard<std::mutex> l(s.mu);
+          pid = s.pid;
+        }
+        int st = 0;
+        if (pid > 0 && ::waitpid(pid, &st, WNOHANG) == pid) {
+          s.up = false;
+          {
+            std::lock_guard<std::mutex> l(s.mu);
+            s.pid = -1;
+            s.idle.clear();
+            s.open_conns = 0;
+          }
+          if (stopping) break;
+          spdlog::warn("replica {} (pid {}) {}; restarting", s.index, pid,
+                       WIFSIGNALED(st) ? fmt::format("killed by signal {}", WTERMSIG(st))
+                                       : fmt::format("exited with {}", WEXITSTATUS(st)));
+          ++s.restarts;
+          {
+            std::lock_guard<std::mutex> l(metrics_mu);
+            ++tot.replica_restarts;
+          }
+          Status r = Spawn(s);
+          if (!r.ok()) spdlog::error("restart of replica {} failed: {}", s.index, r.message());
+        } else if (pid <= 0 && !stopping) {
+          Status r = Spawn(s);  // a failed restart is retried here
+          if (!r.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+  void ControlLoop() {
+    double next = Now();
+    double last = next;
+    double tower_start = next;
+    double tower_alloc = 0;
+    while (!stopping) {
+      next += o.sample_interval_s;
+      std::this_thread::sleep_until(Clock::time_point(std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double>(next))));
+      const double t = Now();
+      const double dt = t - last;
+      last = t;
+      double alloc = 0, used = 0;
+      std::lock_guard<std::mutex> cl(ctl_mu);
+      for (auto& sp : slots) {
+        Slot& s = *sp;
+        // Allocation is charged for the limit in force over the interval just ended.
+        alloc += s.limit.load() * dt;
+        auto st = s.cg->Read();
+        if (!st.ok()) continue;
+        if (st->usage_usec >= s.stat.usage_usec) used += (st->usage_usec - s.stat.usage_usec) / 1e6;
+        s.stat = *st;
+        const double lim = s.ctl->OnSample(CpuSample{t, *st});
+        if (std::abs(lim - s.last_limit_set) > 1e-3 * std::max(lim, 0.01)) {
+          Status w = s.cg->SetLimit(lim);
+          if (!w.ok()) spdlog::warn("replica {}: set limit: {}", s.index, w.message());
+          s.last_limit_set = lim;
+        }
+        s.limit = lim;
+      }
+      {
+        std::lock_guard<std::mutex> l(metrics_mu);
+        tot.allocated_core_seconds += alloc;
+        tot.used_core_seconds += used;
+      }
+      tower_alloc += alloc;
+      if (tower && t - tower_start >= o.tower_interval_s) {
+        std::vector<float> lat;
+        uint64_t n;
+        {
+          std::lock_guard<std::mutex> l(metrics_mu);
+          lat.swap(window_ms);
+          n = window_requests;
+          window_requests = 0;
+        }
+        const double span = t - tower_start;
+        tower_rate = n / span;
+        tower_p99_ms = Percentile(lat, 0.99);
+        const double max_alloc = slots.size() * o.captain.max_cores * span;
+        tower_cost = Tower::Cost(tower_alloc / max_alloc, tower_p99_ms, o.slo_p99_ms);
+        tower->Observe(tower_rate, tower_action, tower_cost);
+        tower_action = tower->Choose(tower_rate);
+        for (auto& sp : slots) sp->ctl->set_target(tower->options().targets[tower_action]);
+        Status sv = tower->Save();
+        if (!sv.ok()) spdlog::warn("tower state: {}", sv.message());
+        spdlog::info("tower: rate {:.1f}/s p99 {:.2f} ms cost {:.3f} -> target {:.2f}", tower_rate,
+                     tower_p99_ms, tower_cost, tower->options().targets[tower_action]);
+        tower_start = t;
+        tower_alloc = 0;
+      }
+    }
+  }
+
+  void Record(const std::string& model, int code, double seconds) {
+    std::lock_guard<std::mutex> l(metrics_mu);
+    ModelStats& m = stats[model];
+    ++m.codes[code];
+    size_t b = 0;
+    while (b < kNumBuckets && seconds > kBuckets[b]) ++b;
+    ++m.hist[b];
+    m.sum_s += seconds;
+    ++m.count;
+    ++tot.requests;
+    if (code == 200) {
+      auto [it, fresh] = ewma_ms.emplace(model, seconds * 1e3);
+      if (!fresh) it->second = 0.9 * it->second + 0.1 * seconds * 1e3;
+    }
+    if (code == 200) ++tot.ok;
+    else if (code == 503) ++tot.rejected;
+    else if (code >= 400 && code < 500) ++tot.client_errors;
+    else ++tot.server_errors;
+    if (code == 200 || code == 503) {  // what the SLO is about: answered or refused requests
+      window_ms.push_back(static_cast<float>(seconds * 1e3));
+      ++window_requests;
+    }
+  }
+
+  // Picks an up replica with the fewest requests in flight (round-robin among ties).
+  Slot* Pick(const Slot* avoid) {
+    Slot* best = nullptr;
+    const size_t n = slots.size();
+    const size_t start = rr++ % n;
+    for (size_t k = 0; k < n; ++k) {
+      Slot* s = slots[(start + k) % n].get();
+      if (!s->up || s == avoid) continue;
+      if (!best || s->inflight < best->inflight) best = s;
+    }
+    return best;
+  }
+
+  // Sends one request to `s` over a pooled keep-alive connection. Returns false when the
+  // replica could not be reached (the caller may retry elsewhere).
+  bool Forward(Slot& s, const std::string& path, const std::string& body, int* code,
+               std::string* out) {
+    std::unique_ptr<httplib::Client> cli;
+    uint64_t gen;
+    {
+      std::unique_lock<std::mutex> l(s.mu);
+      if (!s.conn_cv.wait_for(l, std::chrono::seconds(2), [&] {
+            return !s.up || !s.idle.empty() || s.open_conns < o.replica_connections;
+          })) {
+        *code = 503;
+        *out = JsonError(503, "replica connection pool exhausted");
+        return true;
+      }
+      if (!s.up) return false;
+      gen = s.generation;
+      if (!s.idle.empty()) {
+        cli = std::move(s.idle.back());
+        s.idle.pop_back();
+      } else {
+        ++s.open_conns;
+        l.unlock();
+        cli = NewClient(s.port);
+      }
+    }
+    ++s.inflight;
+    auto res = cli->Post(path, body, "application/json");
+    --s.inflight;
+    std::lock_guard<std::mutex> l(s.mu);
+    if (!res) {
+      if (s.generation == gen) --s.open_conns;
+      s.conn_cv.notify_one();
+      return false;
+    }
+    *code = res->status;
+    *out = std::move(res->body);
+    if (s.generation == gen) s.idle.push_back(std::move(cli));
+    s.conn_cv.notify_one();
+    return true;
+  }
+
+  // INFaaS-style model-less requests: NAME may be a group of variants, and ?min_accuracy=A asks
+  // for a variant whose recorded accuracy is at least A. Among the eligible variants the one
+  // with the lowest measured latency (running average; untried ones first) is chosen.
+  Status PickVariant(const httplib::Request& req, std::string* model) {
+    double min_acc = -1;
+    if (req.has_param("min_accuracy")) {
+      const std::string v = req.get_param_value("min_accuracy");
+      char* end = nullptr;
+      min_acc = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end != '\0' || !(min_acc >= 0 && min_acc <= 1)) {
+        return InvalidArgument("min_accuracy must be a number in [0, 1], got '" + v + "'");
+      }
+    }
+    auto m = models.find(*model);
+    if (m != models.end() && min_acc < 0) return Status::Ok();
+    const std::string group = m != models.end() ? m->second.group : *model;
+    auto g = groups.find(group);
+    if (g == groups.end()) return NotFound("unknown model '" + *model + "'");
+    std::string best;
+    double best_ms = 0, best_acc = -1;
+    std::lock_guard<std::mutex> l(metrics_mu);
+    for (const std::string& v : g->second) {
+      const ModelInfo& info = models.at(v);
+      best_acc = std::max(best_acc, info.accuracy);
+      if (min_acc >= 0 && info.accuracy < min_acc) continue;
+      const double ms = ewma_ms.count(v) ? ewma_ms.at(v) : 0;
+      if (best.empty() || ms < best_ms) {
+        best = v;
+        best_ms = ms;
+      }
+    }
+    if (best.empty()) {
+      return InvalidArgument(fmt::format("no variant of '{}' reaches accuracy {} (best: {})", group,
+                                         min_acc, best_acc));
+    }
+    *model = best;
+    return Status::Ok();
+  }
+
+  void HandlePredict(const httplib::Request& req, httplib::Response& res) {
+    const auto t0 = Clock::now();
+    std::string model = req.matches[1];
+    int code = 0;
+    std::string body;
+    Status pick = PickVariant(req, &model);
+    if (!pick.ok()) {
+      code = HttpCodeFor(pick);
+      body = JsonError(code, pick.message());
+      if (!models.count(model)) model = "_unknown";
+    } else if (inflight.fetch_add(1) >= o.max_inflight) {
+      inflight.fetch_sub(1);
+      code = 503;
+      body = JsonError(503, fmt::format("server overloaded ({} requests in flight)", o.max_inflight));
+    } else {
+      const std::string path = "/v1/models/" + model + ":predict";
+      Slot* s = Pick(nullptr);
+      bool sent = s && Forward(*s, path, req.body, &code, &body);
+      if (!sent) {  // replica gone mid-request: predictions are idempotent, try another once
+        Slot* other = Pick(s);
+        sent = other && Forward(*other, path, req.body, &code, &body);
+      }
+      if (!sent) {
+        code = 503;
+        body = JsonError(503, "no replica available; retry later");
+      }
+      inflight.fetch_sub(1);
+    }
+    res.status = code;
+    if (code == 503) res.set_header("Retry-After", "1");
+    res.set_content(std::move(body), "application/json");
+    Record(model, code, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+};
+
+Server::Server(ServeOptions o) : impl_(std::make_unique<Impl>(std::move(o))) {}
+Server::~Server() { Stop(); }
+
+Status Server::Start() {
+  Impl& m = *impl_;
+  ServeOptions& o = m.o;
+  if (o.replicas < 1) return InvalidArgument("--replicas must be at least 1");
+  if (!(o.slo_p99_ms > 0)) return InvalidArgument("--slo-p99-ms must be positive");
+  if (o.model_paths.empty()) return InvalidArgument("no --model given");
+  if (o.host != "127.0.0.1" && o.host != "localhost" && o.host != "::1") {
+    // DESIGN.md: nothing listens beyond loopback without a shared secret, and the predict API
+    // has no authentication yet.
+    return InvalidArgument("--listen " + o.host +
+                           ": the server listens on loopback only (127.0.0.1, localhost, ::1) "
+                           "until request authentication exists; put a proxy in front");
+  }
+  if (o.replica_bin.empty()) {
+    std::error_code ec;
+    o.replica_bin = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  }
+  if (o.max_cores <= 0) o.max_cores = std::max(1u, std::thread::hardware_concurrency());
+  if (o.cfs_period_us < 0) {
+    o.cfs_period_us = static_cast<int>(std::clamp(o.slo_p99_ms * 500.0, 10000.0, 100000.0));
+  }
+  if (o.cfs_period_us < 1000 || o.cfs_period_us > 1000000) {
+    return InvalidArgument("--cfs-period-us must be within 1000..1000000");
+  }
+  // The kernel's smallest quota is 1 ms per period: no limit can go below that.
+  o.captain.min_cores = std::max(o.captain.min_cores, 1000.0 / o.cfs_period_us);
+  if (o.max_wait_us < 0) o.max_wait_us = static_cast<int>(std::min(1000.0, o.slo_p99_ms * 50));
+  if (o.max_wait_us * 1e-3 >= o.slo_p99_ms) {
+    return InvalidArgument(fmt::format("--max-wait-us {} would eat the whole SLO of {} ms",
+                                       o.max_wait_us, o.slo_p99_ms));
+  }
+  for (const auto& p : o.model_paths) {
+    auto loaded = LoadModel(p);
+    if (!loaded.ok() && loaded.status().code() == Code::kNotFound) {
+      return InvalidArgument("model file " + p + " does not exist");  // bad usage: exit 2
+    }
+    OC_ASSIGN_OR_RETURN(auto model, std::move(loaded));
+    const ModelInfo& info = model->info();
+    for (char c : info.name) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+        return InvalidArgument("model " + p + ": name '" + info.name +
+                               "' may hold only letters, digits, '-', '_' and '.'");
+      }
+    }
+    if (m.models.count(info.name)) return InvalidArgument("two models named '" + info.name + "'");
+    m.models[info.name] = info;
+    m.groups[info.group.empty() ? info.name : info.group].push_back(info.name);
+  }
+  static std::atomic<int> counter{0};
+  const std::string tag = fmt::format("serve-{}-{}", ::getpid(), counter++);
+  m.tmpdir = (std::filesystem::temp_directory_path() / ("overcast-" + tag)).string();
+  std::filesystem::create_directories(m.tmpdir);
+
+  o.captain.initial_cores = o.initial_cores;
+  o.captain.max_cores = o.max_cores;
+  o.hpa.initial_cores = o.initial_cores;
+  o.hpa.max_cores = o.max_cores;
+  o.hpa.min_cores = o.captain.min_cores;
+  if (o.controller == "autothrottle") {
+    m.tower = std::make_unique<Tower>(o.tower);
+    OC_RETURN_IF_ERROR(m.tower->Load());
+    m.tower_action = m.tower->Choose(0);
+    o.captain.target = o.tower.targets[m.tower_action];
+  } else if (o.controller != "captain" && o.controller != "hpa" && o.controller != "static") {
+    return InvalidArgument("unknown --controller '" + o.controller +
+                           "' (autothrottle, captain, hpa or static)");
+  }
+  for (int i = 0; i < o.replicas; ++i) {
+    auto s = std::make_unique<Impl::Slot>();
+    s->index = i;
+    s->cg_name = tag + "-r" + std::to_string(i);
+    OC_ASSIGN_OR_RETURN(s->cg, CreateReplicaCgroup(o.cgroup, s->cg_name, o.cfs_period_us));
+    if (o.controller == "static") {
+      s->ctl = std::make_unique<StaticController>(o.static_cores);
+    } else if (o.controller == "hpa") {
+      s->ctl = std::make_unique<HpaController>(o.hpa);
+    } else {
+      s->ctl = std::make_unique<Captain>(o.captain);
+    }
+    s->limit = s->ctl->limit();
+    OC_RETURN_IF_ERROR(s->cg->SetLimit(s->limit));
+    s->last_limit_set = s->limit;
+    s->port_file = m.tmpdir + "/replica-" + std::to_string(i) + ".port";
+    if (i == 0) spdlog::info("replica CPU groups: {}", s->cg->describe());
+    m.slots.push_back(std::move(s));
+  }
+  for (auto& s : m.slots) OC_RETURN_IF_ERROR(m.Spawn(*s));
+
+  httplib::Server& h = m.http;
+  const int threads = o.threads;
+  h.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  h.set_tcp_nodelay(true);  // else Nagle + delayed ACK add ~40 ms per hop
+  h.set_keep_alive_max_count(1u << 30);
+  h.set_keep_alive_timeout(60);
+  h.set_payload_max_length(o.max_body_bytes);
+  h.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.body.empty()) {
+      res.set_content(JsonError(res.status, HttpReason(res.status)), "application/json");
+    }
+  });
+  h.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+    int up = 0;
+    for (auto& s : impl_->slots) up += s->up ? 1 : 0;
+    res.status = up > 0 ? 200 : 503;
+    res.set_content(fmt::format("{{\"status\":\"{}\",\"replicas_up\":{},\"replicas\":{}}}",
+                                up > 0 ? "ok" : "unavailable", up, impl_->slots.size()),
+                    "application/json");
+  });
+  h.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(Metrics(), "text/plain; version=0.0.4");
+  });
+  h.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    std::string s = "{\"models\":[";
+    bool first = true;
+    for (auto& [name, info] : impl_->models) {
+      double ms = -1;
+      {
+        std::lock_guard<std::mutex> l(impl_->metrics_mu);
+        if (impl_->ewma_ms.count(name)) ms = impl_->ewma_ms.at(name);
+      }
+      s += fmt::format("{}{{\"name\":\"{}\",\"group\":\"{}\",\"task\":\"{}\",\"num_features\":{},"
+                       "\"num_classes\":{},\"accuracy\":{},\"latency_ms\":{}}}",
+                       first ? "" : ",", name, info.group, TaskName(info.task), info.num_features,
+                       info.num_classes, info.accuracy, ms);
+      first = false;
+    }
+    res.set_content(s + "]}", "application/json");
+  });
+  h.Post(R"(/v1/models/([^/]+):predict)", [this](const httplib::Request& req,
+                                                 httplib::Response& res) {
+    impl_->HandlePredict(req, res);
+  });
+  m.bound_port = o.port == 0 ? h.bind_to_any_port(o.host) : (h.bind_to_port(o.host, o.port) ? o.port : -1);
+  if (m.bound_port <= 0) {
+    Stop();
+    return Unavailable(fmt::format("cannot listen on {}:{} (in use?)", o.host, o.port));
+  }
+  m.http_thread = std::thread([&h] { h.listen_after_bind(); });
+  m.supervisor = std::thread([&m] { m.SupervisorLoop(); });
+  m.control = std::thread([&m] { m.ControlLoop(); });
+  if (!o.port_file.empty()) {
+    OC_RETURN_IF_ERROR(WriteFileAtomic(o.port_file, std::to_string(m.bound_port)));
+  }
+  spdlog::info("serving {} model(s) on http://{}:{} with {} replica(s), controller {}, SLO p99 {} ms, "
+               "batch <= {} rows, wait <= {} us, CFS period {} us",
+               m.models.size(), o.host, m.bound_port, o.replicas, o.controller, o.slo_p99_ms,
+               o.max_batch_rows, o.max_wait_us, o.cfs_period_us);
+  return Status::Ok();
+}
+
+void Server::Stop() {
+  Impl& m = *impl_;
+  if (m.stopping.exchange(true)) return;
+  m.http.stop();
+  if (m.http_thread.joinable()) m.http_thread.join();
+  if (m.supervisor.joinable()) m.supervisor.join();
+  if (m.control.joinable()) m.control.join();
+  for (auto& s : m.slots) {
+    std::lock_guard<std::mutex> l(s->mu);
+    s->idle.clear();  // close keep-alive connections so the replicas' threads can finish
+    s->up = false;
+    if (s->pid > 0) ::kill(s->pid, SIGTERM);
+  }
+  for (auto& s : m.slots) {
+    if (s->pid <= 0) continue;
+    int st;
+    const double until = Now() + 3;
+    while (::waitpid(s->pid, &st, WNOHANG) == 0) {
+      if (Now() > until) {
+        ::kill(s->pid, SIGKILL);
+        ::waitpid(s->pid, &st, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    s->pid = -1;
+  }
+  for (auto& s : m.slots) {
+    s->cg.reset();
+    RemoveReplicaCgroup(m.o.cgroup, s->cg_name);
+  }
+  if (!m.tmpdir.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(m.tmpdir, ec);
+  }
+  std::lock_guard<std::mutex> l(m.stop_mu);
+  m.stopped = true;
+  m.stop_cv.notify_all();
+}
+
+void Server::Wait() {
+  std::unique_lock<std::mutex> l(impl_->stop_mu);
+  impl_->stop_cv.wait(l, [&] { return impl_->stopped; });
+}
+
+int Server::port() const { return impl_->bound_port; }
+int Server::replica_count() const { return static_cast<int>(impl_->slots.size()); }
+
+pid_t Server::replica_pid(int i) const {
+  std::lock_guard<std::mutex> l(impl_->slots.at(i)->mu);
+  return impl_->slots.at(i)->pid;
+}
+
+ServerTotals Server::totals() const {
+  std::lock_guard<std::mutex> l(impl_->metrics_mu);
+  return impl_->tot;
+}
+
+std::string Server::Metrics() const {
+  const Impl& m = *impl_;
+  std::string s;
+  auto out = std::back_inserter(s);
+  {
+    std::lock_guard<std::mutex> l(m.metrics_mu);
+    s += "# HELP overcast_serve_requests_total Predict requests answered, by model and HTTP code.\n"
+         "# TYPE overcast_serve_requests_total counter\n";
+    for (auto& [name, ms] : m.stats)
+      for (auto& [code, n] : ms.codes)
+        fmt::format_to(out, "overcast_serve_requests_total{{model=\"{}\",code=\"{}\"}} {}\n", name, code, n);
+    s += "# HELP overcast_serve_request_duration_seconds Front-end latency of predict requests.\n"
+         "# TYPE overcast_serve_request_duration_seconds histogram\n";
+    for (auto& [name, ms] : m.stats) {
+      uint64_t cum = 0;
+      for (size_t b = 0; b < kNumBuckets; ++b) {
+        cum += ms.hist[b];
+        fmt::format_to(out, "overcast_serve_request_duration_seconds_bucket{{model=\"{}\",le=\"{}\"}} {}\n",
+                       name, kBuckets[b], cum);
+      }
+      fmt::format_to(out, "overcast_serve_request_duration_seconds_bucket{{model=\"{}\",le=\"+Inf\"}} {}\n",
+                     name, ms.count);
+      fmt::format_to(out, "overcast_serve_request_duration_seconds_sum{{model=\"{}\"}} {}\n", name, ms.sum_s);
+      fmt::format_to(out, "overcast_serve_request_duration_seconds_count{{model=\"{}\"}} {}\n", name, ms.count);
+    }
+    fmt::format_to(out,
+                   "# HELP overcast_serve_cpu_allocated_core_seconds_total Integral of replica CPU limits.\n"
+                   "# TYPE overcast_serve_cpu_allocated_core_seconds_total counter\n"
+                   "overcast_serve_cpu_allocated_core_seconds_total {}\n"
+                   "# TYPE overcast_serve_cpu_used_core_seconds_total counter\n"
+                   "overcast_serve_cpu_used_core_seconds_total {}\n"
+                   "# TYPE overcast_serve_replica_restarts_total counter\n"
+                   "overcast_serve_replica_restarts_total {}\n",
+                   m.tot.allocated_core_seconds, m.tot.used_core_seconds, m.tot.replica_restarts);
+  }
+  fmt::format_to(out,
+                 "# TYPE overcast_serve_inflight gauge\novercast_serve_inflight {}\n"
+                 "# TYPE overcast_serve_slo_p99_seconds gauge\novercast_serve_slo_p99_seconds {}\n",
+                 m.inflight.load(), m.o.slo_p99_ms / 1e3);
+  std::lock_guard<std::mutex> l(m.ctl_mu);
+  s += "# HELP overcast_serve_replica_cpu_limit_cores CPU quota of each replica's cgroup.\n"
+       "# TYPE overcast_serve_replica_cpu_limit_cores gauge\n";
+  for (auto& sp : m.slots) {
+    const auto& r = *sp;
+    const std::string lb = fmt::format("replica=\"{}\",controller=\"{}\"", r.index, r.ctl->name());
+    fmt::format_to(out, "overcast_serve_replica_cpu_limit_cores{{{}}} {}\n", lb, r.limit.load());
+    fmt::format_to(out, "overcast_serve_replica_up{{{}}} {}\n", lb, r.up ? 1 : 0);
+    fmt::format_to(out, "overcast_serve_replica_restarts{{{}}} {}\n", lb, r.restarts.load());
+    fmt::format_to(out, "overcast_serve_replica_cpu_usage_seconds_total{{{}}} {}\n", lb, r.stat.usage_usec / 1e6);
+    fmt::format_to(out, "overcast_serve_replica_cfs_periods_total{{{}}} {}\n", lb, r.stat.nr_periods);
+    fmt::format_to(out, "overcast_serve_replica_cfs_throttled_periods_total{{{}}} {}\n", lb, r.stat.nr_throttled);
+    fmt::format_to(out, "overcast_serve_replica_cfs_throttled_seconds_total{{{}}} {}\n", lb, r.stat.throttled_usec / 1e6);
+    fmt::format_to(out, "overcast_serve_replica_scale_ups_total{{{}}} {}\n", lb, r.ctl->scale_ups);
+    fmt::format_to(out, "overcast_serve_replica_scale_downs_total{{{}}} {}\n", lb, r.ctl->scale_downs);
+    fmt::format_to(out, "overcast_serve_replica_rollbacks_total{{{}}} {}\n", lb, r.ctl->rollbacks);
+    if (r.ctl->target() >= 0) {
+      fmt::format_to(out, "overcast_serve_replica_throttle_target{{{}}} {}\n", lb, r.ctl->target());
+      if (auto* c = dynamic_cast<const Captain*>(r.ctl.get())) {
+        fmt::format_to(out, "overcast_serve_replica_throttle_ratio{{{}}} {}\n", lb, c->last_ratio());
+        fmt::format_to(out, "overcast_serve_replica_captain_margin{{{}}} {}\n", lb, c->margin());
+      }
+    }
+  }
+  if (m.tower) {
+    fmt::format_to(out,
+                   "# HELP overcast_serve_tower_target Throttle target the Tower chose.\n"
+                   "# TYPE overcast_serve_tower_target gauge\n"
+                   "overcast_serve_tower_target {}\n"
+                   "overcast_serve_tower_decisions_total {}\n"
+                   "overcast_serve_tower_explorations_total {}\n"
+                   "overcast_serve_tower_last_rate {}\n"
+                   "overcast_serve_tower_last_p99_seconds {}\n"
+                   "overcast_serve_tower_last_cost {}\n",
+                   m.tower->options().targets[m.tower_action], m.tower->decisions(),
+                   m.tower->explorations(), m.tower_rate, m.tower_p99_ms / 1e3, m.tower_cost);
+  }
+  return s;
+}
+
+}  // namespace overcast::serve

@@ -1,0 +1,79 @@
+// The serving front end: HTTP in, routed to replica processes, each in a CPU cgroup whose quota a
+// controller (Captain + Tower, HPA-style, or static) runs; Prometheus metrics out.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "serve/controller.h"
+
+namespace overcast::serve {
+
+struct ServeOptions {
+  std::vector<std::string> model_paths;
+  std::string host = "127.0.0.1";
+  int port = 8080;          // 0: any free port (see port(), port_file)
+  std::string port_file;    // written once listening
+  int replicas = 2;
+  double slo_p99_ms = 50;
+  // autothrottle (Captain per replica + Tower), captain (fixed target), hpa, static.
+  std::string controller = "autothrottle";
+  double initial_cores = 1.0;        // each replica's first limit
+  double max_cores = 0;              // per replica; 0 = the machine's cores
+  double static_cores = 1.0;         // --controller static
+  CaptainOptions captain;            // initial/min/max cores are filled from the above
+  HpaOptions hpa;
+  TowerOptions tower;
+  double tower_interval_s = 60;
+  double sample_interval_s = 0.1;
+  std::string cgroup = "auto";  // auto|v1|v2|none
+  // CFS period of the replicas' quota. A replica that runs out of quota waits for the next
+  // period, so a period longer than the SLO turns any throttling into an SLO miss. -1: half the
+  // SLO, within [10 ms, 100 ms] (Autothrottle's fixed 100 ms suits SLOs of hundreds of ms).
+  int cfs_period_us = -1;
+  size_t max_batch_rows = 32;
+  int max_wait_us = -1;          // -1: min(1 ms, SLO / 20), so batching never eats the SLO
+  size_t max_inflight = 512;     // front-end requests in flight beyond which it answers 503
+  size_t max_body_bytes = 1 << 20;
+  int threads = 256;             // front-end connection threads
+  int replica_connections = 32;  // keep-alive connections per replica (< replica threads)
+  std::string replica_bin;       // default: /proc/self/exe
+};
+
+struct ServerTotals {
+  double allocated_core_seconds = 0;  // integral of the replicas' limits over time
+  double used_core_seconds = 0;       // CPU the replicas used (from the cgroups)
+  uint64_t requests = 0, ok = 0, client_errors = 0, rejected = 0, server_errors = 0;
+  uint64_t replica_restarts = 0;
+};
+
+// Start() then serve until Stop(); all public methods are thread-safe.
+class Server {
+ public:
+  explicit Server(ServeOptions o);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  Status Start();
+  void Stop();
+  // Blocks until Stop() is called from another thread (or a signal handler thread).
+  void Wait();
+  int port() const;
+  std::string Metrics() const;
+  ServerTotals totals() const;
+  pid_t replica_pid(int i) const;
+  int replica_count() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace overcast::serve

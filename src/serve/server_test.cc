@@ -1,0 +1,304 @@
+// The server with real replica processes: bad input, overload, and a replica killed under load.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "serve/loadgen.h"
+#include "serve/predictor.h"
+#include "serve/server.h"
+
+namespace overcast::serve {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* bin = std::getenv("OVERCAST_BIN");
+    if (!bin) GTEST_SKIP() << "OVERCAST_BIN not set (run through ctest)";
+    bin_ = bin;
+    dir_ = (fs::temp_directory_path() / ("oc-srv-" + std::to_string(::getpid()))).string();
+    fs::create_directories(dir_);
+    ASSERT_TRUE(WriteRandomLinearModel(dir_ + "/ctr.model", "ctr", Task::kBinary, 1000, 2, 1).ok());
+    ASSERT_TRUE(WriteRandomLinearModel(dir_ + "/digits.model", "digits", Task::kMulticlass, 784, 10, 2).ok());
+  }
+  void TearDown() override {
+    server_.reset();
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+  ServeOptions Options() {
+    ServeOptions o;
+    o.model_paths = {dir_ + "/ctr.model", dir_ + "/digits.model"};
+    o.port = 0;
+    o.replicas = 2;
+    o.controller = "static";
+    o.static_cores = 1.0;
+    o.cgroup = "none";
+    o.replica_bin = bin_;
+    o.threads = 64;
+    o.max_body_bytes = 64 * 1024;
+    return o;
+  }
+  void StartServer(ServeOptions o) {
+    server_ = std::make_unique<Server>(std::move(o));
+    Status s = server_->Start();
+    ASSERT_TRUE(s.ok()) << s.message();
+  }
+  httplib::Client Client() {
+    httplib::Client c("127.0.0.1", server_->port());
+    c.set_read_timeout(10, 0);
+    return c;
+  }
+  std::string bin_, dir_;
+  std::unique_ptr<Server> server_;
+};
+
+std::string ErrorMessage(const httplib::Result& r) {
+  auto j = nlohmann::json::parse(r->body, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << "error body is not JSON: " << r->body;
+  if (j.is_discarded()) return "";
+  EXPECT_EQ(j["error"]["code"], r->status);
+  return j["error"]["message"].get<std::string>();
+}
+
+TEST_F(ServerTest, AnswersAndRefusesBadInputWithJsonErrors) {
+  StartServer(Options());
+  auto c = Client();
+  auto ok = c.Post("/v1/models/ctr:predict", R"({"instances":[{"ids":[1,999],"values":[0.5,2]},{"ids":[3]}]})",
+                   "application/json");
+  ASSERT_TRUE(ok);
+  ASSERT_EQ(ok->status, 200) << ok->body;
+  auto j = nlohmann::json::parse(ok->body);
+  ASSERT_EQ(j["predictions"].size(), 2u);
+  EXPECT_EQ(j["predictions"][0]["probabilities"].size(), 2u);
+
+  std::vector<float> dense(784, 0.5f);
+  auto d = c.Post("/v1/models/digits:predict", nlohmann::json({{"instances", {dense}}}).dump(),
+                  "application/json");
+  ASSERT_TRUE(d);
+  ASSERT_EQ(d->status, 200) << d->body;
+  EXPECT_EQ(nlohmann::json::parse(d->body)["predictions"][0]["probabilities"].size(), 10u);
+
+  auto r = c.Post("/v1/models/ctr:predict", "{not json", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(ErrorMessage(r).find("JSON"), std::string::npos);
+
+  r = c.Post("/v1/models/ctr:predict", R"({"instances":[{"ids":[1000]}]})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(ErrorMessage(r).find("out of range"), std::string::npos);
+
+  r = c.Post("/v1/models/nosuch:predict", R"({"instances":[[1]]})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  EXPECT_NE(ErrorMessage(r).find("nosuch"), std::string::npos);
+
+  r = c.Post("/v1/models/ctr:predict", std::string(100 * 1024, ' '), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  ErrorMessage(r);
+
+  r = c.Get("/nowhere");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  ErrorMessage(r);
+
+  // Still serving everyone else, on the same keep-alive connection.
+  ok = c.Post("/v1/models/ctr:predict", R"({"instances":[[0,1,0]]})", "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  auto h = c.Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  auto m = c.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("overcast_serve_requests_total{model=\"ctr\",code=\"400\"} 2"), std::string::npos)
+      << m->body;
+  EXPECT_NE(m->body.find("overcast_serve_replica_cpu_limit_cores{replica=\"1\""), std::string::npos);
+  EXPECT_NE(m->body.find("overcast_serve_request_duration_seconds_bucket"), std::string::npos);
+}
+
+TEST_F(ServerTest, PicksTheFastestVariantMeetingMinAccuracy) {
+  ServeOptions o = Options();
+  ASSERT_TRUE(WriteRandomLinearModel(dir_ + "/small.model", "fm_small", Task::kBinary, 1000, 2, 3,
+                                     "fm", 0.80).ok());
+  ASSERT_TRUE(WriteRandomLinearModel(dir_ + "/big.model", "fm_big", Task::kBinary, 1000, 2, 4,
+                                     "fm", 0.90).ok());
+  o.model_paths.push_back(dir_ + "/small.model");
+  o.model_paths.push_back(dir_ + "/big.model");
+  StartServer(o);
+  auto c = Client();
+  const std::string body = R"({"instances":[{"ids":[1,2]}]})";
+  auto r = c.Post("/v1/models/fm:predict?min_accuracy=0.85", body, "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(nlohmann::json::parse(r->body)["model"], "fm_big");
+  r = c.Post("/v1/models/fm_small:predict?min_accuracy=0.85", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(nlohmann::json::parse(r->body)["model"], "fm_big");
+  r = c.Post("/v1/models/fm_small:predict", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(nlohmann::json::parse(r->body)["model"], "fm_small");
+  r = c.Post("/v1/models/fm:predict?min_accuracy=0.95", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(ErrorMessage(r).find("no variant of 'fm' reaches accuracy 0.95"), std::string::npos);
+  r = c.Post("/v1/models/fm:predict?min_accuracy=high", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  // Without a floor, both are eligible: each gets tried, then the faster one is preferred.
+  for (int i = 0; i < 20; ++i) {
+    r = c.Post("/v1/models/fm:predict", body, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
+  auto list = nlohmann::json::parse(c.Get("/v1/models")->body);
+  int measured = 0;
+  for (auto& m : list["models"]) measured += m["latency_ms"].get<double>() > 0;
+  EXPECT_GE(measured, 2);
+}
+
+TEST_F(ServerTest, LoadgenCountsEveryArrivalPerWindow) {
+  StartServer(Options());
+  LoadgenOptions lg;
+  lg.port = server_->port();
+  lg.model = "ctr";
+  lg.rates = {50, 100};
+  lg.poisson = false;
+  lg.connections = 8;
+  auto r = RunLoadgen(lg);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ASSERT_EQ(r->windows.size(), 2u);
+  EXPECT_EQ(r->windows[0].sent, 50u);
+  EXPECT_EQ(r->windows[1].sent, 100u);
+  EXPECT_EQ(r->ok, 150u);
+  EXPECT_GT(r->p99_ms, 0);
+  EXPECT_GE(r->p99_ms, r->p50_ms);
+  lg.model = "nosuch";
+  EXPECT_EQ(RunLoadgen(lg).status().code(), Code::kInvalidArgument);
+}
+
+// With real CPU cgroups: replicas are placed in them, the Captains move the quotas, the Tower
+// decides, and the groups are removed at shutdown.
+TEST_F(ServerTest, AutothrottleRunsRealCgroups) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to create CPU cgroups";
+  if (::access("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", W_OK) != 0 &&
+      ::access("/sys/fs/cgroup/cgroup.subtree_control", W_OK) != 0) {
+    GTEST_SKIP() << "no writable CPU cgroup (v1 /sys/fs/cgroup/cpu or v2 /sys/fs/cgroup)";
+  }
+  ServeOptions o = Options();
+  o.controller = "autothrottle";
+  o.cgroup = "auto";
+  o.tower_interval_s = 1;
+  o.tower.state_path = dir_ + "/tower.json";
+  StartServer(o);
+  LoadgenOptions lg;
+  lg.port = server_->port();
+  lg.model = "ctr";
+  lg.rates = {100, 100, 100};
+  lg.connections = 8;
+  auto r = RunLoadgen(lg);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->ok, r->sent);
+  const std::string m = server_->Metrics();
+  EXPECT_NE(m.find("overcast_serve_tower_decisions_total"), std::string::npos);
+  EXPECT_NE(m.find("overcast_serve_replica_throttle_target{replica=\"0\",controller=\"captain\"}"), std::string::npos);
+  const ServerTotals t = server_->totals();
+  EXPECT_GT(t.used_core_seconds, 0.0);
+  // Starting at 1 core each, the Captains scale down from the measured usage.
+  EXPECT_LT(t.allocated_core_seconds, 2.0 * 3.5);
+  const std::string pid = std::to_string(::getpid());
+  server_->Stop();
+  EXPECT_TRUE(fs::exists(o.tower.state_path));
+  for (const auto& e : fs::directory_iterator(fs::exists("/sys/fs/cgroup/cpu/overcast")
+                                                  ? "/sys/fs/cgroup/cpu/overcast"
+                                                  : "/sys/fs/cgroup/overcast")) {
+    EXPECT_EQ(e.path().filename().string().find("serve-" + pid + "-"), std::string::npos)
+        << "cgroup left behind: " << e.path();
+  }
+}
+
+TEST_F(ServerTest, OverloadGets503AndServiceResumes) {
+  ServeOptions o = Options();
+  o.max_inflight = 4;
+  o.replicas = 1;
+  o.max_body_bytes = 8 << 20;
+  StartServer(o);
+  // Heavy requests (300 dense rows of 784) from 32 clients at once.
+  std::vector<float> row(784, 0.25f);
+  std::vector<std::vector<float>> rows(300, row);
+  const std::string body = nlohmann::json({{"instances", rows}}).dump();
+  std::atomic<int> n200{0}, n503{0}, other{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 32; ++t) {
+    ts.emplace_back([&] {
+      auto c = Client();
+      for (int k = 0; k < 4; ++k) {
+        auto r = c.Post("/v1/models/digits:predict", body, "application/json");
+        if (r && r->status == 200) ++n200;
+        else if (r && r->status == 503) ++n503;
+        else ++other;
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_GT(n503.load(), 0);
+  EXPECT_GT(n200.load(), 0);
+  EXPECT_EQ(other.load(), 0);
+  auto c = Client();
+  auto r = c.Post("/v1/models/ctr:predict", R"({"instances":[[1]]})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(ServerTest, ReplicaKilledUnderLoadIsRestartedAndTrafficGoesOn) {
+  StartServer(Options());
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t) {
+    ts.emplace_back([&] {
+      auto c = Client();
+      while (!stop) {
+        auto r = c.Post("/v1/models/ctr:predict", R"({"instances":[{"ids":[1,2,3]}]})", "application/json");
+        if (r && r->status == 200) ++ok;
+        else ++failed;
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const pid_t victim = server_->replica_pid(0);
+  ASSERT_GT(victim, 0);
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  // Wait for the restart.
+  pid_t now = -1;
+  for (int i = 0; i < 300; ++i) {
+    now = server_->replica_pid(0);
+    if (now > 0 && now != victim && server_->totals().replica_restarts >= 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_NE(now, victim);
+  EXPECT_GT(now, 0);
+  const int ok_at_restart = ok.load();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  stop = true;
+  for (auto& t : ts) t.join();
+  EXPECT_GT(ok.load(), ok_at_restart + 10) << "traffic did not go on after the restart";
+  // Requests in flight on the killed replica are retried on the other one.
+  EXPECT_LE(failed.load(), 4) << "ok=" << ok.load();
+  EXPECT_EQ(server_->totals().replica_restarts, 1u);
+  EXPECT_EQ(::kill(now, 0), 0);
+}
+
+}  // namespace
+}  // namespace overcast::serve

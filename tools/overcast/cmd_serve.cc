@@ -1,0 +1,281 @@
+// overcast serve / serve-replica / loadgen / make-model: the model server and its load generator.
+#include <signal.h>
+
+#include <iostream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+#include "serve/loadgen.h"
+#include "serve/predictor.h"
+#include "serve/replica.h"
+#include "serve/server.h"
+#include "tools/overcast/commands.h"
+
+namespace overcast::cli {
+namespace {
+
+// Blocks SIGINT/SIGTERM in this thread and every thread started after, so one thread can
+// sigwait for them.
+void BlockTermSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+}
+
+Status SplitHostPort(const std::string& s, std::string* host, int* port) {
+  auto c = s.rfind(':');
+  if (c == std::string::npos) return InvalidArgument("expected HOST:PORT, got '" + s + "'");
+  *host = s.substr(0, c);
+  try {
+    *port = std::stoi(s.substr(c + 1));
+  } catch (...) {
+    return InvalidArgument("bad port in '" + s + "'");
+  }
+  if (*port < 0 || *port > 65535) return InvalidArgument("bad port in '" + s + "'");
+  return Status::Ok();
+}
+
+std::vector<std::string> SplitCommas(const std::vector<std::string>& in) {
+  std::vector<std::string> out;
+  for (const auto& s : in) {
+    size_t at = 0;
+    while (at <= s.size()) {
+      size_t c = s.find(',', at);
+      if (c == std::string::npos) c = s.size();
+      if (c > at) out.push_back(s.substr(at, c - at));
+      at = c + 1;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void AddServeCommands(CLI::App& app, CommandContext& ctx) {
+  // ---- serve
+  {
+    auto o = std::make_shared<serve::ServeOptions>();
+    auto models = std::make_shared<std::vector<std::string>>();
+    auto listen = std::make_shared<std::string>("127.0.0.1:8080");
+    auto captain_target = std::make_shared<double>(0.05);
+    auto* c = app.add_subcommand(
+        "serve",
+        "Serve models over HTTP/JSON with N replica processes, each in a CPU cgroup whose quota\n"
+        "an SLO controller runs.\n\n"
+        "  POST /v1/models/NAME:predict  {\"instances\": [{\"ids\":[3,17],\"values\":[1,0.5]}, [0,1.5,0]]}\n"
+        "       -> {\"model\":NAME,\"predictions\":[{\"label\":1,\"probabilities\":[0.2,0.8]}, ...]}\n"
+        "  POST /v1/models/GROUP:predict?min_accuracy=0.9  the fastest variant of GROUP (make-model\n"
+        "       --group) whose recorded accuracy is >= 0.9\n"
+        "  GET  /healthz   GET /metrics (Prometheus)   GET /v1/models\n\n"
+        "Controllers: autothrottle = a Captain per replica holding a CPU-throttle target, and a\n"
+        "Tower (contextual bandit) choosing that target from request rate and p99 vs the SLO;\n"
+        "captain = Captains with a fixed target; hpa = Kubernetes-HPA-style utilisation rule;\n"
+        "static = a fixed quota. Example:\n"
+        "  overcast make-model --out /tmp/m.model --name ctr --features 100000\n"
+        "  overcast serve --model /tmp/m.model --replicas 2 --slo-p99-ms 20");
+    c->add_option("--model", *models, "Model file(s), comma-separated or repeated")->required();
+    c->add_option("--listen", *listen, "HOST:PORT to listen on (port 0 = any free port)")
+        ->capture_default_str();
+    c->add_option("--port-file", o->port_file, "Write the bound port here once listening");
+    c->add_option("--replicas", o->replicas, "Replica processes")->capture_default_str();
+    c->add_option("--slo-p99-ms", o->slo_p99_ms, "Latency objective: p99 in milliseconds")
+        ->capture_default_str();
+    c->add_option("--controller", o->controller, "autothrottle|captain|hpa|static")
+        ->check(CLI::IsMember({"autothrottle", "captain", "hpa", "static"}))
+        ->capture_default_str();
+    c->add_option("--initial-cores", o->initial_cores, "Each replica's first CPU limit (cores)")
+        ->capture_default_str();
+    c->add_option("--max-cores", o->max_cores, "Upper bound per replica (0 = machine's cores)")
+        ->capture_default_str();
+    c->add_option("--static-cores", o->static_cores, "Limit per replica for --controller static")
+        ->capture_default_str();
+    c->add_option("--captain-target", *captain_target,
+                  "Throttle-ratio target for --controller captain")
+        ->capture_default_str();
+    c->add_option("--hpa-utilization", o->hpa.utilization_target,
+                  "HPA: usage / limit to aim for")->capture_default_str();
+    c->add_option("--hpa-interval-s", o->hpa.interval_s, "HPA: seconds between decisions")
+        ->capture_default_str();
+    c->add_option("--hpa-window-s", o->hpa.window_s, "HPA: stabilisation window (max usage over it)")
+        ->capture_default_str();
+    c->add_option("--tower-interval-s", o->tower_interval_s, "Tower: seconds between decisions")
+        ->capture_default_str();
+    c->add_option("--tower-state", o->tower.state_path,
+                  "Tower: file its learned table is kept in (survives restarts)");
+    c->add_option("--tower-explore", o->tower.explore, "Tower: probability of trying a neighbour")
+        ->capture_default_str();
+    c->add_option("--cgroup", o->cgroup, "auto|v1|v2|none (none: no quota, usage from /proc)")
+        ->check(CLI::IsMember({"auto", "v1", "v2", "none"}))
+        ->capture_default_str();
+    c->add_option("--cfs-period-us", o->cfs_period_us,
+                  "CFS period of the replicas' quota (-1: SLO/2 within 10-100 ms)")
+        ->capture_default_str();
+    c->add_option("--max-batch", o->max_batch_rows, "Dynamic batching: rows per batch at most")
+        ->capture_default_str();
+    c->add_option("--max-wait-us", o->max_wait_us,
+                  "Dynamic batching: longest wait for a fuller batch (-1: min(1 ms, SLO/20))")
+        ->capture_default_str();
+    c->add_option("--max-inflight", o->max_inflight, "Requests in flight before answering 503")
+        ->capture_default_str();
+    c->add_option("--max-body-bytes", o->max_body_bytes, "Larger request bodies get 413")
+        ->capture_default_str();
+    c->callback([&ctx, o, models, listen, captain_target] {
+      ctx.exit_code = Finish([&]() -> Status {
+        OC_RETURN_IF_ERROR(SplitHostPort(*listen, &o->host, &o->port));
+        o->model_paths = SplitCommas(*models);
+        o->captain.target = *captain_target;
+        BlockTermSignals();
+        serve::Server server(*o);
+        OC_RETURN_IF_ERROR(server.Start());
+        std::thread waiter([&server] {
+          sigset_t set;
+          sigemptyset(&set);
+          sigaddset(&set, SIGTERM);
+          sigaddset(&set, SIGINT);
+          int sig;
+          sigwait(&set, &sig);
+          spdlog::info("signal {}: stopping", sig);
+          server.Stop();
+        });
+        waiter.detach();
+        server.Wait();
+        return Status::Ok();
+      }());
+    });
+  }
+  // ---- serve-replica (started by serve)
+  {
+    auto o = std::make_shared<serve::ReplicaOptions>();
+    auto models = std::make_shared<std::vector<std::string>>();
+    auto* c = app.add_subcommand("serve-replica",
+                                 "One serving replica (started by `overcast serve`; listens on "
+                                 "127.0.0.1, any free port, written to --port-file)");
+    c->add_option("--model", *models, "Model file(s)")->required();
+    c->add_option("--port-file", o->port_file, "Where to write the port");
+    c->add_option("--port", o->port, "Port (0 = any)")->capture_default_str();
+    c->add_option("--max-batch", o->max_batch_rows, "Rows per batch at most")->capture_default_str();
+    c->add_option("--max-wait-us", o->max_wait_us, "Longest batching wait")->capture_default_str();
+    c->add_option("--max-queued-rows", o->max_queued_rows, "Queue bound (503 beyond)")
+        ->capture_default_str();
+    c->add_option("--threads", o->threads, "Connection threads")->capture_default_str();
+    c->add_option("--max-body-bytes", o->max_body_bytes, "Larger bodies get 413")->capture_default_str();
+    c->callback([&ctx, o, models] {
+      o->model_paths = SplitCommas(*models);
+      BlockTermSignals();
+      ctx.exit_code = Finish(serve::RunReplica(*o));
+    });
+  }
+  // ---- loadgen
+  {
+    auto o = std::make_shared<serve::LoadgenOptions>();
+    auto target = std::make_shared<std::string>("127.0.0.1:8080");
+    auto trace = std::make_shared<std::string>();
+    auto pattern = std::make_shared<std::string>("constant");
+    auto rate = std::make_shared<double>(100), peak = std::make_shared<double>(400);
+    auto seconds = std::make_shared<int>(10);
+    auto uniform = std::make_shared<bool>(false), json = std::make_shared<bool>(false);
+    auto* c = app.add_subcommand(
+        "loadgen",
+        "Open-loop load against a model server: arrivals follow a rate trace (a CSV of one rate\n"
+        "per second, or a generated constant/diurnal/bursty one), whatever the server's speed;\n"
+        "latency is measured from each scheduled arrival. Prints p50/p90/p99 per window.\n"
+        "  overcast loadgen --target 127.0.0.1:8080 --model ctr --pattern diurnal --rate 50 --peak 500 --seconds 60");
+    c->add_option("--target", *target, "Server HOST:PORT")->capture_default_str();
+    c->add_option("--model", o->model, "Model name")->required();
+    c->add_option("--trace", *trace, "CSV trace, one rate (requests/s) per line per second");
+    c->add_option("--pattern", *pattern, "constant|diurnal|bursty (without --trace)")
+        ->check(CLI::IsMember({"constant", "diurnal", "bursty"}))
+        ->capture_default_str();
+    c->add_option("--rate", *rate, "Base rate, requests/s")->capture_default_str();
+    c->add_option("--peak", *peak, "Peak rate for diurnal and bursty")->capture_default_str();
+    c->add_option("--seconds", *seconds, "Length of a generated trace")->capture_default_str();
+    c->add_option("--connections", o->connections, "Concurrent connections")->capture_default_str();
+    c->add_option("--window-s", o->window_s, "Reporting window")->capture_default_str();
+    c->add_option("--rows", o->rows_per_request, "Rows per request")->capture_default_str();
+    c->add_option("--nnz", o->nnz, "Features per row")->capture_default_str();
+    c->add_option("--seed", o->seed, "Random seed")->capture_default_str();
+    c->add_flag("--uniform", *uniform, "Evenly spaced arrivals instead of Poisson");
+    c->add_flag("--json", *json, "End with one JSON line of results");
+    c->callback([&ctx, o, target, trace, pattern, rate, peak, seconds, uniform, json] {
+      ctx.exit_code = Finish([&]() -> Status {
+        OC_RETURN_IF_ERROR(SplitHostPort(*target, &o->host, &o->port));
+        if (!trace->empty()) {
+          OC_ASSIGN_OR_RETURN(o->rates, serve::ReadTraceCsv(*trace));
+        } else {
+          OC_ASSIGN_OR_RETURN(o->rates, serve::MakeTrace(*pattern, *rate, *peak, *seconds, o->seed));
+        }
+        o->poisson = !*uniform;
+        OC_ASSIGN_OR_RETURN(auto r, serve::RunLoadgen(*o));
+        std::cout << fmt::format("{:>8} {:>7} {:>7} {:>6} {:>6} {:>9} {:>9} {:>9}\n", "window_s",
+                                 "sent", "ok", "503", "err", "p50_ms", "p90_ms", "p99_ms");
+        nlohmann::json windows = nlohmann::json::array();
+        for (const auto& w : r.windows) {
+          std::cout << fmt::format("{:>8.1f} {:>7} {:>7} {:>6} {:>6} {:>9.2f} {:>9.2f} {:>9.2f}\n",
+                                   w.start_s, w.sent, w.ok, w.rejected, w.errors, w.p50_ms,
+                                   w.p90_ms, w.p99_ms);
+          windows.push_back({{"start_s", w.start_s}, {"sent", w.sent}, {"ok", w.ok},
+                             {"rejected", w.rejected}, {"errors", w.errors},
+                             {"p50_ms", w.p50_ms}, {"p99_ms", w.p99_ms}});
+        }
+        std::cout << fmt::format(
+            "total: {} sent, {} ok, {} rejected (503), {} errors in {:.1f} s ({:.1f} req/s); "
+            "latency mean {:.2f} p50 {:.2f} p90 {:.2f} p99 {:.2f} max {:.2f} ms; worst send lag "
+            "{:.2f} ms\n",
+            r.sent, r.ok, r.rejected, r.errors, r.seconds, r.achieved_rps, r.mean_ms, r.p50_ms,
+            r.p90_ms, r.p99_ms, r.max_ms, r.max_start_lag_ms);
+        if (*json) {
+          nlohmann::json j = {{"sent", r.sent}, {"ok", r.ok}, {"rejected", r.rejected},
+                              {"errors", r.errors}, {"seconds", r.seconds},
+                              {"requests_per_second", r.achieved_rps}, {"mean_ms", r.mean_ms},
+                              {"p50_ms", r.p50_ms}, {"p90_ms", r.p90_ms}, {"p99_ms", r.p99_ms},
+                              {"max_ms", r.max_ms}, {"windows", windows}};
+          std::cout << j.dump() << "\n";
+        }
+        return Status::Ok();
+      }());
+    });
+  }
+  // ---- make-model
+  {
+    auto out = std::make_shared<std::string>(), name = std::make_shared<std::string>("model");
+    auto task = std::make_shared<std::string>("binary");
+    auto features = std::make_shared<uint64_t>(1000);
+    auto classes = std::make_shared<uint32_t>(2);
+    auto seed = std::make_shared<uint64_t>(1);
+    auto group = std::make_shared<std::string>();
+    auto accuracy = std::make_shared<double>(-1);
+    auto* c = app.add_subcommand("make-model",
+                                 "Write a random linear serving model (to try `serve` and for "
+                                 "benchmarks until `train --out` exports real ones)");
+    c->add_option("--out", *out, "Model file to write")->required();
+    c->add_option("--name", *name, "Model name (the NAME in /v1/models/NAME:predict)")
+        ->capture_default_str();
+    c->add_option("--task", *task, "binary|multiclass|regression")
+        ->check(CLI::IsMember({"binary", "multiclass", "regression"}))
+        ->capture_default_str();
+    c->add_option("--features", *features, "Number of features")->capture_default_str();
+    c->add_option("--classes", *classes, "Classes (multiclass)")->capture_default_str();
+    c->add_option("--seed", *seed, "Random seed")->capture_default_str();
+    c->add_option("--group", *group,
+                  "Variant group: POST /v1/models/GROUP:predict?min_accuracy=A picks the "
+                  "fastest variant with accuracy >= A");
+    c->add_option("--accuracy", *accuracy, "Accuracy to record in the model (-1: unknown)")
+        ->capture_default_str();
+    c->callback([&ctx, out, name, task, features, classes, seed, group, accuracy] {
+      const serve::Task t = *task == "binary"       ? serve::Task::kBinary
+                            : *task == "multiclass" ? serve::Task::kMulticlass
+                                                    : serve::Task::kRegression;
+      ctx.exit_code = Finish(serve::WriteRandomLinearModel(
+          *out, *name, t, *features, t == serve::Task::kBinary ? 2 : *classes, *seed, *group,
+          *accuracy));
+    });
+  }
+}
+
+}  // namespace overcast::cli
