@@ -15,7 +15,7 @@ namespace {
 class Linear final : public Algorithm {
  public:
   Linear(Task task, const Params& p, const DataInfo& info, ps::OptimizerConfig opt)
-      : task_(task), info_(info), opt_(opt) {
+      : task_(task), info_(info), opt_(opt), batch_(std::max<int64_t>(1, p.Int("batch"))) {
     outputs_ = task == Task::kMulticlass ? info.num_classes : 1;
   }
 
@@ -48,7 +48,9 @@ class Linear final : public Algorithm {
     scores_.resize(C);
     const float* bias = s.w.data() + s.keys.extra_index() * C;
     float* gbias = s.g.data() + s.keys.extra_index() * C;
-    const float inv = 1.0f / static_cast<float>(std::max<size_t>(n, 1));
+    // Divided by the nominal batch size, not the rows in hand: an epoch's short last batch
+    // must not take a full-size step on a handful of rows.
+    const float inv = 1.0f / static_cast<float>(std::max<size_t>(n, batch_));
     for (size_t r = 0; r < n; ++r) {
       const uint64_t b = batch.offsets[r], e = batch.offsets[r + 1];
       std::copy(bias, bias + C, scores_.begin());
@@ -168,6 +170,7 @@ class Linear final : public Algorithm {
   DataInfo info_;
   ps::OptimizerConfig opt_;
   size_t outputs_ = 1;
+  size_t batch_;
   Slot slots_[2];
   std::vector<float> scores_;
 };

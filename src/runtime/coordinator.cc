@@ -92,6 +92,7 @@ nlohmann::json TrainResult::ToJson() const {
   j["rows"] = rows;
   j["test_rows"] = test.rows;
   j["evaluations"] = evaluations;
+  j["averaged_snapshots"] = averaged_snapshots;
   j["stopped_by"] = stopped_by;
   j["model"] = model.algorithm;
   return j;
@@ -234,8 +235,18 @@ Result<TrainResult> Train(const TrainOptions& o,
     return algo::Evaluate(*algorithm, *model, dinfo, test, 1);
   };
 
+  algo::Model avg;  // sums of the tail snapshots
+  auto last_snapshot = Clock::now();
+  const uint64_t planned_rows = spec.epochs * train_rows;
+  auto in_tail = [&](double elapsed, uint64_t rows) {
+    if (o.average_tail <= 0) return false;
+    if (o.seconds > 0 && elapsed >= o.seconds * (1 - o.average_tail)) return true;
+    return planned_rows > 0 &&
+           static_cast<double>(rows) >= static_cast<double>(planned_rows) * (1 - o.average_tail);
+  };
+
   for (;;) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
     uint64_t rows = 0;
     double loss_sum = 0;
     uint64_t loss_rows = 0;
@@ -299,6 +310,21 @@ Result<TrainResult> Train(const TrainOptions& o,
       stop_sent = true;
       result.stopped_by = "seconds";
     }
+    if (in_tail(elapsed, rows) && Since(last_snapshot) >= o.average_every_seconds) {
+      last_snapshot = Clock::now();
+      algo::Model snap;
+      if (Status st = algorithm->Export(state, &snap); !st.ok()) {
+        failure = st;
+        break;
+      }
+      for (auto& [name, t] : snap.tables) {
+        auto& a = avg.tables[name];
+        if (a.data.empty()) a = t;
+        else
+          for (size_t i = 0; i < t.data.size(); ++i) a.data[i] += t.data[i];
+      }
+      result.averaged_snapshots++;
+    }
     if (test.rows() > 0 && o.eval_every_seconds > 0 && Since(last_eval) >= o.eval_every_seconds) {
       algo::Model m;
       auto r = evaluate(&m);
@@ -336,10 +362,20 @@ Result<TrainResult> Train(const TrainOptions& o,
   result.epochs = static_cast<double>(result.rows) / static_cast<double>(train_rows);
   result.samples_per_second = result.train_seconds > 0 ? result.rows / result.train_seconds : 0;
   result.model.algorithm = o.model;
+  // The last iterate joins the average; with no snapshots it is the model.
+  OC_RETURN_IF_ERROR(algorithm->Export(state, &result.model));
+  if (result.averaged_snapshots > 0) {
+    const double n = static_cast<double>(result.averaged_snapshots + 1);
+    for (auto& [name, t] : result.model.tables) {
+      const auto& a = avg.tables[name];
+      if (a.data.size() != t.data.size()) continue;
+      for (size_t i = 0; i < t.data.size(); ++i)
+        t.data[i] = static_cast<float>((static_cast<double>(a.data[i]) + t.data[i]) / n);
+    }
+  }
   if (test.rows() > 0) {
-    OC_ASSIGN_OR_RETURN(result.test, evaluate(&result.model));
-  } else {
-    OC_RETURN_IF_ERROR(algorithm->Export(state, &result.model));
+    result.test = algo::Evaluate(*algorithm, result.model, dinfo, test, 1);
+    result.evaluations++;
   }
   nlohmann::json& meta = result.model.meta;
   meta["format"] = "overcast-model";

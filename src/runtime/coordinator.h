@@ -27,6 +27,11 @@ struct TrainOptions {
   bool sync = false;
   uint64_t seed = 1;
   double eval_every_seconds = 2;
+  // The exported model is the average of snapshots pulled every `average_every_seconds` over
+  // the last `average_tail` of the run (by rows in epoch mode, by time in seconds mode):
+  // tail averaging, which removes most of the last iterate's SGD noise. 0: the last iterate.
+  double average_tail = 0.5;
+  double average_every_seconds = 0.1;
   std::string backend = "processes";  // processes | threads
   std::string worker_binary;          // processes: default this executable
   std::string worker_log_level = "warn";
@@ -59,6 +64,7 @@ struct TrainResult {
   uint32_t workers = 0;
   uint64_t worker_restarts = 0;
   uint64_t evaluations = 0;
+  uint64_t averaged_snapshots = 0;  // 0: the model is the last iterate
   std::string stopped_by;     // epochs | seconds | target
   nlohmann::json ToJson() const;  // the DESIGN.md result object
 };

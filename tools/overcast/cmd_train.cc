@@ -129,6 +129,11 @@ void AddTrainCommand(CLI::App& app, CommandContext& ctx) {
   cmd->add_option("--eval-every", f->o.eval_every_seconds,
                   "Seconds between evaluations on the test split (0: only at the end)")
       ->capture_default_str();
+  cmd->add_option("--average-tail", f->o.average_tail,
+                  "Export the average of model snapshots over this last fraction of the run "
+                  "(0: the last iterate)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   cmd->add_option("--backend", f->o.backend, "Where workers run: processes or threads")
       ->check(CLI::IsMember({"processes", "threads"}))
       ->capture_default_str();
