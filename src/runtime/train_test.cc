@@ -119,7 +119,7 @@ TEST(TrainTest, SoftmaxSeparatesThreeClassesAndL1ZeroesNoise) {
   // FTRL the noise weights end at exactly zero.
   std::normal_distribution<double> n(0, 0.3);
   std::uniform_int_distribution<int> cls(0, 2);
-  std::uniform_real_distribution<double> u(0, 1);
+  std::uniform_real_distribution<double> u(-1, 1);  // zero-mean noise: its optimal weight is 0
   const double cx[3] = {0, 2, 0}, cy[3] = {0, 0, 2};
   MakeDataset(dir, "three", 15000, 3000, [&](std::mt19937_64& rng) {
     int c = cls(rng);
@@ -130,7 +130,7 @@ TEST(TrainTest, SoftmaxSeparatesThreeClassesAndL1ZeroesNoise) {
   });
   auto o = Options(dir, "three", "softmax");
   o.epochs = 3;
-  o.params = {"optimizer=ftrl", "lr=0.5", "l1=1.0", "batch=32"};
+  o.params = {"optimizer=ftrl", "lr=0.5", "l1=5", "batch=32"};
   o.average_tail = 0;  // an average of snapshots is not sparse: check the iterate itself
   auto r = Train(o);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
