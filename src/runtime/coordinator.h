@@ -31,7 +31,7 @@ struct TrainOptions {
   // the last `average_tail` of the run (by rows in epoch mode, by time in seconds mode):
   // tail averaging, which removes most of the last iterate's SGD noise. 0: the last iterate.
   double average_tail = 0.5;
-  double average_every_seconds = 0.1;
+  double average_every_seconds = 0.02;
   std::string backend = "processes";  // processes | threads
   std::string worker_binary;          // processes: default this executable
   std::string worker_log_level = "warn";
