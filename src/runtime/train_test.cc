@@ -1,5 +1,6 @@
 // Algorithms trained end to end in one process (thread backend, embedded parameter server) on
 // small synthetic datasets whose optimum is known.
+#include <array>
 #include <cmath>
 #include <fstream>
 #include <random>
@@ -21,7 +22,8 @@ using data::testing::TempDir;
 // Writes `rows` LIBSVM lines from `gen` (which returns "label idx:val ...") and loads them.
 template <typename Gen>
 void MakeDataset(const TempDir& dir, const std::string& name, size_t rows, size_t test_rows,
-                 Gen gen, const std::string& task = "auto") {
+                 Gen gen, const std::string& task = "auto",
+                 data::Format format = data::Format::kLibsvm) {
   std::ostringstream train, test;
   std::mt19937_64 rng(42);
   for (size_t i = 0; i < rows; ++i) train << gen(rng) << "\n";
@@ -32,6 +34,7 @@ void MakeDataset(const TempDir& dir, const std::string& name, size_t rows, size_
   o.test_input = dir.Write(name + ".test", test.str());
   o.dataset = name;
   o.task = task;
+  o.format = format;
   o.partition_rows = 4096;
   auto r = data::LoadDataset(*store, o);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -207,6 +210,81 @@ TEST(TrainTest, BadInputIsInvalidArgument) {
   bad = o;
   bad.model = "softmax";
   check(bad, "multiclass");
+}
+
+TEST(TrainTest, KmeansFindsSeparatedBlobs) {
+  TempDir dir;
+  // Five blobs in 4 dimensions, 8 apart, noise sigma 0.5 per dimension: the optimal objective
+  // (mean squared distance to the nearest centre) is about 4 * 0.25 = 1.0.
+  std::normal_distribution<double> n(0, 0.5);
+  std::uniform_int_distribution<int> blob(0, 4);
+  MakeDataset(dir, "blobs", 20000, 4000, [&](std::mt19937_64& rng) {
+    int b = blob(rng);
+    std::ostringstream s;
+    s << b;
+    for (int j = 0; j < 4; ++j) s << " " << j + 1 << ":" << (j == b % 4 ? 8.0 * (1 + b / 4) : 0.0) + n(rng);
+    return s.str();
+  });
+  auto o = Options(dir, "blobs", "kmeans");
+  o.epochs = 2;
+  o.params = {"k=5"};
+  auto r = Train(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->test.objective);
+  EXPECT_NEAR(*r->test.objective, 1.0, 0.05);
+}
+
+TEST(TrainTest, MfReachesTheNoiseLevelOfALowRankMatrix) {
+  TempDir dir;
+  // ratings = 3 + b_u + b_i + <p_u, q_i> (rank 3) + N(0, 0.25^2), 300 users x 200 items.
+  std::mt19937_64 g(5);
+  std::normal_distribution<double> f(0, 0.6), bias(0, 0.3), noise(0, 0.25);
+  std::vector<std::array<double, 4>> users(300), items(200);
+  for (auto& u : users) u = {bias(g), f(g), f(g), f(g)};
+  for (auto& i : items) i = {bias(g), f(g), f(g), f(g)};
+  std::uniform_int_distribution<int> pu(0, 299), pi(0, 199);
+  MakeDataset(dir, "ratings", 40000, 5000, [&](std::mt19937_64& rng) {
+    int u = pu(rng), i = pi(rng);
+    const auto &a = users[u], &b = items[i];
+    double y = 3 + a[0] + b[0] + a[1] * b[1] + a[2] * b[2] + a[3] * b[3] + noise(rng);
+    std::ostringstream s;
+    s << u + 1 << "," << i + 1 << "," << y << ",0";
+    return s.str();
+  }, "regression", data::Format::kRatings);
+  auto o = Options(dir, "ratings", "mf");
+  o.epochs = 30;
+  o.params = {"rank=3"};
+  auto r = Train(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->test.rmse);
+  std::printf("mf: test rmse %.4f (noise 0.25)\n", *r->test.rmse);
+  EXPECT_LT(*r->test.rmse, 0.25 * 1.10);
+}
+
+TEST(TrainTest, FmLearnsPairwiseInteractionsThatLogregCannot) {
+  TempDir dir;
+  // y = 1 when features a and b (one of 10 each) agree in parity: no linear model separates it.
+  std::uniform_int_distribution<int> pick(0, 9);
+  std::uniform_real_distribution<double> coin(0, 1);
+  MakeDataset(dir, "pairs", 30000, 5000, [&](std::mt19937_64& rng) {
+    int a = pick(rng), b = pick(rng);
+    double p = (a % 2) == (b % 2) ? 0.9 : 0.1;
+    std::ostringstream s;
+    s << (coin(rng) < p ? 1 : 0) << " " << a + 1 << ":1 " << b + 11 << ":1";
+    return s.str();
+  });
+  auto o = Options(dir, "pairs", "fm");
+  o.epochs = 5;
+  o.params = {"factors=4", "lr=0.1", "init_std=0.1"};
+  auto fm = Train(o);
+  ASSERT_TRUE(fm.ok()) << fm.status().ToString();
+  o.model = "logreg";
+  o.params = {"lr=0.1"};
+  auto lr = Train(o);
+  ASSERT_TRUE(lr.ok()) << lr.status().ToString();
+  std::printf("fm logloss %.4f, logreg %.4f (Bayes: 0.325)\n", *fm->test.logloss, *lr->test.logloss);
+  EXPECT_LT(*fm->test.logloss, 0.36);
+  EXPECT_GT(*lr->test.logloss, 0.65);
 }
 
 TEST(MetricsTest, AucClosedForms) {
