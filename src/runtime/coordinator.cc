@@ -237,6 +237,7 @@ Result<TrainResult> Train(const TrainOptions& o,
 
   algo::Model avg;  // sums of the tail snapshots
   auto last_snapshot = Clock::now();
+  double snapshot_every = o.average_every_seconds;
   const uint64_t planned_rows = spec.epochs * train_rows;
   auto in_tail = [&](double elapsed, uint64_t rows) {
     if (o.average_tail <= 0) return false;
@@ -310,13 +311,16 @@ Result<TrainResult> Train(const TrainOptions& o,
       stop_sent = true;
       result.stopped_by = "seconds";
     }
-    if (in_tail(elapsed, rows) && Since(last_snapshot) >= o.average_every_seconds) {
+    if (in_tail(elapsed, rows) && Since(last_snapshot) >= snapshot_every) {
       last_snapshot = Clock::now();
       algo::Model snap;
       if (Status st = algorithm->Export(state, &snap); !st.ok()) {
         failure = st;
         break;
       }
+      // A large model (mf, fm on hashed features) is not pulled more often than keeps the
+      // coordinator's share of the servers' time near 10%.
+      snapshot_every = std::max(o.average_every_seconds, 10 * Since(last_snapshot));
       for (auto& [name, t] : snap.tables) {
         auto& a = avg.tables[name];
         if (a.data.empty()) a = t;
