@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -216,6 +217,71 @@ TEST_F(TrainProcessTest, SoftmaxFashionMnistAccuracy) {
   std::printf("softmax fashion-mnist: test_accuracy %.4f in %.1f s\n", acc,
               t.result["train_seconds"].get<double>());
   EXPECT_GE(acc, 0.845);
+}
+
+// Quality bar: logreg on a Fashion-MNIST one-vs-rest task (shirt, class 6, vs the rest; pixels
+// / 255) has a test AUC within 0.005 of liblinear's `-s 0` on the same files.
+TEST_F(TrainProcessTest, LogregFashionMnistShirtAucMatchesLiblinear) {
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist") ||
+      std::system("command -v liblinear-train > /dev/null") != 0)
+    GTEST_SKIP() << "needs dataset-fashion-mnist and liblinear-tools";
+  const std::string src = OVERCAST_SOURCE_DIR;
+  ASSERT_EQ(std::system(("/usr/bin/python3 " + src + "/scripts/fashion_mnist_to_libsvm.py --out " +
+                         dir_ + " > /dev/null").c_str()), 0);
+  for (std::string split : {"train", "test"}) {
+    std::ifstream in(dir_ + "/fashion-mnist." + split + ".svm");
+    std::ofstream out(dir_ + "/shirt." + split);
+    std::string line;
+    while (std::getline(in, line)) {
+      std::istringstream f(line);
+      std::string tok;
+      f >> tok;
+      out << (tok == "6" ? 1 : 0);
+      while (f >> tok) {
+        auto c = tok.find(':');
+        out << ' ' << tok.substr(0, c) << ':' << std::stod(tok.substr(c + 1)) / 255.0;
+      }
+      out << '\n';
+    }
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(std::system(("liblinear-train -s 0 -q " + dir_ + "/shirt.train " + dir_ + "/ll.model && "
+                         "liblinear-predict -b 1 " + dir_ + "/shirt.test " + dir_ + "/ll.model " +
+                         dir_ + "/ll.pred > /dev/null").c_str()), 0);
+  const double ll_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<std::pair<double, int>> scored;
+  {
+    std::ifstream labels(dir_ + "/shirt.test"), pred(dir_ + "/ll.pred");
+    std::string header, line;
+    std::getline(pred, header);  // "labels 0 1" or "labels 1 0"
+    std::istringstream h(header);
+    std::string word, first;
+    h >> word >> first;
+    while (std::getline(labels, line)) {
+      double p0, p1;
+      pred >> word >> p0 >> p1;
+      scored.emplace_back(first == "1" ? p0 : p1, line[0] == '1');
+    }
+  }
+  std::sort(scored.begin(), scored.end());
+  double pos = 0, neg = 0, rank_sum = 0;
+  for (size_t i = 0; i < scored.size(); ++i) {
+    if (scored[i].second) pos += 1, rank_sum += i + 1;
+    else neg += 1;
+  }
+  const double ll_auc = (rank_sum - pos * (pos + 1) / 2) / (pos * neg);
+
+  CliRun l = RunOvercast(dir_, {"load", "--format", "libsvm", "--input", dir_ + "/shirt.train",
+                                "--test-input", dir_ + "/shirt.test", "--dataset", "shirt",
+                                "--store", store_});
+  ASSERT_EQ(l.exit, 0) << l.log;
+  CliRun t = RunOvercast(dir_, {"train", "--dataset", "shirt", "--model", "logreg", "--workers", "2",
+                                "--epochs", "10", "--store", store_, "--json"});
+  ASSERT_EQ(t.exit, 0) << t.log;
+  const double auc = t.result["test_auc"];
+  std::printf("shirt vs rest: overcast AUC %.5f in %.1f s, liblinear AUC %.5f in %.1f s\n", auc,
+              t.result["train_seconds"].get<double>(), ll_auc, ll_seconds);
+  EXPECT_GE(auc, ll_auc - 0.005);
 }
 
 }  // namespace
