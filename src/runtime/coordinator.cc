@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -142,22 +143,19 @@ Result<TrainResult> Train(const TrainOptions& o,
   spec.seed = o.seed;
   spec.sync = o.sync;
   if (o.sync) {
-    // Steps per epoch every task can take: the smallest shard's full minibatches.
-    uint64_t min_steps = UINT64_MAX;
-    for (uint32_t t = 0; t < o.workers; ++t) {
-      data::MinibatchOptions ro;
-      ro.batch_size = static_cast<size_t>(params.Int("batch"));
-      ro.shard_index = t;
-      ro.num_shards = o.workers;
-      ro.prefetch = 1;
-      ro.seed = o.seed;
-      OC_ASSIGN_OR_RETURN(auto r, data::MinibatchReader::Open(store.get(), o.dataset,
-                                                             data::Split::kTrain, ro));
-      min_steps = std::min<uint64_t>(min_steps, r->rows_per_epoch() / ro.batch_size);
-    }
+    // Steps per epoch every task can take in every epoch. The partitions are dealt to the
+    // shards in a new order each epoch, so the bound is the smallest shard possible: the
+    // floor(P / workers) smallest partitions.
+    std::vector<uint64_t> sizes;
+    for (const auto* p : manifest.PartitionsOf(data::Split::kTrain)) sizes.push_back(p->rows);
+    std::sort(sizes.begin(), sizes.end());
+    uint64_t smallest = 0;
+    for (size_t i = 0; i < sizes.size() / o.workers; ++i) smallest += sizes[i];
+    const uint64_t min_steps = smallest / static_cast<uint64_t>(params.Int("batch"));
     if (min_steps == 0)
-      return InvalidArgument("--sync: a worker's shard is smaller than one minibatch; use fewer "
-                             "workers or a smaller batch");
+      return InvalidArgument("--sync: with " + std::to_string(o.workers) + " workers a shard may "
+                             "get less than one minibatch (" + std::to_string(sizes.size()) +
+                             " partitions); use fewer workers or a smaller batch");
     spec.sync_steps = min_steps;
   }
 

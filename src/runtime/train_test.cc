@@ -82,6 +82,29 @@ TEST(TrainTest, LinregRecoversTheGeneratingWeights) {
   EXPECT_EQ(r->worker_restarts, 0u);
 }
 
+// Regression test: sync barriers were named by a per-task counter that diverged between tasks
+// whose shards differ in size, and steps per epoch came from epoch 0's shards only: both hung.
+TEST(TrainTest, SyncModeTakesTheSameStepsOnEveryTask) {
+  TempDir dir;
+  std::normal_distribution<double> noise(0, 0.1);
+  std::uniform_real_distribution<double> u(-1, 1);
+  MakeDataset(dir, "lin", 21000, 2000, [&](std::mt19937_64& rng) {
+    double x0 = u(rng);
+    std::ostringstream s;
+    s << 1 + 2 * x0 + noise(rng) << " 1:" << x0;
+    return s.str();
+  }, "regression");
+  auto o = Options(dir, "lin", "linreg");
+  o.epochs = 3;
+  o.sync = true;
+  o.params = {"lr=0.1", "batch=32"};
+  auto r = Train(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_LT(*r->test.rmse, 0.11);
+  // Every task took the same number of full steps per epoch.
+  EXPECT_EQ(r->rows % (2 * 32 * 3), 0u);
+}
+
 TEST(TrainTest, LogregMatchesTheBayesClassifier) {
   TempDir dir;
   // P(y=1|x) = sigmoid(1.5 x0 - 2 x1 + 0.3 x2 - 0.2): the generating model is the optimum, so

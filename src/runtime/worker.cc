@@ -25,6 +25,7 @@ struct OwnedBatch {
   std::vector<uint64_t> offsets;
   std::vector<uint32_t> ids;
   data::Minibatch view;
+  uint64_t step = 0;  // position of this batch within its epoch, from 1
   void CopyFrom(const data::Minibatch& b) {
     labels.assign(b.labels.begin(), b.labels.end());
     offsets.assign(b.offsets.begin(), b.offsets.end());
@@ -146,6 +147,7 @@ Status RunWorker(const WorkerOptions& o) {
         continue;
       }
       dst->CopyFrom(b);
+      dst->step = epoch_step;
       return true;
     }
   };
@@ -159,7 +161,10 @@ Status RunWorker(const WorkerOptions& o) {
       OC_RETURN_IF_ERROR(algorithm->Prepare(state, buf[cur].view, cur));
       OC_RETURN_IF_ERROR(algorithm->Apply(state, buf[cur].view, cur));
       OC_RETURN_IF_ERROR(algorithm->Finalize(state));  // the push has landed
-      OC_RETURN_IF_ERROR(state.Barrier("step/" + std::to_string(progress.batches), spec.workers));
+      // Named by (epoch, step within it): the same for every task, whatever its shard's size.
+      OC_RETURN_IF_ERROR(state.Barrier("step/" + std::to_string(buf[cur].view.epoch) + "/" +
+                                           std::to_string(buf[cur].step),
+                                       spec.workers));
       OC_ASSIGN_OR_RETURN(have, next(&buf[nxt]));
     } else {
       // The next batch's pull goes out before this batch's compute.
