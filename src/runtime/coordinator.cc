@@ -142,6 +142,7 @@ Result<TrainResult> Train(const TrainOptions& o,
   spec.epochs = (o.epochs == 0 && o.seconds <= 0) ? 10 : o.epochs;
   spec.seed = o.seed;
   spec.sync = o.sync;
+  spec.staleness = o.sync ? 0 : o.staleness;
   if (o.sync) {
     // Steps per epoch every task can take in every epoch. The partitions are dealt to the
     // shards in a new order each epoch, so the bound is the smallest shard possible: the

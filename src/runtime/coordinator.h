@@ -25,6 +25,7 @@ struct TrainOptions {
   double seconds = 0;     // stop after this long (with epochs == 0: no epoch limit)
   std::string target;     // "accuracy>=0.85", "rmse<=0.9": stop once the test metric gets there
   bool sync = false;
+  uint64_t staleness = 0;  // async: batches a task may run ahead of the slowest (0: unbounded)
   uint64_t seed = 1;
   double eval_every_seconds = 2;
   // The exported model is the average of snapshots pulled every `average_every_seconds` over

@@ -5,7 +5,7 @@ namespace overcast::runtime {
 nlohmann::json JobSpec::ToJson() const {
   return {{"job", job},         {"store", store},   {"dataset", dataset}, {"model", model},
           {"params", params},   {"workers", workers}, {"epochs", epochs}, {"seed", seed},
-          {"sync", sync},       {"sync_steps", sync_steps}};
+          {"sync", sync},       {"sync_steps", sync_steps}, {"staleness", staleness}};
 }
 
 Result<JobSpec> JobSpec::FromJson(const nlohmann::json& j) {
@@ -21,6 +21,7 @@ Result<JobSpec> JobSpec::FromJson(const nlohmann::json& j) {
     s.seed = j.at("seed").get<uint64_t>();
     s.sync = j.at("sync").get<bool>();
     s.sync_steps = j.at("sync_steps").get<uint64_t>();
+    s.staleness = j.value("staleness", uint64_t{0});
     if (s.workers == 0) return InvalidArgument("job spec: workers must be > 0");
     return s;
   } catch (const std::exception& e) {

@@ -23,6 +23,9 @@ struct JobSpec {
   uint64_t seed = 1;
   bool sync = false;    // a barrier after every step
   uint64_t sync_steps = 0;  // sync: steps per epoch, the same for every task
+  // async: a task may run at most this many batches ahead of the slowest unfinished task
+  // (stale synchronous parallel); 0: no bound.
+  uint64_t staleness = 0;
 
   nlohmann::json ToJson() const;
   static Result<JobSpec> FromJson(const nlohmann::json& j);

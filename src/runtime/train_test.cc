@@ -105,6 +105,25 @@ TEST(TrainTest, SyncModeTakesTheSameStepsOnEveryTask) {
   EXPECT_EQ(r->rows % (2 * 32 * 3), 0u);
 }
 
+TEST(TrainTest, StalenessBoundKeepsWorkersTogether) {
+  TempDir dir;
+  std::uniform_real_distribution<double> u(-1, 1);
+  MakeDataset(dir, "lin", 20000, 2000, [&](std::mt19937_64& rng) {
+    double x0 = u(rng);
+    std::ostringstream s;
+    s << 1 + 2 * x0 << " 1:" << x0;
+    return s.str();
+  }, "regression");
+  auto o = Options(dir, "lin", "linreg");
+  o.epochs = 3;
+  o.staleness = 2;
+  o.params = {"lr=0.1", "batch=32"};
+  auto r = Train(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows, 3u * 20000u);
+  EXPECT_LT(*r->test.rmse, 0.02);
+}
+
 TEST(TrainTest, LogregMatchesTheBayesClassifier) {
   TempDir dir;
   // P(y=1|x) = sigmoid(1.5 x0 - 2 x1 + 0.3 x2 - 0.2): the generating model is the optimum, so

@@ -128,6 +128,36 @@ Status RunWorker(const WorkerOptions& o) {
     return Status::Ok();
   };
 
+  // Stale synchronous parallel: block while this task is more than `staleness` batches ahead
+  // of the slowest unfinished task. `slowest` is cached: the blobs are read again only when
+  // the cached value would block.
+  uint64_t slowest = 0;
+  auto wait_for_slowest = [&]() -> Status {
+    while (progress.batches > slowest + spec.staleness && !stop) {
+      uint64_t m = UINT64_MAX;
+      for (uint32_t t = 0; t < spec.workers; ++t) {
+        if (t == o.task) continue;
+        auto blob = state.GetBlob(TaskBlob(t));
+        if (!blob.ok()) {  // that task has not reported yet
+          m = 0;
+          continue;
+        }
+        OC_ASSIGN_OR_RETURN(TaskProgress p, TaskProgress::Decode(*blob));
+        if (!p.done) m = std::min(m, p.batches);
+      }
+      if (m == UINT64_MAX) {  // every other task is done: nothing to wait for
+        slowest = progress.batches;
+        break;
+      }
+      slowest = m;
+      if (progress.batches <= slowest + spec.staleness) break;
+      if (o.cancel && o.cancel->load(std::memory_order_relaxed)) return Cancelled("worker cancelled");
+      if (state.GetBlob(StopBlob()).ok()) stop = true;
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    return Status::Ok();
+  };
+
   OwnedBatch buf[2];
   int cur = 0;
   uint64_t epoch_step = 0, cur_epoch = UINT64_MAX;
@@ -175,7 +205,9 @@ Status RunWorker(const WorkerOptions& o) {
     progress.batches += 1;
     progress.rows += buf[cur].view.rows();
     progress.epoch = buf[cur].view.epoch;
-    OC_RETURN_IF_ERROR(report(false));
+    // With a staleness bound every step is published, so that the others see this one move.
+    OC_RETURN_IF_ERROR(report(spec.staleness > 0));
+    if (spec.staleness > 0) OC_RETURN_IF_ERROR(wait_for_slowest());
     cur = nxt;
   }
   OC_RETURN_IF_ERROR(algorithm->Finalize(state));

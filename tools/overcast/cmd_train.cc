@@ -124,7 +124,13 @@ void AddTrainCommand(CLI::App& app, CommandContext& ctx) {
   cmd->add_flag("--json", f->json, "Print the result object as the last line of stdout");
   cmd->add_option("--target", f->o.target,
                   "Stop once a test metric gets there: accuracy>=0.85, logloss<=0.3, rmse<=0.9");
-  cmd->add_flag("--sync", f->o.sync, "Synchronous steps (a barrier after every step; needs --epochs)");
+  cmd->add_flag("--sync", f->o.sync,
+                "Synchronous steps: a barrier after every step (needs --epochs); every worker takes "
+                "the steps the smallest possible shard allows per epoch, the rest are skipped");
+  cmd->add_option("--staleness", f->o.staleness,
+                  "Asynchronous with a bound: a worker waits while it is more than this many "
+                  "batches ahead of the slowest (0: unbounded)")
+      ->capture_default_str();
   cmd->add_option("--seed", f->o.seed, "Seed of the data order")->capture_default_str();
   cmd->add_option("--eval-every", f->o.eval_every_seconds,
                   "Seconds between evaluations on the test split (0: only at the end)")
