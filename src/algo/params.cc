@@ -113,10 +113,13 @@ std::string ParamSpec::Describe() const {
       for (const auto& c : choices) t += (t.empty() ? "" : "|") + c;
       break;
   }
+  auto num = [this](double v) {
+    return type == Type::kInt ? std::to_string(static_cast<long long>(v)) : Num(v);
+  };
   std::string range;
   if (type != Type::kChoice) {
-    if (min > -1e299 && max < 1e299) range = ", " + Num(min) + ".." + Num(max);
-    else if (min > -1e299) range = ", >= " + Num(min);
+    if (min > -1e299 && max < 1e299 && max < 9e18) range = ", " + num(min) + ".." + num(max);
+    else if (min > -1e299) range = ", >= " + num(min);
   }
   return name + " (" + t + ", default " + default_value + range + "): " + help;
 }

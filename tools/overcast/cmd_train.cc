@@ -111,7 +111,7 @@ void AddTrainCommand(CLI::App& app, CommandContext& ctx) {
       "  overcast train --dataset ctr --model logreg --seconds 30 --param lr=0.1 --param l1=1e-5\n"
       "  overcast train --dataset fmnist-mm --model softmax --target accuracy>=0.84 --json");
   cmd->add_option("--dataset", f->o.dataset, "Dataset to train on (overcast load)")->required();
-  cmd->add_option("--model", f->o.model, "logreg, softmax, linreg (see below)")->required();
+  cmd->add_option("--model", f->o.model, "softmax, logreg, linreg, fm, mf or kmeans (parameters below)")->required();
   cmd->add_option("--workers", f->o.workers, "Workers (each takes a shard of the train split)")
       ->capture_default_str();
   auto* ep = cmd->add_option("--epochs", f->o.epochs,
