@@ -235,6 +235,8 @@ Result<TrainResult> Train(const TrainOptions& o,
   };
 
   algo::Model avg;  // sums of the tail snapshots
+  std::optional<algo::Model> target_model;
+  algo::Metrics target_metrics;
   auto last_snapshot = Clock::now();
   double snapshot_every = o.average_every_seconds;
   const uint64_t planned_rows = spec.epochs * train_rows;
@@ -343,6 +345,10 @@ Result<TrainResult> Train(const TrainOptions& o,
           OC_RETURN_IF_ERROR(state.SetBlob(StopBlob(), "target"));
           stop_sent = true;
           result.stopped_by = "target";
+          // The model that met the target is the result, not whatever the workers pushed
+          // between this evaluation and their stop.
+          target_model = std::move(m);
+          target_metrics = *r;
         }
       }
     }
@@ -365,9 +371,15 @@ Result<TrainResult> Train(const TrainOptions& o,
   result.epochs = static_cast<double>(result.rows) / static_cast<double>(train_rows);
   result.samples_per_second = result.train_seconds > 0 ? result.rows / result.train_seconds : 0;
   result.model.algorithm = o.model;
-  // The last iterate joins the average; with no snapshots it is the model.
-  OC_RETURN_IF_ERROR(algorithm->Export(state, &result.model));
-  if (result.averaged_snapshots > 0) {
+  if (target_model) {
+    result.model.tables = std::move(target_model->tables);
+    result.test = target_metrics;
+    result.averaged_snapshots = 0;
+  } else {
+    // The last iterate joins the average; with no snapshots it is the model.
+    OC_RETURN_IF_ERROR(algorithm->Export(state, &result.model));
+  }
+  if (!target_model && result.averaged_snapshots > 0) {
     const double n = static_cast<double>(result.averaged_snapshots + 1);
     for (auto& [name, t] : result.model.tables) {
       const auto& a = avg.tables[name];
@@ -376,7 +388,7 @@ Result<TrainResult> Train(const TrainOptions& o,
         t.data[i] = static_cast<float>((static_cast<double>(a.data[i]) + t.data[i]) / n);
     }
   }
-  if (test.rows() > 0) {
+  if (test.rows() > 0 && !target_model) {
     result.test = algo::Evaluate(*algorithm, result.model, dinfo, test, 1);
     result.evaluations++;
   }

@@ -123,7 +123,7 @@ class TrainProcessTest : public ::testing::Test {
 TEST_F(TrainProcessTest, ChaosKillsWorkersAndTrainingCompletes) {
   LoadLogistic("chaos", 60000);
   const std::vector<std::string> train = {"train", "--dataset", "chaos", "--model", "logreg",
-                                          "--workers", "2", "--epochs", "40", "--store", store_,
+                                          "--workers", "2", "--epochs", "60", "--store", store_,
                                           "--json", "--eval-every", "0"};
   CliRun calm = RunOvercast(dir_, train);
   ASSERT_EQ(calm.exit, 0) << calm.log;
