@@ -61,7 +61,7 @@ Result<Model> DecodeModel(std::string_view bytes, const std::string& source) {
       return bad("truncated table header");
     if (t.dim == 0 || t.rows > r.remaining() / 4 / t.dim) return bad("table " + name + " truncated");
     t.data.resize(t.rows * t.dim);
-    const char* p;
+    const char* p = nullptr;
     if (!r.GetView(t.data.size(), 4, &p).ok()) return bad("table " + name + " truncated");
     std::memcpy(t.data.data(), p, t.data.size() * 4);
     m.tables[name] = std::move(t);
