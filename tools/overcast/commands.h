@@ -25,5 +25,8 @@ void AddLoadCommand(CLI::App& app, CommandContext& ctx);
 void AddNormalizeCommand(CLI::App& app, CommandContext& ctx);
 // serve, serve-replica, loadgen, make-model
 void AddServeCommands(CLI::App& app, CommandContext& ctx);
+void AddTrainCommand(CLI::App& app, CommandContext& ctx);
+void AddWorkerCommand(CLI::App& app, CommandContext& ctx);
+void AddPredictCommand(CLI::App& app, CommandContext& ctx);
 
 }  // namespace overcast::cli

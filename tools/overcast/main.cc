@@ -40,6 +40,9 @@ int main(int argc, char** argv) {
   AddLoadCommand(app, ctx);
   AddNormalizeCommand(app, ctx);
   AddServeCommands(app, ctx);
+  AddTrainCommand(app, ctx);
+  AddWorkerCommand(app, ctx);
+  AddPredictCommand(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,241 @@
+#include "bench/train_bench.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "algo/algorithm.h"
+#include "data/load.h"
+#include "data/store.h"
+#include "ps/client.h"
+#include "ps/server.h"
+#include "runtime/coordinator.h"
+
+namespace overcast::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Batch {
+  std::vector<float> labels, values;
+  std::vector<uint64_t> offsets;
+  std::vector<uint32_t> ids;
+  data::Minibatch view() const {
+    data::Minibatch b;
+    b.labels = labels;
+    b.offsets = offsets;
+    b.ids = ids;
+    b.values = values;
+    return b;
+  }
+};
+
+double PeakRssMiB() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;
+}
+
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  size_t i = std::min(v.size() - 1, static_cast<size_t>(q * (v.size() - 1) + 0.5));
+  std::nth_element(v.begin(), v.begin() + i, v.end());
+  return v[i];
+}
+
+Status Latency(const TrainBenchOptions& o, nlohmann::json* figures) {
+  ps::ServerOptions so;
+  so.shards = o.ps_shards;
+  OC_ASSIGN_OR_RETURN(auto server, ps::Server::Start(so));
+  ps::ClientOptions co;
+  co.servers = {server->address()};
+  OC_ASSIGN_OR_RETURN(auto client, ps::Client::Connect(co));
+  auto registry = algo::BuiltinAlgorithms();
+  OC_ASSIGN_OR_RETURN(const algo::AlgorithmInfo* info, algo::FindAlgorithm(registry, "logreg"));
+  OC_ASSIGN_OR_RETURN(auto params, algo::Params::Parse(info->params, {"batch=" + std::to_string(o.batch)}, "logreg"));
+  algo::DataInfo d;
+  d.num_features = o.features;
+  d.label_kind = "binary";
+  d.num_classes = 2;
+  OC_ASSIGN_OR_RETURN(auto algorithm, info->create(params, d));
+  algo::State state(client.get(), "bench", 0, 1);
+  OC_RETURN_IF_ERROR(algorithm->Initialize(state, nullptr));
+
+  std::mt19937_64 rng(o.seed);
+  std::uniform_int_distribution<uint32_t> feat(0, static_cast<uint32_t>(o.features - 1));
+  std::vector<Batch> pool(64);
+  for (auto& b : pool) {
+    b.offsets.push_back(0);
+    for (int r = 0; r < o.batch; ++r) {
+      std::vector<uint32_t> ids;
+      while (ids.size() < static_cast<size_t>(o.nnz)) ids.push_back(feat(rng));
+      std::sort(ids.begin(), ids.end());
+      ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+      b.ids.insert(b.ids.end(), ids.begin(), ids.end());
+      b.values.insert(b.values.end(), ids.size(), 1.0f);
+      b.labels.push_back(rng() % 2);
+      b.offsets.push_back(b.ids.size());
+    }
+  }
+  // Warm-up: rows exist on the server, connections and buffers are hot.
+  for (size_t i = 0; i < pool.size(); ++i) {
+    OC_RETURN_IF_ERROR(algorithm->Update(state, pool[i].view()));
+    OC_RETURN_IF_ERROR(algorithm->Finalize(state));
+  }
+  // One iteration = pull the batch's keys, compute, push, and wait for the push's ack.
+  std::vector<double> us(o.iterations);
+  for (int i = 0; i < o.iterations; ++i) {
+    auto t0 = Clock::now();
+    OC_RETURN_IF_ERROR(algorithm->Update(state, pool[i % pool.size()].view()));
+    OC_RETURN_IF_ERROR(algorithm->Finalize(state));
+    us[i] = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+  }
+  // The floor under an iteration: the same keys pulled and pushed with the bare client (no
+  // algorithm), one after the other, each waited for.
+  std::vector<std::vector<uint64_t>> raw_keys(pool.size());
+  for (size_t i = 0; i < pool.size(); ++i) {
+    raw_keys[i].assign(pool[i].ids.begin(), pool[i].ids.end());
+    std::sort(raw_keys[i].begin(), raw_keys[i].end());
+    raw_keys[i].erase(std::unique(raw_keys[i].begin(), raw_keys[i].end()), raw_keys[i].end());
+    raw_keys[i].push_back(o.features);  // the bias key, as the algorithm pulls it
+  }
+  std::vector<float> wbuf, gbuf;
+  std::vector<double> raw(o.iterations);
+  const std::string scoped = state.Scoped("w");
+  for (int i = 0; i < o.iterations; ++i) {
+    const auto& keys = raw_keys[i % raw_keys.size()];
+    wbuf.resize(keys.size());
+    gbuf.assign(keys.size(), 0.0f);
+    auto t0 = Clock::now();
+    OC_RETURN_IF_ERROR(client->Pull(scoped, keys, wbuf.data()).get());
+    OC_RETURN_IF_ERROR(client->Push(scoped, keys, gbuf).get());
+    raw[i] = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+  }
+  (*figures)["ps_pull_push_p50_us"] = Percentile(raw, 0.5);
+  (*figures)["batch_distinct_keys_mean"] = [&] {
+    double n = 0;
+    for (const auto& k : raw_keys) n += k.size();
+    return n / raw_keys.size();
+  }();
+  // Pipelined, as the worker loop runs: the next batch's pull overlaps this batch's compute.
+  auto t0 = Clock::now();
+  OC_RETURN_IF_ERROR(algorithm->Prepare(state, pool[0].view(), 0));
+  for (int i = 0; i < o.iterations; ++i) {
+    int cur = i % 2, nxt = 1 - cur;
+    OC_RETURN_IF_ERROR(algorithm->Prepare(state, pool[(i + 1) % pool.size()].view(), nxt));
+    OC_RETURN_IF_ERROR(algorithm->Apply(state, pool[i % pool.size()].view(), cur));
+  }
+  OC_RETURN_IF_ERROR(algorithm->Finalize(state));
+  const double pipelined_us =
+      std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / o.iterations;
+  (*figures)["iteration_p50_us"] = Percentile(us, 0.5);
+  (*figures)["iteration_p90_us"] = Percentile(us, 0.9);
+  (*figures)["iteration_p99_us"] = Percentile(us, 0.99);
+  (*figures)["iteration_pipelined_mean_us"] = pipelined_us;
+  (*figures)["iterations"] = o.iterations;
+  (*figures)["batch_rows"] = o.batch;
+  (*figures)["batch_nnz_per_row"] = o.nnz;
+  client.reset();
+  server->Stop();
+  return Status::Ok();
+}
+
+Status Scaling(const TrainBenchOptions& o, const std::string& dir, nlohmann::json* figures,
+               nlohmann::json* ratios) {
+  // CTR-like rows: 26 ids, one per "field" of 2^10 values each, P(y=1) from a hidden model.
+  const std::string input = dir + "/ctr.svm", test = dir + "/ctr.test.svm";
+  std::mt19937_64 rng(o.seed);
+  std::normal_distribution<double> wn(0, 0.5);
+  std::vector<float> w(26 << 10);
+  for (auto& x : w) x = static_cast<float>(wn(rng));
+  std::uniform_real_distribution<double> u(0, 1);
+  auto write = [&](const std::string& path, uint64_t rows) {
+    std::ofstream f(path);
+    std::string line;
+    for (uint64_t r = 0; r < rows; ++r) {
+      uint32_t ids[26];
+      double z = -0.5;
+      for (int k = 0; k < 26; ++k) {
+        ids[k] = (k << 10) + static_cast<uint32_t>(rng() & 0x3ff);
+        z += w[ids[k]] * 0.3;
+      }
+      line = u(rng) < 1 / (1 + std::exp(-z)) ? "1" : "0";
+      for (int k = 0; k < 26; ++k) line += " " + std::to_string(ids[k] + 1) + ":1";
+      f << line << '\n';
+    }
+  };
+  write(input, o.scaling_rows);
+  write(test, o.scaling_rows / 10);
+  auto store = data::NewLocalStore(dir + "/store");
+  data::LoadOptions lo;
+  lo.input = input;
+  lo.test_input = test;
+  lo.dataset = "ctr";
+  OC_RETURN_IF_ERROR(data::LoadDataset(*store, lo).status());
+  double base = 0;
+  for (uint32_t n : o.workers) {
+    runtime::TrainOptions t;
+    t.store = dir + "/store";
+    t.dataset = "ctr";
+    t.model = "logreg";
+    t.workers = n;
+    t.epochs = o.scaling_epochs;
+    t.backend = o.backend;
+    t.worker_binary = o.worker_binary;
+    t.eval_every_seconds = 0;
+    t.average_tail = 0;
+    OC_ASSIGN_OR_RETURN(auto r, runtime::Train(t));
+    const std::string k = "workers_" + std::to_string(n);
+    (*figures)[k + "_samples_per_second"] = r.samples_per_second;
+    (*figures)[k + "_test_logloss"] = *r.test.logloss;
+    if (o.progress)
+      std::fprintf(stderr, "bench train: %u workers: %.0f samples/s, test log-loss %.4f\n", n,
+                   r.samples_per_second, *r.test.logloss);
+    if (base == 0) base = r.samples_per_second;
+    else (*ratios)[k + "_over_" + std::to_string(o.workers.front()) + "_samples_per_second"] =
+        r.samples_per_second / base;
+  }
+  (*figures)["scaling_rows"] = o.scaling_rows;
+  (*figures)["scaling_epochs"] = o.scaling_epochs;
+  (*figures)["backend"] = o.backend;
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status RunTrainBench(const TrainBenchOptions& o, nlohmann::json* result) {
+  nlohmann::json figures = nlohmann::json::object(), ratios = nlohmann::json::object();
+  OC_RETURN_IF_ERROR(Latency(o, &figures));
+  if (o.progress)
+    std::fprintf(stderr,
+                 "bench train: iteration p50 %.1f us, p99 %.1f us, pipelined %.1f us; bare "
+                 "client pull+push of the same keys p50 %.1f us\n",
+                 figures["iteration_p50_us"].get<double>(), figures["iteration_p99_us"].get<double>(),
+                 figures["iteration_pipelined_mean_us"].get<double>(),
+                 figures["ps_pull_push_p50_us"].get<double>());
+  ratios["iteration_p50_over_ps_pull_push_p50"] =
+      figures["iteration_p50_us"].get<double>() / figures["ps_pull_push_p50_us"].get<double>();
+  std::string dir = o.dir;
+  bool remove = false;
+  if (dir.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/overcast-train-bench-XXXXXX";
+    if (!::mkdtemp(templ.data())) return ErrnoStatus("mkdtemp", errno);
+    dir = templ;
+    remove = true;
+  }
+  Status s = o.workers.empty() ? Status::Ok() : Scaling(o, dir, &figures, &ratios);
+  if (remove) std::filesystem::remove_all(dir);
+  OC_RETURN_IF_ERROR(s);
+  figures["peak_rss_mb"] = PeakRssMiB();
+  *result = {{"bench", "train"}, {"figures", figures}, {"ratios", ratios}};
+  return Status::Ok();
+}
+
+}  // namespace overcast::bench

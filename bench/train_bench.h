@@ -1,0 +1,39 @@
+// `overcast bench train`: a worker's per-iteration latency (pull + compute + push of a batch of
+// sparse rows against a parameter server on loopback) and training throughput with 1, 2, 4
+// workers, every figure measured in the run (bench/README.md names the keys).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace overcast::bench {
+
+struct TrainBenchOptions {
+  // Latency: `iterations` logreg steps of `batch` rows with `nnz` distinct ids each, drawn
+  // from `features` ids, against one embedded server.
+  int iterations = 20000;
+  int batch = 100;
+  int nnz = 40;
+  uint64_t features = 1 << 20;
+  uint32_t ps_shards = 1;
+  // Scaling: logreg on a generated dataset of `scaling_rows` rows (26 ids each, CTR-like),
+  // `scaling_epochs` epochs, with each worker count.
+  std::vector<uint32_t> workers = {1, 2, 4};
+  uint64_t scaling_rows = 200000;
+  uint64_t scaling_epochs = 2;
+  std::string backend = "processes";  // or threads
+  std::string worker_binary;          // processes: default this executable
+  std::string dir;                    // work directory; empty: a fresh one under $TMPDIR or /tmp
+  uint64_t seed = 7;
+  bool progress = true;
+};
+
+// Fills `result` with {"bench": "train", "figures": {...}, "ratios": {...}}.
+Status RunTrainBench(const TrainBenchOptions& options, nlohmann::json* result);
+
+}  // namespace overcast::bench

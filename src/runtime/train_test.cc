@@ -1,0 +1,354 @@
+// Algorithms trained end to end in one process (thread backend, embedded parameter server) on
+// small synthetic datasets whose optimum is known.
+#include <array>
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "algo/metrics.h"
+#include "algo/model.h"
+#include "data/load.h"
+#include "data/test_util.h"
+#include "runtime/coordinator.h"
+
+namespace overcast::runtime {
+namespace {
+
+using data::testing::TempDir;
+
+// Writes `rows` LIBSVM lines from `gen` (which returns "label idx:val ...") and loads them.
+template <typename Gen>
+void MakeDataset(const TempDir& dir, const std::string& name, size_t rows, size_t test_rows,
+                 Gen gen, const std::string& task = "auto",
+                 data::Format format = data::Format::kLibsvm) {
+  std::ostringstream train, test;
+  std::mt19937_64 rng(42);
+  for (size_t i = 0; i < rows; ++i) train << gen(rng) << "\n";
+  for (size_t i = 0; i < test_rows; ++i) test << gen(rng) << "\n";
+  auto store = data::NewLocalStore(dir.path() + "/store");
+  data::LoadOptions o;
+  o.input = dir.Write(name + ".train", train.str());
+  o.test_input = dir.Write(name + ".test", test.str());
+  o.dataset = name;
+  o.task = task;
+  o.format = format;
+  o.partition_rows = 4096;
+  auto r = data::LoadDataset(*store, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+}
+
+TrainOptions Options(const TempDir& dir, const std::string& dataset, const std::string& model) {
+  TrainOptions o;
+  o.store = dir.path() + "/store";
+  o.dataset = dataset;
+  o.model = model;
+  o.backend = "threads";
+  o.workers = 2;
+  o.eval_every_seconds = 0;
+  o.ps_shards = 2;
+  return o;
+}
+
+TEST(TrainTest, LinregRecoversTheGeneratingWeights) {
+  TempDir dir;
+  // y = 0.5 + 2 x0 - 3 x1 + 1 x2 + N(0, 0.1^2): the least-squares optimum is the truth, and the
+  // test RMSE of the truth is the noise level.
+  std::normal_distribution<double> noise(0, 0.1);
+  std::uniform_real_distribution<double> u(-1, 1);
+  MakeDataset(dir, "lin", 20000, 4000, [&](std::mt19937_64& rng) {
+    double x0 = u(rng), x1 = u(rng), x2 = u(rng);
+    double y = 0.5 + 2 * x0 - 3 * x1 + x2 + noise(rng);
+    std::ostringstream s;
+    s << y << " 1:" << x0 << " 2:" << x1 << " 3:" << x2;
+    return s.str();
+  }, "regression");
+  auto o = Options(dir, "lin", "linreg");
+  o.epochs = 5;
+  o.params = {"lr=0.1", "optimizer=adagrad", "batch=32"};
+  auto r = Train(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->test.rmse);
+  EXPECT_LT(*r->test.rmse, 0.1 * 1.05);  // within 5% of the noise level
+  const auto& w = r->model.tables.at("w");
+  ASSERT_EQ(w.rows, 4u);
+  EXPECT_NEAR(w.data[0], 2.0, 0.03);
+  EXPECT_NEAR(w.data[1], -3.0, 0.03);
+  EXPECT_NEAR(w.data[2], 1.0, 0.03);
+  EXPECT_NEAR(w.data[3], 0.5, 0.03);  // the bias row
+  EXPECT_EQ(r->rows, 5u * 20000u);
+  EXPECT_EQ(r->worker_restarts, 0u);
+}
+
+// Regression test: sync barriers were named by a per-task counter that diverged between tasks
+// whose shards differ in size, and steps per epoch came from epoch 0's shards only: both hung.
+TEST(TrainTest, SyncModeTakesTheSameStepsOnEveryTask) {
+  TempDir dir;
+  std::normal_distribution<double> noise(0, 0.1);
+  std::uniform_real_distribution<double> u(-1, 1);
+  MakeDataset(dir, "lin", 21000, 2000, [&](std::mt19937_64& rng) {
+    double x0 = u(rng);
+    std::ostringstream s;
+    s << 1 + 2 * x0 + noise(rng) << " 1:" << x0;
+    return s.str();
+  }, "regression");
+  auto o = Options(dir, "lin", "linreg");
+  o.epochs = 3;
+  o.sync = true;
+  o.params = {"lr=0.1", "batch=32"};
+  auto r = Train(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_LT(*r->test.rmse, 0.11);
+  // Every task took the same number of full steps per epoch.
+  EXPECT_EQ(r->rows % (2 * 32 * 3), 0u);
+}
+
+TEST(TrainTest, StalenessBoundKeepsWorkersTogether) {
+  TempDir dir;
+  std::uniform_real_distribution<double> u(-1, 1);
+  MakeDataset(dir, "lin", 20000, 2000, [&](std::mt19937_64& rng) {
+    double x0 = u(rng);
+    std::ostringstream s;
+    s << 1 + 2 * x0 << " 1:" << x0;
+    return s.str();
+  }, "regression");
+  auto o = Options(dir, "lin", "linreg");
+  o.epochs = 3;
+  o.staleness = 2;
+  o.params = {"lr=0.1", "batch=32"};
+  auto r = Train(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows, 3u * 20000u);
+  EXPECT_LT(*r->test.rmse, 0.02);
+}
+
+TEST(TrainTest, LogregMatchesTheBayesClassifier) {
+  TempDir dir;
+  // P(y=1|x) = sigmoid(1.5 x0 - 2 x1 + 0.3 x2 - 0.2): the generating model is the optimum, so
+  // the trained model's test log-loss must be close to the true model's on the same rows.
+  std::uniform_real_distribution<double> u(-1, 1), coin(0, 1);
+  std::vector<std::tuple<double, double, double, int>> test_rows;
+  auto truth = [](double a, double b, double c) {
+    return 1 / (1 + std::exp(-(1.5 * a - 2 * b + 0.3 * c - 0.2)));
+  };
+  MakeDataset(dir, "bin", 30000, 5000, [&](std::mt19937_64& rng) {
+    double a = u(rng), b = u(rng), c = u(rng);
+    int y = coin(rng) < truth(a, b, c) ? 1 : 0;
+    test_rows.emplace_back(a, b, c, y);
+    std::ostringstream s;
+    s << y << " 1:" << a << " 2:" << b << " 3:" << c;
+    return s.str();
+  });
+  double ll_true = 0;
+  for (size_t i = 30000; i < test_rows.size(); ++i) {
+    auto [a, b, c, y] = test_rows[i];
+    double p = truth(a, b, c);
+    ll_true += y ? -std::log(p) : -std::log(1 - p);
+  }
+  ll_true /= 5000;
+  auto o = Options(dir, "bin", "logreg");
+  o.epochs = 4;
+  o.params = {"lr=0.1", "batch=32"};
+  auto r = Train(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->test.logloss && r->test.auc && r->test.accuracy);
+  EXPECT_LT(*r->test.logloss, ll_true * 1.01) << "true model: " << ll_true;
+  EXPECT_GT(*r->test.auc, 0.75);
+}
+
+TEST(TrainTest, SoftmaxSeparatesThreeClassesAndL1ZeroesNoise) {
+  TempDir dir;
+  // Three classes around centres in features 1-2; features 3..20 are pure noise. With L1 under
+  // FTRL the noise weights end at exactly zero.
+  std::normal_distribution<double> n(0, 0.3);
+  std::uniform_int_distribution<int> cls(0, 2);
+  std::uniform_real_distribution<double> u(-1, 1);  // zero-mean noise: its optimal weight is 0
+  const double cx[3] = {0, 2, 0}, cy[3] = {0, 0, 2};
+  MakeDataset(dir, "three", 15000, 3000, [&](std::mt19937_64& rng) {
+    int c = cls(rng);
+    std::ostringstream s;
+    s << c << " 1:" << cx[c] + n(rng) << " 2:" << cy[c] + n(rng);
+    for (int j = 3; j <= 20; ++j) s << " " << j << ":" << u(rng);
+    return s.str();
+  });
+  auto o = Options(dir, "three", "softmax");
+  o.epochs = 3;
+  o.params = {"optimizer=ftrl", "lr=0.5", "l1=5", "batch=32"};
+  o.average_tail = 0;  // an average of snapshots is not sparse: check the iterate itself
+  auto r = Train(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->test.accuracy);
+  EXPECT_GT(*r->test.accuracy, 0.99);
+  const auto& w = r->model.tables.at("w");
+  int zeros = 0;
+  for (uint64_t j = 2; j < 20; ++j)
+    for (uint32_t c = 0; c < 3; ++c) zeros += w.row(j)[c] == 0.0f;
+  EXPECT_GE(zeros, 18 * 3 * 9 / 10);
+}
+
+TEST(TrainTest, TargetMetricStopsEarlyAndModelRoundTrips) {
+  TempDir dir;
+  std::normal_distribution<double> n(0, 0.3);
+  std::uniform_int_distribution<int> cls(0, 1);
+  MakeDataset(dir, "easy", 20000, 2000, [&](std::mt19937_64& rng) {
+    int c = cls(rng);
+    std::ostringstream s;
+    s << c << " 1:" << (c ? 1 : -1) + n(rng);
+    return s.str();
+  });
+  auto o = Options(dir, "easy", "logreg");
+  o.epochs = 200;
+  o.eval_every_seconds = 0.2;
+  o.target = "accuracy>=0.99";
+  auto r = Train(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->stopped_by, "target");
+  EXPECT_LT(r->epochs, 200);
+  EXPECT_GE(*r->test.accuracy, 0.99);
+
+  const std::string path = dir.path() + "/m.ocm";
+  ASSERT_TRUE(algo::SaveModel(path, r->model).ok());
+  auto back = algo::LoadModel(path);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->algorithm, "logreg");
+  EXPECT_EQ(back->tables.at("w").data, r->model.tables.at("w").data);
+  EXPECT_EQ(back->meta["params"], r->model.meta["params"]);
+  // One flipped byte anywhere is caught by the checksum.
+  std::string bytes = algo::EncodeModel(r->model);
+  bytes[bytes.size() / 2] ^= 1;
+  EXPECT_FALSE(algo::DecodeModel(bytes, "x").ok());
+}
+
+TEST(TrainTest, BadInputIsInvalidArgument) {
+  TempDir dir;
+  MakeDataset(dir, "tiny", 100, 10, [](std::mt19937_64& rng) {
+    return std::string(rng() % 2 ? "1 1:1" : "0 2:1");
+  });
+  auto check = [&](TrainOptions o, const std::string& needle) {
+    auto r = Train(o);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << r.status().ToString();
+    EXPECT_NE(r.status().message().find(needle), std::string::npos) << r.status().message();
+    EXPECT_EQ(r.status().message().find('\n'), std::string::npos);
+  };
+  auto o = Options(dir, "tiny", "logreg");
+  auto bad = o;
+  bad.dataset = "nope";
+  check(bad, "not found");
+  bad = o;
+  bad.model = "svm";
+  check(bad, "unknown model");
+  bad = o;
+  bad.params = {"factors=3"};
+  check(bad, "no such parameter");
+  bad = o;
+  bad.params = {"lr=fast"};
+  check(bad, "expected a number");
+  bad = o;
+  bad.params = {"optimizer=lbfgs"};
+  check(bad, "not one of");
+  bad = o;
+  bad.model = "softmax";
+  check(bad, "multiclass");
+}
+
+TEST(TrainTest, KmeansFindsSeparatedBlobs) {
+  TempDir dir;
+  // Five blobs in 4 dimensions, 8 apart, noise sigma 0.5 per dimension: the optimal objective
+  // (mean squared distance to the nearest centre) is about 4 * 0.25 = 1.0.
+  std::normal_distribution<double> n(0, 0.5);
+  std::uniform_int_distribution<int> blob(0, 4);
+  MakeDataset(dir, "blobs", 20000, 4000, [&](std::mt19937_64& rng) {
+    int b = blob(rng);
+    std::ostringstream s;
+    s << b;
+    for (int j = 0; j < 4; ++j) s << " " << j + 1 << ":" << (j == b % 4 ? 8.0 * (1 + b / 4) : 0.0) + n(rng);
+    return s.str();
+  });
+  auto o = Options(dir, "blobs", "kmeans");
+  o.epochs = 2;
+  o.params = {"k=5"};
+  auto r = Train(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->test.objective);
+  EXPECT_NEAR(*r->test.objective, 1.0, 0.05);
+}
+
+TEST(TrainTest, MfReachesTheNoiseLevelOfALowRankMatrix) {
+  TempDir dir;
+  // ratings = 3 + b_u + b_i + <p_u, q_i> (rank 3) + N(0, 0.25^2), 300 users x 200 items.
+  std::mt19937_64 g(5);
+  std::normal_distribution<double> f(0, 0.6), bias(0, 0.3), noise(0, 0.25);
+  std::vector<std::array<double, 4>> users(300), items(200);
+  for (auto& u : users) u = {bias(g), f(g), f(g), f(g)};
+  for (auto& i : items) i = {bias(g), f(g), f(g), f(g)};
+  std::uniform_int_distribution<int> pu(0, 299), pi(0, 199);
+  MakeDataset(dir, "ratings", 40000, 5000, [&](std::mt19937_64& rng) {
+    int u = pu(rng), i = pi(rng);
+    const auto &a = users[u], &b = items[i];
+    double y = 3 + a[0] + b[0] + a[1] * b[1] + a[2] * b[2] + a[3] * b[3] + noise(rng);
+    std::ostringstream s;
+    s << u + 1 << "," << i + 1 << "," << y << ",0";
+    return s.str();
+  }, "regression", data::Format::kRatings);
+  auto o = Options(dir, "ratings", "mf");
+  o.epochs = 30;
+  o.params = {"rank=3"};
+  auto r = Train(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->test.rmse);
+  std::printf("mf: test rmse %.4f (noise 0.25)\n", *r->test.rmse);
+  EXPECT_LT(*r->test.rmse, 0.25 * 1.10);
+}
+
+TEST(TrainTest, FmLearnsPairwiseInteractionsThatLogregCannot) {
+  TempDir dir;
+  // y = 1 when features a and b (one of 10 each) agree in parity: no linear model separates it.
+  std::uniform_int_distribution<int> pick(0, 9);
+  std::uniform_real_distribution<double> coin(0, 1);
+  MakeDataset(dir, "pairs", 30000, 5000, [&](std::mt19937_64& rng) {
+    int a = pick(rng), b = pick(rng);
+    double p = (a % 2) == (b % 2) ? 0.9 : 0.1;
+    std::ostringstream s;
+    s << (coin(rng) < p ? 1 : 0) << " " << a + 1 << ":1 " << b + 11 << ":1";
+    return s.str();
+  });
+  auto o = Options(dir, "pairs", "fm");
+  o.epochs = 5;
+  o.params = {"factors=4", "lr=0.1", "init_std=0.1"};
+  auto fm = Train(o);
+  ASSERT_TRUE(fm.ok()) << fm.status().ToString();
+  o.model = "logreg";
+  o.params = {"lr=0.1"};
+  auto lr = Train(o);
+  ASSERT_TRUE(lr.ok()) << lr.status().ToString();
+  std::printf("fm logloss %.4f, logreg %.4f (Bayes: 0.325)\n", *fm->test.logloss, *lr->test.logloss);
+  EXPECT_LT(*fm->test.logloss, 0.36);
+  EXPECT_GT(*lr->test.logloss, 0.65);
+}
+
+TEST(MetricsTest, AucClosedForms) {
+  EXPECT_DOUBLE_EQ(algo::Auc({0.1f, 0.4f, 0.35f, 0.8f}, {0, 0, 1, 1}), 0.75);
+  EXPECT_DOUBLE_EQ(algo::Auc({0.5f, 0.5f}, {0, 1}), 0.5);
+  EXPECT_DOUBLE_EQ(algo::Auc({0.1f, 0.9f}, {0, 1}), 1.0);
+}
+
+TEST(ParamsTest, DefaultsAndOverrides) {
+  auto specs = algo::CommonParams(0.05, "adagrad", 64);
+  auto p = algo::Params::Parse(specs, {"lr=0.5", "batch=8"}, "m");
+  ASSERT_TRUE(p.ok());
+  EXPECT_DOUBLE_EQ(p->Float("lr"), 0.5);
+  EXPECT_EQ(p->Int("batch"), 8);
+  EXPECT_EQ(p->Choice("optimizer"), "adagrad");
+  auto again = algo::Params::FromJson(specs, p->ToJson(), "m");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->ToJson(), p->ToJson());
+  EXPECT_FALSE(algo::Params::Parse(specs, {"batch=0"}, "m").ok());
+  EXPECT_FALSE(algo::Params::Parse(specs, {"batch=1.5"}, "m").ok());
+  EXPECT_FALSE(algo::Params::Parse(specs, {"lr"}, "m").ok());
+}
+
+}  // namespace
+}  // namespace overcast::runtime
