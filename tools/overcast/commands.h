@@ -23,5 +23,8 @@ void AddPsCommand(CLI::App& app, CommandContext& ctx);
 void AddBenchCommand(CLI::App& app, CommandContext& ctx);
 void AddLoadCommand(CLI::App& app, CommandContext& ctx);
 void AddNormalizeCommand(CLI::App& app, CommandContext& ctx);
+void AddTrainCommand(CLI::App& app, CommandContext& ctx);
+void AddWorkerCommand(CLI::App& app, CommandContext& ctx);
+void AddPredictCommand(CLI::App& app, CommandContext& ctx);
 
 }  // namespace overcast::cli

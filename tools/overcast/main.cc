@@ -39,6 +39,9 @@ int main(int argc, char** argv) {
   AddBenchCommand(app, ctx);
   AddLoadCommand(app, ctx);
   AddNormalizeCommand(app, ctx);
+  AddTrainCommand(app, ctx);
+  AddWorkerCommand(app, ctx);
+  AddPredictCommand(app, ctx);
 
   try {
     app.parse(argc, argv);

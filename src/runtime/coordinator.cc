@@ -1,0 +1,364 @@
+#include "runtime/coordinator.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <random>
+#include <thread>
+
+#include "common/log.h"
+#include "data/dataset.h"
+#include "data/minibatch.h"
+#include "data/store.h"
+#include "ps/client.h"
+#include "ps/server.h"
+#include "runtime/job.h"
+#include "runtime/launcher.h"
+
+namespace overcast::runtime {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+struct Target {
+  std::string metric;
+  bool at_least = true;
+  double value = 0;
+};
+
+Result<std::optional<Target>> ParseTarget(const std::string& s) {
+  if (s.empty()) return std::optional<Target>();
+  Target t;
+  size_t at = s.find(">=");
+  if (at == std::string::npos) {
+    at = s.find("<=");
+    t.at_least = false;
+  }
+  if (at == std::string::npos)
+    return InvalidArgument("--target " + s + ": expected METRIC>=VALUE or METRIC<=VALUE");
+  t.metric = s.substr(0, at);
+  if (t.metric.rfind("test_", 0) == 0) t.metric = t.metric.substr(5);
+  if (t.metric != "accuracy" && t.metric != "logloss" && t.metric != "auc" &&
+      t.metric != "rmse" && t.metric != "objective")
+    return InvalidArgument("--target " + s + ": unknown metric '" + t.metric +
+                           "' (accuracy, logloss, auc, rmse, objective)");
+  char* end = nullptr;
+  std::string v = s.substr(at + 2);
+  t.value = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0') return InvalidArgument("--target " + s + ": bad value");
+  return std::optional<Target>(t);
+}
+
+// Reads up to `max_rows` rows of a split into memory, in stored order (evaluation, samples).
+Result<data::Partition> ReadRows(data::Store* store, const std::string& dataset, data::Split split,
+                                 size_t max_rows, bool shuffle, uint64_t seed) {
+  data::MinibatchOptions o;
+  o.batch_size = 4096;
+  o.shuffle = shuffle;
+  o.seed = seed;
+  o.epochs = 1;
+  data::Partition p;
+  OC_ASSIGN_OR_RETURN(auto reader, data::MinibatchReader::Open(store, dataset, split, o));
+  data::Minibatch b;
+  while (p.rows() < max_rows) {
+    OC_ASSIGN_OR_RETURN(bool more, reader->Next(&b));
+    if (!more) break;
+    for (size_t r = 0; r < b.rows() && p.rows() < max_rows; ++r) {
+      uint64_t s = b.offsets[r], e = b.offsets[r + 1];
+      p.AddRow(b.labels[r], b.ids.subspan(s, e - s), b.values.subspan(s, e - s));
+    }
+  }
+  return p;
+}
+
+std::string NewJobId(const std::string& model) {
+  std::random_device rd;
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "job-%s-%d-%08x", model.c_str(), ::getpid(), rd());
+  return buf;
+}
+
+}  // namespace
+
+nlohmann::json TrainResult::ToJson() const {
+  nlohmann::json j = test.ToJson("test_");
+  j["train_seconds"] = train_seconds;
+  j["samples_per_second"] = samples_per_second;
+  j["epochs"] = epochs;
+  j["workers"] = workers;
+  j["worker_restarts"] = worker_restarts;
+  j["rows"] = rows;
+  j["test_rows"] = test.rows;
+  j["evaluations"] = evaluations;
+  j["stopped_by"] = stopped_by;
+  j["model"] = model.algorithm;
+  return j;
+}
+
+Result<TrainResult> Train(const TrainOptions& o,
+                          const std::function<void(const TrainProgress&)>& on_progress) {
+  // 1. Everything the user can get wrong, before anything starts.
+  std::vector<algo::AlgorithmInfo> builtins;
+  const auto* registry = o.registry;
+  if (!registry) {
+    builtins = algo::BuiltinAlgorithms();
+    registry = &builtins;
+  }
+  if (o.workers == 0 || o.workers > 1024) return InvalidArgument("--workers must be 1..1024");
+  if (o.backend != "processes" && o.backend != "threads")
+    return InvalidArgument("--backend must be processes or threads");
+  if (o.sync && o.epochs == 0)
+    return InvalidArgument("--sync needs --epochs (every worker must take the same steps)");
+  OC_ASSIGN_OR_RETURN(const algo::AlgorithmInfo* info, algo::FindAlgorithm(*registry, o.model));
+  OC_ASSIGN_OR_RETURN(algo::Params params, algo::Params::Parse(info->params, o.params, o.model));
+  OC_ASSIGN_OR_RETURN(auto target, ParseTarget(o.target));
+  OC_ASSIGN_OR_RETURN(auto store, data::OpenStore(o.store));
+  auto manifest_r = data::ReadManifest(*store, o.dataset);
+  if (!manifest_r.ok()) {
+    if (manifest_r.status().code() == Code::kNotFound)
+      return InvalidArgument("dataset '" + o.dataset + "' not found in store " + store->Describe() +
+                             " (create it with overcast load)");
+    return manifest_r.status();
+  }
+  const data::Manifest& manifest = *manifest_r;
+  const algo::DataInfo dinfo = algo::DataInfoFromManifest(manifest.json);
+  OC_ASSIGN_OR_RETURN(auto algorithm, info->create(params, dinfo));
+  const uint64_t train_rows = manifest.rows(data::Split::kTrain);
+  if (train_rows == 0) return InvalidArgument("dataset '" + o.dataset + "' has no train rows");
+  if (target && !manifest.rows(data::Split::kTest))
+    return InvalidArgument("--target needs a test split; dataset '" + o.dataset + "' has none");
+
+  JobSpec spec;
+  spec.job = NewJobId(o.model);
+  spec.store = o.store;
+  spec.dataset = o.dataset;
+  spec.model = o.model;
+  spec.params = params.ToJson();
+  spec.workers = o.workers;
+  spec.epochs = (o.epochs == 0 && o.seconds <= 0) ? 10 : o.epochs;
+  spec.seed = o.seed;
+  spec.sync = o.sync;
+  if (o.sync) {
+    // Steps per epoch every task can take: the smallest shard's full minibatches.
+    uint64_t min_steps = UINT64_MAX;
+    for (uint32_t t = 0; t < o.workers; ++t) {
+      data::MinibatchOptions ro;
+      ro.batch_size = static_cast<size_t>(params.Int("batch"));
+      ro.shard_index = t;
+      ro.num_shards = o.workers;
+      ro.prefetch = 1;
+      ro.seed = o.seed;
+      OC_ASSIGN_OR_RETURN(auto r, data::MinibatchReader::Open(store.get(), o.dataset,
+                                                             data::Split::kTrain, ro));
+      min_steps = std::min<uint64_t>(min_steps, r->rows_per_epoch() / ro.batch_size);
+    }
+    if (min_steps == 0)
+      return InvalidArgument("--sync: a worker's shard is smaller than one minibatch; use fewer "
+                             "workers or a smaller batch");
+    spec.sync_steps = min_steps;
+  }
+
+  // 2. Held-out rows for evaluation, a sample for initialization.
+  data::Partition test;
+  if (manifest.rows(data::Split::kTest) > 0) {
+    OC_ASSIGN_OR_RETURN(test, ReadRows(store.get(), o.dataset, data::Split::kTest, SIZE_MAX, false,
+                                       o.seed));
+  }
+  data::Partition sample;
+  if (info->init_sample_rows > 0) {
+    OC_ASSIGN_OR_RETURN(sample, ReadRows(store.get(), o.dataset, data::Split::kTrain,
+                                         info->init_sample_rows, true, o.seed));
+  }
+
+  // 3. The parameter server (embedded unless given), the job, the workers.
+  std::unique_ptr<ps::Server> server;
+  std::vector<std::string> servers = o.servers;
+  if (servers.empty()) {
+    ps::ServerOptions so;
+    so.shards = o.ps_shards;
+    OC_ASSIGN_OR_RETURN(server, ps::Server::Start(so));
+    servers.push_back(server->address());
+  }
+  ps::ClientOptions co;
+  co.servers = servers;
+  co.secret = o.secret;
+  OC_ASSIGN_OR_RETURN(auto client, ps::Client::Connect(co));
+  algo::State state(client.get(), spec.job, 0, o.workers);
+  OC_RETURN_IF_ERROR(algorithm->Initialize(state, info->init_sample_rows ? &sample : nullptr));
+  OC_RETURN_IF_ERROR(state.SetBlob(SpecBlob(), spec.ToJson().dump()));
+
+  std::unique_ptr<Launcher> launcher;
+  if (o.backend == "threads") {
+    WorkerOptions wo;
+    wo.servers = servers;
+    wo.secret = o.secret;
+    wo.job = spec.job;
+    wo.registry = registry;
+    launcher = NewThreadLauncher(wo);
+  } else {
+    ProcessLauncherOptions po;
+    po.binary = o.worker_binary;
+    po.servers = servers;
+    po.job = spec.job;
+    po.secret_file = o.secret_file;
+    po.log_level = o.worker_log_level;
+    launcher = NewProcessLauncher(po);
+  }
+
+  TrainResult result;
+  result.workers = o.workers;
+  const auto start = Clock::now();
+  for (uint32_t t = 0; t < o.workers; ++t) OC_RETURN_IF_ERROR(launcher->Start(t));
+
+  struct TaskState {
+    TaskProgress p;
+    bool finished = false;
+    Clock::time_point last_change = Clock::now();
+    uint64_t last_batches = 0;
+    uint32_t failures = 0;  // consecutive failed runs without progress
+  };
+  std::vector<TaskState> tasks(o.workers);
+  bool stop_sent = false;
+  auto last_eval = Clock::now();
+  double prev_loss_sum = 0;
+  uint64_t prev_loss_rows = 0;
+  double train_loss = 0;
+  std::optional<algo::Metrics> latest;
+  Status failure;
+
+  auto evaluate = [&](algo::Model* model) -> Result<algo::Metrics> {
+    OC_RETURN_IF_ERROR(algorithm->Export(state, model));
+    result.evaluations++;
+    return algo::Evaluate(*algorithm, *model, dinfo, test, 1);
+  };
+
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    uint64_t rows = 0;
+    double loss_sum = 0;
+    uint64_t loss_rows = 0;
+    bool all_done = true;
+    for (uint32_t t = 0; t < o.workers; ++t) {
+      TaskState& ts = tasks[t];
+      if (auto b = state.GetBlob(TaskBlob(t)); b.ok()) {
+        if (auto p = TaskProgress::Decode(*b); p.ok()) ts.p = *p;
+      }
+      if (ts.p.batches != ts.last_batches) {
+        ts.last_batches = ts.p.batches;
+        ts.last_change = Clock::now();
+        ts.failures = 0;
+      }
+      const bool running = launcher->Running(t);
+      if (!running && !ts.finished) {
+        const int exit = launcher->LastExit(t);
+        if (ts.p.done && exit == 0) {
+          ts.finished = true;
+        } else {
+          // A dead worker: its task goes to a fresh one, which resumes from the last report.
+          const bool killed = exit > 128;
+          if (!killed && ++ts.failures >= o.max_failures) {
+            failure = Internal("the worker for task " + std::to_string(t) + " failed " +
+                               std::to_string(ts.failures) + " times: " + launcher->LastError(t));
+            break;
+          }
+          spdlog::info("task {}: worker ended ({}); starting a new one", t,
+                       launcher->LastError(t).empty() ? "without finishing" : launcher->LastError(t));
+          result.worker_restarts++;
+          OC_RETURN_IF_ERROR(launcher->Start(t));
+          ts.last_change = Clock::now();
+        }
+      } else if (running && Since(ts.last_change) > o.heartbeat_timeout_seconds) {
+        spdlog::warn("task {}: no progress for {:.0f} s; replacing its worker", t,
+                     Since(ts.last_change));
+        launcher->Kill(t);
+        result.worker_restarts++;
+        OC_RETURN_IF_ERROR(launcher->Start(t));
+        ts.last_change = Clock::now();
+      }
+      all_done &= ts.finished;
+      rows += ts.p.rows;
+      loss_sum += ts.p.loss_sum;
+      loss_rows += ts.p.loss_rows;
+    }
+    if (!failure.ok()) break;
+    if (loss_rows > prev_loss_rows) {
+      train_loss = (loss_sum - prev_loss_sum) / static_cast<double>(loss_rows - prev_loss_rows);
+      prev_loss_sum = loss_sum;
+      prev_loss_rows = loss_rows;
+    }
+    const double elapsed = Since(start);
+    result.rows = rows;
+    if (all_done) {
+      if (result.stopped_by.empty()) result.stopped_by = "epochs";
+      break;
+    }
+    if (!stop_sent && o.seconds > 0 && elapsed >= o.seconds) {
+      OC_RETURN_IF_ERROR(state.SetBlob(StopBlob(), "seconds"));
+      stop_sent = true;
+      result.stopped_by = "seconds";
+    }
+    if (test.rows() > 0 && o.eval_every_seconds > 0 && Since(last_eval) >= o.eval_every_seconds) {
+      algo::Model m;
+      auto r = evaluate(&m);
+      if (!r.ok()) {
+        failure = r.status();
+        break;
+      }
+      latest = *r;
+      last_eval = Clock::now();
+      if (target && !stop_sent) {
+        auto v = r->Get(target->metric);
+        if (v && (target->at_least ? *v >= target->value : *v <= target->value)) {
+          OC_RETURN_IF_ERROR(state.SetBlob(StopBlob(), "target"));
+          stop_sent = true;
+          result.stopped_by = "target";
+        }
+      }
+    }
+    if (on_progress) {
+      TrainProgress pr;
+      pr.elapsed = elapsed;
+      pr.rows = rows;
+      pr.epochs = static_cast<double>(rows) / static_cast<double>(train_rows);
+      pr.samples_per_second = elapsed > 0 ? rows / elapsed : 0;
+      pr.worker_restarts = result.worker_restarts;
+      pr.train_loss = train_loss;
+      pr.test = latest;
+      on_progress(pr);
+    }
+  }
+  result.train_seconds = Since(start);
+  launcher->KillAll();
+  if (!failure.ok()) return failure;
+
+  result.epochs = static_cast<double>(result.rows) / static_cast<double>(train_rows);
+  result.samples_per_second = result.train_seconds > 0 ? result.rows / result.train_seconds : 0;
+  result.model.algorithm = o.model;
+  if (test.rows() > 0) {
+    OC_ASSIGN_OR_RETURN(result.test, evaluate(&result.model));
+  } else {
+    OC_RETURN_IF_ERROR(algorithm->Export(state, &result.model));
+  }
+  nlohmann::json& meta = result.model.meta;
+  meta["format"] = "overcast-model";
+  meta["format_version"] = 1;
+  meta["algorithm"] = o.model;
+  meta["task"] = std::string(algo::TaskName(algorithm->task()));
+  meta["params"] = params.ToJson();
+  meta["dataset"] = o.dataset;
+  meta["num_features"] = dinfo.num_features;
+  meta["num_classes"] = dinfo.num_classes;
+  meta["label"] = manifest.json.contains("label") ? manifest.json["label"] : nlohmann::json();
+  meta["schema"] = dinfo.schema;
+  meta["normalization"] = manifest.json.contains("normalization") ? manifest.json["normalization"]
+                                                                   : nlohmann::json();
+  meta["training"] = result.ToJson();
+  meta["created_unix"] = static_cast<int64_t>(::time(nullptr));
+  client.reset();
+  if (server) server->Stop();
+  return result;
+}
+
+}  // namespace overcast::runtime

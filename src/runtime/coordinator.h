@@ -1,0 +1,71 @@
+// The coordinator: publishes a job to the parameter server, runs one worker per task through a
+// launch backend, respawns workers that die, evaluates on the held-out split as training goes,
+// stops on epochs, seconds or a target metric, and returns the exported model.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "algo/algorithm.h"
+#include "algo/metrics.h"
+#include "common/status.h"
+
+namespace overcast::runtime {
+
+struct TrainOptions {
+  std::string store;  // dataset store location
+  std::string dataset;
+  std::string model;
+  std::vector<std::string> params;  // "KEY=VALUE"
+  uint32_t workers = 2;
+  uint64_t epochs = 0;    // 0 and seconds == 0: the default of 10 epochs
+  double seconds = 0;     // stop after this long (with epochs == 0: no epoch limit)
+  std::string target;     // "accuracy>=0.85", "rmse<=0.9": stop once the test metric gets there
+  bool sync = false;
+  uint64_t seed = 1;
+  double eval_every_seconds = 2;
+  std::string backend = "processes";  // processes | threads
+  std::string worker_binary;          // processes: default this executable
+  std::string worker_log_level = "warn";
+  std::vector<std::string> servers;   // empty: start an in-process parameter server
+  std::string secret, secret_file;    // for external servers
+  uint32_t ps_shards = 0;             // embedded server: shard threads (0: one per core)
+  double heartbeat_timeout_seconds = 30;  // a worker silent this long is killed and replaced
+  uint32_t max_failures = 5;  // a task whose workers fail (not killed) this many times in a
+                              // row without progress fails the job
+  const std::vector<algo::AlgorithmInfo>* registry = nullptr;  // default: the built-ins
+};
+
+struct TrainProgress {
+  double elapsed = 0;
+  uint64_t rows = 0;
+  double epochs = 0;       // rows / train rows
+  double samples_per_second = 0;
+  uint64_t worker_restarts = 0;
+  double train_loss = 0;   // recent mean training loss reported by workers
+  std::optional<algo::Metrics> test;  // the latest evaluation
+};
+
+struct TrainResult {
+  algo::Model model;          // tables + metadata (params, data, normalization, metrics)
+  algo::Metrics test;         // on the test split (rows == 0 when it has none)
+  double train_seconds = 0;
+  uint64_t rows = 0;
+  double epochs = 0;
+  double samples_per_second = 0;
+  uint32_t workers = 0;
+  uint64_t worker_restarts = 0;
+  uint64_t evaluations = 0;
+  std::string stopped_by;     // epochs | seconds | target
+  nlohmann::json ToJson() const;  // the DESIGN.md result object
+};
+
+// Validates everything a user can get wrong (dataset, model, params, options) before starting
+// anything: those are InvalidArgument with a one-line reason.
+Result<TrainResult> Train(const TrainOptions& options,
+                          const std::function<void(const TrainProgress&)>& progress = {});
+
+}  // namespace overcast::runtime

@@ -1,0 +1,50 @@
+// A training job as the coordinator publishes it to its workers (a blob in the parameter
+// server, so a worker needs only the server address and the job id), and a task's progress.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace overcast::runtime {
+
+struct JobSpec {
+  std::string job;      // id; scopes the job's tables and blobs
+  std::string store;    // dataset store location the workers open
+  std::string dataset;
+  std::string model;
+  nlohmann::json params = nlohmann::json::object();  // every declared parameter, filled in
+  uint32_t workers = 1; // tasks: task i reads shard i of `workers` of the train split
+  uint64_t epochs = 0;  // 0: until told to stop
+  uint64_t seed = 1;
+  bool sync = false;    // a barrier after every step
+  uint64_t sync_steps = 0;  // sync: steps per epoch, the same for every task
+
+  nlohmann::json ToJson() const;
+  static Result<JobSpec> FromJson(const nlohmann::json& j);
+};
+
+// What a task's worker reports (blob "task/<i>"): cumulative over the task's lifetime, so a
+// replacement worker resumes where the last report left off.
+struct TaskProgress {
+  uint64_t batches = 0, rows = 0, epoch = 0;
+  double loss_sum = 0;
+  uint64_t loss_rows = 0;
+  bool done = false;
+  int64_t pid = 0;
+  uint64_t starts = 0;  // how many workers have run this task
+
+  std::string Encode() const;
+  static Result<TaskProgress> Decode(const std::string& s);
+};
+
+// Blob names, relative to the job's scope.
+inline std::string SpecBlob() { return "spec"; }
+inline std::string StopBlob() { return "stop"; }
+inline std::string TaskBlob(uint32_t task) { return "task/" + std::to_string(task); }
+
+}  // namespace overcast::runtime

@@ -1,0 +1,31 @@
+// The stateless worker: takes task i of a job published in the parameter server, streams its
+// shard of the train split through the algorithm, and reports progress. It keeps nothing
+// local worth saving; killed at any instruction, a replacement resumes from the last report.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "algo/algorithm.h"
+#include "common/status.h"
+
+namespace overcast::runtime {
+
+struct WorkerOptions {
+  std::vector<std::string> servers;  // parameter servers (the job's blobs live there)
+  std::string secret;
+  std::string job;
+  uint32_t task = 0;
+  double report_every_seconds = 0.25;  // progress blob and stop check
+  // In-process workers (the thread backend): set to end the worker at the next batch.
+  const std::atomic<bool>* cancel = nullptr;
+  const std::vector<algo::AlgorithmInfo>* registry = nullptr;  // default: the built-ins
+};
+
+// Runs the task to its end (its epochs done, or the job's stop blob set). Ok then; Cancelled
+// if `cancel` was set; an error if the job, the data or a server fails.
+Status RunWorker(const WorkerOptions& options);
+
+}  // namespace overcast::runtime

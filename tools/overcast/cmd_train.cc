@@ -1,0 +1,179 @@
+// `overcast train` (the embedded default: PS, coordinator and workers started locally) and
+// `overcast worker` (one stateless worker, started by a launch backend or by hand).
+#include <cstdio>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "algo/model.h"
+#include "common/log.h"
+#include "net/auth.h"
+#include "runtime/coordinator.h"
+#include "runtime/worker.h"
+#include "tools/overcast/commands.h"
+#include "tools/overcast/progress.h"
+
+namespace overcast::cli {
+namespace {
+
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at <= s.size()) {
+    size_t c = s.find(',', at);
+    if (c == std::string::npos) c = s.size();
+    if (c > at) out.push_back(s.substr(at, c - at));
+    at = c + 1;
+  }
+  return out;
+}
+
+struct TrainFlags {
+  runtime::TrainOptions o;
+  std::string store, out, ps;
+  bool json = false;
+};
+
+std::string Fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), f, v);
+  return buf;
+}
+
+Status RunTrain(TrainFlags& f) {
+  f.o.store = f.store.empty() ? DefaultStore() : f.store;
+  if (!f.ps.empty()) f.o.servers = SplitList(f.ps);
+  if (!f.o.secret_file.empty()) {
+    OC_ASSIGN_OR_RETURN(f.o.secret, net::ReadSecretFile(f.o.secret_file));
+  }
+  ProgressLine line;
+  auto show = [&line](const runtime::TrainProgress& p) {
+    std::string s = "train " + Fmt("%.1f s", p.elapsed) + "  epoch " + Fmt("%.2f", p.epochs) +
+                    "  " + Fmt("%.0f", p.samples_per_second) + " samples/s  loss " +
+                    Fmt("%.4f", p.train_loss);
+    if (p.test) {
+      const nlohmann::json tj = p.test->ToJson("test_");
+      for (auto& [k, v] : tj.items()) s += "  " + k + " " + Fmt("%.4f", v.get<double>());
+    }
+    s += "  restarts " + std::to_string(p.worker_restarts);
+    line.Show(s);
+  };
+  auto r = runtime::Train(f.o, show);
+  line.Done();
+  OC_RETURN_IF_ERROR(r.status());
+  const auto& res = *r;
+  std::string metrics;
+  const nlohmann::json tj = res.test.ToJson("test_");
+  for (auto& [k, v] : tj.items()) metrics += "  " + k + " " + Fmt("%.4f", v.get<double>());
+  std::fprintf(stderr,
+               "trained %s on %s: %.2f epochs, %llu rows in %.2f s (%.0f samples/s), %u workers, "
+               "%llu restarts, stopped by %s;%s\n",
+               f.o.model.c_str(), f.o.dataset.c_str(), res.epochs,
+               static_cast<unsigned long long>(res.rows), res.train_seconds,
+               res.samples_per_second, res.workers,
+               static_cast<unsigned long long>(res.worker_restarts), res.stopped_by.c_str(),
+               metrics.empty() ? " no test split" : metrics.c_str());
+  if (!f.out.empty()) {
+    OC_RETURN_IF_ERROR(algo::SaveModel(f.out, res.model));
+    std::fprintf(stderr, "model written to %s (metadata in %s.json)\n", f.out.c_str(),
+                 f.out.c_str());
+  }
+  if (f.json) std::cout << res.ToJson().dump() << std::endl;
+  return Status::Ok();
+}
+
+std::string ModelsHelp() {
+  std::string s = "Models and their --param keys:\n";
+  for (const auto& a : algo::BuiltinAlgorithms()) {
+    s += "  " + a.name + ": " + a.description + "\n";
+    for (const auto& p : a.params) s += "      " + p.Describe() + "\n";
+  }
+  return s;
+}
+
+struct WorkerFlags {
+  std::string coordinator, job, secret_file;
+  uint32_t task = 0;
+};
+
+}  // namespace
+
+void AddTrainCommand(CLI::App& app, CommandContext& ctx) {
+  auto f = std::make_shared<TrainFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "train",
+      "Train a model on a dataset of the store. With no --ps, starts a parameter server, the\n"
+      "coordinator and --workers workers on this machine and tears them down at the end.\n"
+      "Workers are stateless (all state is in the parameter server): one that dies is replaced\n"
+      "and its task resumes. The test split is evaluated every --eval-every seconds.\n"
+      "Examples:\n"
+      "  overcast train --dataset fmnist-mm --model softmax --workers 2 --epochs 10 --out m.ocm\n"
+      "  overcast train --dataset ctr --model logreg --seconds 30 --param lr=0.1 --param l1=1e-5\n"
+      "  overcast train --dataset fmnist-mm --model softmax --target accuracy>=0.84 --json");
+  cmd->add_option("--dataset", f->o.dataset, "Dataset to train on (overcast load)")->required();
+  cmd->add_option("--model", f->o.model, "logreg, softmax, linreg (see below)")->required();
+  cmd->add_option("--workers", f->o.workers, "Workers (each takes a shard of the train split)")
+      ->capture_default_str();
+  auto* ep = cmd->add_option("--epochs", f->o.epochs,
+                             "Passes over the train split (default 10 when --seconds is not set)");
+  cmd->add_option("--seconds", f->o.seconds, "Stop after this many seconds")->excludes(ep);
+  cmd->add_option("--param", f->o.params, "Hyper-parameter KEY=VALUE (repeatable; see below)");
+  cmd->add_option("--store", f->store,
+                  "Dataset store directory (default $OVERCAST_STORE, else ~/.overcast/store)");
+  cmd->add_option("--out", f->out, "Write the trained model here (and its metadata to OUT.json)");
+  cmd->add_flag("--json", f->json, "Print the result object as the last line of stdout");
+  cmd->add_option("--target", f->o.target,
+                  "Stop once a test metric gets there: accuracy>=0.85, logloss<=0.3, rmse<=0.9");
+  cmd->add_flag("--sync", f->o.sync, "Synchronous steps (a barrier after every step; needs --epochs)");
+  cmd->add_option("--seed", f->o.seed, "Seed of the data order")->capture_default_str();
+  cmd->add_option("--eval-every", f->o.eval_every_seconds,
+                  "Seconds between evaluations on the test split (0: only at the end)")
+      ->capture_default_str();
+  cmd->add_option("--backend", f->o.backend, "Where workers run: processes or threads")
+      ->check(CLI::IsMember({"processes", "threads"}))
+      ->capture_default_str();
+  cmd->add_option("--ps", f->ps, "Use these parameter servers (host:port,...) instead of an "
+                                 "embedded one");
+  cmd->add_option("--secret-file", f->o.secret_file, "Shared secret of the --ps servers");
+  cmd->add_option("--ps-shards", f->o.ps_shards, "Embedded server's shard threads (0: one per core)")
+      ->capture_default_str();
+  cmd->add_option("--heartbeat-timeout", f->o.heartbeat_timeout_seconds,
+                  "Replace a worker that reports no progress for this many seconds")
+      ->capture_default_str();
+  cmd->footer(ModelsHelp());
+  cmd->callback([f, &ctx] { ctx.exit_code = Finish(RunTrain(*f)); });
+}
+
+void AddWorkerCommand(CLI::App& app, CommandContext& ctx) {
+  auto f = std::make_shared<WorkerFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "worker",
+      "Run one stateless training worker: read the job from the coordinator's parameter server\n"
+      "(the coordinator publishes each job's spec and collects progress there), train task\n"
+      "--task on its shard of the data, and exit 0 when the task is done or the job is stopped.\n"
+      "A replacement started with the same arguments resumes where the last report left off.\n"
+      "Started by `overcast train`'s process backend; by hand for multi-host use.");
+  cmd->add_option("--coordinator", f->coordinator,
+                  "Parameter servers holding the job (host:port,...), as the coordinator prints")
+      ->required();
+  cmd->add_option("--job", f->job, "Job id")->required();
+  cmd->add_option("--task", f->task, "Task index (0..workers-1)")->required();
+  cmd->add_option("--secret-file", f->secret_file, "Shared secret of the servers");
+  cmd->callback([f, &ctx] {
+    runtime::WorkerOptions o;
+    o.servers = SplitList(f->coordinator);
+    o.job = f->job;
+    o.task = f->task;
+    if (!f->secret_file.empty()) {
+      auto s = net::ReadSecretFile(f->secret_file);
+      if (!s.ok()) {
+        ctx.exit_code = Finish(s.status());
+        return;
+      }
+      o.secret = *s;
+    }
+    ctx.exit_code = Finish(runtime::RunWorker(o));
+  });
+}
+
+}  // namespace overcast::cli
