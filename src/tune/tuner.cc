@@ -9,6 +9,8 @@
 
 #include "algo/algorithm.h"
 #include "algo/params.h"
+#include "data/dataset.h"
+#include "data/store.h"
 #include "ps/server.h"
 
 namespace overcast::tune {
@@ -36,7 +38,8 @@ nlohmann::json TuneResult::ToJson() const {
     for (auto& [k, v] : best.params) params[k] = v;
     j["best_params"] = params;
     j["best_" + metric] = best.metric;
-    for (auto& [k, v] : best.result.ToJson().items()) {
+    const nlohmann::json run = best.result.ToJson();
+    for (auto& [k, v] : run.items()) {
       if (k.rfind("test_", 0) == 0) j[k] = v;
     }
   }
@@ -100,6 +103,13 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
     trials[i].params = space[i];
   }
   EarlyStopOptions eo = o.early_stop;
+  if (eo.reference_loss <= 0 && out.metric == "logloss") {
+    // The log-loss of an untrained model (uniform over the classes): the start a diverging
+    // run climbs far above.
+    OC_ASSIGN_OR_RETURN(auto store, data::OpenStore(o.base.store));
+    OC_ASSIGN_OR_RETURN(auto manifest, data::ReadManifest(*store, o.base.dataset));
+    eo.reference_loss = std::log(static_cast<double>(std::max<uint64_t>(2, manifest.num_classes)));
+  }
   EarlyStopper stopper(eo);
   size_t next = 0;
   const auto start = Clock::now();

@@ -38,12 +38,12 @@ void WriteData(const std::string& path, int rows, uint64_t seed) {
   }
 }
 
-struct Run {
+struct CmdResult {
   int code;
   std::string out, err;
 };
 
-Run Overcast(const std::string& dir, std::vector<std::string> args) {
+CmdResult Overcast(const std::string& dir, std::vector<std::string> args) {
   args.insert(args.begin(), OvercastBin());
   static int n = 0;
   std::string out = dir + "/out" + std::to_string(n), err = dir + "/err" + std::to_string(n);
@@ -62,8 +62,8 @@ class TuneCli : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = TempPath("tune");
     std::filesystem::create_directories(dir_);
-    WriteData(dir_ + "/train.svm", 6000, 3);
-    Run r = Overcast(dir_, {"load", "--format", "libsvm", "--input", dir_ + "/train.svm",
+    WriteData(dir_ + "/train.svm", 20000, 3);
+    CmdResult r = Overcast(dir_, {"load", "--format", "libsvm", "--input", dir_ + "/train.svm",
                             "--dataset", "toy", "--test-fraction", "0.2", "--store",
                             dir_ + "/store"});
     ASSERT_EQ(r.code, 0) << r.err;
@@ -73,10 +73,10 @@ class TuneCli : public ::testing::Test {
 std::string TuneCli::dir_;
 
 TEST_F(TuneCli, DivergingTrialsStopAndTheBestIsReturned) {
-  Run r = Overcast(dir_, {"tune", "--dataset", "toy", "--model", "logreg", "--store",
+  CmdResult r = Overcast(dir_, {"tune", "--dataset", "toy", "--model", "logreg", "--store",
                           dir_ + "/store", "--grid", "lr=0.05,0.5,5000;optimizer=sgd",
-                          "--epochs", "8", "--workers", "1", "--backend", "threads",
-                          "--concurrency", "3", "--eval-every", "0.2", "--early-stop", "curve",
+                          "--epochs", "30", "--workers", "1", "--backend", "threads",
+                          "--concurrency", "3", "--eval-every", "0.2", "--early-stop", "none",
                           "--out", dir_ + "/best.ocm", "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
   auto last = r.out.substr(r.out.rfind('\n', r.out.size() - 2) + 1);
@@ -107,7 +107,7 @@ TEST_F(TuneCli, BadSpacesAreExitTwoWithOneLine) {
     std::vector<std::string> args = {"tune", "--dataset", "toy", "--model", "logreg", "--store",
                                      dir_ + "/store", "--epochs", "1", "--backend", "threads"};
     args.insert(args.end(), bad.begin(), bad.end());
-    Run r = Overcast(dir_, args);
+    CmdResult r = Overcast(dir_, args);
     EXPECT_EQ(r.code, 2) << bad[1] << ": " << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   }
