@@ -73,7 +73,11 @@ Status RunTuneBench(const TuneBenchOptions& o, nlohmann::json* result) {
   OC_RETURN_IF_ERROR(OneVsRest(dir + "/fashion-mnist.test.svm", dir + "/test.svm",
                                o.positive_class));
   std::string store = " --store " + Quote(dir + "/store");
-  std::string bin = Quote(o.overcast);
+  // Resolved here: under popen, /proc/self/exe would name the shell.
+  std::error_code ec;
+  std::string exe = o.overcast == "/proc/self/exe" ? fs::read_symlink(o.overcast, ec).string()
+                                                   : o.overcast;
+  std::string bin = Quote(exe);
   OC_RETURN_IF_ERROR(Capture(bin + " load --format libsvm --input " + Quote(dir + "/train.svm") +
                              " --test-input " + Quote(dir + "/test.svm") +
                              " --dataset ovr-raw" + store + " >&2")
@@ -87,7 +91,7 @@ Status RunTuneBench(const TuneBenchOptions& o, nlohmann::json* result) {
     std::string cmd = bin + " tune --dataset ovr --model logreg --grid " + Quote(o.grid) +
                       " --epochs " + std::to_string(o.epochs) + " --workers " +
                       std::to_string(o.workers) + " --concurrency " +
-                      std::to_string(o.concurrency) + " --backend " + o.backend +
+                      std::to_string(o.concurrency) + " --backend " + o.backend + " --eval-every " + fmt::format("{}", o.eval_every) +
                       " --early-stop " + policy + store + " --json";
     if (o.progress) std::fprintf(stderr, "bench tune: %s\n", cmd.c_str());
     OC_ASSIGN_OR_RETURN(std::string out, Capture(cmd));

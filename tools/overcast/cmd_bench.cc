@@ -81,6 +81,8 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--concurrency", o->concurrency, "Trials at once")->capture_default_str();
     c->add_option("--limit", o->limit, "Images per split (0: all)")->capture_default_str();
     c->add_option("--backend", o->backend, "processes or threads")->capture_default_str();
+    c->add_option("--eval-every", o->eval_every, "Seconds between a trial's evaluations")
+        ->capture_default_str();
     c->callback([o, json, &ctx] {
       nlohmann::json result;
       Status st = bench::RunTuneBench(*o, &result);
