@@ -17,7 +17,7 @@ struct TuneBenchOptions {
   std::string converter;  // scripts/fashion_mnist_to_libsvm.py; found beside the source if empty
   std::string grid = "lr=0.003,0.03,0.3,3;batch=32,256;l2=0,0.001";
   int positive_class = 6;  // shirt vs the rest: the hardest Fashion-MNIST class
-  uint64_t epochs = 4;
+  uint64_t epochs = 10;
   uint32_t workers = 1, concurrency = 2;
   uint32_t limit = 0;     // images per split (0: all)
   std::string backend = "threads";
