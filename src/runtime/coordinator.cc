@@ -352,7 +352,7 @@ Result<TrainResult> Train(const TrainOptions& o,
         }
       }
     }
-    if (on_progress) {
+    if (on_progress || o.stop_when) {
       TrainProgress pr;
       pr.elapsed = elapsed;
       pr.rows = rows;
@@ -361,7 +361,12 @@ Result<TrainResult> Train(const TrainOptions& o,
       pr.worker_restarts = result.worker_restarts;
       pr.train_loss = train_loss;
       pr.test = latest;
-      on_progress(pr);
+      if (on_progress) on_progress(pr);
+      if (o.stop_when && !stop_sent && o.stop_when(pr)) {
+        OC_RETURN_IF_ERROR(state.SetBlob(StopBlob(), "early_stop"));
+        stop_sent = true;
+        result.stopped_by = "early_stop";
+      }
     }
   }
   result.train_seconds = Since(start);

@@ -15,6 +15,8 @@
 
 namespace overcast::runtime {
 
+struct TrainProgress;
+
 struct TrainOptions {
   std::string store;  // dataset store location
   std::string dataset;
@@ -43,6 +45,9 @@ struct TrainOptions {
   uint32_t max_failures = 5;  // a task whose workers fail (not killed) this many times in a
                               // row without progress fails the job
   const std::vector<algo::AlgorithmInfo>* registry = nullptr;  // default: the built-ins
+  // Asked after every progress report (with the latest test metrics); returning true stops
+  // the job as the epoch or time limits do, with stopped_by "early_stop". Used by the tuner.
+  std::function<bool(const TrainProgress&)> stop_when;
 };
 
 struct TrainProgress {

@@ -35,11 +35,11 @@ struct EarlyStopOptions {
   // Divergence (always on): a non-finite loss, or a loss above divergence_factor times the
   // reference (the loss of an untrained model, e.g. ln(classes) for log-loss; when 0, the
   // trial's first observation).
-  double divergence_factor = 3.0;
+  double divergence_factor = 2.0;
   double reference_loss = 0;
   // curve: after `warmup` of the budget and `min_points` evaluations, stop a trial whose
   // predicted final loss is worse than the best loss seen so far by more than `margin`.
-  double warmup = 0.2;
+  double warmup = 0.1;
   size_t min_points = 3;
   double margin = 0.01;
   // asha: rungs at min_progress * eta^k (< 1); at each rung a trial goes on only if it is in

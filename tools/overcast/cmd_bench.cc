@@ -3,6 +3,7 @@
 
 #include "bench/load_bench.h"
 #include "bench/ps_bench.h"
+#include "bench/tune_bench.h"
 #include "tools/overcast/commands.h"
 
 namespace overcast::cli {
@@ -63,6 +64,30 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
       }
       nlohmann::json result;
       Status st = bench::RunPsBench(*o, &result);
+      ctx.exit_code = Report(st, result, *json);
+    });
+  }
+
+  // bench tune
+  {
+    auto o = std::make_shared<bench::TuneBenchOptions>();
+    auto json = std::make_shared<bool>(false);
+    CLI::App* c = bench->add_subcommand(
+        "tune",
+        "One 16-point grid (lr x batch x l2) of logreg on a Fashion-MNIST one-vs-rest task,\n"
+        "searched with --early-stop none, curve and asha in turn: best test log-loss and\n"
+        "worker-seconds of each, and their ratios to the full grid.");
+    c->add_flag("--json", *json, "Print the result as one JSON line last on stdout");
+    c->add_option("--grid", o->grid, "The grid")->capture_default_str();
+    c->add_option("--epochs", o->epochs, "Budget of each trial")->capture_default_str();
+    c->add_option("--concurrency", o->concurrency, "Trials at once")->capture_default_str();
+    c->add_option("--limit", o->limit, "Images per split (0: all)")->capture_default_str();
+    c->add_option("--backend", o->backend, "processes or threads")->capture_default_str();
+    c->add_option("--eval-every", o->eval_every, "Seconds between a trial's evaluations")
+        ->capture_default_str();
+    c->callback([o, json, &ctx] {
+      nlohmann::json result;
+      Status st = bench::RunTuneBench(*o, &result);
       ctx.exit_code = Report(st, result, *json);
     });
   }

@@ -21,6 +21,7 @@ std::string DefaultStore();
 
 void AddPsCommand(CLI::App& app, CommandContext& ctx);
 void AddBenchCommand(CLI::App& app, CommandContext& ctx);
+void AddTuneCommand(CLI::App& app, CommandContext& ctx);
 void AddLoadCommand(CLI::App& app, CommandContext& ctx);
 void AddNormalizeCommand(CLI::App& app, CommandContext& ctx);
 // serve, serve-replica, loadgen, make-model

@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   CommandContext ctx;
   AddPsCommand(app, ctx);
   AddBenchCommand(app, ctx);
+  AddTuneCommand(app, ctx);
   AddLoadCommand(app, ctx);
   AddNormalizeCommand(app, ctx);
   AddServeCommands(app, ctx);

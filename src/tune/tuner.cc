@@ -1,0 +1,200 @@
+#include "tune/tuner.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <mutex>
+#include <thread>
+
+#include "algo/algorithm.h"
+#include "algo/params.h"
+#include "data/dataset.h"
+#include "data/store.h"
+#include "ps/server.h"
+
+namespace overcast::tune {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string DefaultMetric(const std::string& model) {
+  if (model == "linreg" || model == "mf") return "rmse";
+  if (model == "kmeans") return "objective";
+  return "logloss";
+}
+
+}  // namespace
+
+nlohmann::json TuneResult::ToJson() const {
+  nlohmann::json j;
+  j["metric"] = metric;
+  j["trials"] = trials.size();
+  j["worker_seconds"] = worker_seconds;
+  j["tune_seconds"] = seconds;
+  if (!trials.empty() && (trials[0].status == "done" || trials[0].status == "stopped")) {
+    const Trial& best = trials[0];
+    nlohmann::json params = nlohmann::json::object();
+    for (auto& [k, v] : best.params) params[k] = v;
+    j["best_params"] = params;
+    j["best_" + metric] = best.metric;
+    const nlohmann::json run = best.result.ToJson();
+    for (auto& [k, v] : run.items()) {
+      if (k.rfind("test_", 0) == 0) j[k] = v;
+    }
+  }
+  nlohmann::json all = nlohmann::json::array();
+  for (auto& t : trials) {
+    nlohmann::json p = nlohmann::json::object();
+    for (auto& [k, v] : t.params) p[k] = v;
+    all.push_back({{"id", t.id},
+                   {"params", p},
+                   {"status", t.status},
+                   {"reason", t.reason},
+                   {metric, t.metric},
+                   {"progress", t.progress},
+                   {"worker_seconds", t.worker_seconds}});
+  }
+  j["trial_results"] = all;
+  return j;
+}
+
+Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
+  OC_RETURN_IF_ERROR(EarlyStopper::Validate(o.early_stop));
+  if (o.grid.empty() == o.random.empty()) {
+    return InvalidArgument("give exactly one of --grid or --random");
+  }
+  if (o.concurrency == 0) return InvalidArgument("--concurrency must be at least 1");
+  std::vector<Assignment> space;
+  if (!o.grid.empty()) {
+    OC_ASSIGN_OR_RETURN(space, ParseGrid(o.grid));
+  } else {
+    OC_ASSIGN_OR_RETURN(space, ParseRandom(o.random, o.trials, o.seed));
+  }
+  // Every assignment must be valid for the model before anything starts.
+  auto registry = o.base.registry ? *o.base.registry : algo::BuiltinAlgorithms();
+  OC_ASSIGN_OR_RETURN(const algo::AlgorithmInfo* info, algo::FindAlgorithm(registry, o.base.model));
+  for (const Assignment& a : space) {
+    std::vector<std::string> kv = o.base.params;
+    for (auto& [k, v] : a) kv.push_back(k + "=" + v);
+    OC_RETURN_IF_ERROR(algo::Params::Parse(info->params, kv, o.base.model).status());
+  }
+  TuneResult out;
+  out.metric = o.metric.empty() ? DefaultMetric(o.base.model) : o.metric;
+  const bool by_epochs = o.base.epochs > 0 || o.base.seconds <= 0;
+  const double budget = o.base.epochs > 0 ? static_cast<double>(o.base.epochs)
+                        : o.base.seconds > 0 ? o.base.seconds
+                                             : 10.0;  // Train's default of 10 epochs
+
+  // One parameter server for every trial; each job scopes its own tables.
+  std::unique_ptr<ps::Server> server;
+  std::vector<std::string> servers = o.base.servers;
+  if (servers.empty()) {
+    ps::ServerOptions so;
+    so.shards = o.base.ps_shards;
+    OC_ASSIGN_OR_RETURN(server, ps::Server::Start(so));
+    servers.push_back(server->address());
+  }
+
+  std::mutex mu;  // guards trials, stopper, next
+  std::vector<Trial> trials(space.size());
+  for (size_t i = 0; i < space.size(); ++i) {
+    trials[i].id = static_cast<int>(i);
+    trials[i].params = space[i];
+  }
+  EarlyStopOptions eo = o.early_stop;
+  if (eo.reference_loss <= 0 && out.metric == "logloss") {
+    // The log-loss of an untrained model (uniform over the classes): the start a diverging
+    // run climbs far above.
+    OC_ASSIGN_OR_RETURN(auto store, data::OpenStore(o.base.store));
+    OC_ASSIGN_OR_RETURN(auto manifest, data::ReadManifest(*store, o.base.dataset));
+    eo.reference_loss = std::log(static_cast<double>(std::max<uint64_t>(2, manifest.num_classes)));
+  }
+  EarlyStopper stopper(eo);
+  size_t next = 0;
+  const auto start = Clock::now();
+  auto notify = [&] {  // with mu held
+    if (progress) progress(trials, stopper.best_loss());
+  };
+
+  auto run_one = [&](size_t i) {
+    runtime::TrainOptions t = o.base;
+    t.servers = servers;
+    for (auto& [k, v] : trials[i].params) t.params.push_back(k + "=" + v);
+    t.stop_when = [&, i](const runtime::TrainProgress& p) {
+      if (!p.test) return false;
+      auto v = p.test->Get(out.metric);
+      if (!v) return false;
+      double frac = by_epochs ? p.epochs / budget : p.elapsed / budget;
+      std::lock_guard lock(mu);
+      trials[i].progress = std::min(1.0, frac);
+      trials[i].metric = *v;
+      auto reason = stopper.Report(static_cast<int>(i), {std::max(frac, 1e-6), *v});
+      if (reason) trials[i].reason = *reason;
+      notify();
+      return reason.has_value();
+    };
+    auto r = runtime::Train(t);
+    std::lock_guard lock(mu);
+    Trial& tr = trials[i];
+    if (!r.ok()) {
+      tr.status = "failed";
+      tr.reason = r.status().message();
+    } else {
+      tr.result = std::move(r).value();
+      auto v = tr.result.test.Get(out.metric);
+      tr.metric = v ? *v : std::nan("");
+      tr.status = tr.result.stopped_by == "early_stop" ? "stopped" : "done";
+      tr.worker_seconds = tr.result.train_seconds * tr.result.workers;
+      tr.progress = std::min(1.0, by_epochs ? tr.result.epochs / budget
+                                            : tr.result.train_seconds / budget);
+      if (tr.status == "done") stopper.Complete(tr.id, tr.metric);
+    }
+    notify();
+  };
+
+  std::vector<std::thread> pool;
+  for (uint32_t c = 0; c < std::min<size_t>(o.concurrency, space.size()); ++c) {
+    pool.emplace_back([&] {
+      for (;;) {
+        size_t i;
+        {
+          std::lock_guard lock(mu);
+          if (next >= trials.size()) return;
+          i = next++;
+          double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+          if (o.budget_seconds > 0 && elapsed >= o.budget_seconds) {
+            trials[i].status = "skipped";
+            trials[i].reason = "the search's time budget ran out";
+            continue;
+          }
+          trials[i].status = "running";
+          notify();
+        }
+        run_one(i);
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  server.reset();
+
+  out.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  for (auto& t : trials) out.worker_seconds += t.worker_seconds;
+  auto rank = [](const Trial& t) {
+    bool ok = (t.status == "done" || t.status == "stopped") && std::isfinite(t.metric);
+    return ok ? 0 : 1;
+  };
+  std::stable_sort(trials.begin(), trials.end(), [&](const Trial& a, const Trial& b) {
+    if (rank(a) != rank(b)) return rank(a) < rank(b);
+    return a.metric < b.metric;
+  });
+  out.trials = std::move(trials);
+  bool any = !out.trials.empty() && rank(out.trials[0]) == 0;
+  if (!any) {
+    return Internal("no trial finished: " +
+                    (out.trials.empty() ? std::string("empty space") : out.trials[0].reason));
+  }
+  return out;
+}
+
+}  // namespace overcast::tune
