@@ -6,6 +6,9 @@
 # Usage: scripts/demo.sh [WORKDIR]   (default: a fresh temporary directory, removed at the end)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${OVERCAST_BIN:-}" ]; then
+  scripts/setup.sh  # installs missing Debian packages, configures and builds (idempotent)
+fi
 BIN=${OVERCAST_BIN:-build/tools/overcast/overcast}
 [ -x "$BIN" ] || { echo "demo: $BIN not found; run scripts/setup.sh first" >&2; exit 1; }
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then

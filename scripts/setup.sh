@@ -10,7 +10,7 @@ PACKAGES=(
   libzstd-dev liblz4-dev libxxhash-dev libssl-dev libhiredis-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev libeigen3-dev
   redis-server dataset-fashion-mnist liblinear-tools
-  libcpp-httplib-dev wrk
+  libcpp-httplib-dev wrk python3
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

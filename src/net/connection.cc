@@ -67,10 +67,15 @@ void Connection::ReadPayload() {
       self->Close(s);
       return;
     }
+    // The handler may take the payload (the server keeps requests alive) or leave it (the
+    // client copies replies out); a payload left here is reused by the next frame of the same
+    // size without being allocated or zero-filled again.
     FrameHeader h = self->hdr_;
-    std::string p = std::move(self->payload_);
-    self->payload_.clear();
-    self->on_frame_(h, std::move(p));
+    self->on_frame_(h, std::move(self->payload_));
+    if (self->next_on_frame_) {
+      self->on_frame_ = std::move(self->next_on_frame_);
+      self->next_on_frame_ = nullptr;
+    }
     if (!self->closed_) self->ReadHeader();
   };
   if (hdr_.wire_length == 0) {
@@ -131,7 +136,6 @@ void Connection::Close(const Status& why) {
     on_close_ = nullptr;
     cb(why);
   }
-  on_frame_ = nullptr;
 }
 
 void ServeConnection(std::shared_ptr<Connection> conn, uint32_t server_id,

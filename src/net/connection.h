@@ -27,7 +27,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Starts the read loop. `on_frame` gets each valid frame; `on_close` is called once, with
   // the reason, when the peer goes, a read fails or a frame is malformed.
   void Start(FrameHandler on_frame, CloseHandler on_close);
-  void SetFrameHandler(FrameHandler on_frame) { on_frame_ = std::move(on_frame); }
+  // Replaces the frame handler once the current frame's handler returns (a handler may call
+  // this on itself).
+  void SetFrameHandler(FrameHandler on_frame) { next_on_frame_ = std::move(on_frame); }
 
   void Send(std::string frame);       // any thread
   void SendOnIo(std::string frame);   // io thread
@@ -44,7 +46,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::ip::tcp::socket socket_;
   FrameLimits limits_;
   std::string peer_;
-  FrameHandler on_frame_;
+  FrameHandler on_frame_, next_on_frame_;
   CloseHandler on_close_;
   bool closed_ = false;
   char header_[kHeaderSize];

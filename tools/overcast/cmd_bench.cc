@@ -3,6 +3,8 @@
 
 #include "bench/load_bench.h"
 #include "bench/ps_bench.h"
+#include "bench/serve_bench.h"
+#include "bench/train_bench.h"
 #include "bench/tune_bench.h"
 #include "tools/overcast/commands.h"
 
@@ -64,6 +66,48 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
       }
       nlohmann::json result;
       Status st = bench::RunPsBench(*o, &result);
+      ctx.exit_code = Report(st, result, *json);
+    });
+  }
+
+  // bench train
+  {
+    auto o = std::make_shared<bench::TrainBenchOptions>();
+    auto json = std::make_shared<bool>(false);
+    CLI::App* c = bench->add_subcommand(
+        "train",
+        "Per-iteration latency of a logreg worker step (pull, compute, push) against the bare\n"
+        "client's pull+push in the same run, and samples/s with 1, 2 and 4 workers.");
+    c->add_flag("--json", *json, "Print the result as one JSON line last on stdout");
+    c->add_option("--iterations", o->iterations, "Timed steps")->capture_default_str();
+    c->add_option("--backend", o->backend, "processes or threads")->capture_default_str();
+    c->add_option("--scaling-rows", o->scaling_rows, "Rows of the scaling dataset")
+        ->capture_default_str();
+    c->callback([o, json, &ctx] {
+      nlohmann::json result;
+      Status st = bench::RunTrainBench(*o, &result);
+      ctx.exit_code = Report(st, result, *json);
+    });
+  }
+
+  // bench serve
+  {
+    auto o = std::make_shared<bench::ServeBenchOptions>();
+    auto json = std::make_shared<bool>(false);
+    CLI::App* c = bench->add_subcommand(
+        "serve",
+        "One request-rate trace replayed against `overcast serve` under each CPU controller\n"
+        "(autothrottle cold and warm, HPA-style at several targets, static): CPU-core-seconds\n"
+        "allocated, p99 per window, share of windows meeting the SLO, allocation ratios.\n"
+        "Needs root for real cgroup quotas.");
+    c->add_flag("--json", *json, "Print the result as one JSON line last on stdout");
+    c->add_option("--seconds", o->seconds, "Length of the generated trace")->capture_default_str();
+    c->add_option("--pattern", o->pattern, "constant, diurnal or bursty")->capture_default_str();
+    c->add_option("--trace", o->trace_csv, "A CSV of one request rate per second instead");
+    c->add_option("--slo-p99-ms", o->slo_p99_ms, "The latency objective")->capture_default_str();
+    c->callback([o, json, &ctx] {
+      nlohmann::json result;
+      Status st = bench::RunServeBench(*o, &result);
       ctx.exit_code = Report(st, result, *json);
     });
   }
