@@ -426,7 +426,8 @@ Status Server::Impl::HandleDense(const ConnPtr& c, const FrameHeader& h, std::st
     if (req.count * sizeof(float) > opts_.limits.max_frame_bytes) {
       return InvalidArgument("dense pull would exceed the frame limit");
     }
-    p->response.buffer()->resize(net::kHeaderSize + req.count * sizeof(float));
+    // Reserved, not resized: the shard appends the rows, so the reply is written once.
+    p->response.buffer()->reserve(net::kHeaderSize + req.count * sizeof(float));
   }
   p->remaining = 1;
   auto compression = opts_.compression;
@@ -436,9 +437,7 @@ Status Server::Impl::HandleDense(const ConnPtr& c, const FrameHeader& h, std::st
     TablePart* t = sh.Find(req.table);
     Status s = !t ? NotFound("table '" + req.table + "' was dropped")
                : push ? sh.PushDense(*t, req.offset, req.count, req.grads)
-                      : sh.PullDense(*t, req.offset, req.count,
-                                     reinterpret_cast<float*>(p->response.buffer()->data() +
-                                                              net::kHeaderSize));
+                      : sh.PullDense(*t, req.offset, req.count, p->response.buffer());
     if (!s.ok()) {
       std::lock_guard lock(p->error_mu);
       p->error = s;

@@ -99,11 +99,12 @@ void Shard::Push(TablePart& t, const char* keys, const char* grads, const uint32
   keys_pushed += n;
 }
 
-Status Shard::PullDense(TablePart& t, uint64_t offset, uint64_t count, float* out) {
+Status Shard::PullDense(TablePart& t, uint64_t offset, uint64_t count, std::string* out) {
   if (offset < t.spec.begin || offset + count > t.spec.end || offset + count < offset) {
     return InvalidArgument("dense range outside this server's part of " + t.spec.name);
   }
-  std::memcpy(out, t.weights.data() + (offset - t.spec.begin), count * sizeof(float));
+  out->append(reinterpret_cast<const char*>(t.weights.data() + (offset - t.spec.begin)),
+              count * sizeof(float));
   keys_pulled += count;
   return Status::Ok();
 }

@@ -1,4 +1,5 @@
 // `overcast ps`: run one parameter server until SIGINT or SIGTERM.
+#include <malloc.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -56,6 +57,10 @@ Status RunPs(const PsFlags& f) {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
+  // Large reply buffers (a dense pull of megabytes) come and go every request: keep them in
+  // the heap instead of mmap/munmap, which would page-fault every byte of each new one.
+  mallopt(M_MMAP_THRESHOLD, 512 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   OC_ASSIGN_OR_RETURN(auto server, ps::Server::Start(o));
   spdlog::info("overcast ps {} listening on {}", o.id, server->address());
   std::cout << "listening " << server->address() << std::endl;
