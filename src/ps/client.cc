@@ -383,12 +383,20 @@ struct DensePiece {
   uint32_t server;
   uint64_t offset, count;
 };
+// Large ranges go as requests of at most 4 MiB, all in flight at once, so the server copies
+// and checksums one piece while the previous one is on the wire and the client checks it.
+// Measured (bench ps --quick --dense-mb 16, alternating runs): 2.07 GB/s as one frame,
+// 2.53 GB/s in 4 MiB pieces, 2.06 GB/s in 1 MiB pieces.
+constexpr uint64_t kDenseChunkFloats = (uint64_t{4} << 20) / sizeof(float);
+
 std::vector<DensePiece> SplitDense(uint64_t length, uint32_t n, uint64_t offset, uint64_t count) {
   std::vector<DensePiece> out;
   for (uint32_t i = 0; i < n; ++i) {
     uint64_t b = DenseBegin(length, i, n), e = DenseBegin(length, i + 1, n);
     uint64_t lo = std::max(b, offset), hi = std::min(e, offset + count);
-    if (lo < hi) out.push_back({i, lo, hi - lo});
+    for (uint64_t at = lo; at < hi; at += kDenseChunkFloats) {
+      out.push_back({i, at, std::min(kDenseChunkFloats, hi - at)});
+    }
   }
   return out;
 }
