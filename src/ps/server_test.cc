@@ -125,6 +125,26 @@ TEST(PsServer, DenseTablesSplitOverServers) {
   EXPECT_EQ(client->PullDense("dense", 1000, 2, out.data()).get().code(), Code::kInvalidArgument);
 }
 
+TEST(PsServer, LargeDenseRangesGoInPiecesAndComeBackInOrder) {
+  Cluster cluster(2);
+  auto client = cluster.Connect();
+  TableSpec d;
+  d.name = "big";
+  d.kind = TableKind::kDense;
+  d.length = 3'000'001;  // 12 MB: several 4 MiB pieces per server
+  d.optimizer.kind = OptimizerKind::kAdd;
+  ASSERT_TRUE(client->CreateTable(d).ok());
+  std::vector<float> g(d.length);
+  for (size_t i = 0; i < g.size(); ++i) g[i] = static_cast<float>(i % 100003);
+  ASSERT_TRUE(client->PushDense("big", 0, g).get().ok());
+  std::vector<float> out(d.length, -1);
+  ASSERT_TRUE(client->PullDense("big", 0, d.length, out.data()).get().ok());
+  EXPECT_EQ(out, g);
+  std::vector<float> part(2'500'000, -1);
+  ASSERT_TRUE(client->PullDense("big", 123'457, part.size(), part.data()).get().ok());
+  for (size_t i = 0; i < part.size(); ++i) ASSERT_EQ(part[i], g[123'457 + i]) << i;
+}
+
 TEST(PsServer, BlobsAndBarrier) {
   Cluster cluster(2);
   auto client = cluster.Connect();
