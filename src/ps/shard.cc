@@ -185,7 +185,7 @@ Status Shard::Load(
       row.resize(stride);
       for (uint64_t k = 0; k < rows; ++k) {
         uint64_t key;
-        const char* p;
+        const char* p = nullptr;
         OC_RETURN_IF_ERROR(r->Get(&key));
         OC_RETURN_IF_ERROR(r->GetView(stride, 4, &p));
         std::memcpy(row.data(), p, stride * 4);
@@ -195,7 +195,7 @@ Status Shard::Load(
       TablePart t;
       t.spec = spec;
       uint64_t n = 0;
-      const char* p;
+      const char* p = nullptr;
       OC_RETURN_IF_ERROR(r->Get(&t.step));
       OC_RETURN_IF_ERROR(r->Get(&n));
       if (n != spec.end - spec.begin) return Corruption("dense part length mismatch");
@@ -217,7 +217,7 @@ Status Shard::Load(
   for (uint64_t i = 0; i < nblobs; ++i) {
     std::string k;
     uint64_t n = 0;
-    const char* p;
+    const char* p = nullptr;
     OC_RETURN_IF_ERROR(r->GetString(&k));
     OC_RETURN_IF_ERROR(r->Get(&n));
     OC_RETURN_IF_ERROR(r->GetView(n, 1, &p));

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <bit>
 
+#include <malloc.h>
+
 namespace overcast::ps {
 
 SparseTable::SparseTable(size_t stride, size_t initial_capacity) : stride_(stride) {
@@ -49,7 +51,16 @@ void SparseTable::Reserve(size_t n) {
 }
 
 void SparseTable::Grow() {
-  std::vector<uint64_t> old_keys(keys_.size() + keys_.size() / 2, kEmpty);
+  GrowInto(keys_.size() + keys_.size() / 2);
+  // The old arrays are free now; a large table gives their pages back at once (the server
+  // keeps freed memory in its heap for reuse, so it would otherwise stay resident).
+  if (keys_.size() * (sizeof(uint64_t) + stride_ * sizeof(float)) > (size_t{16} << 20)) {
+    malloc_trim(0);
+  }
+}
+
+void SparseTable::GrowInto(size_t capacity) {
+  std::vector<uint64_t> old_keys(capacity, kEmpty);
   std::vector<float> old_vals(old_keys.size() * stride_, 0.0f);
   old_keys.swap(keys_);
   old_vals.swap(vals_);

@@ -61,6 +61,7 @@ class SparseTable {
   }
   size_t NextSlot(size_t i) const { return i + 1 == keys_.size() ? 0 : i + 1; }
   void Grow();
+  void GrowInto(size_t capacity);
 
   size_t stride_;
   size_t size_ = 0;
