@@ -161,13 +161,18 @@ class Client::Impl {
     for (auto& [id, cb] : pending) cb(srv.dead, {});
   }
 
-  Result<uint32_t> Dim(const std::string& table) {
+  // The table's spec, from the cache or asked of server 0 once.
+  Result<TableSpec> Spec(const std::string& table) {
     {
       std::lock_guard lock(specs_mu_);
       auto it = specs_.find(table);
-      if (it != specs_.end()) return it->second.dim;
+      if (it != specs_.end()) return it->second;
     }
-    OC_ASSIGN_OR_RETURN(TableSpec spec, Describe(table));
+    return Describe(table);
+  }
+
+  Result<uint32_t> Dim(const std::string& table) {
+    OC_ASSIGN_OR_RETURN(TableSpec spec, Spec(table));
     return spec.dim;
   }
 
@@ -404,14 +409,7 @@ std::vector<DensePiece> SplitDense(uint64_t length, uint32_t n, uint64_t offset,
 
 std::future<Status> Client::PullDense(const std::string& table, uint64_t offset, uint64_t count,
                                       float* out) {
-  auto spec = [&]() -> Result<TableSpec> {
-    {
-      std::lock_guard lock(impl_->specs_mu_);
-      auto it = impl_->specs_.find(table);
-      if (it != impl_->specs_.end()) return it->second;
-    }
-    return impl_->Describe(table);
-  }();
+  auto spec = impl_->Spec(table);
   if (!spec.ok()) return Ready(spec.status());
   if (offset + count > spec->length || offset + count < offset) {
     return Ready(InvalidArgument("dense range beyond the table's length"));
@@ -444,14 +442,7 @@ std::future<Status> Client::PullDense(const std::string& table, uint64_t offset,
 
 std::future<Status> Client::PushDense(const std::string& table, uint64_t offset,
                                       std::span<const float> grads) {
-  auto spec = [&]() -> Result<TableSpec> {
-    {
-      std::lock_guard lock(impl_->specs_mu_);
-      auto it = impl_->specs_.find(table);
-      if (it != impl_->specs_.end()) return it->second;
-    }
-    return impl_->Describe(table);
-  }();
+  auto spec = impl_->Spec(table);
   if (!spec.ok()) return Ready(spec.status());
   if (offset + grads.size() > spec->length) {
     return Ready(InvalidArgument("dense range beyond the table's length"));

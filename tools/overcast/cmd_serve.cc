@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
+#include "net/auth.h"
 #include "serve/loadgen.h"
 #include "serve/predictor.h"
 #include "serve/replica.h"
@@ -29,31 +30,12 @@ void BlockTermSignals() {
 }
 
 Status SplitHostPort(const std::string& s, std::string* host, int* port) {
-  auto c = s.rfind(':');
-  if (c == std::string::npos) return InvalidArgument("expected HOST:PORT, got '" + s + "'");
-  *host = s.substr(0, c);
-  try {
-    *port = std::stoi(s.substr(c + 1));
-  } catch (...) {
-    return InvalidArgument("bad port in '" + s + "'");
-  }
-  if (*port < 0 || *port > 65535) return InvalidArgument("bad port in '" + s + "'");
+  uint16_t p = 0;
+  OC_RETURN_IF_ERROR(net::ParseHostPort(s, host, &p));
+  *port = p;
   return Status::Ok();
 }
 
-std::vector<std::string> SplitCommas(const std::vector<std::string>& in) {
-  std::vector<std::string> out;
-  for (const auto& s : in) {
-    size_t at = 0;
-    while (at <= s.size()) {
-      size_t c = s.find(',', at);
-      if (c == std::string::npos) c = s.size();
-      if (c > at) out.push_back(s.substr(at, c - at));
-      at = c + 1;
-    }
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -128,7 +110,7 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->callback([&ctx, o, models, listen, captain_target] {
       ctx.exit_code = Finish([&]() -> Status {
         OC_RETURN_IF_ERROR(SplitHostPort(*listen, &o->host, &o->port));
-        o->model_paths = SplitCommas(*models);
+        o->model_paths = SplitList(*models);
         o->captain.target = *captain_target;
         BlockTermSignals();
         serve::Server server(*o);
@@ -166,7 +148,7 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--threads", o->threads, "Connection threads")->capture_default_str();
     c->add_option("--max-body-bytes", o->max_body_bytes, "Larger bodies get 413")->capture_default_str();
     c->callback([&ctx, o, models] {
-      o->model_paths = SplitCommas(*models);
+      o->model_paths = SplitList(*models);
       BlockTermSignals();
       ctx.exit_code = Finish(serve::RunReplica(*o));
     });

@@ -19,6 +19,10 @@ int Finish(const Status& status);
 // The default dataset store: $OVERCAST_STORE, else ~/.overcast/store.
 std::string DefaultStore();
 
+// "a,b,,c" -> {"a", "b", "c"}; every element of `in` is split the same way.
+std::vector<std::string> SplitList(const std::string& s);
+std::vector<std::string> SplitList(const std::vector<std::string>& in);
+
 void AddPsCommand(CLI::App& app, CommandContext& ctx);
 void AddBenchCommand(CLI::App& app, CommandContext& ctx);
 void AddTuneCommand(CLI::App& app, CommandContext& ctx);

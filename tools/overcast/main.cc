@@ -19,6 +19,26 @@ std::string DefaultStore() {
   return std::string(home ? home : ".") + "/.overcast/store";
 }
 
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at <= s.size()) {
+    size_t c = s.find(',', at);
+    if (c == std::string::npos) c = s.size();
+    if (c > at) out.push_back(s.substr(at, c - at));
+    at = c + 1;
+  }
+  return out;
+}
+
+std::vector<std::string> SplitList(const std::vector<std::string>& in) {
+  std::vector<std::string> out;
+  for (const auto& s : in) {
+    for (auto& part : SplitList(s)) out.push_back(std::move(part));
+  }
+  return out;
+}
+
 }  // namespace overcast::cli
 
 int main(int argc, char** argv) {
