@@ -184,7 +184,7 @@ Status Shard::Load(
       size_t stride = RowStride(spec.optimizer, spec.dim);
       row.resize(stride);
       for (uint64_t k = 0; k < rows; ++k) {
-        uint64_t key;
+        uint64_t key = 0;
         const char* p = nullptr;
         OC_RETURN_IF_ERROR(r->Get(&key));
         OC_RETURN_IF_ERROR(r->GetView(stride, 4, &p));

@@ -1,5 +1,7 @@
 #include "serve/api.h"
 
+#include <httplib.h>
+
 #include <cmath>
 
 #include <fmt/format.h>
@@ -154,6 +156,19 @@ bool ParsePredictPath(std::string_view path, std::string* model) {
   if (path.substr(path.size() - kSuffix.size()) != kSuffix) return false;
   *model = std::string(path.substr(kPrefix.size(), path.size() - kPrefix.size() - kSuffix.size()));
   return !model->empty() && model->find('/') == std::string::npos;
+}
+
+void ConfigureHttpServer(httplib::Server& server, int threads, size_t max_body_bytes) {
+  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server.set_tcp_nodelay(true);
+  server.set_keep_alive_max_count(1u << 30);
+  server.set_keep_alive_timeout(60);
+  server.set_payload_max_length(max_body_bytes);
+  server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.body.empty()) {
+      res.set_content(JsonError(res.status, HttpReason(res.status)), "application/json");
+    }
+  });
 }
 
 }  // namespace overcast::serve

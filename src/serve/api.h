@@ -8,7 +8,16 @@
 #include "common/status.h"
 #include "serve/predictor.h"
 
+namespace httplib {
+class Server;
+}
+
 namespace overcast::serve {
+
+// The settings every overcast HTTP server shares (front end and replicas): a pool of
+// `threads`, TCP_NODELAY (else Nagle + delayed ACK add ~40 ms per hop), long keep-alive, a
+// body limit, and JSON bodies for the errors httplib answers by itself.
+void ConfigureHttpServer(httplib::Server& server, int threads, size_t max_body_bytes);
 
 // Request body: {"instances": [ROW, ...]} ("rows" is accepted too), each ROW either sparse
 // {"ids": [u64...], "values": [f32...]} (values may be omitted: all 1.0) or a dense array of

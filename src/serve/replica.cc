@@ -40,18 +40,7 @@ Status RunReplica(const ReplicaOptions& o) {
   if (models.empty()) return InvalidArgument("no model given");
 
   httplib::Server svr;
-  const int threads = o.threads;
-  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  svr.set_tcp_nodelay(true);  // else Nagle + delayed ACK add ~40 ms per request
-  svr.set_keep_alive_max_count(1u << 30);
-  svr.set_keep_alive_timeout(60);
-  svr.set_payload_max_length(o.max_body_bytes);
-  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (res.body.empty()) {
-      res.set_content(JsonError(res.status, HttpReason(res.status)),
-                      "application/json");
-    }
-  });
+  ConfigureHttpServer(svr, o.threads, o.max_body_bytes);
   svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("{\"status\":\"ok\"}", "application/json");
   });

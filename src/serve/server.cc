@@ -561,17 +561,7 @@ Status Server::Start() {
   for (auto& s : m.slots) OC_RETURN_IF_ERROR(m.Spawn(*s));
 
   httplib::Server& h = m.http;
-  const int threads = o.threads;
-  h.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  h.set_tcp_nodelay(true);  // else Nagle + delayed ACK add ~40 ms per hop
-  h.set_keep_alive_max_count(1u << 30);
-  h.set_keep_alive_timeout(60);
-  h.set_payload_max_length(o.max_body_bytes);
-  h.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (res.body.empty()) {
-      res.set_content(JsonError(res.status, HttpReason(res.status)), "application/json");
-    }
-  });
+  ConfigureHttpServer(h, o.threads, o.max_body_bytes);
   h.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
     int up = 0;
     for (auto& s : impl_->slots) up += s->up ? 1 : 0;
