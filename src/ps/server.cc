@@ -310,8 +310,7 @@ Status Server::Impl::Handle(const ConnPtr& c, const FrameHeader& h, std::string&
 Status Server::Impl::HandleCreate(const FrameHeader& h, std::string_view payload) {
   TableSpec spec;
   ByteReader r(payload);
-  Status s = DecodeSpec(&r, &spec);
-  if (!s.ok()) return s.code() == Code::kCorruption ? s : s;
+  OC_RETURN_IF_ERROR(DecodeSpec(&r, &spec));
   auto it = tables_.find(spec.name);
   if (it != tables_.end()) {
     std::string a, b;
