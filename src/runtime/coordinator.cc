@@ -90,6 +90,7 @@ nlohmann::json TrainResult::ToJson() const {
   j["epochs"] = epochs;
   j["workers"] = workers;
   j["worker_restarts"] = worker_restarts;
+  j["ps_recoveries"] = ps_recoveries;
   j["rows"] = rows;
   j["test_rows"] = test.rows;
   j["evaluations"] = evaluations;
@@ -186,7 +187,8 @@ Result<TrainResult> Train(const TrainOptions& o,
   co.secret = o.secret;
   OC_ASSIGN_OR_RETURN(auto client, ps::Client::Connect(co));
   algo::State state(client.get(), spec.job, 0, o.workers);
-  OC_RETURN_IF_ERROR(algorithm->Initialize(state, info->init_sample_rows ? &sample : nullptr));
+  const data::Partition* init_sample = info->init_sample_rows ? &sample : nullptr;
+  OC_RETURN_IF_ERROR(algorithm->Initialize(state, init_sample));
   OC_RETURN_IF_ERROR(state.SetBlob(SpecBlob(), spec.ToJson().dump()));
 
   std::unique_ptr<Launcher> launcher;
@@ -228,6 +230,55 @@ Result<TrainResult> Train(const TrainOptions& o,
   std::optional<algo::Metrics> latest;
   Status failure;
 
+  // The servers were lost (killed, restarting): reconnect until they answer, then go on from
+  // what they hold. Restored from a checkpoint, the tables and the tasks' progress blobs are
+  // from the same moment, so each task's next worker resumes where that checkpoint left it;
+  // back empty, the job is published again and its tasks start over. Workers that die while
+  // the servers are away are replaced without counting as failures.
+  std::optional<Clock::time_point> recovered_at;
+  auto recover = [&](const Status& cause) -> Status {
+    spdlog::warn("parameter server lost ({}); reconnecting for up to {:.0f} s", cause.message(),
+                 o.ps_timeout_seconds);
+    const auto t0 = Clock::now();
+    Status st;
+    for (int attempt = 1;; ++attempt) {
+      st = client->Reconnect();
+      if (st.ok()) st = state.GetBlob(SpecBlob()).status();  // do they still hold the job?
+      if (st.ok() || st.code() == Code::kNotFound) break;
+      if (Since(t0) >= o.ps_timeout_seconds)
+        return Unavailable("parameter server unreachable for " +
+                           std::to_string(static_cast<int>(Since(t0))) + " s: " + st.message());
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(100 * attempt, 1000)));
+    }
+    if (st.code() == Code::kNotFound) {
+      spdlog::warn("the parameter server came back without job {}; publishing it again", spec.job);
+      OC_RETURN_IF_ERROR(algorithm->Initialize(state, init_sample));
+      OC_RETURN_IF_ERROR(state.SetBlob(SpecBlob(), spec.ToJson().dump()));
+    } else {
+      spdlog::info("parameter server back after {:.1f} s; job {} resumes from what it restored",
+                   Since(t0), spec.job);
+    }
+    if (stop_sent) OC_RETURN_IF_ERROR(state.SetBlob(StopBlob(), result.stopped_by));
+    for (auto& ts : tasks) ts.finished = false;  // a rewound task may have work again
+    recovered_at = Clock::now();
+    result.ps_recoveries++;
+    return Status::Ok();
+  };
+  // Ok when `st` is; recovers and says so when the servers were lost; `st` otherwise.
+  auto lost = [&](const Status& st) -> Result<bool> {
+    if (st.ok()) return false;
+    if (st.code() != Code::kUnavailable) return st;
+    OC_RETURN_IF_ERROR(recover(st));
+    return true;
+  };
+  auto send_stop = [&](const std::string& why) -> Status {
+    stop_sent = true;
+    result.stopped_by = why;
+    OC_ASSIGN_OR_RETURN(bool again, lost(state.SetBlob(StopBlob(), why)));
+    (void)again;  // recover() sends it again
+    return Status::Ok();
+  };
+
   auto evaluate = [&](algo::Model* model) -> Result<algo::Metrics> {
     OC_RETURN_IF_ERROR(algorithm->Export(state, model));
     result.evaluations++;
@@ -253,11 +304,26 @@ Result<TrainResult> Train(const TrainOptions& o,
     double loss_sum = 0;
     uint64_t loss_rows = 0;
     bool all_done = true;
+    Status read;
+    for (uint32_t t = 0; t < o.workers && read.ok(); ++t) {
+      auto b = state.GetBlob(TaskBlob(t));
+      if (b.ok()) {
+        if (auto p = TaskProgress::Decode(*b); p.ok()) tasks[t].p = *p;
+      } else if (b.status().code() == Code::kNotFound) {
+        tasks[t].p = TaskProgress();  // not reported yet (or the servers came back empty)
+      } else {
+        read = b.status();
+      }
+    }
+    if (auto r = lost(read); !r.ok()) {
+      failure = r.status();
+      break;
+    } else if (*r) {
+      continue;
+    }
+    const bool grace = recovered_at && Since(*recovered_at) < 30;
     for (uint32_t t = 0; t < o.workers; ++t) {
       TaskState& ts = tasks[t];
-      if (auto b = state.GetBlob(TaskBlob(t)); b.ok()) {
-        if (auto p = TaskProgress::Decode(*b); p.ok()) ts.p = *p;
-      }
       if (ts.p.batches != ts.last_batches) {
         ts.last_batches = ts.p.batches;
         ts.last_change = Clock::now();
@@ -271,7 +337,7 @@ Result<TrainResult> Train(const TrainOptions& o,
         } else {
           // A dead worker: its task goes to a fresh one, which resumes from the last report.
           const bool killed = exit > 128;
-          if (!killed && ++ts.failures >= o.max_failures) {
+          if (!killed && !grace && ++ts.failures >= o.max_failures) {
             failure = Internal("the worker for task " + std::to_string(t) + " failed " +
                                std::to_string(ts.failures) + " times: " + launcher->LastError(t));
             break;
@@ -308,16 +374,19 @@ Result<TrainResult> Train(const TrainOptions& o,
       break;
     }
     if (!stop_sent && o.seconds > 0 && elapsed >= o.seconds) {
-      OC_RETURN_IF_ERROR(state.SetBlob(StopBlob(), "seconds"));
-      stop_sent = true;
-      result.stopped_by = "seconds";
+      if (Status st = send_stop("seconds"); !st.ok()) {
+        failure = st;
+        break;
+      }
     }
     if (in_tail(elapsed, rows) && Since(last_snapshot) >= snapshot_every) {
       last_snapshot = Clock::now();
       algo::Model snap;
-      if (Status st = algorithm->Export(state, &snap); !st.ok()) {
-        failure = st;
+      if (auto r = lost(algorithm->Export(state, &snap)); !r.ok()) {
+        failure = r.status();
         break;
+      } else if (*r) {
+        continue;
       }
       // A large model (mf, fm on hashed features) is not pulled more often than keeps the
       // coordinator's share of the servers' time near 10%.
@@ -333,18 +402,21 @@ Result<TrainResult> Train(const TrainOptions& o,
     if (test.rows() > 0 && o.eval_every_seconds > 0 && Since(last_eval) >= o.eval_every_seconds) {
       algo::Model m;
       auto r = evaluate(&m);
-      if (!r.ok()) {
-        failure = r.status();
+      if (auto l = lost(r.status()); !l.ok()) {
+        failure = l.status();
         break;
+      } else if (*l) {
+        continue;
       }
       latest = *r;
       last_eval = Clock::now();
       if (target && !stop_sent) {
         auto v = r->Get(target->metric);
         if (v && (target->at_least ? *v >= target->value : *v <= target->value)) {
-          OC_RETURN_IF_ERROR(state.SetBlob(StopBlob(), "target"));
-          stop_sent = true;
-          result.stopped_by = "target";
+          if (Status st = send_stop("target"); !st.ok()) {
+            failure = st;
+            break;
+          }
           // The model that met the target is the result, not whatever the workers pushed
           // between this evaluation and their stop.
           target_model = std::move(m);
@@ -359,13 +431,15 @@ Result<TrainResult> Train(const TrainOptions& o,
       pr.epochs = static_cast<double>(rows) / static_cast<double>(train_rows);
       pr.samples_per_second = elapsed > 0 ? rows / elapsed : 0;
       pr.worker_restarts = result.worker_restarts;
+      pr.ps_recoveries = result.ps_recoveries;
       pr.train_loss = train_loss;
       pr.test = latest;
       if (on_progress) on_progress(pr);
       if (o.stop_when && !stop_sent && o.stop_when(pr)) {
-        OC_RETURN_IF_ERROR(state.SetBlob(StopBlob(), "early_stop"));
-        stop_sent = true;
-        result.stopped_by = "early_stop";
+        if (Status st = send_stop("early_stop"); !st.ok()) {
+          failure = st;
+          break;
+        }
       }
     }
   }
@@ -382,7 +456,10 @@ Result<TrainResult> Train(const TrainOptions& o,
     result.averaged_snapshots = 0;
   } else {
     // The last iterate joins the average; with no snapshots it is the model.
-    OC_RETURN_IF_ERROR(algorithm->Export(state, &result.model));
+    for (;;) {
+      OC_ASSIGN_OR_RETURN(bool again, lost(algorithm->Export(state, &result.model)));
+      if (!again) break;
+    }
   }
   if (!target_model && result.averaged_snapshots > 0) {
     const double n = static_cast<double>(result.averaged_snapshots + 1);

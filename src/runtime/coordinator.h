@@ -42,6 +42,9 @@ struct TrainOptions {
   std::string secret, secret_file;    // for external servers
   uint32_t ps_shards = 0;             // embedded server: shard threads (0: one per core)
   double heartbeat_timeout_seconds = 30;  // a worker silent this long is killed and replaced
+  // External servers that become unreachable (killed, restarting from a checkpoint) are
+  // reconnected for this long before the job fails.
+  double ps_timeout_seconds = 120;
   uint32_t max_failures = 5;  // a task whose workers fail (not killed) this many times in a
                               // row without progress fails the job
   const std::vector<algo::AlgorithmInfo>* registry = nullptr;  // default: the built-ins
@@ -56,6 +59,7 @@ struct TrainProgress {
   double epochs = 0;       // rows / train rows
   double samples_per_second = 0;
   uint64_t worker_restarts = 0;
+  uint64_t ps_recoveries = 0;
   double train_loss = 0;   // recent mean training loss reported by workers
   std::optional<algo::Metrics> test;  // the latest evaluation
 };
@@ -69,9 +73,12 @@ struct TrainResult {
   double samples_per_second = 0;
   uint32_t workers = 0;
   uint64_t worker_restarts = 0;
+  // Times the servers were lost and reconnected; the job resumed from what they restored
+  // (their newest checkpoint), or was published again when they came back empty.
+  uint64_t ps_recoveries = 0;
   uint64_t evaluations = 0;
   uint64_t averaged_snapshots = 0;  // 0: the model is the last iterate
-  std::string stopped_by;     // epochs | seconds | target
+  std::string stopped_by;     // epochs | seconds | target | early_stop
   nlohmann::json ToJson() const;  // the DESIGN.md result object
 };
 

@@ -155,6 +155,53 @@ TEST_F(TrainProcessTest, ChaosKillsWorkersAndTrainingCompletes) {
               chaos["worker_restarts"].get<int>(), b, a);
 }
 
+// The parameter server is SIGKILLed mid-training and restarted from its newest checkpoint on
+// the same port: the coordinator reconnects, the workers' replacements resume from the
+// restored progress, and training completes with the quality of an undisturbed run.
+TEST_F(TrainProcessTest, PsKilledAndRestartedFromCheckpointTrainingCompletes) {
+  LoadLogistic("psk", 60000);
+  std::vector<std::string> train = {"train", "--dataset", "psk", "--model", "logreg",
+                                    "--workers", "2", "--epochs", "40", "--store", store_,
+                                    "--json", "--eval-every", "0"};
+  CliRun calm = RunOvercast(dir_, train);
+  ASSERT_EQ(calm.exit, 0) << calm.log;
+  EXPECT_EQ(calm.result["ps_recoveries"], 0);
+
+  const std::string ck = dir_ + "/ck", port_file = dir_ + "/ps.port";
+  auto ps = std::make_unique<Subprocess>(
+      std::vector<std::string>{OvercastBin(), "ps", "--listen", "127.0.0.1:0", "--port-file",
+                               port_file, "--checkpoint-dir", ck, "--checkpoint-every", "0.5"},
+      dir_ + "/ps1.log");
+  const int port = testing::WaitForPortFile(port_file);
+  ASSERT_GT(port, 0) << ReadAll(dir_ + "/ps1.log");
+  const std::string addr = "127.0.0.1:" + std::to_string(port);
+  train.insert(train.end(), {"--ps", addr});
+  train.insert(train.begin(), OvercastBin());
+  const std::string log = dir_ + "/psk.log";
+  Subprocess p(train, log);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  ASSERT_TRUE(p.Alive()) << "training ended before the kill; make the run longer\n" << ReadAll(log);
+  ASSERT_EQ(::kill(ps->pid(), SIGKILL), 0);
+  ps->Wait();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  ps = std::make_unique<Subprocess>(
+      std::vector<std::string>{OvercastBin(), "ps", "--listen", addr, "--restore", ck,
+                               "--checkpoint-every", "0.5"},
+      dir_ + "/ps2.log");
+  ASSERT_EQ(p.Wait(), 0) << ReadAll(log) << ReadAll(dir_ + "/ps2.log");
+  const std::string ps2 = ReadAll(dir_ + "/ps2.log");
+  EXPECT_NE(ps2.find("restored checkpoint"), std::string::npos) << ps2;
+  nlohmann::json r = LastJsonLine(ReadAll(log));
+  ASSERT_TRUE(r.contains("test_logloss")) << ReadAll(log);
+  EXPECT_EQ(r["ps_recoveries"], 1) << ReadAll(log);
+  EXPECT_EQ(r["stopped_by"], "epochs");
+  EXPECT_DOUBLE_EQ(r["epochs"].get<double>(), 40.0);
+  const double a = calm.result["test_logloss"], b = r["test_logloss"];
+  EXPECT_NEAR(b, a, 0.01 * a);
+  std::printf("ps restart: %d worker restarts, test_logloss %.5f vs %.5f undisturbed\n",
+              r["worker_restarts"].get<int>(), b, a);
+}
+
 TEST_F(TrainProcessTest, ExportAndPredictAgree) {
   LoadLogistic("small", 5000);
   const std::string model = dir_ + "/m.ocm";

@@ -44,6 +44,7 @@ Status RunTrain(TrainFlags& f) {
       for (auto& [k, v] : tj.items()) s += "  " + k + " " + Fmt("%.4f", v.get<double>());
     }
     s += "  restarts " + std::to_string(p.worker_restarts);
+    if (p.ps_recoveries) s += "  ps recoveries " + std::to_string(p.ps_recoveries);
     line.Show(s);
   };
   auto r = runtime::Train(f.o, show);
@@ -55,11 +56,15 @@ Status RunTrain(TrainFlags& f) {
   for (auto& [k, v] : tj.items()) metrics += "  " + k + " " + Fmt("%.4f", v.get<double>());
   std::fprintf(stderr,
                "trained %s on %s: %.2f epochs, %llu rows in %.2f s (%.0f samples/s), %u workers, "
-               "%llu restarts, stopped by %s;%s\n",
+               "%llu restarts%s, stopped by %s;%s\n",
                f.o.model.c_str(), f.o.dataset.c_str(), res.epochs,
                static_cast<unsigned long long>(res.rows), res.train_seconds,
                res.samples_per_second, res.workers,
-               static_cast<unsigned long long>(res.worker_restarts), res.stopped_by.c_str(),
+               static_cast<unsigned long long>(res.worker_restarts),
+               res.ps_recoveries
+                   ? (", " + std::to_string(res.ps_recoveries) + " parameter-server recoveries").c_str()
+                   : "",
+               res.stopped_by.c_str(),
                metrics.empty() ? " no test split" : metrics.c_str());
   if (!f.out.empty()) {
     OC_RETURN_IF_ERROR(algo::SaveModel(f.out, res.model));
@@ -138,6 +143,10 @@ void AddTrainCommand(CLI::App& app, CommandContext& ctx) {
       ->capture_default_str();
   cmd->add_option("--heartbeat-timeout", f->o.heartbeat_timeout_seconds,
                   "Replace a worker that reports no progress for this many seconds")
+      ->capture_default_str();
+  cmd->add_option("--ps-timeout", f->o.ps_timeout_seconds,
+                  "With --ps: wait this many seconds for lost servers to come back (restarted "
+                  "with --restore, training resumes from their checkpoint) before failing")
       ->capture_default_str();
   cmd->footer(ModelsHelp());
   cmd->callback([f, &ctx] { ctx.exit_code = Finish(RunTrain(*f)); });
