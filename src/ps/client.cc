@@ -85,6 +85,16 @@ class Client::Impl {
         });
   }
 
+  // kBlobSet or kBlobCreate: key, then the value's bytes.
+  Status WriteBlob(uint8_t type, const std::string& key, std::string_view value) {
+    std::string payload;
+    ByteWriter w(&payload);
+    w.PutString(key);
+    w.PutBytes(value.data(), value.size());
+    return CallSync(ServerOf(BlobHash(key), static_cast<uint32_t>(servers_.size())), type,
+                    payload, nullptr);
+  }
+
   Status Reconnect() {
     for (uint32_t i = 0; i < servers_.size(); ++i) {
       std::promise<bool> dead;
@@ -478,11 +488,11 @@ Result<std::string> Client::GetBlob(const std::string& key) {
 }
 
 Status Client::SetBlob(const std::string& key, std::string_view value) {
-  std::string payload;
-  ByteWriter w(&payload);
-  w.PutString(key);
-  w.PutBytes(value.data(), value.size());
-  return impl_->CallSync(BlobServer(key, num_servers()), kBlobSet, payload, nullptr);
+  return impl_->WriteBlob(kBlobSet, key, value);
+}
+
+Status Client::CreateBlob(const std::string& key, std::string_view value) {
+  return impl_->WriteBlob(kBlobCreate, key, value);
 }
 
 Status Client::DeleteBlob(const std::string& key) {

@@ -60,6 +60,9 @@ class Client {
 
   Result<std::string> GetBlob(const std::string& key);
   Status SetBlob(const std::string& key, std::string_view value);
+  // Sets the blob only if it does not exist (atomically: one of racing creators wins, the
+  // others get AlreadyExists). Workers claim work with it.
+  Status CreateBlob(const std::string& key, std::string_view value);
   Status DeleteBlob(const std::string& key);
 
   // Returns once `parties` callers have reached the barrier `name` (held by server 0).

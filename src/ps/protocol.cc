@@ -14,6 +14,7 @@ std::string_view MessageName(uint8_t type) {
     case kBlobGet: return "blob_get";
     case kBlobSet: return "blob_set";
     case kBlobDelete: return "blob_delete";
+    case kBlobCreate: return "blob_create";
     case kBarrier: return "barrier";
     case kCheckpoint: return "checkpoint";
     case kStats: return "stats";

@@ -26,9 +26,10 @@ enum PsMessage : uint8_t {
   kBarrier = 26,      // name, parties                 -> empty, once `parties` have arrived
   kCheckpoint = 27,   // empty                         -> seq
   kStats = 28,        // empty                         -> JSON text
+  kBlobCreate = 29,   // key, value -> empty; AlreadyExists if the key is taken (set if absent)
 };
 inline constexpr uint8_t kFirstPsMessage = kCreateTable;
-inline constexpr uint8_t kLastPsMessage = kStats;
+inline constexpr uint8_t kLastPsMessage = kBlobCreate;
 
 std::string_view MessageName(uint8_t type);
 

@@ -268,6 +268,7 @@ Status Server::Impl::Handle(const ConnPtr& c, const FrameHeader& h, std::string&
     case kPushDense: return HandleDense(c, h, std::move(payload), true);
     case kBlobGet:
     case kBlobSet:
+    case kBlobCreate:
     case kBlobDelete: return HandleBlob(c, h, std::move(payload));
     case kCreateTable: {
       OC_RETURN_IF_ERROR(HandleCreate(h, payload));
@@ -455,7 +456,7 @@ Status Server::Impl::HandleBlob(const ConnPtr& c, const FrameHeader& h, std::str
   std::string key;
   OC_RETURN_IF_ERROR(r.GetString(&key, 4096));
   std::string value;
-  if (h.type == kBlobSet) value.assign(r.position(), r.remaining());
+  if (h.type == kBlobSet || h.type == kBlobCreate) value.assign(r.position(), r.remaining());
   else if (r.remaining() != 0) return Corruption("trailing bytes in blob request");
   uint8_t type = h.type;
   shards_[ShardOf(BlobHash(key), num_shards())]->Post(
@@ -463,6 +464,10 @@ Status Server::Impl::HandleBlob(const ConnPtr& c, const FrameHeader& h, std::str
         auto& blobs = sh.blobs();
         if (type == kBlobSet) {
           blobs[key] = std::move(value);
+        } else if (type == kBlobCreate) {
+          // Atomic: the shard thread owns its blobs, so check-and-insert cannot interleave.
+          if (!blobs.try_emplace(key, std::move(value)).second)
+            p->error = AlreadyExists("blob '" + key + "' exists");
         } else if (type == kBlobDelete) {
           blobs.erase(key);
         } else {

@@ -173,6 +173,35 @@ TEST(PsServer, BlobsAndBarrier) {
   EXPECT_EQ(passed_early.load(), 0);
 }
 
+// CreateBlob is set-if-absent: of many clients racing for the same keys, exactly one wins each.
+TEST(PsServer, CreateBlobHasOneWinnerPerKey) {
+  Cluster cluster(2);
+  constexpr int kClients = 4, kKeys = 50;
+  std::vector<std::vector<int>> won(kClients);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      auto c = cluster.Connect();
+      for (int k = 0; k < kKeys; ++k) {
+        Status st = c->CreateBlob("claim/" + std::to_string(k), std::to_string(i));
+        if (st.ok()) won[i].push_back(k);
+        else EXPECT_EQ(st.code(), Code::kAlreadyExists) << st.message();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto client = cluster.Connect();
+  int total = 0;
+  for (int i = 0; i < kClients; ++i) {
+    total += static_cast<int>(won[i].size());
+    for (int k : won[i]) EXPECT_EQ(client->GetBlob("claim/" + std::to_string(k)).value(), std::to_string(i));
+  }
+  EXPECT_EQ(total, kKeys);
+  EXPECT_EQ(client->CreateBlob("claim/0", "late").code(), Code::kAlreadyExists);
+  ASSERT_TRUE(client->DeleteBlob("claim/0").ok());
+  EXPECT_TRUE(client->CreateBlob("claim/0", "again").ok());
+}
+
 TEST(PsServer, CheckpointRestoresEveryTableAndBlob) {
   std::string dir = (fs::temp_directory_path() / ("overcast-srv-" + std::to_string(getpid()))).string();
   fs::remove_all(dir);
