@@ -110,8 +110,11 @@ Result<TrainResult> Train(const TrainOptions& o,
     registry = &builtins;
   }
   if (o.workers == 0 || o.workers > 1024) return InvalidArgument("--workers must be 1..1024");
-  if (o.backend != "processes" && o.backend != "threads")
-    return InvalidArgument("--backend must be processes or threads");
+  const bool external = o.backend == "external";
+  if (o.backend != "processes" && o.backend != "threads" && !external)
+    return InvalidArgument("--backend must be processes, threads or external");
+  if (external && o.servers.empty())
+    return InvalidArgument("--backend external needs --ps: the workers find the job there");
   if (o.sync && o.epochs == 0)
     return InvalidArgument("--sync needs --epochs (every worker must take the same steps)");
   OC_ASSIGN_OR_RETURN(const algo::AlgorithmInfo* info, algo::FindAlgorithm(*registry, o.model));
@@ -144,6 +147,7 @@ Result<TrainResult> Train(const TrainOptions& o,
   spec.seed = o.seed;
   spec.sync = o.sync;
   spec.staleness = o.sync ? 0 : o.staleness;
+  spec.external = external;
   if (o.sync) {
     // Steps per epoch every task can take in every epoch. The partitions are dealt to the
     // shards in a new order each epoch, so the bound is the smallest shard possible: the
@@ -192,7 +196,15 @@ Result<TrainResult> Train(const TrainOptions& o,
   OC_RETURN_IF_ERROR(state.SetBlob(SpecBlob(), spec.ToJson().dump()));
 
   std::unique_ptr<Launcher> launcher;
-  if (o.backend == "threads") {
+  if (external) {
+    launcher = NewExternalLauncher(&state, o.workers);
+    OC_RETURN_IF_ERROR(client->SetBlob(CurrentJobBlob(), spec.job));
+    std::string addr;
+    for (const auto& a : servers) addr += (addr.empty() ? "" : ",") + a;
+    spdlog::info("job {} published: start its {} worker(s) on any host with `overcast worker "
+                 "--coordinator {}{}`",
+                 spec.job, o.workers, addr, o.secret_file.empty() ? "" : " --secret-file FILE");
+  } else if (o.backend == "threads") {
     WorkerOptions wo;
     wo.servers = servers;
     wo.secret = o.secret;
@@ -260,6 +272,13 @@ Result<TrainResult> Train(const TrainOptions& o,
     }
     if (stop_sent) OC_RETURN_IF_ERROR(state.SetBlob(StopBlob(), result.stopped_by));
     for (auto& ts : tasks) ts.finished = false;  // a rewound task may have work again
+    if (external) {
+      // Hand-started workers do not come back by themselves: open their tasks again.
+      for (uint32_t t = 0; t < o.workers; ++t) {
+        launcher->Kill(t);
+        OC_RETURN_IF_ERROR(launcher->Start(t));
+      }
+    }
     recovered_at = Clock::now();
     result.ps_recoveries++;
     return Status::Ok();
@@ -348,6 +367,8 @@ Result<TrainResult> Train(const TrainOptions& o,
           OC_RETURN_IF_ERROR(launcher->Start(t));
           ts.last_change = Clock::now();
         }
+      } else if (running && launcher->Waiting(t)) {
+        ts.last_change = Clock::now();  // the heartbeat clock starts when a worker takes it
       } else if (running && Since(ts.last_change) > o.heartbeat_timeout_seconds) {
         spdlog::warn("task {}: no progress for {:.0f} s; replacing its worker", t,
                      Since(ts.last_change));
@@ -444,6 +465,12 @@ Result<TrainResult> Train(const TrainOptions& o,
     }
   }
   result.train_seconds = Since(start);
+  if (external) {
+    // Workers still waiting for a task exit on the stop blob; the current-job pointer goes.
+    if (!stop_sent) (void)state.SetBlob(StopBlob(), "finished");
+    if (auto cur = client->GetBlob(CurrentJobBlob()); cur.ok() && *cur == spec.job)
+      (void)client->DeleteBlob(CurrentJobBlob());
+  }
   launcher->KillAll();
   if (!failure.ok()) return failure;
 

@@ -5,7 +5,8 @@ namespace overcast::runtime {
 nlohmann::json JobSpec::ToJson() const {
   return {{"job", job},         {"store", store},   {"dataset", dataset}, {"model", model},
           {"params", params},   {"workers", workers}, {"epochs", epochs}, {"seed", seed},
-          {"sync", sync},       {"sync_steps", sync_steps}, {"staleness", staleness}};
+          {"sync", sync},       {"sync_steps", sync_steps}, {"staleness", staleness},
+          {"external", external}};
 }
 
 Result<JobSpec> JobSpec::FromJson(const nlohmann::json& j) {
@@ -22,6 +23,7 @@ Result<JobSpec> JobSpec::FromJson(const nlohmann::json& j) {
     s.sync = j.at("sync").get<bool>();
     s.sync_steps = j.at("sync_steps").get<uint64_t>();
     s.staleness = j.value("staleness", uint64_t{0});
+    s.external = j.value("external", false);
     if (s.workers == 0) return InvalidArgument("job spec: workers must be > 0");
     return s;
   } catch (const std::exception& e) {

@@ -26,6 +26,9 @@ struct JobSpec {
   // async: a task may run at most this many batches ahead of the slowest unfinished task
   // (stale synchronous parallel); 0: no bound.
   uint64_t staleness = 0;
+  // Workers are started by hand (or by a scheduler outside overcast) and claim their tasks
+  // through the store: see GenBlob below.
+  bool external = false;
 
   nlohmann::json ToJson() const;
   static Result<JobSpec> FromJson(const nlohmann::json& j);
@@ -49,5 +52,20 @@ struct TaskProgress {
 inline std::string SpecBlob() { return "spec"; }
 inline std::string StopBlob() { return "stop"; }
 inline std::string TaskBlob(uint32_t task) { return "task/" + std::to_string(task); }
+
+// External workers. The coordinator opens generation g of task t by writing "gen/<t>" = g; a
+// worker takes it by creating "claim/<t>/<g>" (set if absent: one winner), trains while
+// "gen/<t>" still says g (a new generation revokes it), and at its end writes
+// "end/<t>/<g>" = "<exit status> <message>".
+inline std::string GenBlob(uint32_t task) { return "gen/" + std::to_string(task); }
+inline std::string ClaimBlob(uint32_t task, uint64_t gen) {
+  return "claim/" + std::to_string(task) + "/" + std::to_string(gen);
+}
+inline std::string EndBlob(uint32_t task, uint64_t gen) {
+  return "end/" + std::to_string(task) + "/" + std::to_string(gen);
+}
+// Unscoped: the job a coordinator of external workers published last on these servers, for
+// `overcast worker` started without --job.
+inline std::string CurrentJobBlob() { return "overcast/current-job"; }
 
 }  // namespace overcast::runtime

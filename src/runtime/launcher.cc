@@ -4,8 +4,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <map>
 #include <thread>
+
+#include "runtime/job.h"
 
 namespace overcast::runtime {
 namespace {
@@ -141,8 +144,70 @@ class ProcessLauncher final : public Launcher {
   std::map<uint32_t, Proc> procs_;
 };
 
+class ExternalLauncher final : public Launcher {
+ public:
+  ExternalLauncher(algo::State* state, uint32_t tasks) : state_(state), tasks_(tasks) {}
+  ~ExternalLauncher() override { KillAll(); }
+  std::string name() const override { return "external"; }
+
+  Status Start(uint32_t task) override {
+    Task& t = tasks_[task];
+    t.ended = false;
+    t.exit = 0;
+    t.error.clear();
+    return Publish(task);
+  }
+  bool Running(uint32_t task) override {
+    Task& t = tasks_[task];
+    if (t.ended) return false;
+    auto end = state_->GetBlob(EndBlob(task, t.gen));
+    if (!end.ok()) return true;  // not ended, or the servers are away (the coordinator sees it)
+    t.ended = true;
+    t.exit = std::atoi(end->c_str());
+    const size_t sp = end->find(' ');
+    t.error = sp == std::string::npos ? "" : end->substr(sp + 1);
+    if (t.exit != 0 && t.error.empty()) t.error = "exited with status " + std::to_string(t.exit);
+    return false;
+  }
+  int LastExit(uint32_t task) override { return tasks_[task].exit; }
+  std::string LastError(uint32_t task) override { return tasks_[task].error; }
+  void Kill(uint32_t task) override {
+    Task& t = tasks_[task];
+    if (t.ended) return;
+    (void)Publish(task);  // the worker of the old generation stops at its next report
+    t.ended = true;
+    t.exit = 128 + SIGKILL;
+    t.error = "revoked";
+  }
+  void KillAll() override {
+    for (uint32_t i = 0; i < tasks_.size(); ++i) Kill(i);
+  }
+  bool Waiting(uint32_t task) override {
+    const Task& t = tasks_[task];
+    return !t.ended && state_->GetBlob(ClaimBlob(task, t.gen)).status().code() == Code::kNotFound;
+  }
+
+ private:
+  struct Task {
+    uint64_t gen = 0;
+    bool ended = true;
+    int exit = 0;
+    std::string error;
+  };
+  Status Publish(uint32_t task) {
+    Task& t = tasks_[task];
+    ++t.gen;
+    return state_->SetBlob(GenBlob(task), std::to_string(t.gen));
+  }
+  algo::State* state_;
+  std::vector<Task> tasks_;
+};
+
 }  // namespace
 
+std::unique_ptr<Launcher> NewExternalLauncher(algo::State* state, uint32_t tasks) {
+  return std::make_unique<ExternalLauncher>(state, tasks);
+}
 std::unique_ptr<Launcher> NewThreadLauncher(WorkerOptions base) {
   return std::make_unique<ThreadLauncher>(std::move(base));
 }

@@ -27,6 +27,8 @@ class Launcher {
   // Ends the task's worker now (SIGKILL for a process) and waits for it.
   virtual void Kill(uint32_t task) = 0;
   virtual void KillAll() = 0;
+  // True while the task waits for a worker to take it (external workers): not a silent worker.
+  virtual bool Waiting(uint32_t /*task*/) { return false; }
 };
 
 // Workers as threads of this process; `base` gives everything but the task.
@@ -42,5 +44,11 @@ struct ProcessLauncherOptions {
   std::string log_level = "warn";
 };
 std::unique_ptr<Launcher> NewProcessLauncher(ProcessLauncherOptions options);
+
+// Workers started by hand (`overcast worker --coordinator ADDR`, on any host) or by a scheduler
+// outside overcast. Start opens a new generation of the task for a worker to claim, Kill
+// revokes the current one (its worker stops at its next report); a worker's end is read from
+// its end blob. `state` is the job's scope on the servers and must outlive the launcher.
+std::unique_ptr<Launcher> NewExternalLauncher(algo::State* state, uint32_t tasks);
 
 }  // namespace overcast::runtime

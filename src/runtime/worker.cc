@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <optional>
 #include <thread>
 
 #include "common/log.h"
@@ -54,20 +56,102 @@ Result<std::unique_ptr<ps::Client>> ConnectWithRetry(const WorkerOptions& o) {
   return last;
 }
 
+struct Claimed {
+  uint32_t task = 0;
+  uint64_t gen = 0;
+};
+
+// Takes the open generation of task `want` (or of the first task that waits for a worker) of
+// an external job. NotFound when none waits.
+Result<Claimed> Claim(algo::State& state, const JobSpec& spec, std::optional<uint32_t> want,
+                      const std::string& me) {
+  for (uint32_t t = 0; t < spec.workers; ++t) {
+    if (want && t != *want) continue;
+    auto g = state.GetBlob(GenBlob(t));
+    if (!g.ok()) {
+      if (g.status().code() == Code::kNotFound) continue;
+      return g.status();
+    }
+    const uint64_t gen = std::strtoull(g->c_str(), nullptr, 10);
+    if (state.GetBlob(EndBlob(t, gen)).ok()) continue;  // that generation is over
+    Status st = state.client()->CreateBlob(state.Scoped(ClaimBlob(t, gen)), me);
+    if (st.ok()) return Claimed{t, gen};
+    if (st.code() != Code::kAlreadyExists) return st;
+  }
+  return NotFound("no task waits for a worker");
+}
+
+Status RunTask(ps::Client* client, const WorkerOptions& o, const JobSpec& spec,
+               std::optional<uint64_t> gen);
+
 }  // namespace
 
-Status RunWorker(const WorkerOptions& o) {
+Status RunWorker(const WorkerOptions& options) {
+  WorkerOptions o = options;
   OC_ASSIGN_OR_RETURN(auto client, ConnectWithRetry(o));
-  algo::State state(client.get(), o.job, o.task, 1);
+  if (o.job.empty()) {
+    auto j = client->GetBlob(CurrentJobBlob());
+    if (!j.ok()) {
+      if (j.status().code() == Code::kNotFound)
+        return NotFound("no job published on these servers (start `overcast coordinator` "
+                        "first, or give --job)");
+      return j.status();
+    }
+    o.job = *j;
+  }
+  algo::State state(client.get(), o.job, 0, 1);
   auto spec_blob = state.GetBlob(SpecBlob());
   if (!spec_blob.ok())
     return spec_blob.status().WithContext("job " + o.job + ": reading its spec");
   auto spec_json = nlohmann::json::parse(*spec_blob, nullptr, false);
   OC_ASSIGN_OR_RETURN(JobSpec spec, JobSpec::FromJson(spec_json));
-  if (o.task >= spec.workers)
+  if (!o.any_task && o.task >= spec.workers)
     return InvalidArgument("task " + std::to_string(o.task) + " out of range: the job has " +
                            std::to_string(spec.workers));
-  state = algo::State(client.get(), o.job, o.task, spec.workers);
+  if (!spec.external) {
+    if (o.any_task)
+      return InvalidArgument("job " + o.job + " starts its own workers; give --task to run one "
+                             "of its tasks by hand");
+    return RunTask(client.get(), o, spec, std::nullopt);
+  }
+
+  // An external job: claim a task, then say how the run ended in the generation's end blob.
+  char host[256] = "?";
+  ::gethostname(host, sizeof(host) - 1);
+  const std::string me = std::string(host) + ":" + std::to_string(::getpid());
+  const auto deadline = Clock::now() + std::chrono::duration<double>(o.wait_seconds);
+  Claimed c;
+  for (;;) {
+    auto r = Claim(state, spec, o.any_task ? std::nullopt : std::optional<uint32_t>(o.task), me);
+    if (r.ok()) {
+      c = *r;
+      break;
+    }
+    if (r.status().code() != Code::kNotFound) return r.status();
+    if (state.GetBlob(StopBlob()).ok()) return Status::Ok();  // the job is over
+    if (Clock::now() >= deadline)
+      return Unavailable("job " + o.job + ": no task " +
+                         (o.any_task ? std::string("waits") : std::to_string(o.task) + " waits") +
+                         " for a worker (waited " + std::to_string(static_cast<int>(o.wait_seconds)) +
+                         " s)");
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  spdlog::info("worker {}: took task {} of job {} (generation {})", me, c.task, o.job, c.gen);
+  o.task = c.task;
+  Status st = RunTask(client.get(), o, spec, c.gen);
+  const std::string end = st.ok() ? "0" : "1 " + st.message();
+  if (Status e = state.SetBlob(EndBlob(c.task, c.gen), end); !e.ok())
+    spdlog::warn("job {} task {}: could not record the end: {}", o.job, c.task, e.message());
+  return st;
+}
+
+namespace {
+
+// Trains task o.task of the job to its end. `gen`: the claimed generation of an external job,
+// revoked when the coordinator opens a new one.
+Status RunTask(ps::Client* client, const WorkerOptions& o, const JobSpec& spec,
+               std::optional<uint64_t> gen) {
+  algo::State state(client, o.job, o.task, spec.workers);
 
   TaskProgress progress;
   if (auto p = state.GetBlob(TaskBlob(o.task)); p.ok()) {
@@ -125,6 +209,11 @@ Status RunWorker(const WorkerOptions& o) {
     progress.loss_rows += lr;
     OC_RETURN_IF_ERROR(state.SetBlob(TaskBlob(o.task), progress.Encode()));
     if (state.GetBlob(StopBlob()).ok()) stop = true;
+    if (gen) {
+      auto g = state.GetBlob(GenBlob(o.task));
+      if (g.ok() && std::strtoull(g->c_str(), nullptr, 10) != *gen)
+        return Cancelled("task " + std::to_string(o.task) + " was given to another worker");
+    }
     return Status::Ok();
   };
 
@@ -215,4 +304,5 @@ Status RunWorker(const WorkerOptions& o) {
   return report(true);
 }
 
+}  // namespace
 }  // namespace overcast::runtime

@@ -16,8 +16,12 @@ namespace overcast::runtime {
 struct WorkerOptions {
   std::vector<std::string> servers;  // parameter servers (the job's blobs live there)
   std::string secret;
-  std::string job;
+  std::string job;     // empty: the job an external coordinator published last on the servers
   uint32_t task = 0;
+  // External jobs only: take whichever task waits for a worker (else task `task`), waiting up
+  // to `wait_seconds` for one.
+  bool any_task = false;
+  double wait_seconds = 600;
   double report_every_seconds = 0.25;  // progress blob and stop check
   // In-process workers (the thread backend): set to end the worker at the next batch.
   const std::atomic<bool>* cancel = nullptr;

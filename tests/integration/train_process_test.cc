@@ -202,6 +202,53 @@ TEST_F(TrainProcessTest, PsKilledAndRestartedFromCheckpointTrainingCompletes) {
               r["worker_restarts"].get<int>(), b, a);
 }
 
+// The pieces started by hand: `overcast ps`, `overcast coordinator`, and workers that take
+// whichever task waits. One worker is SIGKILLed; the coordinator reopens its task after the
+// heartbeat timeout and a worker started later takes it over.
+TEST_F(TrainProcessTest, CoordinatorWithHandStartedWorkers) {
+  LoadLogistic("ext", 30000);
+  const std::string port_file = dir_ + "/ps.port";
+  Subprocess ps({OvercastBin(), "ps", "--listen", "127.0.0.1:0", "--port-file", port_file},
+                dir_ + "/ps.log");
+  const int port = testing::WaitForPortFile(port_file);
+  ASSERT_GT(port, 0) << ReadAll(dir_ + "/ps.log");
+  const std::string addr = "127.0.0.1:" + std::to_string(port);
+
+  // No job yet: a worker says so and fails.
+  CliRun early = RunOvercast(dir_, {"worker", "--coordinator", addr});
+  EXPECT_EQ(early.exit, 1) << early.log;
+  EXPECT_NE(early.log.find("no job published"), std::string::npos) << early.log;
+
+  const std::string log = dir_ + "/coord.log";
+  Subprocess coord({OvercastBin(), "coordinator", "--ps", addr, "--dataset", "ext", "--model",
+                    "logreg", "--workers", "2", "--epochs", "30", "--store", store_, "--json",
+                    "--eval-every", "0", "--heartbeat-timeout", "3"},
+                   log);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto w1 = std::make_unique<Subprocess>(
+      std::vector<std::string>{OvercastBin(), "worker", "--coordinator", addr}, dir_ + "/w1.log");
+  Subprocess w2({OvercastBin(), "worker", "--coordinator", addr}, dir_ + "/w2.log");
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  ASSERT_TRUE(coord.Alive()) << "training ended before the kill; make the run longer\n"
+                             << ReadAll(log);
+  ASSERT_EQ(::kill(w1->pid(), SIGKILL), 0);
+  w1->Wait();
+  Subprocess w3({OvercastBin(), "worker", "--coordinator", addr}, dir_ + "/w3.log");
+  ASSERT_EQ(coord.Wait(), 0) << ReadAll(log);
+  EXPECT_EQ(w2.Wait(), 0) << ReadAll(dir_ + "/w2.log");
+  EXPECT_EQ(w3.Wait(), 0) << ReadAll(dir_ + "/w3.log");
+  EXPECT_NE(ReadAll(dir_ + "/w3.log").find("took task"), std::string::npos);
+  nlohmann::json r = LastJsonLine(ReadAll(log));
+  ASSERT_TRUE(r.contains("test_auc")) << ReadAll(log);
+  EXPECT_EQ(r["epochs"].get<double>(), 30.0);
+  EXPECT_GE(r["worker_restarts"].get<int>(), 1);
+  EXPECT_GT(r["test_auc"].get<double>(), 0.8);
+
+  // The job is over: a late worker finds no job.
+  CliRun late = RunOvercast(dir_, {"worker", "--coordinator", addr});
+  EXPECT_EQ(late.exit, 1) << late.log;
+}
+
 TEST_F(TrainProcessTest, ExportAndPredictAgree) {
   LoadLogistic("small", 5000);
   const std::string model = dir_ + "/m.ocm";

@@ -86,23 +86,16 @@ std::string ModelsHelp() {
 
 struct WorkerFlags {
   std::string coordinator, job, secret_file;
-  uint32_t task = 0;
+  int64_t task = -1;
+  double wait = 600;
 };
 
 }  // namespace
 
-void AddTrainCommand(CLI::App& app, CommandContext& ctx) {
-  auto f = std::make_shared<TrainFlags>();
-  CLI::App* cmd = app.add_subcommand(
-      "train",
-      "Train a model on a dataset of the store. With no --ps, starts a parameter server, the\n"
-      "coordinator and --workers workers on this machine and tears them down at the end.\n"
-      "Workers are stateless (all state is in the parameter server): one that dies is replaced\n"
-      "and its task resumes. The test split is evaluated every --eval-every seconds.\n"
-      "Examples:\n"
-      "  overcast train --dataset fmnist-mm --model softmax --workers 2 --epochs 10 --out m.ocm\n"
-      "  overcast train --dataset ctr --model logreg --seconds 30 --param lr=0.1 --param l1=1e-5\n"
-      "  overcast train --dataset fmnist-mm --model softmax --target accuracy>=0.84 --json");
+namespace {
+
+// The flags `train` and `coordinator` share.
+void AddTrainFlags(CLI::App* cmd, const std::shared_ptr<TrainFlags>& f) {
   cmd->add_option("--dataset", f->o.dataset, "Dataset to train on (overcast load)")->required();
   cmd->add_option("--model", f->o.model, "softmax, logreg, linreg, fm, mf or kmeans (parameters below)")->required();
   cmd->add_option("--workers", f->o.workers, "Workers (each takes a shard of the train split)")
@@ -133,11 +126,12 @@ void AddTrainCommand(CLI::App& app, CommandContext& ctx) {
                   "(0: the last iterate)")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  cmd->add_option("--backend", f->o.backend, "Where workers run: processes or threads")
-      ->check(CLI::IsMember({"processes", "threads"}))
+  cmd->add_option("--backend", f->o.backend,
+                  "Where workers run: processes (children of this one), threads, or external "
+                  "(started by hand or a scheduler with `overcast worker --coordinator ADDR`; "
+                  "needs --ps)")
+      ->check(CLI::IsMember({"processes", "threads", "external"}))
       ->capture_default_str();
-  cmd->add_option("--ps", f->ps, "Use these parameter servers (host:port,...) instead of an "
-                                 "embedded one");
   cmd->add_option("--secret-file", f->o.secret_file, "Shared secret of the --ps servers");
   cmd->add_option("--ps-shards", f->o.ps_shards, "Embedded server's shard threads (0: one per core)")
       ->capture_default_str();
@@ -149,6 +143,45 @@ void AddTrainCommand(CLI::App& app, CommandContext& ctx) {
                   "with --restore, training resumes from their checkpoint) before failing")
       ->capture_default_str();
   cmd->footer(ModelsHelp());
+}
+
+}  // namespace
+
+void AddTrainCommand(CLI::App& app, CommandContext& ctx) {
+  auto f = std::make_shared<TrainFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "train",
+      "Train a model on a dataset of the store. With no --ps, starts a parameter server, the\n"
+      "coordinator and --workers workers on this machine and tears them down at the end.\n"
+      "Workers are stateless (all state is in the parameter server): one that dies is replaced\n"
+      "and its task resumes. The test split is evaluated every --eval-every seconds.\n"
+      "Examples:\n"
+      "  overcast train --dataset fmnist-mm --model softmax --workers 2 --epochs 10 --out m.ocm\n"
+      "  overcast train --dataset ctr --model logreg --seconds 30 --param lr=0.1 --param l1=1e-5\n"
+      "  overcast train --dataset fmnist-mm --model softmax --target accuracy>=0.84 --json");
+  AddTrainFlags(cmd, f);
+  cmd->add_option("--ps", f->ps, "Use these parameter servers (host:port,...) instead of an "
+                                 "embedded one");
+  cmd->callback([f, &ctx] { ctx.exit_code = Finish(RunTrain(*f)); });
+}
+
+void AddCoordinatorCommand(CLI::App& app, CommandContext& ctx) {
+  auto f = std::make_shared<TrainFlags>();
+  f->o.backend = "external";
+  CLI::App* cmd = app.add_subcommand(
+      "coordinator",
+      "Coordinate a training job on running parameter servers (overcast ps) with workers\n"
+      "started elsewhere: publish the job there, open one task per worker, watch their\n"
+      "progress, reopen the task of a worker that dies or goes silent, evaluate, stop and\n"
+      "export as `overcast train` does. Start the workers on any host with\n"
+      "`overcast worker --coordinator ADDR`: each takes a waiting task. A worker that is lost\n"
+      "is replaced by starting another; its task resumes from the last report.\n"
+      "Example (three shells, or three hosts with --listen ADDR --secret-file F):\n"
+      "  overcast ps --listen 127.0.0.1:7070 --checkpoint-dir /var/lib/ps --checkpoint-every 30\n"
+      "  overcast coordinator --ps 127.0.0.1:7070 --dataset fmnist-mm --model softmax --workers 2\n"
+      "  overcast worker --coordinator 127.0.0.1:7070   # twice");
+  AddTrainFlags(cmd, f);
+  cmd->add_option("--ps", f->ps, "The parameter servers (host:port,...)")->required();
   cmd->callback([f, &ctx] { ctx.exit_code = Finish(RunTrain(*f)); });
 }
 
@@ -156,22 +189,28 @@ void AddWorkerCommand(CLI::App& app, CommandContext& ctx) {
   auto f = std::make_shared<WorkerFlags>();
   CLI::App* cmd = app.add_subcommand(
       "worker",
-      "Run one stateless training worker: read the job from the coordinator's parameter server\n"
-      "(the coordinator publishes each job's spec and collects progress there), train task\n"
-      "--task on its shard of the data, and exit 0 when the task is done or the job is stopped.\n"
-      "A replacement started with the same arguments resumes where the last report left off.\n"
-      "Started by `overcast train`'s process backend; by hand for multi-host use.");
+      "Run one stateless training worker: read the job from the parameter servers the\n"
+      "coordinator uses (it publishes each job's spec there and collects progress there), train\n"
+      "one task on its shard of the data, and exit 0 when the task is done or the job stopped.\n"
+      "With `overcast coordinator` (external workers): start this with only --coordinator on\n"
+      "any host; it takes the job published last and whichever task waits for a worker. A\n"
+      "replacement resumes where the last report of the task left off.\n"
+      "`overcast train` starts its workers itself with --job and --task.");
   cmd->add_option("--coordinator", f->coordinator,
                   "Parameter servers holding the job (host:port,...), as the coordinator prints")
       ->required();
-  cmd->add_option("--job", f->job, "Job id")->required();
-  cmd->add_option("--task", f->task, "Task index (0..workers-1)")->required();
+  cmd->add_option("--job", f->job, "Job id (default: the job a coordinator published last there)");
+  cmd->add_option("--task", f->task, "Task index (0..workers-1; default: any that waits)");
+  cmd->add_option("--wait", f->wait, "Seconds to wait for a task to take before giving up")
+      ->capture_default_str();
   cmd->add_option("--secret-file", f->secret_file, "Shared secret of the servers");
   cmd->callback([f, &ctx] {
     runtime::WorkerOptions o;
     o.servers = SplitList(f->coordinator);
     o.job = f->job;
-    o.task = f->task;
+    o.any_task = f->task < 0;
+    o.task = f->task < 0 ? 0 : static_cast<uint32_t>(f->task);
+    o.wait_seconds = f->wait;
     if (!f->secret_file.empty()) {
       auto s = net::ReadSecretFile(f->secret_file);
       if (!s.ok()) {

@@ -31,6 +31,7 @@ void AddNormalizeCommand(CLI::App& app, CommandContext& ctx);
 // serve, serve-replica, loadgen, make-model
 void AddServeCommands(CLI::App& app, CommandContext& ctx);
 void AddTrainCommand(CLI::App& app, CommandContext& ctx);
+void AddCoordinatorCommand(CLI::App& app, CommandContext& ctx);
 void AddWorkerCommand(CLI::App& app, CommandContext& ctx);
 void AddPredictCommand(CLI::App& app, CommandContext& ctx);
 

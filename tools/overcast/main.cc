@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   AddNormalizeCommand(app, ctx);
   AddServeCommands(app, ctx);
   AddTrainCommand(app, ctx);
+  AddCoordinatorCommand(app, ctx);
   AddWorkerCommand(app, ctx);
   AddPredictCommand(app, ctx);
 
