@@ -96,6 +96,7 @@ nlohmann::json TrainResult::ToJson() const {
   j["evaluations"] = evaluations;
   j["averaged_snapshots"] = averaged_snapshots;
   j["stopped_by"] = stopped_by;
+  j["job"] = job;
   j["model"] = model.algorithm;
   return j;
 }
@@ -113,6 +114,8 @@ Result<TrainResult> Train(const TrainOptions& o,
   const bool external = o.backend == "external";
   if (o.backend != "processes" && o.backend != "threads" && !external)
     return InvalidArgument("--backend must be processes, threads or external");
+  if ((o.pause_at_epochs > 0 || !o.resume_job.empty()) && o.servers.empty())
+    return InvalidArgument("pausing and resuming a job need servers that outlive it");
   if (external && o.servers.empty())
     return InvalidArgument("--backend external needs --ps: the workers find the job there");
   if (o.sync && o.epochs == 0)
@@ -137,7 +140,7 @@ Result<TrainResult> Train(const TrainOptions& o,
     return InvalidArgument("--target needs a test split; dataset '" + o.dataset + "' has none");
 
   JobSpec spec;
-  spec.job = NewJobId(o.model);
+  spec.job = o.resume_job.empty() ? NewJobId(o.model) : o.resume_job;
   spec.store = o.store;
   spec.dataset = o.dataset;
   spec.model = o.model;
@@ -148,6 +151,7 @@ Result<TrainResult> Train(const TrainOptions& o,
   spec.sync = o.sync;
   spec.staleness = o.sync ? 0 : o.staleness;
   spec.external = external;
+  spec.pause_at_epochs = o.pause_at_epochs;
   if (o.sync) {
     // Steps per epoch every task can take in every epoch. The partitions are dealt to the
     // shards in a new order each epoch, so the bound is the smallest shard possible: the
@@ -192,7 +196,14 @@ Result<TrainResult> Train(const TrainOptions& o,
   OC_ASSIGN_OR_RETURN(auto client, ps::Client::Connect(co));
   algo::State state(client.get(), spec.job, 0, o.workers);
   const data::Partition* init_sample = info->init_sample_rows ? &sample : nullptr;
-  OC_RETURN_IF_ERROR(algorithm->Initialize(state, init_sample));
+  if (o.resume_job.empty()) {
+    OC_RETURN_IF_ERROR(algorithm->Initialize(state, init_sample));
+  } else {
+    // The tables are there: attach to them as a worker does, and lift the pause.
+    OC_RETURN_IF_ERROR(state.GetBlob(SpecBlob()).status().WithContext("resuming job " + spec.job));
+    OC_RETURN_IF_ERROR(algorithm->Initialize(state, nullptr));
+    OC_RETURN_IF_ERROR(client->DeleteBlob(state.Scoped(StopBlob())));
+  }
   OC_RETURN_IF_ERROR(state.SetBlob(SpecBlob(), spec.ToJson().dump()));
 
   std::unique_ptr<Launcher> launcher;
@@ -223,6 +234,7 @@ Result<TrainResult> Train(const TrainOptions& o,
 
   TrainResult result;
   result.workers = o.workers;
+  result.job = spec.job;
   const auto start = Clock::now();
   for (uint32_t t = 0; t < o.workers; ++t) OC_RETURN_IF_ERROR(launcher->Start(t));
 
@@ -351,7 +363,7 @@ Result<TrainResult> Train(const TrainOptions& o,
       const bool running = launcher->Running(t);
       if (!running && !ts.finished) {
         const int exit = launcher->LastExit(t);
-        if (ts.p.done && exit == 0) {
+        if (exit == 0 && (ts.p.done || ts.p.paused)) {
           ts.finished = true;
         } else {
           // A dead worker: its task goes to a fresh one, which resumes from the last report.
@@ -391,7 +403,9 @@ Result<TrainResult> Train(const TrainOptions& o,
     const double elapsed = Since(start);
     result.rows = rows;
     if (all_done) {
-      if (result.stopped_by.empty()) result.stopped_by = "epochs";
+      const bool paused = std::any_of(tasks.begin(), tasks.end(),
+                                      [](const TaskState& t) { return t.p.paused; });
+      if (result.stopped_by.empty()) result.stopped_by = paused ? "pause" : "epochs";
       break;
     }
     if (!stop_sent && o.seconds > 0 && elapsed >= o.seconds) {

@@ -51,6 +51,12 @@ struct TrainOptions {
   // Asked after every progress report (with the latest test metrics); returning true stops
   // the job as the epoch or time limits do, with stopped_by "early_stop". Used by the tuner.
   std::function<bool(const TrainProgress&)> stop_when;
+  // Pause once the job has trained this many epochs (> 0; counted from its start, across
+  // resumptions): the workers exit leaving their tasks unfinished, the tables and progress stay
+  // in the servers, and the result (stopped_by "pause") is evaluated there. Train again with
+  // resume_job = result.job and the same options to go on. Needs servers (`servers`).
+  double pause_at_epochs = 0;
+  std::string resume_job;
 };
 
 struct TrainProgress {
@@ -78,7 +84,8 @@ struct TrainResult {
   uint64_t ps_recoveries = 0;
   uint64_t evaluations = 0;
   uint64_t averaged_snapshots = 0;  // 0: the model is the last iterate
-  std::string stopped_by;     // epochs | seconds | target | early_stop
+  std::string job;            // its id in the servers (for resume_job)
+  std::string stopped_by;     // epochs | seconds | target | early_stop | pause
   nlohmann::json ToJson() const;  // the DESIGN.md result object
 };
 

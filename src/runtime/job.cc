@@ -6,7 +6,7 @@ nlohmann::json JobSpec::ToJson() const {
   return {{"job", job},         {"store", store},   {"dataset", dataset}, {"model", model},
           {"params", params},   {"workers", workers}, {"epochs", epochs}, {"seed", seed},
           {"sync", sync},       {"sync_steps", sync_steps}, {"staleness", staleness},
-          {"external", external}};
+          {"external", external}, {"pause_at_epochs", pause_at_epochs}};
 }
 
 Result<JobSpec> JobSpec::FromJson(const nlohmann::json& j) {
@@ -24,6 +24,7 @@ Result<JobSpec> JobSpec::FromJson(const nlohmann::json& j) {
     s.sync_steps = j.at("sync_steps").get<uint64_t>();
     s.staleness = j.value("staleness", uint64_t{0});
     s.external = j.value("external", false);
+    s.pause_at_epochs = j.value("pause_at_epochs", 0.0);
     if (s.workers == 0) return InvalidArgument("job spec: workers must be > 0");
     return s;
   } catch (const std::exception& e) {
@@ -34,7 +35,7 @@ Result<JobSpec> JobSpec::FromJson(const nlohmann::json& j) {
 std::string TaskProgress::Encode() const {
   return nlohmann::json{{"batches", batches}, {"rows", rows},       {"epoch", epoch},
                         {"loss_sum", loss_sum}, {"loss_rows", loss_rows}, {"done", done},
-                        {"pid", pid},           {"starts", starts}}
+                        {"paused", paused},     {"pid", pid},           {"starts", starts}}
       .dump();
 }
 
@@ -48,6 +49,7 @@ Result<TaskProgress> TaskProgress::Decode(const std::string& s) {
   p.loss_sum = j.value("loss_sum", 0.0);
   p.loss_rows = j.value("loss_rows", uint64_t{0});
   p.done = j.value("done", false);
+  p.paused = j.value("paused", false);
   p.pid = j.value("pid", int64_t{0});
   p.starts = j.value("starts", uint64_t{0});
   return p;

@@ -29,6 +29,9 @@ struct JobSpec {
   // Workers are started by hand (or by a scheduler outside overcast) and claim their tasks
   // through the store: see GenBlob below.
   bool external = false;
+  // > 0: each task pauses (exits, not done) once it has trained its share of this many epochs
+  // (train rows x pause_at_epochs / workers); the job is resumed by publishing it again.
+  double pause_at_epochs = 0;
 
   nlohmann::json ToJson() const;
   static Result<JobSpec> FromJson(const nlohmann::json& j);
@@ -41,6 +44,7 @@ struct TaskProgress {
   double loss_sum = 0;
   uint64_t loss_rows = 0;
   bool done = false;
+  bool paused = false;  // stopped at the job's pause point, to be resumed
   int64_t pid = 0;
   uint64_t starts = 0;  // how many workers have run this task
 

@@ -160,6 +160,7 @@ Status RunTask(ps::Client* client, const WorkerOptions& o, const JobSpec& spec,
   if (progress.done) return Status::Ok();
   progress.pid = ::getpid();
   progress.starts += 1;
+  progress.paused = false;
   OC_RETURN_IF_ERROR(state.SetBlob(TaskBlob(o.task), progress.Encode()));
 
   std::vector<algo::AlgorithmInfo> builtins;
@@ -199,6 +200,15 @@ Status RunTask(ps::Client* client, const WorkerOptions& o, const JobSpec& spec,
 
   auto last_report = Clock::now();
   bool stop = false;
+  auto check_stop = [&] {
+    if (state.GetBlob(StopBlob()).ok()) stop = true;
+  };
+  // At the job's pause point the worker exits with the task not done; a later run of the job
+  // resumes it from this report.
+  bool pause = false;
+  const double pause_rows = spec.pause_at_epochs *
+                            static_cast<double>(manifest.rows(data::Split::kTrain)) /
+                            static_cast<double>(spec.workers);
   auto report = [&](bool force) -> Status {
     auto now = Clock::now();
     if (!force && std::chrono::duration<double>(now - last_report).count() < o.report_every_seconds)
@@ -208,7 +218,7 @@ Status RunTask(ps::Client* client, const WorkerOptions& o, const JobSpec& spec,
     progress.loss_sum += ls;
     progress.loss_rows += lr;
     OC_RETURN_IF_ERROR(state.SetBlob(TaskBlob(o.task), progress.Encode()));
-    if (state.GetBlob(StopBlob()).ok()) stop = true;
+    check_stop();
     if (gen) {
       auto g = state.GetBlob(GenBlob(o.task));
       if (g.ok() && std::strtoull(g->c_str(), nullptr, 10) != *gen)
@@ -241,7 +251,7 @@ Status RunTask(ps::Client* client, const WorkerOptions& o, const JobSpec& spec,
       slowest = m;
       if (progress.batches <= slowest + spec.staleness) break;
       if (o.cancel && o.cancel->load(std::memory_order_relaxed)) return Cancelled("worker cancelled");
-      if (state.GetBlob(StopBlob()).ok()) stop = true;
+      check_stop();
       std::this_thread::sleep_for(std::chrono::microseconds(500));
     }
     return Status::Ok();
@@ -294,13 +304,18 @@ Status RunTask(ps::Client* client, const WorkerOptions& o, const JobSpec& spec,
     progress.batches += 1;
     progress.rows += buf[cur].view.rows();
     progress.epoch = buf[cur].view.epoch;
+    if (spec.pause_at_epochs > 0 && static_cast<double>(progress.rows) >= pause_rows) {
+      pause = true;
+      stop = true;
+    }
     // With a staleness bound every step is published, so that the others see this one move.
     OC_RETURN_IF_ERROR(report(spec.staleness > 0));
     if (spec.staleness > 0) OC_RETURN_IF_ERROR(wait_for_slowest());
     cur = nxt;
   }
   OC_RETURN_IF_ERROR(algorithm->Finalize(state));
-  progress.done = true;
+  progress.done = !pause;
+  progress.paused = pause;
   return report(true);
 }
 

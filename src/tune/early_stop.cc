@@ -52,12 +52,7 @@ Status EarlyStopper::Validate(const EarlyStopOptions& o) {
 }
 
 EarlyStopper::EarlyStopper(EarlyStopOptions options)
-    : o_(std::move(options)), best_(std::numeric_limits<double>::infinity()) {
-  if (o_.policy == "asha") {
-    for (double r = o_.min_progress; r < 1.0 - 1e-9; r *= o_.eta) rungs_.push_back(r);
-    rung_losses_.resize(rungs_.size());
-  }
-}
+    : o_(std::move(options)), best_(std::numeric_limits<double>::infinity()) {}
 
 std::optional<std::string> EarlyStopper::Report(int trial, const Observation& o) {
   auto& curve = curves_[trial];
@@ -82,34 +77,75 @@ std::optional<std::string> EarlyStopper::Report(int trial, const Observation& o)
     }
     return std::nullopt;
   }
-  if (o_.policy == "asha") {
-    size_t& k = next_rung_[trial];
-    std::optional<std::string> stop;
-    while (k < rungs_.size() && o.progress >= rungs_[k]) {
-      auto& losses = rung_losses_[k];
-      losses.push_back(o.loss);
-      if (losses.size() >= static_cast<size_t>(std::ceil(o_.eta)) && !stop) {
-        // Goes on only when in the top 1/eta of what this rung has seen.
-        std::vector<double> sorted = losses;
-        std::sort(sorted.begin(), sorted.end());
-        size_t keep = std::max<size_t>(1, static_cast<size_t>(sorted.size() / o_.eta));
-        double cutoff = sorted[keep - 1];
-        if (o.loss > cutoff) {
-          stop = fmt::format("asha: rung {} (at {:.0f}% of budget): loss {:.4f} not in the top "
-                             "1/{} ({:.4f})",
-                             k, rungs_[k] * 100, o.loss, o_.eta, cutoff);
-        }
-      }
-      ++k;
-    }
-    return stop;
-  }
   return std::nullopt;
 }
 
 void EarlyStopper::Complete(int trial, double final_loss) {
   if (std::isfinite(final_loss)) best_ = std::min(best_, final_loss);
   (void)trial;
+}
+
+AshaScheduler::AshaScheduler(double min_progress, double eta, size_t trials)
+    : eta_(eta), trials_(trials) {
+  for (double r = min_progress; r < 1.0 - 1e-9; r *= eta) rungs_.push_back(r);
+  recorded_.resize(rungs_.size());
+  promoted_.resize(rungs_.size());
+}
+
+int AshaScheduler::RungOf(int trial) const {
+  auto it = paused_at_.find(trial);
+  return it == paused_at_.end() ? -1 : it->second;
+}
+
+std::optional<AshaScheduler::Work> AshaScheduler::Promote(bool force) {
+  for (int k = static_cast<int>(rungs_.size()) - 1; k >= 0; --k) {
+    auto rec = recorded_[k];
+    std::sort(rec.begin(), rec.end());
+    size_t allowed = static_cast<size_t>(static_cast<double>(rec.size()) / eta_);
+    if (force && promoted_[k].empty()) allowed = std::max<size_t>(allowed, 1);
+    for (size_t i = 0; i < std::min(allowed, rec.size()); ++i) {
+      const int t = rec[i].second;
+      if (promoted_[k].count(t) || ended_.count(t)) continue;
+      promoted_[k][t] = true;
+      const int next = k + 1;
+      target_[t] = next;
+      ++running_;
+      return Work{t, next < static_cast<int>(rungs_.size()) ? rungs_[next] : 1.0, true};
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<AshaScheduler::Work> AshaScheduler::Next() {
+  if (auto w = Promote(false)) return w;
+  if (next_new_ < trials_) {
+    const int t = static_cast<int>(next_new_++);
+    target_[t] = 0;
+    ++running_;
+    return Work{t, rungs_.empty() ? 1.0 : rungs_[0], false};
+  }
+  if (running_ > 0) return std::nullopt;
+  auto w = Promote(true);
+  promotable_ = w.has_value();
+  return w;
+}
+
+void AshaScheduler::Paused(int trial, double loss) {
+  --running_;
+  const int k = target_[trial];
+  if (k >= static_cast<int>(rungs_.size())) {  // it was running to the end
+    ended_[trial] = true;
+    return;
+  }
+  paused_at_[trial] = k;
+  recorded_[k].push_back({std::isfinite(loss) ? loss : std::numeric_limits<double>::infinity(),
+                          trial});
+  promotable_ = true;
+}
+
+void AshaScheduler::Ended(int trial) {
+  --running_;
+  ended_[trial] = true;
 }
 
 }  // namespace overcast::tune

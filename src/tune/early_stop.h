@@ -42,13 +42,13 @@ struct EarlyStopOptions {
   double warmup = 0.1;
   size_t min_points = 3;
   double margin = 0.01;
-  // asha: rungs at min_progress * eta^k (< 1); at each rung a trial goes on only if it is in
-  // the top 1/eta of the trials recorded there so far.
+  // asha (AshaScheduler): rungs at min_progress * eta^k (< 1); a trial pauses at each rung and
+  // is promoted to the next only when it is in the top 1/eta of the trials recorded there.
   double eta = 3;
   double min_progress = 1.0 / 9;
 };
 
-// Not thread-safe: one tuner thread reports and asks.
+// Stops diverging trials (every policy) and, with `curve`, hopeless ones. Not thread-safe.
 class EarlyStopper {
  public:
   explicit EarlyStopper(EarlyStopOptions options);
@@ -63,10 +63,49 @@ class EarlyStopper {
  private:
   EarlyStopOptions o_;
   std::map<int, std::vector<Observation>> curves_;
-  std::vector<double> rungs_;
-  std::vector<std::vector<double>> rung_losses_;
-  std::map<int, size_t> next_rung_;
   double best_;
+};
+
+// Asynchronous successive halving with paused trials (Li et al., "A System for Massively
+// Parallel Hyperparameter Tuning", MLSys'20). A trial runs to its rung (a fraction of the
+// budget) and pauses there, its state kept in the parameter server. A free slot goes to the
+// best paused trial that is in the top 1/eta of its rung (promoted: it resumes and runs to the
+// next rung, or to the end past the last), looking from the highest rung down; else to a new
+// trial, which runs to the first rung. Once no new trial is left and nothing runs, the best
+// unpromoted trial of the highest rung that has none promoted goes on, so that a small search
+// still trains one trial to the end. Not thread-safe.
+class AshaScheduler {
+ public:
+  AshaScheduler(double min_progress, double eta, size_t trials);
+
+  struct Work {
+    int trial = 0;
+    double until = 1;     // run to this fraction of the budget (1: the end)
+    bool resume = false;  // the trial paused before: resume it
+  };
+  // What to run next; nullopt when nothing can start now (wait for a running trial) or ever
+  // (Done()).
+  std::optional<Work> Next();
+  // The trial reached the `until` of its work (< 1) with this loss, and paused.
+  void Paused(int trial, double loss);
+  // The trial ended: at the end of the budget, diverged or failed. It is not promoted.
+  void Ended(int trial);
+  bool Done() const { return running_ == 0 && next_new_ >= trials_ && !promotable_; }
+  const std::vector<double>& rungs() const { return rungs_; }
+  // The rung index a trial paused at last (-1: none).
+  int RungOf(int trial) const;
+
+ private:
+  std::optional<Work> Promote(bool force);
+  double eta_;
+  size_t trials_;
+  std::vector<double> rungs_;
+  std::vector<std::vector<std::pair<double, int>>> recorded_;  // per rung: (loss, trial)
+  std::vector<std::map<int, bool>> promoted_;                    // per rung
+  std::map<int, int> target_, paused_at_;                       // trial -> rung index
+  std::map<int, bool> ended_;
+  size_t next_new_ = 0, running_ = 0;
+  bool promotable_ = false;  // a forced promotion may still be possible
 };
 
 }  // namespace overcast::tune

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include <cmath>
 
 #include "tune/early_stop.h"
@@ -88,16 +90,58 @@ TEST(EarlyStop, CurveStopsAHopelessTrialAndKeepsTheBest) {
   EXPECT_NE(stop_bad->find("curve"), std::string::npos);
 }
 
-TEST(EarlyStop, AshaKeepsTheTopThirdAtEachRung) {
-  EarlyStopper s({.policy = "asha", .eta = 3, .min_progress = 1.0 / 9});
-  // Nine trials with constant losses 0.1 .. 0.9, reported in order at 20% progress.
-  int stopped = 0;
-  for (int t = 0; t < 9; ++t) {
-    if (s.Report(t, {0.2, 0.1 * (t + 1)})) ++stopped;
+TEST(Asha, PausesAtRungsAndPromotesTheTopThird) {
+  // Nine trials, rungs at 1/9 and 1/3; trial t's loss is 0.1 * (t + 1) at every rung (trial 0
+  // is the best), run one at a time.
+  AshaScheduler s(1.0 / 9, 3, 9);
+  ASSERT_EQ(s.rungs().size(), 2u);
+  std::vector<int> reached_end;
+  double work = 0;  // fractions of the budget run
+  std::map<int, double> at;
+  while (auto w = s.Next()) {
+    const double from = w->resume ? at[w->trial] : 0;
+    EXPECT_EQ(w->resume, from > 0);
+    work += w->until - from;
+    at[w->trial] = w->until;
+    if (w->until < 1) s.Paused(w->trial, 0.1 * (w->trial + 1));
+    else {
+      reached_end.push_back(w->trial);
+      s.Ended(w->trial);
+    }
   }
-  // The first two always go on (fewer than eta seen); from then on only the top third does.
-  EXPECT_EQ(stopped, 7);
-  EXPECT_FALSE(s.Report(100, {0.2, 0.05}));  // a new best goes on
+  EXPECT_TRUE(s.Done());
+  // Rung 0 records 9: the top 3 (trials 0, 1, 2) go to 1/3 as they qualify; rung 1 then holds
+  // 3, of which the top one goes to the end.
+  EXPECT_EQ(reached_end, std::vector<int>{0});
+  EXPECT_EQ(s.RungOf(1), 1);
+  EXPECT_EQ(s.RungOf(8), 0);
+  EXPECT_NEAR(work, 9.0 / 9 + 3 * (1.0 / 3 - 1.0 / 9) + (1 - 1.0 / 3), 1e-9);  // 2.33 of 9
+}
+
+TEST(Asha, WaitsForRunningTrialsAndFinishesASmallSearch) {
+  // Two trials, two slots: nothing qualifies for a promotion by the 1/eta rule, so once both
+  // paused the best of the highest rung goes on, to the end.
+  AshaScheduler s(1.0 / 9, 3, 2);
+  auto a = s.Next(), b = s.Next();
+  ASSERT_TRUE(a && b);
+  EXPECT_FALSE(s.Next());  // no new trial; both run
+  EXPECT_FALSE(s.Done());
+  s.Paused(a->trial, 0.5);
+  EXPECT_FALSE(s.Next());  // b still runs: it may yet qualify
+  s.Paused(b->trial, 0.4);
+  auto c = s.Next();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->trial, b->trial);
+  EXPECT_TRUE(c->resume);
+  EXPECT_NEAR(c->until, 1.0 / 3, 1e-9);
+  s.Paused(c->trial, 0.3);
+  auto d = s.Next();
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->trial, b->trial);
+  EXPECT_EQ(d->until, 1.0);
+  s.Ended(d->trial);
+  EXPECT_FALSE(s.Next());
+  EXPECT_TRUE(s.Done());
 }
 
 TEST(EarlyStop, DivergenceStopsAtOnceWhateverThePolicy) {

@@ -4,8 +4,11 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
+
+#include <fmt/format.h>
 
 #include "algo/algorithm.h"
 #include "algo/params.h"
@@ -65,6 +68,10 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
     return InvalidArgument("give exactly one of --grid or --random");
   }
   if (o.concurrency == 0) return InvalidArgument("--concurrency must be at least 1");
+  const bool asha = o.early_stop.policy == "asha";
+  if (asha && o.base.seconds > 0 && o.base.epochs == 0)
+    return InvalidArgument("--early-stop asha needs an --epochs budget (its rungs pause trials "
+                           "at fractions of their epochs)");
   std::vector<Assignment> space;
   if (!o.grid.empty()) {
     OC_ASSIGN_OR_RETURN(space, ParseGrid(o.grid));
@@ -110,17 +117,24 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
     OC_ASSIGN_OR_RETURN(auto manifest, data::ReadManifest(*store, o.base.dataset));
     eo.reference_loss = std::log(static_cast<double>(std::max<uint64_t>(2, manifest.num_classes)));
   }
+  // ASHA's promotions are scheduled here; the stopper then watches for divergence only.
   EarlyStopper stopper(eo);
+  AshaScheduler scheduler(o.early_stop.min_progress, o.early_stop.eta, space.size());
+  std::condition_variable changed;
   size_t next = 0;
   const auto start = Clock::now();
   auto notify = [&] {  // with mu held
     if (progress) progress(trials, stopper.best_loss());
   };
 
-  auto run_one = [&](size_t i) {
+  // Runs trial i to `until` of its budget (asha: a rung, then it pauses), resuming it when
+  // it paused before.
+  auto run_one = [&](size_t i, double until, bool resume) {
     runtime::TrainOptions t = o.base;
     t.servers = servers;
     for (auto& [k, v] : trials[i].params) t.params.push_back(k + "=" + v);
+    if (until < 1) t.pause_at_epochs = until * budget;
+    if (resume) t.resume_job = trials[i].result.job;
     t.stop_when = [&, i](const runtime::TrainProgress& p) {
       if (!p.test) return false;
       auto v = p.test->Get(out.metric);
@@ -140,17 +154,29 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
     if (!r.ok()) {
       tr.status = "failed";
       tr.reason = r.status().message();
+      if (asha) scheduler.Ended(tr.id);
     } else {
       tr.result = std::move(r).value();
       auto v = tr.result.test.Get(out.metric);
       tr.metric = v ? *v : std::nan("");
-      tr.status = tr.result.stopped_by == "early_stop" ? "stopped" : "done";
-      tr.worker_seconds = tr.result.train_seconds * tr.result.workers;
+      tr.worker_seconds += tr.result.train_seconds * tr.result.workers;
       tr.progress = std::min(1.0, by_epochs ? tr.result.epochs / budget
                                             : tr.result.train_seconds / budget);
-      if (tr.status == "done") stopper.Complete(tr.id, tr.metric);
+      if (tr.result.stopped_by == "pause") {
+        // Stopped unless promoted later (the reason says where it waits).
+        tr.status = "stopped";
+        tr.reason = fmt::format("asha: paused at {:.0f}% of the budget, not promoted (not in "
+                                "the top 1/{} of its rung)",
+                                until * 100, o.early_stop.eta);
+        scheduler.Paused(tr.id, tr.metric);
+      } else {
+        tr.status = tr.result.stopped_by == "early_stop" ? "stopped" : "done";
+        if (tr.status == "done") stopper.Complete(tr.id, tr.metric);
+        if (asha) scheduler.Ended(tr.id);
+      }
     }
     notify();
+    changed.notify_all();
   };
 
   std::vector<std::thread> pool;
@@ -158,20 +184,45 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
     pool.emplace_back([&] {
       for (;;) {
         size_t i;
+        double until = 1;
+        bool resume = false;
         {
-          std::lock_guard lock(mu);
-          if (next >= trials.size()) return;
-          i = next++;
-          double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-          if (o.budget_seconds > 0 && elapsed >= o.budget_seconds) {
-            trials[i].status = "skipped";
-            trials[i].reason = "the search's time budget ran out";
-            continue;
+          std::unique_lock lock(mu);
+          const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+          const bool out_of_time = o.budget_seconds > 0 && elapsed >= o.budget_seconds;
+          if (asha) {
+            std::optional<AshaScheduler::Work> w;
+            for (;;) {
+              if (!out_of_time) w = scheduler.Next();
+              if (w || out_of_time || scheduler.Done()) break;
+              changed.wait(lock);
+            }
+            if (!w) {
+              for (auto& t : trials) {
+                if (t.status == "pending") {
+                  t.status = "skipped";
+                  t.reason = "the search's time budget ran out";
+                }
+              }
+              return;
+            }
+            i = static_cast<size_t>(w->trial);
+            until = w->until;
+            resume = w->resume;
+          } else {
+            if (next >= trials.size()) return;
+            i = next++;
+            if (out_of_time) {
+              trials[i].status = "skipped";
+              trials[i].reason = "the search's time budget ran out";
+              continue;
+            }
           }
           trials[i].status = "running";
+          trials[i].reason.clear();
           notify();
         }
-        run_one(i);
+        run_one(i, until, resume);
       }
     });
   }
