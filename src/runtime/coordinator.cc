@@ -321,12 +321,16 @@ Result<TrainResult> Train(const TrainOptions& o,
   algo::Metrics target_metrics;
   auto last_snapshot = Clock::now();
   double snapshot_every = o.average_every_seconds;
-  const uint64_t planned_rows = spec.epochs * train_rows;
+  // A run that pauses is averaged over the tail before its pause: what a tuner compares at a
+  // rung is then the same kind of model as a finished run's.
+  const double planned_rows = (o.pause_at_epochs > 0 ? o.pause_at_epochs
+                                                     : static_cast<double>(spec.epochs)) *
+                              static_cast<double>(train_rows);
   auto in_tail = [&](double elapsed, uint64_t rows) {
     if (o.average_tail <= 0) return false;
     if (o.seconds > 0 && elapsed >= o.seconds * (1 - o.average_tail)) return true;
     return planned_rows > 0 &&
-           static_cast<double>(rows) >= static_cast<double>(planned_rows) * (1 - o.average_tail);
+           static_cast<double>(rows) >= planned_rows * (1 - o.average_tail);
   };
 
   for (;;) {
