@@ -90,7 +90,9 @@ void AddTuneCommand(CLI::App& app, CommandContext& ctx) {
   cmd->add_option("--seconds", o.base.seconds, "Budget of each trial in seconds")->excludes(ep);
   cmd->add_option("--param", o.base.params, "A fixed hyper-parameter KEY=VALUE (repeatable)");
   cmd->add_option("--early-stop", o.early_stop.policy,
-                  "none, curve (power-law extrapolation of the test loss) or asha")
+                  "none, curve (power-law extrapolation of the test loss) or asha (successive "
+                  "halving: trials pause at rungs, the top 1/eta of each rung resume from their "
+                  "state in the parameter server; needs --epochs)")
       ->check(CLI::IsMember({"none", "curve", "asha"}))
       ->capture_default_str();
   cmd->add_option("--eta", o.early_stop.eta, "asha: reduction factor")->capture_default_str();
