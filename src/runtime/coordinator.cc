@@ -473,6 +473,7 @@ Result<TrainResult> Train(const TrainOptions& o,
       pr.ps_recoveries = result.ps_recoveries;
       pr.train_loss = train_loss;
       pr.test = latest;
+      pr.evaluations = result.evaluations;
       if (on_progress) on_progress(pr);
       if (o.stop_when && !stop_sent && o.stop_when(pr)) {
         if (Status st = send_stop("early_stop"); !st.ok()) {

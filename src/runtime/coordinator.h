@@ -68,6 +68,7 @@ struct TrainProgress {
   uint64_t ps_recoveries = 0;
   double train_loss = 0;   // recent mean training loss reported by workers
   std::optional<algo::Metrics> test;  // the latest evaluation
+  uint64_t evaluations = 0;           // how many so far: a new one when this grows
 };
 
 struct TrainResult {

@@ -135,8 +135,11 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
     for (auto& [k, v] : trials[i].params) t.params.push_back(k + "=" + v);
     if (until < 1) t.pause_at_epochs = until * budget;
     if (resume) t.resume_job = trials[i].result.job;
-    t.stop_when = [&, i](const runtime::TrainProgress& p) {
-      if (!p.test) return false;
+    // Progress arrives every few milliseconds; the stopper sees each evaluation once.
+    auto seen = std::make_shared<uint64_t>(0);
+    t.stop_when = [&, i, seen](const runtime::TrainProgress& p) {
+      if (!p.test || p.evaluations == *seen) return false;
+      *seen = p.evaluations;
       auto v = p.test->Get(out.metric);
       if (!v) return false;
       double frac = by_epochs ? p.epochs / budget : p.elapsed / budget;
