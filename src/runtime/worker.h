@@ -22,7 +22,9 @@ struct WorkerOptions {
   // to `wait_seconds` for one.
   bool any_task = false;
   double wait_seconds = 600;
-  double report_every_seconds = 0.25;  // progress blob and stop check
+  // Progress blob and stop check: two small round trips, so often that a stop (early
+  // stopping, a target reached) wastes little.
+  double report_every_seconds = 0.1;
   // In-process workers (the thread backend): set to end the worker at the next batch.
   const std::atomic<bool>* cancel = nullptr;
   const std::vector<algo::AlgorithmInfo>* registry = nullptr;  // default: the built-ins
