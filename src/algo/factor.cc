@@ -290,7 +290,7 @@ class Mf final : public Algorithm {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Mini-batch k-means (Sculley 2010) with k-means++ seeding on the coordinator's sample. Dense
+// Mini-batch k-means (Sculley 2010) with greedy k-means++ seeding on the coordinator's sample. Dense
 // tables with the "add" rule: "centers" (k x num_features) and "counts" (k). A worker assigns
 // each row to its nearest centre and pushes, per centre c with m_c new rows and n_c = count_c +
 // m_c, the step (sum x - m_c c) / n_c: each centre is the running mean of the rows it got. With
@@ -321,27 +321,49 @@ class Kmeans final : public Algorithm {
     if (sample->rows() < k_)
       return InvalidArgument("kmeans: k=" + std::to_string(k_) + " exceeds the " +
                              std::to_string(sample->rows()) + " rows sampled");
-    // k-means++: each next seed drawn with probability proportional to D(x)^2.
+    // Greedy k-means++ (as scikit-learn seeds): each next seed is the best, by the sample's
+    // resulting sum of D(x)^2, of 2 + ln k candidates drawn with probability proportional to
+    // D(x)^2 (plain k-means++ draws one; the greedy pick avoids most poor seedings).
+    const size_t rows = sample->rows();
     std::mt19937_64 rng(seed_);
     std::vector<float> centers(k_ * F, 0.0f);
     auto set_center = [&](size_t c, size_t r) {
+      std::fill(centers.begin() + c * F, centers.begin() + (c + 1) * F, 0.0f);
       for (uint64_t i = sample->offsets[r]; i < sample->offsets[r + 1]; ++i)
         if (sample->ids[i] < F) centers[c * F + sample->ids[i]] = sample->values[i];
     };
-    std::vector<double> d2(sample->rows(), std::numeric_limits<double>::infinity());
-    set_center(0, std::uniform_int_distribution<size_t>(0, sample->rows() - 1)(rng));
-    for (size_t c = 1; c <= k_; ++c) {
+    // D(x)^2 of every sample row to centre c, folded into `d2` by min; returns the new sum.
+    auto fold = [&](const float* center, std::vector<double>& d2) {
+      const float cn = Norm2(center);
       double total = 0;
-      for (size_t r = 0; r < sample->rows(); ++r) {
-        d2[r] = std::min<double>(d2[r], Dist2(centers.data() + (c - 1) * F, Norm2(centers.data() + (c - 1) * F),
-                                      *sample, r));
+      for (size_t r = 0; r < rows; ++r) {
+        d2[r] = std::min<double>(d2[r], Dist2(center, cn, *sample, r));
         total += d2[r];
       }
-      if (c == k_) break;
-      double pick = std::uniform_real_distribution<double>(0, total)(rng);
-      size_t r = 0;
-      for (; r + 1 < sample->rows() && pick >= d2[r]; ++r) pick -= d2[r];
-      set_center(c, r);
+      return total;
+    };
+    std::vector<double> d2(rows, std::numeric_limits<double>::infinity()), trial(rows), best_d2(rows);
+    set_center(0, std::uniform_int_distribution<size_t>(0, rows - 1)(rng));
+    double total = fold(centers.data(), d2);
+    const int candidates = 2 + static_cast<int>(std::log(static_cast<double>(k_)));
+    std::vector<float> candidate(F);
+    for (size_t c = 1; c < k_; ++c) {
+      double best_total = std::numeric_limits<double>::infinity();
+      size_t best_row = 0;
+      for (int t = 0; t < candidates; ++t) {
+        double pick = std::uniform_real_distribution<double>(0, total)(rng);
+        size_t r = 0;
+        for (; r + 1 < rows && pick >= d2[r]; ++r) pick -= d2[r];
+        std::fill(candidate.begin(), candidate.end(), 0.0f);
+        for (uint64_t i = sample->offsets[r]; i < sample->offsets[r + 1]; ++i)
+          if (sample->ids[i] < F) candidate[sample->ids[i]] = sample->values[i];
+        trial = d2;
+        const double t_total = fold(candidate.data(), trial);
+        if (t_total < best_total) best_total = t_total, best_row = r, best_d2.swap(trial);
+      }
+      set_center(c, best_row);
+      d2.swap(best_d2);
+      total = best_total;
     }
     return state.PushDense("centers", 0, centers).get();
   }
@@ -508,7 +530,7 @@ AlgorithmInfo KmeansInfo() {
   a.params = {ParamSpec::Int("k", 10, "number of clusters", 1, 100000),
               ParamSpec::Int("batch", 256, "rows per minibatch", 1, 1 << 20),
               ParamSpec::Int("seed", 1, "seed of the k-means++ draws", 0, INT64_MAX),
-              ParamSpec::Int("max_count", 2000,
+              ParamSpec::Int("max_count", 500,
                              "cap of a centre's row count in its running mean (0: none): it "
                              "forgets rows older than about k x max_count",
                              0, INT64_MAX)};
