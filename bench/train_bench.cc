@@ -244,8 +244,10 @@ Status Scaling(const TrainBenchOptions& o, const std::string& dir, nlohmann::jso
 }
 
 // A worker's memory is bounded by its prefetch ring and a batch's keys, not by the dataset:
-// the same run (2 worker processes, 1 epoch) on a dataset of `scaling_rows` rows and on one
-// `memory_scale` times larger, each worker's peak RSS printed side by side.
+// the same work (2 worker processes, the same rows read: `memory_scale` epochs of a dataset of
+// `scaling_rows` rows, then 1 epoch of one `memory_scale` times larger), each worker's peak RSS
+// printed side by side. (A worker's RSS climbs over its first few hundred thousand rows to a
+// plateau, so runs that read different numbers of rows are not comparable.)
 Status Memory(const TrainBenchOptions& o, const std::string& dir, nlohmann::json* figures,
               nlohmann::json* ratios) {
   const uint64_t small = o.scaling_rows, large = o.scaling_rows * o.memory_scale;
@@ -254,7 +256,7 @@ Status Memory(const TrainBenchOptions& o, const std::string& dir, nlohmann::json
   double peak[2] = {0, 0};
   for (int i = 0; i < 2; ++i) {
     OC_ASSIGN_OR_RETURN(RunFigures f, TrainCtr(o, dir, i == 0 ? "ctr_small" : "ctr_large",
-                                               o.memory_workers, 1));
+                                               o.memory_workers, i == 0 ? o.memory_scale : 1));
     peak[i] = f.worker_peak_rss_mb;
   }
   (*figures)["memory_rows_small"] = small;
@@ -265,9 +267,10 @@ Status Memory(const TrainBenchOptions& o, const std::string& dir, nlohmann::json
   if (peak[0] > 0) (*ratios)["worker_peak_rss_large_over_small"] = peak[1] / peak[0];
   if (o.progress)
     std::fprintf(stderr,
-                 "bench train: worker peak RSS %.1f MiB with %llu rows, %.1f MiB with %llu rows "
-                 "(%u workers, 1 epoch)\n",
-                 peak[0], static_cast<unsigned long long>(small), peak[1],
+                 "bench train: worker peak RSS %.1f MiB on %llu rows (%llu epochs), %.1f MiB on "
+                 "%llu rows (1 epoch), %u workers\n",
+                 peak[0], static_cast<unsigned long long>(small),
+                 static_cast<unsigned long long>(o.memory_scale), peak[1],
                  static_cast<unsigned long long>(large), o.memory_workers);
   return Status::Ok();
 }

@@ -27,8 +27,9 @@ struct TrainBenchOptions {
   std::vector<uint32_t> workers = {1, 2, 4};
   uint64_t scaling_rows = 200000;
   uint64_t scaling_epochs = 2;
-  // Memory (processes only): peak RSS of `memory_workers` worker processes training 1 epoch on
-  // `scaling_rows` rows and on `memory_scale` times as many (0: skip).
+  // Memory (processes only): peak RSS of `memory_workers` worker processes reading the same
+  // rows from `scaling_rows` rows (`memory_scale` epochs) and from `memory_scale` times as many
+  // (1 epoch); 0: skip.
   uint64_t memory_scale = 5;
   uint32_t memory_workers = 2;
   std::string backend = "processes";  // or threads

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -34,6 +35,12 @@ std::vector<pid_t> LiveChildren(pid_t parent) {
   }
   ::closedir(d);
   return out;
+}
+
+// The command line of /proc/<pid> ("self" for this process), NUL-separated.
+std::string Cmdline(const std::string& pid) {
+  std::ifstream f("/proc/" + pid + "/cmdline", std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
 
 }  // namespace
@@ -73,7 +80,11 @@ std::map<pid_t, double> ChildRssSampler::peaks() const {
 }
 
 void ChildRssSampler::Sample() {
+  const std::string self = Cmdline("self");
   for (pid_t pid : LiveChildren(::getpid())) {
+    // Between fork and exec a child still carries this process's memory (and its VmHWM): it
+    // counts once its command line is its own.
+    if (Cmdline(std::to_string(pid)) == self) continue;
     const double mib = ProcessPeakRssMiB(pid);
     if (mib < 0) continue;
     std::lock_guard<std::mutex> l(mu_);

@@ -342,7 +342,8 @@ class Kmeans final : public Algorithm {
       }
       return total;
     };
-    std::vector<double> d2(rows, std::numeric_limits<double>::infinity()), trial(rows), best_d2(rows);
+    std::vector<double> d2(rows, std::numeric_limits<double>::infinity());
+    std::vector<double> trial(rows), best_d2(rows);
     set_center(0, std::uniform_int_distribution<size_t>(0, rows - 1)(rng));
     double total = fold(centers.data(), d2);
     const int candidates = 2 + static_cast<int>(std::log(static_cast<double>(k_)));
@@ -510,8 +511,8 @@ AlgorithmInfo MfInfo() {
   auto params = CommonParams(0.1, "adagrad", 64);
   params[4].default_value = "0.01";  // l2: factor models need it
   params[4].help = "L2 penalty on the factors, per rating (l2*w added to each rating's gradient)";
-  params.push_back(ParamSpec::Float("bias_l2", 0.01, "L2 penalty on the user and item biases, per rating",
-                                    0, 1e6));
+  params.push_back(ParamSpec::Float("bias_l2", 0.01,
+                                    "L2 penalty on the user and item biases, per rating", 0, 1e6));
   params.push_back(ParamSpec::Int("rank", 16, "latent factors per user and item", 1, 1024));
   params.push_back(ParamSpec::Float("init_std", 0.1, "std of the factors' initial values", 0, 10));
   return {"mf", "matrix factorization of a ratings dataset (biases + rank-K factors)", params,

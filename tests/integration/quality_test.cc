@@ -71,15 +71,17 @@ TEST_F(QualityTest, MfMovieLensRmse) {
   if (!std::filesystem::exists("/usr/lib/R/site-library/dslabs") ||
       std::system("command -v Rscript > /dev/null") != 0)
     GTEST_SKIP() << "needs r-cran-dslabs (Rscript and the dslabs data)";
-  CliRun csv = Start(dir_, {"/bin/bash", src_ + "/scripts/movielens_to_csv.sh", dir_ + "/ml.csv", "1"});
+  CliRun csv =
+      Start(dir_, {"/bin/bash", src_ + "/scripts/movielens_to_csv.sh", dir_ + "/ml.csv", "1"});
   ASSERT_EQ(csv.exit, 0) << csv.log;
   CliRun l = Start(dir_, {"overcast", "load", "--format", "ratings", "--input", dir_ + "/ml.csv",
-                       "--test-fraction", "0.2", "--seed", "1", "--partition-rows", "4096",
-                       "--dataset", "ml", "--store", store_, "--json"});
+                          "--test-fraction", "0.2", "--seed", "1", "--partition-rows", "4096",
+                          "--dataset", "ml", "--store", store_, "--json"});
   ASSERT_EQ(l.exit, 0) << l.log;
   EXPECT_EQ(l.result["rows"], 100004);
-  const std::vector<std::string> train = {"overcast", "train", "--dataset", "ml", "--model", "mf",
-                                          "--workers", "2", "--store", store_, "--json"};
+  const std::vector<std::string> train = {"overcast", "train", "--dataset", "ml",
+                                          "--model",  "mf",    "--workers", "2",
+                                          "--store",  store_,  "--json"};
   auto with = [&](std::vector<std::string> extra) {
     std::vector<std::string> a = train;
     a.insert(a.end(), extra.begin(), extra.end());
@@ -89,8 +91,8 @@ TEST_F(QualityTest, MfMovieLensRmse) {
   ASSERT_EQ(bias.exit, 0) << bias.log;
   // Tuned on this split (the defaults suit denser data): stronger L2 on the factors than on
   // the biases, rank 32, small initial factors.
-  CliRun mf = Start(dir_, with({"--epochs", "20", "--param", "rank=32", "--param", "l2=0.12", "--param",
-                             "bias_l2=0.02", "--param", "init_std=0.05"}));
+  CliRun mf = Start(dir_, with({"--epochs", "20", "--param", "rank=32", "--param", "l2=0.12",
+                                "--param", "bias_l2=0.02", "--param", "init_std=0.05"}));
   ASSERT_EQ(mf.exit, 0) << mf.log;
   const double rmse = mf.result["test_rmse"];
   std::printf("movielens: mf test_rmse %.4f in %.1f s (biases alone %.4f), %d test rows\n", rmse,
@@ -107,21 +109,24 @@ TEST_F(QualityTest, KmeansObjectiveWithinTwoPercentOfSklearn) {
   if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist") ||
       std::system("/usr/bin/python3 -c 'import sklearn' 2> /dev/null") != 0)
     GTEST_SKIP() << "needs dataset-fashion-mnist and python3-sklearn";
-  CliRun ref = Start(dir_, {"/usr/bin/python3", src_ + "/scripts/kmeans_reference.py", "--out", dir_,
-                         "--k", "10", "--n-init", "10", "--seed", "0", "--limit", "20000"});
+  CliRun ref =
+      Start(dir_, {"/usr/bin/python3", src_ + "/scripts/kmeans_reference.py", "--out", dir_, "--k",
+                   "10", "--n-init", "10", "--seed", "0", "--limit", "20000"});
   ASSERT_EQ(ref.exit, 0) << ref.log;
   const double sk = ref.result["sklearn_test_objective"];
-  CliRun l = Start(dir_, {"overcast", "load", "--format", "libsvm", "--input", dir_ + "/fmnist01.train.svm",
-                       "--test-input", dir_ + "/fmnist01.test.svm", "--dataset", "f01",
-                       "--store", store_});
+  CliRun l = Start(
+      dir_, {"overcast", "load", "--format", "libsvm", "--input", dir_ + "/fmnist01.train.svm",
+             "--test-input", dir_ + "/fmnist01.test.svm", "--dataset", "f01", "--store", store_});
   ASSERT_EQ(l.exit, 0) << l.log;
   CliRun t = Start(dir_, {"overcast", "train", "--dataset", "f01", "--model", "kmeans", "--workers",
                           "2", "--epochs", "20", "--param", "k=10", "--store", store_, "--json"});
   ASSERT_EQ(t.exit, 0) << t.log;
   const double obj = t.result["test_objective"];
-  std::printf("kmeans fashion-mnist: overcast test_objective %.4f in %.1f s, sklearn %.4f in %.1f s "
-              "(ratio %.4f)\n", obj, t.result["train_seconds"].get<double>(), sk,
-              ref.result["sklearn_seconds"].get<double>(), obj / sk);
+  std::printf(
+      "kmeans fashion-mnist: overcast test_objective %.4f in %.1f s, sklearn %.4f in %.1f s "
+      "(ratio %.4f)\n",
+      obj, t.result["train_seconds"].get<double>(), sk, ref.result["sklearn_seconds"].get<double>(),
+      obj / sk);
   EXPECT_LE(obj, 1.02 * sk);
 }
 
