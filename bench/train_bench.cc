@@ -11,6 +11,7 @@
 #include <random>
 
 #include "algo/algorithm.h"
+#include "bench/worker_rss.h"
 #include "data/load.h"
 #include "data/store.h"
 #include "ps/client.h"
@@ -146,57 +147,92 @@ Status Latency(const TrainBenchOptions& o, nlohmann::json* figures) {
   return Status::Ok();
 }
 
-Status Scaling(const TrainBenchOptions& o, const std::string& dir, nlohmann::json* figures,
-               nlohmann::json* ratios) {
-  // CTR-like rows: 26 ids, one per "field" of 2^10 values each, P(y=1) from a hidden model.
-  const std::string input = dir + "/ctr.svm", test = dir + "/ctr.test.svm";
-  std::mt19937_64 rng(o.seed);
+// CTR-like rows: 26 ids, one per "field" of 2^10 values each, P(y=1) from a hidden model (the
+// same model for every file of one run: it is drawn from `seed` alone).
+void WriteCtr(const std::string& path, uint64_t rows, uint64_t seed, uint64_t stream) {
+  std::mt19937_64 wrng(seed);
   std::normal_distribution<double> wn(0, 0.5);
   std::vector<float> w(26 << 10);
-  for (auto& x : w) x = static_cast<float>(wn(rng));
+  for (auto& x : w) x = static_cast<float>(wn(wrng));
+  std::mt19937_64 rng(seed * 1000003 + stream);
   std::uniform_real_distribution<double> u(0, 1);
-  auto write = [&](const std::string& path, uint64_t rows) {
-    std::ofstream f(path);
-    std::string line;
-    for (uint64_t r = 0; r < rows; ++r) {
-      uint32_t ids[26];
-      double z = -0.5;
-      for (int k = 0; k < 26; ++k) {
-        ids[k] = (k << 10) + static_cast<uint32_t>(rng() & 0x3ff);
-        z += w[ids[k]] * 0.3;
-      }
-      line = u(rng) < 1 / (1 + std::exp(-z)) ? "1" : "0";
-      for (int k = 0; k < 26; ++k) line += " " + std::to_string(ids[k] + 1) + ":1";
-      f << line << '\n';
+  std::ofstream f(path);
+  std::string line;
+  for (uint64_t r = 0; r < rows; ++r) {
+    uint32_t ids[26];
+    double z = -0.5;
+    for (int k = 0; k < 26; ++k) {
+      ids[k] = (k << 10) + static_cast<uint32_t>(rng() & 0x3ff);
+      z += w[ids[k]] * 0.3;
     }
-  };
-  write(input, o.scaling_rows);
-  write(test, o.scaling_rows / 10);
+    line = u(rng) < 1 / (1 + std::exp(-z)) ? "1" : "0";
+    for (int k = 0; k < 26; ++k) line += " " + std::to_string(ids[k] + 1) + ":1";
+    f << line << '\n';
+  }
+}
+
+// Writes and loads a CTR dataset of `rows` training rows (and rows/10 test rows) as `name`.
+Status LoadCtr(const TrainBenchOptions& o, const std::string& dir, const std::string& name,
+               uint64_t rows) {
+  const std::string input = dir + "/" + name + ".svm", test = dir + "/" + name + ".test.svm";
+  WriteCtr(input, rows, o.seed, 1);
+  WriteCtr(test, rows / 10, o.seed, 2);
   auto store = data::NewLocalStore(dir + "/store");
   data::LoadOptions lo;
   lo.input = input;
   lo.test_input = test;
-  lo.dataset = "ctr";
+  lo.dataset = name;
   OC_RETURN_IF_ERROR(data::LoadDataset(*store, lo).status());
+  std::filesystem::remove(input);
+  std::filesystem::remove(test);
+  return Status::Ok();
+}
+
+struct RunFigures {
+  runtime::TrainResult result;
+  double worker_peak_rss_mb = 0;  // largest VmHWM of any worker process (0: thread workers)
+};
+
+// Trains logreg (defaults, no evaluation until the end, no averaging) on `dataset` with `n`
+// workers, sampling the worker processes' peak RSS meanwhile.
+Result<RunFigures> TrainCtr(const TrainBenchOptions& o, const std::string& dir,
+                            const std::string& dataset, uint32_t n, uint64_t epochs) {
+  runtime::TrainOptions t;
+  t.store = dir + "/store";
+  t.dataset = dataset;
+  t.model = "logreg";
+  t.workers = n;
+  t.epochs = epochs;
+  t.backend = o.backend;
+  t.worker_binary = o.worker_binary;
+  t.eval_every_seconds = 0;
+  t.average_tail = 0;
+  ChildRssSampler rss;
+  rss.Start();
+  auto r = runtime::Train(t);
+  RunFigures f;
+  f.worker_peak_rss_mb = rss.Stop();
+  OC_RETURN_IF_ERROR(r.status());
+  f.result = std::move(*r);
+  return f;
+}
+
+Status Scaling(const TrainBenchOptions& o, const std::string& dir, nlohmann::json* figures,
+               nlohmann::json* ratios) {
+  OC_RETURN_IF_ERROR(LoadCtr(o, dir, "ctr", o.scaling_rows));
   double base = 0;
   for (uint32_t n : o.workers) {
-    runtime::TrainOptions t;
-    t.store = dir + "/store";
-    t.dataset = "ctr";
-    t.model = "logreg";
-    t.workers = n;
-    t.epochs = o.scaling_epochs;
-    t.backend = o.backend;
-    t.worker_binary = o.worker_binary;
-    t.eval_every_seconds = 0;
-    t.average_tail = 0;
-    OC_ASSIGN_OR_RETURN(auto r, runtime::Train(t));
+    OC_ASSIGN_OR_RETURN(RunFigures f, TrainCtr(o, dir, "ctr", n, o.scaling_epochs));
+    const runtime::TrainResult& r = f.result;
     const std::string k = "workers_" + std::to_string(n);
     (*figures)[k + "_samples_per_second"] = r.samples_per_second;
     (*figures)[k + "_test_logloss"] = *r.test.logloss;
+    if (f.worker_peak_rss_mb > 0) (*figures)[k + "_worker_peak_rss_mb"] = f.worker_peak_rss_mb;
     if (o.progress)
-      std::fprintf(stderr, "bench train: %u workers: %.0f samples/s, test log-loss %.4f\n", n,
-                   r.samples_per_second, *r.test.logloss);
+      std::fprintf(stderr,
+                   "bench train: %u workers: %.0f samples/s, test log-loss %.4f, worker peak "
+                   "RSS %.1f MiB\n",
+                   n, r.samples_per_second, *r.test.logloss, f.worker_peak_rss_mb);
     if (base == 0) base = r.samples_per_second;
     else (*ratios)[k + "_over_" + std::to_string(o.workers.front()) + "_samples_per_second"] =
         r.samples_per_second / base;
@@ -204,6 +240,38 @@ Status Scaling(const TrainBenchOptions& o, const std::string& dir, nlohmann::jso
   (*figures)["scaling_rows"] = o.scaling_rows;
   (*figures)["scaling_epochs"] = o.scaling_epochs;
   (*figures)["backend"] = o.backend;
+  return Status::Ok();
+}
+
+// A worker's memory is bounded by its prefetch ring and a batch's keys, not by the dataset:
+// the same work (2 worker processes, the same rows read: `memory_scale` epochs of a dataset of
+// `scaling_rows` rows, then 1 epoch of one `memory_scale` times larger), each worker's peak RSS
+// printed side by side. (A worker's RSS climbs over its first few hundred thousand rows to a
+// plateau, so runs that read different numbers of rows are not comparable.)
+Status Memory(const TrainBenchOptions& o, const std::string& dir, nlohmann::json* figures,
+              nlohmann::json* ratios) {
+  const uint64_t small = o.scaling_rows, large = o.scaling_rows * o.memory_scale;
+  OC_RETURN_IF_ERROR(LoadCtr(o, dir, "ctr_small", small));
+  OC_RETURN_IF_ERROR(LoadCtr(o, dir, "ctr_large", large));
+  double peak[2] = {0, 0};
+  for (int i = 0; i < 2; ++i) {
+    OC_ASSIGN_OR_RETURN(RunFigures f, TrainCtr(o, dir, i == 0 ? "ctr_small" : "ctr_large",
+                                               o.memory_workers, i == 0 ? o.memory_scale : 1));
+    peak[i] = f.worker_peak_rss_mb;
+  }
+  (*figures)["memory_rows_small"] = small;
+  (*figures)["memory_rows_large"] = large;
+  (*figures)["memory_workers"] = o.memory_workers;
+  (*figures)["worker_peak_rss_mb_small"] = peak[0];
+  (*figures)["worker_peak_rss_mb_large"] = peak[1];
+  if (peak[0] > 0) (*ratios)["worker_peak_rss_large_over_small"] = peak[1] / peak[0];
+  if (o.progress)
+    std::fprintf(stderr,
+                 "bench train: worker peak RSS %.1f MiB on %llu rows (%llu epochs), %.1f MiB on "
+                 "%llu rows (1 epoch), %u workers\n",
+                 peak[0], static_cast<unsigned long long>(small),
+                 static_cast<unsigned long long>(o.memory_scale), peak[1],
+                 static_cast<unsigned long long>(large), o.memory_workers);
   return Status::Ok();
 }
 
@@ -231,6 +299,8 @@ Status RunTrainBench(const TrainBenchOptions& o, nlohmann::json* result) {
     remove = true;
   }
   Status s = o.workers.empty() ? Status::Ok() : Scaling(o, dir, &figures, &ratios);
+  if (s.ok() && o.memory_scale > 0 && o.backend == "processes")
+    s = Memory(o, dir, &figures, &ratios);
   if (remove) std::filesystem::remove_all(dir);
   OC_RETURN_IF_ERROR(s);
   figures["peak_rss_mb"] = PeakRssMiB();

@@ -1,6 +1,7 @@
 // `overcast bench train`: a worker's per-iteration latency (pull + compute + push of a batch of
 // sparse rows against a parameter server on loopback) and training throughput with 1, 2, 4
-// workers, every figure measured in the run (bench/README.md names the keys).
+// workers, and the worker processes' peak resident memory on two dataset sizes, every figure
+// measured in the run (bench/README.md names the keys).
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,11 @@ struct TrainBenchOptions {
   std::vector<uint32_t> workers = {1, 2, 4};
   uint64_t scaling_rows = 200000;
   uint64_t scaling_epochs = 2;
+  // Memory (processes only): peak RSS of `memory_workers` worker processes reading the same
+  // rows from `scaling_rows` rows (`memory_scale` epochs) and from `memory_scale` times as many
+  // (1 epoch); 0: skip.
+  uint64_t memory_scale = 5;
+  uint32_t memory_workers = 2;
   std::string backend = "processes";  // or threads
   std::string worker_binary;          // processes: default this executable
   std::string dir;                    // work directory; empty: a fresh one under $TMPDIR or /tmp

@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev libeigen3-dev
   redis-server dataset-fashion-mnist liblinear-tools
   libcpp-httplib-dev wrk python3
+  r-cran-dslabs python3-sklearn
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

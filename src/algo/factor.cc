@@ -174,11 +174,16 @@ class Fm final : public Algorithm {
 // Matrix factorization on a ratings dataset (user u = feature 2u, item i = feature 2i+1):
 // r = mu + b_u + b_i + <p_u, q_i>. Table "f": key = feature id, [p or q (rank), bias]; table
 // "mu": key 0, the global mean. Gradients are per-row sums (each key appears in few rows of a
-// batch), so the server's l2 acts per update as in classic SGD-MF.
+// batch) and the worker adds the L2 terms per rating, as classic SGD-MF does: l2 * p_u to p_u's
+// gradient for each rating of u, bias_l2 * b_u to b_u's (biases need less shrinking than the
+// factors); the server's optimizer gets no l2 of its own.
 class Mf final : public Algorithm {
  public:
   Mf(const Params& p, const DataInfo& info, ps::OptimizerConfig opt)
-      : info_(info), opt_(opt), rank_(p.Int("rank")), init_std_(p.Float("init_std")) {}
+      : info_(info), opt_(opt), rank_(p.Int("rank")), init_std_(p.Float("init_std")),
+        l2_(static_cast<float>(p.Float("l2"))), bias_l2_(static_cast<float>(p.Float("bias_l2"))) {
+    opt_.l2 = 0;
+  }
   Task task() const override { return Task::kRegression; }
   size_t outputs() const override { return 1; }
   uint32_t dim() const { return static_cast<uint32_t>(rank_ + 1); }
@@ -229,11 +234,11 @@ class Mf final : public Algorithm {
       float* gp = s.g.data() + size_t{s.keys.pos[u]} * D;
       float* gq = s.g.data() + size_t{s.keys.pos[it]} * D;
       for (size_t k = 0; k < rank_; ++k) {
-        gp[k] += d * q[k];
-        gq[k] += d * p[k];
+        gp[k] += d * q[k] + l2_ * p[k];
+        gq[k] += d * p[k] + l2_ * q[k];
       }
-      gp[rank_] += d;
-      gq[rank_] += d;
+      gp[rank_] += d + bias_l2_ * p[rank_];
+      gq[rank_] += d + bias_l2_ * q[rank_];
       gmu += d;
     }
     mu_grad_[slot] = gmu / static_cast<float>(std::max<size_t>(batch.rows(), 1));
@@ -278,20 +283,25 @@ class Mf final : public Algorithm {
   ps::OptimizerConfig opt_;
   size_t rank_;
   double init_std_;
+  float l2_, bias_l2_;
   SparseSlot slots_[2];
   float mu_[2] = {0, 0}, mu_grad_[2] = {0, 0};
   std::future<Status> mu_pull_[2], mu_push_[2];
 };
 
 // ---------------------------------------------------------------------------------------------
-// Mini-batch k-means (Sculley 2010) with k-means++ seeding on the coordinator's sample. Dense
+// Mini-batch k-means (Sculley 2010) with greedy k-means++ seeding on the coordinator's sample. Dense
 // tables with the "add" rule: "centers" (k x num_features) and "counts" (k). A worker assigns
 // each row to its nearest centre and pushes, per centre c with m_c new rows and n_c = count_c +
-// m_c, the step (sum x - m_c c) / n_c: each centre is the running mean of the rows it got.
+// m_c, the step (sum x - m_c c) / n_c: each centre is the running mean of the rows it got. With
+// n_c capped at max_count the mean forgets rows assigned long ago (by centres since moved), so
+// the centres keep converging as Lloyd's iterations do instead of freezing on stale
+// assignments; the cap is high enough that the noise of the last rows barely counts.
 class Kmeans final : public Algorithm {
  public:
   Kmeans(const Params& p, const DataInfo& info)
-      : info_(info), k_(p.Int("k")), seed_(static_cast<uint64_t>(p.Int("seed"))) {}
+      : info_(info), k_(p.Int("k")), seed_(static_cast<uint64_t>(p.Int("seed"))),
+        max_count_(static_cast<float>(p.Int("max_count"))) {}
   Task task() const override { return Task::kClustering; }
   size_t outputs() const override { return 2; }
 
@@ -311,27 +321,50 @@ class Kmeans final : public Algorithm {
     if (sample->rows() < k_)
       return InvalidArgument("kmeans: k=" + std::to_string(k_) + " exceeds the " +
                              std::to_string(sample->rows()) + " rows sampled");
-    // k-means++: each next seed drawn with probability proportional to D(x)^2.
+    // Greedy k-means++ (as scikit-learn seeds): each next seed is the best, by the sample's
+    // resulting sum of D(x)^2, of 2 + ln k candidates drawn with probability proportional to
+    // D(x)^2 (plain k-means++ draws one; the greedy pick avoids most poor seedings).
+    const size_t rows = sample->rows();
     std::mt19937_64 rng(seed_);
     std::vector<float> centers(k_ * F, 0.0f);
     auto set_center = [&](size_t c, size_t r) {
+      std::fill(centers.begin() + c * F, centers.begin() + (c + 1) * F, 0.0f);
       for (uint64_t i = sample->offsets[r]; i < sample->offsets[r + 1]; ++i)
         if (sample->ids[i] < F) centers[c * F + sample->ids[i]] = sample->values[i];
     };
-    std::vector<double> d2(sample->rows(), std::numeric_limits<double>::infinity());
-    set_center(0, std::uniform_int_distribution<size_t>(0, sample->rows() - 1)(rng));
-    for (size_t c = 1; c <= k_; ++c) {
+    // D(x)^2 of every sample row to centre c, folded into `d2` by min; returns the new sum.
+    auto fold = [&](const float* center, std::vector<double>& d2) {
+      const float cn = Norm2(center);
       double total = 0;
-      for (size_t r = 0; r < sample->rows(); ++r) {
-        d2[r] = std::min<double>(d2[r], Dist2(centers.data() + (c - 1) * F, Norm2(centers.data() + (c - 1) * F),
-                                      *sample, r));
+      for (size_t r = 0; r < rows; ++r) {
+        d2[r] = std::min<double>(d2[r], Dist2(center, cn, *sample, r));
         total += d2[r];
       }
-      if (c == k_) break;
-      double pick = std::uniform_real_distribution<double>(0, total)(rng);
-      size_t r = 0;
-      for (; r + 1 < sample->rows() && pick >= d2[r]; ++r) pick -= d2[r];
-      set_center(c, r);
+      return total;
+    };
+    std::vector<double> d2(rows, std::numeric_limits<double>::infinity());
+    std::vector<double> trial(rows), best_d2(rows);
+    set_center(0, std::uniform_int_distribution<size_t>(0, rows - 1)(rng));
+    double total = fold(centers.data(), d2);
+    const int candidates = 2 + static_cast<int>(std::log(static_cast<double>(k_)));
+    std::vector<float> candidate(F);
+    for (size_t c = 1; c < k_; ++c) {
+      double best_total = std::numeric_limits<double>::infinity();
+      size_t best_row = 0;
+      for (int t = 0; t < candidates; ++t) {
+        double pick = std::uniform_real_distribution<double>(0, total)(rng);
+        size_t r = 0;
+        for (; r + 1 < rows && pick >= d2[r]; ++r) pick -= d2[r];
+        std::fill(candidate.begin(), candidate.end(), 0.0f);
+        for (uint64_t i = sample->offsets[r]; i < sample->offsets[r + 1]; ++i)
+          if (sample->ids[i] < F) candidate[sample->ids[i]] = sample->values[i];
+        trial = d2;
+        const double t_total = fold(candidate.data(), trial);
+        if (t_total < best_total) best_total = t_total, best_row = r, best_d2.swap(trial);
+      }
+      set_center(c, best_row);
+      d2.swap(best_d2);
+      total = best_total;
     }
     return state.PushDense("centers", 0, centers).get();
   }
@@ -366,7 +399,8 @@ class Kmeans final : public Algorithm {
     }
     for (size_t c = 0; c < k_; ++c) {
       if (s.dn[c] == 0) continue;
-      const float n = s.n[c] + s.dn[c];
+      float n = s.n[c] + s.dn[c];
+      if (max_count_ > 0) n = std::max(std::min(n, max_count_), s.dn[c]);
       const float* cc = s.c.data() + c * F;
       float* dc = s.dc.data() + c * F;
       for (uint64_t j = 0; j < F; ++j) dc[j] = (dc[j] - s.dn[c] * cc[j]) / n;
@@ -449,6 +483,7 @@ class Kmeans final : public Algorithm {
   DataInfo info_;
   size_t k_;
   uint64_t seed_;
+  float max_count_;  // 0: no cap
   Slot slots_[2];
   std::vector<float> norms_;
 };
@@ -475,6 +510,9 @@ AlgorithmInfo MfInfo() {
   // epochs, lr 0.1-0.2 reached 0.257.
   auto params = CommonParams(0.1, "adagrad", 64);
   params[4].default_value = "0.01";  // l2: factor models need it
+  params[4].help = "L2 penalty on the factors, per rating (l2*w added to each rating's gradient)";
+  params.push_back(ParamSpec::Float("bias_l2", 0.01,
+                                    "L2 penalty on the user and item biases, per rating", 0, 1e6));
   params.push_back(ParamSpec::Int("rank", 16, "latent factors per user and item", 1, 1024));
   params.push_back(ParamSpec::Float("init_std", 0.1, "std of the factors' initial values", 0, 10));
   return {"mf", "matrix factorization of a ratings dataset (biases + rank-K factors)", params,
@@ -492,7 +530,11 @@ AlgorithmInfo KmeansInfo() {
   a.description = "mini-batch k-means with k-means++ seeding (labels are ignored)";
   a.params = {ParamSpec::Int("k", 10, "number of clusters", 1, 100000),
               ParamSpec::Int("batch", 256, "rows per minibatch", 1, 1 << 20),
-              ParamSpec::Int("seed", 1, "seed of the k-means++ draws", 0, INT64_MAX)};
+              ParamSpec::Int("seed", 1, "seed of the k-means++ draws", 0, INT64_MAX),
+              ParamSpec::Int("max_count", 500,
+                             "cap of a centre's row count in its running mean (0: none): it "
+                             "forgets rows older than about k x max_count",
+                             0, INT64_MAX)};
   a.init_sample_rows = 20000;
   a.create = [](const Params& p, const DataInfo& d) -> Result<std::unique_ptr<Algorithm>> {
     if (d.num_features == 0) return InvalidArgument("kmeans: the dataset has no features");

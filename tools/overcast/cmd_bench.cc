@@ -77,11 +77,16 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     CLI::App* c = bench->add_subcommand(
         "train",
         "Per-iteration latency of a logreg worker step (pull, compute, push) against the bare\n"
-        "client's pull+push in the same run, and samples/s with 1, 2 and 4 workers.");
+        "client's pull+push in the same run, samples/s with 1, 2 and 4 workers, and the worker\n"
+        "processes' peak RSS on two dataset sizes.");
     c->add_flag("--json", *json, "Print the result as one JSON line last on stdout");
     c->add_option("--iterations", o->iterations, "Timed steps")->capture_default_str();
     c->add_option("--backend", o->backend, "processes or threads")->capture_default_str();
     c->add_option("--scaling-rows", o->scaling_rows, "Rows of the scaling dataset")
+        ->capture_default_str();
+    c->add_option("--memory-scale", o->memory_scale,
+                  "Worker peak RSS on the scaling dataset and on one this many times larger "
+                  "(0: skip)")
         ->capture_default_str();
     c->callback([o, json, &ctx] {
       nlohmann::json result;
