@@ -264,8 +264,12 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
   spec.dim = 1;
   spec.optimizer.kind = ps::OptimizerKind::kSgd;
   spec.optimizer.lr = 0.01f;
+  const bool sparse = o.only.empty() || o.only == "sparse";
+  const bool dense = o.only.empty() || o.only == "dense";
+  const bool memory = (o.only.empty() || o.only == "memory") && o.memory_keys > 0;
+  if (!sparse && !dense && !memory) return InvalidArgument("unknown phase '" + o.only + "'");
   OC_RETURN_IF_ERROR(admin->CreateTable(spec));
-  {
+  if (sparse) {
     // Every key of the universe exists before pulls are timed.
     std::vector<uint64_t> keys(100000);
     std::vector<float> g(keys.size(), 0.0f);
@@ -279,7 +283,7 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
   // Redis, as its own process, with persistence off (the parameter server's is off too).
   Child redis;
   int redis_port = 0;
-  bool have_redis = !o.redis.empty();
+  bool have_redis = sparse && !o.redis.empty();
   if (have_redis) {
     OC_ASSIGN_OR_RETURN(redis_port, FreeLoopbackPort());
     OC_RETURN_IF_ERROR(redis.Start({o.redis, "--port", std::to_string(redis_port), "--bind",
@@ -310,7 +314,7 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
   }
 
   double best_push = 0, best_pull = 0, best_set = 0, best_get = 0;
-  for (int k : o.keys_per_request) {
+  for (int k : sparse ? o.keys_per_request : std::vector<int>{}) {
     for (int conns : o.connections) {
       for (bool push : {true, false}) {
         Phase p = PsPhase(co, push, k, conns, o.depth, o.seconds, o.key_universe);
@@ -341,8 +345,10 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
       }
     }
   }
-  figures["ps_best_push_keys_per_s"] = best_push;
-  figures["ps_best_pull_keys_per_s"] = best_pull;
+  if (sparse) {
+    figures["ps_best_push_keys_per_s"] = best_push;
+    figures["ps_best_pull_keys_per_s"] = best_pull;
+  }
   if (have_redis) {
     figures["redis_best_mset_keys_per_s"] = best_set;
     figures["redis_best_mget_keys_per_s"] = best_get;
@@ -352,7 +358,7 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
   redis.Kill();
 
   // Dense pull of a dense_mb table against one plain TCP stream.
-  {
+  if (dense) {
     ps::TableSpec d;
     d.name = "dense";
     d.kind = ps::TableKind::kDense;
@@ -385,7 +391,7 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
   }
 
   // Memory: memory_keys keys of width 2 in a fresh table.
-  if (o.memory_keys > 0) {
+  if (memory) {
     ps::TableSpec m;
     m.name = "memory";
     m.dim = 2;

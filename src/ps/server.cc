@@ -434,9 +434,11 @@ Status Server::Impl::HandleDense(const ConnPtr& c, const FrameHeader& h, std::st
   shards_[DenseOwner(req.table)]->Post([p, req, push, compression, threshold](Shard& sh) {
     ++sh.requests;
     TablePart* t = sh.Find(req.table);
+    uint64_t checksum = 0;
     Status s = !t ? NotFound("table '" + req.table + "' was dropped")
                : push ? sh.PushDense(*t, req.offset, req.count, req.grads)
-                      : sh.PullDense(*t, req.offset, req.count, p->response.buffer());
+                      : sh.PullDense(*t, req.offset, req.count, p->response.buffer(), &checksum);
+    if (s.ok() && !push) p->response.SetPayloadChecksum(checksum);
     if (!s.ok()) {
       std::lock_guard lock(p->error_mu);
       p->error = s;

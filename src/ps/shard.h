@@ -43,8 +43,10 @@ class Shard {
   void Pull(TablePart& t, const char* keys, const uint32_t* pos, size_t n, float* out);
   // Applies grads[pos[i] * dim ...] to the rows of keys[pos[i]], creating missing rows.
   void Push(TablePart& t, const char* keys, const char* grads, const uint32_t* pos, size_t n);
-  // Appends the weights of [offset, offset + count) to *out.
-  Status PullDense(TablePart& t, uint64_t offset, uint64_t count, std::string* out);
+  // Appends the weights of [offset, offset + count) to *out and sets *checksum to XXH3-64 of
+  // the bytes appended (computed while copying them).
+  Status PullDense(TablePart& t, uint64_t offset, uint64_t count, std::string* out,
+                   uint64_t* checksum);
   Status PushDense(TablePart& t, uint64_t offset, uint64_t count, const char* grads);
 
   std::unordered_map<std::string, std::string>& blobs() { return blobs_; }
