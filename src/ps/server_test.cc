@@ -204,6 +204,44 @@ TEST(PsServer, CompressedDensePullRepliesStillArrive) {
   EXPECT_EQ(out[d.length], -1.0f);
 }
 
+// Dense pull replies are sent straight from the table's array. A push that arrives while
+// they are still being written must not change what they carry (the pull sees the table as
+// of its turn, checksums hold) and must itself be applied; dropping the table meanwhile must
+// not free what is being sent.
+TEST(PsServer, PushOrDropWhileADensePullIsBeingSent) {
+  Cluster cluster(1);
+  auto client = cluster.Connect();
+  TableSpec d;
+  d.name = "big";
+  d.kind = TableKind::kDense;
+  d.length = 6'000'001;  // 24 MB: six pieces
+  d.optimizer.kind = OptimizerKind::kAdd;
+  ASSERT_TRUE(client->CreateTable(d).ok());
+  std::vector<float> want(d.length);
+  for (size_t i = 0; i < want.size(); ++i) want[i] = static_cast<float>(i % 4099);
+  ASSERT_TRUE(client->PushDense("big", 0, want).get().ok());
+  std::vector<float> ones(d.length, 1.0f), out(d.length);
+  for (int round = 0; round < 3; ++round) {
+    auto pull = client->PullDense("big", 0, d.length, out.data());
+    auto push = client->PushDense("big", 0, ones);  // queued right behind the pull
+    ASSERT_TRUE(pull.get().ok());
+    ASSERT_TRUE(push.get().ok());
+    ASSERT_EQ(out, want) << "round " << round;
+    for (float& w : want) w += 1.0f;
+  }
+  ASSERT_TRUE(client->PullDense("big", 0, d.length, out.data()).get().ok());
+  EXPECT_EQ(out, want);
+
+  auto pull = client->PullDense("big", 0, d.length, out.data());
+  ASSERT_TRUE(client->DropTable("big").ok());
+  Status s = pull.get();  // answered in full or refused, never torn
+  if (s.ok()) EXPECT_EQ(out, want);
+  ASSERT_TRUE(client->CreateTable(d).ok());
+  std::vector<float> small(1000);
+  ASSERT_TRUE(client->PullDense("big", 0, small.size(), small.data()).get().ok());
+  EXPECT_EQ(small, std::vector<float>(1000, 0.0f));
+}
+
 TEST(PsServer, BlobsAndBarrier) {
   Cluster cluster(2);
   auto client = cluster.Connect();
