@@ -20,6 +20,8 @@ struct TransferRest {
 // A payload is read in pieces of at most this many bytes, each hashed right after it arrives
 // while it is still in cache: one pass over memory instead of two, which matters for
 // multi-megabyte frames (dense pulls), where the kernel's copy is otherwise all the work.
+// Tried for 16 MB dense pulls (ratio to the loopback stream, alternating runs): 64 KiB 0.52,
+// 256 KiB 0.54, 1 MiB 0.55, within the noise of a loaded machine.
 constexpr size_t kReadPiece = size_t{256} << 10;
 }  // namespace
 
