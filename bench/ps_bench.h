@@ -22,6 +22,7 @@ struct PsBenchOptions {
   uint64_t memory_keys = 10'000'000;        // keys of width 2 for the memory figure
   uint64_t dense_mb = 16;                   // dense table size for the bandwidth figure
   uint32_t shards = 0;                      // server shard threads (0: one per core)
+  std::string only;                         // "sparse", "dense" or "memory": that phase alone
   bool progress = true;
 };
 

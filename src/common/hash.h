@@ -21,6 +21,7 @@ class Checksummer {
   Checksummer& operator=(const Checksummer&) = delete;
   void Update(const void* data, size_t size);
   uint64_t Digest() const;
+  void Reset();  // back to the state of a new Checksummer, without reallocating it
 
  private:
   void* state_;

@@ -16,6 +16,13 @@ struct TransferRest {
     return ec ? 0 : total - done;
   }
 };
+
+// A payload is read in pieces of at most this many bytes, each hashed right after it arrives
+// while it is still in cache: one pass over memory instead of two, which matters for
+// multi-megabyte frames (dense pulls), where the kernel's copy is otherwise all the work.
+// Tried for 16 MB dense pulls (ratio to the loopback stream, alternating runs): 64 KiB 0.52,
+// 256 KiB 0.54, 1 MiB 0.55, within the noise of a loaded machine.
+constexpr size_t kReadPiece = size_t{256} << 10;
 }  // namespace
 
 Connection::Connection(asio::ip::tcp::socket socket, FrameLimits limits)
@@ -54,45 +61,77 @@ void Connection::ReadHeader() {
 }
 
 void Connection::ReadPayload() {
-  payload_.resize(hdr_.wire_length);
-  auto self = shared_from_this();
-  auto done = [self](std::error_code ec, size_t) {
-    if (self->closed_) return;
-    if (ec) {
-      self->Close(Unavailable("truncated frame: " + ec.message()));
-      return;
-    }
-    Status s = DecodePayload(self->hdr_, self->limits_, &self->payload_);
-    if (!s.ok()) {
-      self->Close(s);
-      return;
-    }
-    // The handler may take the payload (the server keeps requests alive) or leave it (the
-    // client copies replies out); a payload left here is reused by the next frame of the same
-    // size without being allocated or zero-filled again.
-    FrameHeader h = self->hdr_;
-    self->on_frame_(h, std::move(self->payload_));
-    if (self->next_on_frame_) {
-      self->on_frame_ = std::move(self->next_on_frame_);
-      self->next_on_frame_ = nullptr;
-    }
-    if (!self->closed_) self->ReadHeader();
-  };
+  char* dst = nullptr;
+  if (sink_ && hdr_.wire_length > 0 && hdr_.compression() == Compression::kNone) {
+    dst = sink_(hdr_);
+  }
+  direct_ = dst != nullptr;
+  if (!direct_) {
+    payload_.resize(hdr_.wire_length);
+    dst = payload_.data();
+  }
+  payload_hash_.Reset();
   if (hdr_.wire_length == 0) {
-    done({}, 0);
+    PayloadDone();
   } else {
-    asio::async_read(socket_, asio::buffer(payload_.data(), payload_.size()),
-                     TransferRest{payload_.size()}, std::move(done));
+    ReadPayloadSome(dst, 0);
   }
 }
 
-void Connection::Send(std::string frame) {
+void Connection::ReadPayloadSome(char* dst, size_t done) {
+  const size_t want = std::min<size_t>(hdr_.wire_length - done, kReadPiece);
+  socket_.async_read_some(
+      asio::buffer(dst + done, want), [self = shared_from_this(), dst, done](std::error_code ec,
+                                                                             size_t got) {
+        if (self->closed_) return;
+        if (ec) {
+          self->Close(Unavailable("truncated frame: " + ec.message()));
+          return;
+        }
+        self->payload_hash_.Update(dst + done, got);
+        if (done + got < self->hdr_.wire_length) {
+          self->ReadPayloadSome(dst, done + got);
+        } else {
+          self->PayloadDone();
+        }
+      });
+}
+
+void Connection::PayloadDone() {
+  Status s = CheckPayloadChecksum(hdr_, payload_hash_.Digest());
+  if (s.ok() && !direct_) s = DecompressPayload(hdr_, &payload_);
+  if (!s.ok()) {
+    Close(s);
+    return;
+  }
+  // The handler may take the payload (the server keeps requests alive) or leave it (the
+  // client copies replies out); a payload left here is reused by the next frame of the same
+  // size without being allocated or zero-filled again.
+  FrameHeader h = hdr_;
+  if (direct_) {
+    std::string none;
+    on_frame_(h, std::move(none));
+  } else {
+    on_frame_(h, std::move(payload_));
+  }
+  if (next_on_frame_) {
+    on_frame_ = std::move(next_on_frame_);
+    next_on_frame_ = nullptr;
+  }
+  if (!closed_) ReadHeader();
+}
+
+void Connection::Send(std::string frame) { Send(OutFrame{std::move(frame)}); }
+
+void Connection::SendOnIo(std::string frame) { SendOnIo(OutFrame{std::move(frame)}); }
+
+void Connection::Send(OutFrame frame) {
   asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
     self->SendOnIo(std::move(f));
   });
 }
 
-void Connection::SendOnIo(std::string frame) {
+void Connection::SendOnIo(OutFrame frame) {
   if (closed_) return;
   queued_.push_back(std::move(frame));
   if (writing_.empty()) WriteMore();
@@ -109,8 +148,12 @@ void Connection::WriteMore() {
   if (writing_.empty()) return;
   size_t total = 0;
   for (auto& w : writing_) {
-    buffers_.emplace_back(asio::buffer(w));
-    total += w.size();
+    buffers_.emplace_back(asio::buffer(w.bytes));
+    total += w.bytes.size();
+    if (w.tail_size > 0) {
+      buffers_.emplace_back(asio::buffer(w.tail, w.tail_size));
+      total += w.tail_size;
+    }
   }
   asio::async_write(socket_, buffers_, TransferRest{total},
                     [self = shared_from_this()](std::error_code ec, size_t) {

@@ -8,11 +8,22 @@
 #include <string>
 #include <vector>
 
+#include "common/hash.h"
 #include "common/status.h"
 #include "net/auth.h"
 #include "net/frame.h"
 
 namespace overcast::net {
+
+// A frame to send: `bytes`, then `tail_size` bytes at `tail` that live elsewhere and go out
+// without being copied (a dense pull's reply straight from the table). `keep` holds whatever
+// keeps the tail valid and unchanged until the write is done; it is released on the io thread.
+struct OutFrame {
+  std::string bytes;
+  const char* tail = nullptr;
+  size_t tail_size = 0;
+  std::shared_ptr<const void> keep;
+};
 
 // One TCP connection carrying frames both ways. Threading: every method runs on the thread
 // that runs the socket's io_context, except Send(), which any thread may call.
@@ -20,6 +31,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
  public:
   using FrameHandler = std::function<void(const FrameHeader&, std::string&& payload)>;
   using CloseHandler = std::function<void(const Status&)>;
+  // Offered the header of each uncompressed, non-empty frame before its payload is read: it
+  // returns where to put the payload (exactly h.wire_length bytes, valid until the frame's
+  // handler runs) or nullptr for the connection's own buffer. A frame received this way
+  // reaches the frame handler with an empty payload string; the bytes are in the given place
+  // and their checksum has been verified.
+  using PayloadSink = std::function<char*(const FrameHeader&)>;
 
   Connection(asio::ip::tcp::socket socket, FrameLimits limits);
   ~Connection();
@@ -30,9 +47,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Replaces the frame handler once the current frame's handler returns (a handler may call
   // this on itself).
   void SetFrameHandler(FrameHandler on_frame) { next_on_frame_ = std::move(on_frame); }
+  // Before Start(), or on the io thread.
+  void SetPayloadSink(PayloadSink sink) { sink_ = std::move(sink); }
 
   void Send(std::string frame);       // any thread
   void SendOnIo(std::string frame);   // io thread
+  void Send(OutFrame frame);          // any thread
+  void SendOnIo(OutFrame frame);      // io thread
   void Close(const Status& why);      // io thread; idempotent
   bool closed() const { return closed_; }
   const std::string& peer() const { return peer_; }
@@ -41,6 +62,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   void ReadHeader();
   void ReadPayload();
+  void ReadPayloadSome(char* dst, size_t done);
+  void PayloadDone();
   void WriteMore();
 
   asio::ip::tcp::socket socket_;
@@ -48,12 +71,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string peer_;
   FrameHandler on_frame_, next_on_frame_;
   CloseHandler on_close_;
+  PayloadSink sink_;
+  Checksummer payload_hash_;  // of the payload being read, updated as each piece arrives
+  bool direct_ = false;       // the payload being read goes where sink_ said
   bool closed_ = false;
   char header_[kHeaderSize];
   FrameHeader hdr_;
   std::string payload_;
-  std::deque<std::string> queued_;
-  std::vector<std::string> writing_;
+  std::deque<OutFrame> queued_;
+  std::vector<OutFrame> writing_;
   std::vector<asio::const_buffer> buffers_;
 };
 

@@ -57,6 +57,12 @@ Status DecodeHeader(const char* p, const FrameLimits& limits, FrameHeader* h);
 // (which must be exactly h.raw_length long).
 Status DecodePayload(const FrameHeader& h, const FrameLimits& limits, std::string* payload);
 
+// The two halves of DecodePayload, for a receiver that hashes the payload as it arrives
+// (while each piece is still in cache) instead of in a second pass over all of it:
+// `checksum64` is XXH3-64 of the wire payload.
+Status CheckPayloadChecksum(const FrameHeader& h, uint64_t checksum64);
+Status DecompressPayload(const FrameHeader& h, std::string* payload);
+
 // Builds a frame in one buffer: the header space first, the payload appended by the caller
 // through buffer(), then Finish() fills in the header (compressing when it pays).
 class FrameBuilder {
@@ -69,6 +75,13 @@ class FrameBuilder {
 
   std::string* buffer() { return &buf_; }
   size_t payload_size() const { return buf_.size() - kHeaderSize; }
+  // For a caller that hashed the payload while writing it (the bytes were in cache then):
+  // Finish() takes this XXH3-64 of the whole payload instead of reading it all again, unless
+  // it compresses. The payload must not change afterwards.
+  void SetPayloadChecksum(uint64_t checksum64) {
+    checksum_ = checksum64;
+    have_checksum_ = true;
+  }
 
   // Compression is applied when asked, the payload is at least `compress_threshold` bytes,
   // and the result saves at least an eighth; otherwise the payload goes as it is.
@@ -78,7 +91,14 @@ class FrameBuilder {
 
  private:
   std::string buf_;
+  uint64_t checksum_ = 0;
+  bool have_checksum_ = false;
 };
+
+// The header alone of an uncompressed frame whose payload (`payload_size` bytes with XXH3-64
+// `checksum64`) is sent from where it lives instead of being copied behind the header.
+std::string MakeHeader(uint8_t type, uint64_t request_id, uint8_t flags, uint8_t status,
+                       size_t payload_size, uint64_t checksum64);
 
 // Convenience for small frames: a whole frame with `payload` as body.
 std::string MakeFrame(uint8_t type, uint64_t request_id, std::string_view payload,

@@ -422,22 +422,43 @@ Status Server::Impl::HandleDense(const ConnPtr& c, const FrameHeader& h, std::st
   auto it = tables_.find(req.table);
   if (it == tables_.end()) return NotFound("no table '" + req.table + "'");
   if (it->second.kind != TableKind::kDense) return InvalidArgument(req.table + " is not dense");
+  const size_t bytes = req.count * sizeof(float);
+  auto compression = opts_.compression;
+  auto threshold = opts_.compress_threshold;
+  // An uncompressed reply goes out straight from the table (see Shard::LendDense): the shard
+  // hashes the range, the kernel copies it, and nothing else touches it.
+  const bool lend = !push && (compression == net::Compression::kNone || bytes < threshold);
   if (!push) {
-    if (req.count * sizeof(float) > opts_.limits.max_frame_bytes) {
+    if (bytes > opts_.limits.max_frame_bytes) {
       return InvalidArgument("dense pull would exceed the frame limit");
     }
     // Reserved, not resized: the shard appends the rows, so the reply is written once.
-    p->response.buffer()->reserve(net::kHeaderSize + req.count * sizeof(float));
+    if (!lend) p->response.buffer()->reserve(net::kHeaderSize + bytes);
   }
   p->remaining = 1;
-  auto compression = opts_.compression;
-  auto threshold = opts_.compress_threshold;
-  shards_[DenseOwner(req.table)]->Post([p, req, push, compression, threshold](Shard& sh) {
+  shards_[DenseOwner(req.table)]->Post([p, req, push, lend, compression, threshold](Shard& sh) {
     ++sh.requests;
     TablePart* t = sh.Find(req.table);
+    if (t && lend) {
+      net::OutFrame f;
+      uint64_t checksum = 0;
+      Status s = sh.LendDense(*t, req.offset, req.count, &f.tail, &f.keep, &checksum);
+      if (s.ok()) {
+        f.tail_size = req.count * sizeof(float);
+        f.bytes = net::MakeHeader(p->type, p->id, net::kFlagResponse, 0, f.tail_size, checksum);
+        p->conn->Send(std::move(f));
+        return;
+      }
+      std::lock_guard lock(p->error_mu);
+      p->error = s;
+      Finish(p, compression, threshold);
+      return;
+    }
+    uint64_t checksum = 0;
     Status s = !t ? NotFound("table '" + req.table + "' was dropped")
                : push ? sh.PushDense(*t, req.offset, req.count, req.grads)
-                      : sh.PullDense(*t, req.offset, req.count, p->response.buffer());
+                      : sh.PullDense(*t, req.offset, req.count, p->response.buffer(), &checksum);
+    if (s.ok() && !push) p->response.SetPayloadChecksum(checksum);
     if (!s.ok()) {
       std::lock_guard lock(p->error_mu);
       p->error = s;

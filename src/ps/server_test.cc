@@ -145,6 +145,103 @@ TEST(PsServer, LargeDenseRangesGoInPiecesAndComeBackInOrder) {
   for (size_t i = 0; i < part.size(); ++i) ASSERT_EQ(part[i], g[123'457 + i]) << i;
 }
 
+// Dense pull replies are received straight into the caller's buffer: an odd-sized range that
+// starts mid-piece and spans several pieces on both servers fills exactly its floats.
+TEST(PsServer, DensePullLandsExactlyInTheCallersRange) {
+  Cluster cluster(2);
+  auto client = cluster.Connect();
+  TableSpec d;
+  d.name = "big";
+  d.kind = TableKind::kDense;
+  d.length = 5'000'011;  // 20 MB: each server's part is more than two 4 MiB pieces
+  d.optimizer.kind = OptimizerKind::kAdd;
+  ASSERT_TRUE(client->CreateTable(d).ok());
+  std::vector<float> g(d.length);
+  for (size_t i = 0; i < g.size(); ++i) g[i] = static_cast<float>(i % 1'000'003) + 0.25f;
+  ASSERT_TRUE(client->PushDense("big", 0, g).get().ok());
+  const uint64_t offset = 1'048'573, count = 3'500'017;  // crosses pieces and the server split
+  constexpr size_t kGuard = 1000;
+  std::vector<float> buf(kGuard + count + kGuard, -7.0f);
+  ASSERT_TRUE(client->PullDense("big", offset, count, buf.data() + kGuard).get().ok());
+  for (size_t i = 0; i < kGuard; ++i) {
+    ASSERT_EQ(buf[i], -7.0f) << "before the range, " << i;
+    ASSERT_EQ(buf[kGuard + count + i], -7.0f) << "after the range, " << i;
+  }
+  for (size_t i = 0; i < count; ++i) ASSERT_EQ(buf[kGuard + i], g[offset + i]) << i;
+  // Several pulls in flight at once, into neighbouring ranges of one buffer.
+  std::vector<float> all(d.length, -1.0f);
+  std::vector<std::future<Status>> fs;
+  for (uint64_t at = 0; at < d.length; at += 777'777) {
+    uint64_t n = std::min<uint64_t>(777'777, d.length - at);
+    fs.push_back(client->PullDense("big", at, n, all.data() + at));
+  }
+  for (auto& f : fs) ASSERT_TRUE(f.get().ok());
+  EXPECT_EQ(all, g);
+}
+
+// A server that compresses its replies: the client cannot receive those in place and copies
+// them in after decompressing.
+TEST(PsServer, CompressedDensePullRepliesStillArrive) {
+  ServerOptions o;
+  o.shards = 2;
+  o.compression = net::Compression::kZstd;
+  auto server = Server::Start(o);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  ClientOptions co;
+  co.servers = {server.value()->address()};
+  auto client = Client::Connect(co);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  TableSpec d;
+  d.name = "flat";
+  d.kind = TableKind::kDense;
+  d.length = 2'000'003;
+  d.optimizer.kind = OptimizerKind::kAdd;
+  d.init = {InitKind::kConstant, 3.0f, 0, 0};
+  ASSERT_TRUE((*client)->CreateTable(d).ok());
+  std::vector<float> out(d.length + 1, -1.0f);
+  ASSERT_TRUE((*client)->PullDense("flat", 0, d.length, out.data()).get().ok());
+  for (size_t i = 0; i < d.length; ++i) ASSERT_EQ(out[i], 3.0f) << i;
+  EXPECT_EQ(out[d.length], -1.0f);
+}
+
+// Dense pull replies are sent straight from the table's array. A push that arrives while
+// they are still being written must not change what they carry (the pull sees the table as
+// of its turn, checksums hold) and must itself be applied; dropping the table meanwhile must
+// not free what is being sent.
+TEST(PsServer, PushOrDropWhileADensePullIsBeingSent) {
+  Cluster cluster(1);
+  auto client = cluster.Connect();
+  TableSpec d;
+  d.name = "big";
+  d.kind = TableKind::kDense;
+  d.length = 6'000'001;  // 24 MB: six pieces
+  d.optimizer.kind = OptimizerKind::kAdd;
+  ASSERT_TRUE(client->CreateTable(d).ok());
+  std::vector<float> want(d.length);
+  for (size_t i = 0; i < want.size(); ++i) want[i] = static_cast<float>(i % 4099);
+  ASSERT_TRUE(client->PushDense("big", 0, want).get().ok());
+  std::vector<float> ones(d.length, 1.0f), out(d.length);
+  for (int round = 0; round < 3; ++round) {
+    auto pull = client->PullDense("big", 0, d.length, out.data());
+    auto push = client->PushDense("big", 0, ones);  // queued right behind the pull
+    ASSERT_TRUE(pull.get().ok());
+    ASSERT_TRUE(push.get().ok());
+    ASSERT_EQ(out, want) << "round " << round;
+    for (float& w : want) w += 1.0f;
+  }
+  ASSERT_TRUE(client->PullDense("big", 0, d.length, out.data()).get().ok());
+  EXPECT_EQ(out, want);
+
+  auto pull = client->PullDense("big", 0, d.length, out.data());
+  ASSERT_TRUE(client->DropTable("big").ok());
+  Status s = pull.get();  // answered in full or refused, never torn
+  if (s.ok()) EXPECT_EQ(out, want);
+  ASSERT_TRUE(client->CreateTable(d).ok());
+  std::vector<float> small(1000);
+  ASSERT_TRUE(client->PullDense("big", 0, small.size(), small.data()).get().ok());
+  EXPECT_EQ(small, std::vector<float>(1000, 0.0f));
+}
+
 TEST(PsServer, BlobsAndBarrier) {
   Cluster cluster(2);
   auto client = cluster.Connect();

@@ -1,8 +1,11 @@
 #include "ps/shard.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "common/hash.h"
 #include "ps/optimizer.h"
 #include "ps/protocol.h"
 
@@ -26,7 +29,30 @@ Status Shard::CreateTable(const TableSpec& spec, bool owns_dense) {
   return Status::Ok();
 }
 
-void Shard::DropTable(const std::string& name) { tables_.erase(name); }
+namespace {
+// Called before a dense table's weights change or go away: replies still being sent from
+// them keep the array as it is (moved into the loan, so their pointers stay valid) and the
+// table goes on with a copy (`dropping`: with nothing). Without such replies nothing moves.
+void EndLoan(TablePart& t, bool dropping = false) {
+  if (!t.loan) return;
+  if (t.loan.use_count() > 1) {
+    t.loan->weights = std::move(t.weights);
+    if (!dropping) t.weights = t.loan->weights;
+    t.loan.reset();
+    return;
+  }
+  // The last reply let go of the loan on the io thread (an acq_rel decrement); this fence
+  // orders its last read of the array before our writes to it.
+  std::atomic_thread_fence(std::memory_order_acquire);
+}
+}  // namespace
+
+void Shard::DropTable(const std::string& name) {
+  auto it = tables_.find(name);
+  if (it == tables_.end()) return;
+  EndLoan(it->second, /*dropping=*/true);
+  tables_.erase(it);
+}
 
 TablePart* Shard::Find(const std::string& name) {
   auto it = tables_.find(name);
@@ -99,12 +125,37 @@ void Shard::Push(TablePart& t, const char* keys, const char* grads, const uint32
   keys_pushed += n;
 }
 
-Status Shard::PullDense(TablePart& t, uint64_t offset, uint64_t count, std::string* out) {
+Status Shard::PullDense(TablePart& t, uint64_t offset, uint64_t count, std::string* out,
+                        uint64_t* checksum) {
   if (offset < t.spec.begin || offset + count > t.spec.end || offset + count < offset) {
     return InvalidArgument("dense range outside this server's part of " + t.spec.name);
   }
-  out->append(reinterpret_cast<const char*>(t.weights.data() + (offset - t.spec.begin)),
-              count * sizeof(float));
+  // Copied and hashed block by block: each block is hashed just after it is written, while
+  // it is still in cache, so the reply costs one pass over memory rather than two.
+  constexpr size_t kBlock = size_t{64} << 10;
+  const char* src = reinterpret_cast<const char*>(t.weights.data() + (offset - t.spec.begin));
+  const size_t bytes = count * sizeof(float);
+  Checksummer hash;
+  for (size_t at = 0; at < bytes; at += kBlock) {
+    const size_t n = std::min(kBlock, bytes - at);
+    const size_t was = out->size();
+    out->append(src + at, n);
+    hash.Update(out->data() + was, n);
+  }
+  *checksum = hash.Digest();
+  keys_pulled += count;
+  return Status::Ok();
+}
+
+Status Shard::LendDense(TablePart& t, uint64_t offset, uint64_t count, const char** data,
+                        std::shared_ptr<const void>* keep, uint64_t* checksum) {
+  if (offset < t.spec.begin || offset + count > t.spec.end || offset + count < offset) {
+    return InvalidArgument("dense range outside this server's part of " + t.spec.name);
+  }
+  if (!t.loan) t.loan = std::make_shared<DenseLoan>();
+  *data = reinterpret_cast<const char*>(t.weights.data() + (offset - t.spec.begin));
+  *keep = t.loan;
+  *checksum = Checksum64(*data, count * sizeof(float));
   keys_pulled += count;
   return Status::Ok();
 }
@@ -113,6 +164,7 @@ Status Shard::PushDense(TablePart& t, uint64_t offset, uint64_t count, const cha
   if (offset < t.spec.begin || offset + count > t.spec.end || offset + count < offset) {
     return InvalidArgument("dense range outside this server's part of " + t.spec.name);
   }
+  EndLoan(t);
   const size_t n = t.weights.size();
   const size_t at = offset - t.spec.begin;
   std::vector<float> g(count);

@@ -21,12 +21,21 @@
 
 namespace overcast::ps {
 
+// A dense table's weights as replies being sent straight from them last saw them: the table
+// moves its array here before changing it while such a reply is still being written.
+struct DenseLoan {
+  std::vector<float> weights;
+};
+
 struct TablePart {
   TableSpec spec;
   size_t stride = 0;                    // sparse: floats per stored row
   std::unique_ptr<SparseTable> sparse;  // sparse tables
   std::vector<float> weights, state;    // dense tables: this shard's [begin, end)
   float step = 0;                       // dense adam step
+  // Shared with every reply being sent from `weights` (LendDense); null or held by the table
+  // alone when none is.
+  std::shared_ptr<DenseLoan> loan;
 };
 
 // The data of one shard. Only its own thread touches it (see ShardThread), so nothing here
@@ -43,9 +52,16 @@ class Shard {
   void Pull(TablePart& t, const char* keys, const uint32_t* pos, size_t n, float* out);
   // Applies grads[pos[i] * dim ...] to the rows of keys[pos[i]], creating missing rows.
   void Push(TablePart& t, const char* keys, const char* grads, const uint32_t* pos, size_t n);
-  // Appends the weights of [offset, offset + count) to *out.
-  Status PullDense(TablePart& t, uint64_t offset, uint64_t count, std::string* out);
+  // Appends the weights of [offset, offset + count) to *out and sets *checksum to XXH3-64 of
+  // the bytes appended (computed while copying them).
+  Status PullDense(TablePart& t, uint64_t offset, uint64_t count, std::string* out,
+                   uint64_t* checksum);
   Status PushDense(TablePart& t, uint64_t offset, uint64_t count, const char* grads);
+  // Dense pull without a copy: *data points at the weights of [offset, offset + count), which
+  // stay valid and unchanged while *keep is held (a push meanwhile goes to a copy of the
+  // array); *checksum is XXH3-64 of those bytes. *keep may be released on any thread.
+  Status LendDense(TablePart& t, uint64_t offset, uint64_t count, const char** data,
+                   std::shared_ptr<const void>* keep, uint64_t* checksum);
 
   std::unordered_map<std::string, std::string>& blobs() { return blobs_; }
 

@@ -53,6 +53,8 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
         ->capture_default_str();
     auto* dense = c->add_option("--dense-mb", o->dense_mb, "Size of the dense table pulled whole")
         ->capture_default_str();
+    c->add_option("--only", o->only, "Run one phase alone: sparse, dense or memory")
+        ->check(CLI::IsMember({"sparse", "dense", "memory"}));
     c->add_option("--redis", o->redis, "redis-server binary (\"\" to skip the peer)")
         ->capture_default_str();
     c->callback([o, json, quick, dense, &ctx] {
