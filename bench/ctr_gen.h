@@ -22,7 +22,7 @@ struct CtrGenOptions {
   double bias = -1.2;           // true intercept
   double weight_std = 0.4;      // true weight of (field, value) ~ N(0, weight_std^2)
   uint32_t pairs = 6;           // interacting field pairs: (0,1), (2,3), ...
-  double pair_std = 0.3;        // true interaction of (f=v, g=w) ~ N(0, pair_std^2)
+  double pair_std = 0.1;        // true interaction of (f=v, g=w) ~ N(0, pair_std^2)
   uint64_t seed = 42;
   std::string train_path, test_path;  // LIBSVM output ("0|1 idx:val ...", ascending indices)
 };

@@ -154,6 +154,12 @@ def nmf(a):
             "iterations": int(model.n_iter_), "train_rows": len(tr)}
 
 
+def groups(ids, n):
+    """Row positions of each id 0..n-1 (one sort, not n scans)."""
+    order = np.argsort(ids, kind="stable")
+    return np.split(order, np.searchsorted(ids[order], np.arange(1, n)))
+
+
 def als(a):
     """ALS with a global mean and L2 (lambda times each row's count, as in ALS-WR)."""
     (tu, ti, tr), (su, si, sr), nu, ni, read = ratings_data(a)
@@ -163,8 +169,8 @@ def als(a):
     res = tr - mu
     p = rng.normal(0, 0.1, (nu, a.rank))
     q = rng.normal(0, 0.1, (ni, a.rank))
-    by_user = [np.flatnonzero(tu == u) for u in range(nu)]
-    by_item = [np.flatnonzero(ti == i) for i in range(ni)]
+    by_user = groups(tu, nu)
+    by_item = groups(ti, ni)
     eye = np.eye(a.rank)
 
     def solve(fixed, groups, other_idx, out):

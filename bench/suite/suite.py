@@ -245,7 +245,8 @@ def part_fmnist(a, rn, work):
                                 "--eval-every", str(a.eval_every)])
             f = overcast_train(rn, a, f"fmnist: overcast softmax {w} workers, full",
                                "fmnist01", "softmax", w, ["--epochs", epochs])
-            return {"seconds_to_target": t["train_seconds"],
+            return {"seconds_to_target": t["train_seconds"] if t["stopped_by"] == "target"
+                    else None,
                     "reached_target": t["stopped_by"] == "target",
                     "accuracy_at_stop": t["test_accuracy"],
                     "fit_seconds": f["train_seconds"], "epochs": f["epochs"],
@@ -289,7 +290,7 @@ def part_fmnist(a, rn, work):
         if e["seconds_to_target"] is None and e["test_accuracy"] >= target:
             e["seconds_to_target_upper_bound"] = e["fit_seconds"]
         e["reached_target"] = e["test_accuracy"] >= target
-    res["ratios"] = ratios_to(E, "overcast_w2", "seconds_to_target")
+    res["ratios"] = ratios_to(E, "overcast_w2")
     return res
 
 
@@ -303,16 +304,20 @@ def time_to(e):
     return None
 
 
-def ratios_to(E, base, key):
+def ratios_to(E, base):
+    """Each entry against `base`: time to target (when both reached it), fit time, log-loss."""
     out = {}
-    if base not in E or not E[base].get("reached_target"):
+    if base not in E:
         return out
-    b = E[base][key]
+    b = E[base]
+    bt = time_to(b)
     for k, e in E.items():
         if k == base:
             continue
         t = time_to(e)
-        out[f"{k}_seconds_over_{base}"] = (t / b) if (t is not None and b > 0) else None
+        out[f"{k}_to_target_seconds_over_{base}"] = (t / bt) if (t and bt) else None
+        out[f"{k}_fit_seconds_over_{base}"] = e["fit_seconds"] / b["fit_seconds"]
+        out[f"{k}_logloss_over_{base}"] = e["test_logloss"] / b["test_logloss"]
     return out
 
 
@@ -324,7 +329,8 @@ def part_ctr(a, rn, work):
     test_rows = max(rows // 10, 1000)
     log(f"ctr: generating {rows} + {test_rows} rows")
     g = rn.json_line([a.bin, "bench", "gen-ctr", "--train", train, "--test", test, "--rows",
-                      str(rows), "--test-rows", str(test_rows)], "ctr: generate")
+                      str(rows), "--test-rows", str(test_rows), "--hash-bits",
+                      str(a.ctr_hash_bits)], "ctr: generate")
     gen = g["json"]
     opt = gen["test"]["optimal_logloss"]
     goal = opt * (1 + a.ctr_gap)
@@ -344,7 +350,8 @@ def part_ctr(a, rn, work):
                                workers, ["--epochs", epochs, "--target", f"logloss<={goal:.6f}",
                                          "--eval-every", str(a.eval_every)] +
                                sum((["--param", p] for p in a.ctr_params.get(model, [])), []))
-            return {"seconds_to_target": t["train_seconds"],
+            return {"seconds_to_target": t["train_seconds"] if t["stopped_by"] == "target"
+                    else None,
                     "reached_target": t["stopped_by"] == "target",
                     "fit_seconds": t["train_seconds"], "epochs": t["epochs"],
                     "test_logloss": t["test_logloss"], "test_accuracy": t["test_accuracy"],
@@ -399,7 +406,7 @@ def part_ctr(a, rn, work):
         e["rows_per_second"] = rows / e["fit_seconds"] if e["fit_seconds"] > 0 else None
         e["nnz_per_second"] = nnz / e["fit_seconds"] if e["fit_seconds"] > 0 else None
     base = "overcast_logreg_w2" if "overcast_logreg_w2" in E else next(iter(E))
-    res["ratios"] = ratios_to(E, base, "seconds_to_target")
+    res["ratios"] = ratios_to(E, base)
     return res
 
 
@@ -572,11 +579,13 @@ def main():
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--ctr-rows", type=int, default=10_000_000)
     ap.add_argument("--ctr-workers", default="1,2")
+    ap.add_argument("--ctr-hash-bits", type=int, default=20,
+                    help="features hash into 2^B indices (every peer's weight vector is 2^B long)")
     ap.add_argument("--ctr-epochs", type=int, default=3)
     ap.add_argument("--ctr-gap", type=float, default=0.01, help="target: optimal x (1 + gap)")
     ap.add_argument("--ctr-param", action="append", default=[],
                     help="MODEL:KEY=VALUE for overcast on the CTR data (repeatable)")
-    ap.add_argument("--mf-epochs", type=int, default=20)
+    ap.add_argument("--mf-epochs", type=int, default=10)
     ap.add_argument("--mf-workers", default="1,2")
     ap.add_argument("--mf-param", action="append", default=[])
     ap.add_argument("--eval-every", type=float, default=0.5)
