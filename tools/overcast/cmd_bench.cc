@@ -1,6 +1,7 @@
 // `overcast bench NAME`: the project's benchmarks, each against its peer in the same run.
 #include <iostream>
 
+#include "bench/ctr_gen.h"
 #include "bench/load_bench.h"
 #include "bench/ps_bench.h"
 #include "bench/serve_bench.h"
@@ -161,6 +162,38 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
       nlohmann::json result;
       Status st = bench::RunLoadBench(*o, &result);
       ctx.exit_code = Report(st, result, *json);
+    });
+  }
+  // bench gen-ctr (a generator for the peer suite, bench/suite/)
+  {
+    auto o = std::make_shared<bench::CtrGenOptions>();
+    CLI::App* c = bench->add_subcommand(
+        "gen-ctr",
+        "Write a CTR-style LIBSVM train/test pair from a known model (Zipf values per field,\n"
+        "hashed one-hot features, true weights and pairwise interactions, labels ~ Bernoulli)\n"
+        "and print, as one JSON line, its figures and the optimal log-loss of each split\n"
+        "(bench/suite/README.md describes the model).");
+    c->add_option("--train", o->train_path, "Train file to write")->required();
+    c->add_option("--test", o->test_path, "Test file to write")->required();
+    c->add_option("--rows", o->rows, "Train rows")->capture_default_str();
+    c->add_option("--test-rows", o->test_rows, "Test rows")->capture_default_str();
+    c->add_option("--fields", o->fields, "Categorical fields")->capture_default_str();
+    c->add_option("--min-vocab", o->min_vocab, "Values of the first field")->capture_default_str();
+    c->add_option("--max-vocab", o->max_vocab, "Values of the last field")->capture_default_str();
+    c->add_option("--zipf", o->zipf, "Zipf exponent of value frequencies")->capture_default_str();
+    c->add_option("--hash-bits", o->hash_bits, "Features hash into 2^B indices")
+        ->capture_default_str();
+    c->add_option("--bias", o->bias, "True intercept")->capture_default_str();
+    c->add_option("--weight-std", o->weight_std, "Std of the true weights")->capture_default_str();
+    c->add_option("--pairs", o->pairs, "Interacting field pairs")->capture_default_str();
+    c->add_option("--pair-std", o->pair_std, "Std of the true interactions")
+        ->capture_default_str();
+    c->add_option("--seed", o->seed, "Seed of the model and the draws")->capture_default_str();
+    c->callback([o, &ctx] {
+      nlohmann::json summary;
+      Status st = bench::GenerateCtr(*o, &summary);
+      if (st.ok()) std::cout << summary.dump() << std::endl;
+      ctx.exit_code = Finish(st);
     });
   }
 }
