@@ -236,6 +236,7 @@ Result<TrainResult> Train(const TrainOptions& o,
   result.workers = o.workers;
   result.job = spec.job;
   const auto start = Clock::now();
+  spdlog::debug("job {}: starting {} worker(s) ({})", spec.job, o.workers, launcher->name());
   for (uint32_t t = 0; t < o.workers; ++t) OC_RETURN_IF_ERROR(launcher->Start(t));
 
   struct TaskState {
@@ -484,6 +485,7 @@ Result<TrainResult> Train(const TrainOptions& o,
     }
   }
   result.train_seconds = Since(start);
+  spdlog::debug("job {}: {} after {:.3f} s", spec.job, result.stopped_by, result.train_seconds);
   if (external) {
     // Workers still waiting for a task exit on the stop blob; the current-job pointer goes.
     if (!stop_sent) (void)state.SetBlob(StopBlob(), "finished");

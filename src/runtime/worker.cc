@@ -314,6 +314,8 @@ Status RunTask(ps::Client* client, const WorkerOptions& o, const JobSpec& spec,
     cur = nxt;
   }
   OC_RETURN_IF_ERROR(algorithm->Finalize(state));
+  spdlog::debug("worker {} task {}: {} after {} batches", ::getpid(), o.task,
+                pause ? "paused" : "done", progress.batches);
   progress.done = !pause;
   progress.paused = pause;
   return report(true);

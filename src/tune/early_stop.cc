@@ -59,9 +59,15 @@ std::optional<std::string> EarlyStopper::Report(int trial, const Observation& o)
   curve.push_back(o);
   if (!std::isfinite(o.loss)) return std::string("diverged: the loss is not finite");
   double ref = o_.reference_loss > 0 ? o_.reference_loss : curve.front().loss;
-  if (o.loss > o_.divergence_factor * ref) {
-    return fmt::format("diverged: loss {:.4g} is over {}x the starting {:.4g}", o.loss,
-                       o_.divergence_factor, ref);
+  size_t& above = above_[trial];
+  above = o.loss > o_.divergence_factor * ref ? above + 1 : 0;
+  if (above >= std::max<size_t>(1, o_.divergence_patience)) {
+    return fmt::format("diverged: loss {:.4g} is over {}x the starting {:.4g} in {} evaluations "
+                       "in a row", o.loss, o_.divergence_factor, ref, above);
+  }
+  if (above > 0) {  // a spike: neither a best nor a point of the curve
+    curve.pop_back();
+    return std::nullopt;
   }
   best_ = std::min(best_, o.loss);
 

@@ -34,9 +34,12 @@ struct EarlyStopOptions {
   std::string policy = "none";  // none | curve | asha
   // Divergence (always on): a non-finite loss, or a loss above divergence_factor times the
   // reference (the loss of an untrained model, e.g. ln(classes) for log-loss; when 0, the
-  // trial's first observation).
+  // trial's first observation) in `divergence_patience` evaluations in a row. A large step
+  // size often spikes once early and recovers (it may be the best point of a grid); a
+  // diverging one stays up.
   double divergence_factor = 2.0;
   double reference_loss = 0;
+  size_t divergence_patience = 3;
   // curve: after `warmup` of the budget and `min_points` evaluations, stop a trial whose
   // predicted final loss is worse than the best loss seen so far by more than `margin`.
   double warmup = 0.1;
@@ -63,6 +66,7 @@ class EarlyStopper {
  private:
   EarlyStopOptions o_;
   std::map<int, std::vector<Observation>> curves_;
+  std::map<int, size_t> above_;  // consecutive evaluations above the divergence threshold
   double best_;
 };
 

@@ -151,7 +151,17 @@ TEST(EarlyStop, DivergenceStopsAtOnceWhateverThePolicy) {
     auto nan = s.Report(1, {0.05, std::nan("")});
     ASSERT_TRUE(nan);
     EXPECT_NE(nan->find("diverged"), std::string::npos);
-    EXPECT_TRUE(s.Report(2, {0.05, 5.0}));
+    // Far above the start: stopped once it stays there for the patience (3 evaluations).
+    EXPECT_FALSE(s.Report(2, {0.05, 5.0}));
+    EXPECT_FALSE(s.Report(2, {0.06, 5.0}));
+    auto up = s.Report(2, {0.07, 5.0});
+    ASSERT_TRUE(up);
+    EXPECT_NE(up->find("3 evaluations in a row"), std::string::npos) << *up;
+    // A spike that comes back down is not divergence.
+    EXPECT_FALSE(s.Report(3, {0.05, 3.0}));
+    EXPECT_FALSE(s.Report(3, {0.06, 3.0}));
+    EXPECT_FALSE(s.Report(3, {0.07, 0.5}));
+    EXPECT_FALSE(s.Report(3, {0.08, 3.0}));
   }
   EXPECT_FALSE(EarlyStopper::Validate({.policy = "median"}).ok());
 }
