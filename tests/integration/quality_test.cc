@@ -11,45 +11,16 @@
 #include <string>
 #include <vector>
 
-#include "tests/integration/subprocess.h"
+#include "tests/integration/cli_run.h"
 
 namespace overcast {
 namespace {
+using testing::CliRun;
 using testing::OvercastBin;
 using testing::ReadAll;
+using testing::RunCommand;
 using testing::Subprocess;
 using testing::TempPath;
-
-nlohmann::json LastJsonLine(const std::string& log) {
-  std::istringstream in(log);
-  std::string line;
-  nlohmann::json last;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] != '{') continue;
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded()) last = j;
-  }
-  return last;
-}
-
-struct CliRun {
-  int exit = -1;
-  std::string log;
-  nlohmann::json result;  // the last JSON line, if any
-};
-
-// Runs argv (argv[0] "overcast" means the binary under test) with output to a log in `dir`.
-CliRun Start(const std::string& dir, std::vector<std::string> args) {
-  static int n = 0;
-  const std::string log = dir + "/run" + std::to_string(n++) + ".log";
-  if (args[0] == "overcast") args[0] = OvercastBin();
-  Subprocess p(args, log);
-  CliRun r;
-  r.exit = p.Wait();
-  r.log = ReadAll(log);
-  r.result = LastJsonLine(r.log);
-  return r;
-}
 
 class QualityTest : public ::testing::Test {
  protected:
@@ -72,11 +43,12 @@ TEST_F(QualityTest, MfMovieLensRmse) {
       std::system("command -v Rscript > /dev/null") != 0)
     GTEST_SKIP() << "needs r-cran-dslabs (Rscript and the dslabs data)";
   CliRun csv =
-      Start(dir_, {"/bin/bash", src_ + "/scripts/movielens_to_csv.sh", dir_ + "/ml.csv", "1"});
+      RunCommand(dir_, {"/bin/bash", src_ + "/scripts/movielens_to_csv.sh", dir_ + "/ml.csv", "1"});
   ASSERT_EQ(csv.exit, 0) << csv.log;
-  CliRun l = Start(dir_, {"overcast", "load", "--format", "ratings", "--input", dir_ + "/ml.csv",
-                          "--test-fraction", "0.2", "--seed", "1", "--partition-rows", "4096",
-                          "--dataset", "ml", "--store", store_, "--json"});
+  CliRun l =
+      RunCommand(dir_, {"overcast", "load", "--format", "ratings", "--input", dir_ + "/ml.csv",
+                        "--test-fraction", "0.2", "--seed", "1", "--partition-rows", "4096",
+                        "--dataset", "ml", "--store", store_, "--json"});
   ASSERT_EQ(l.exit, 0) << l.log;
   EXPECT_EQ(l.result["rows"], 100004);
   const std::vector<std::string> train = {"overcast", "train", "--dataset", "ml",
@@ -87,12 +59,13 @@ TEST_F(QualityTest, MfMovieLensRmse) {
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   };
-  CliRun bias = Start(dir_, with({"--epochs", "10", "--param", "rank=1", "--param", "init_std=0"}));
+  CliRun bias =
+      RunCommand(dir_, with({"--epochs", "10", "--param", "rank=1", "--param", "init_std=0"}));
   ASSERT_EQ(bias.exit, 0) << bias.log;
   // Tuned on this split (the defaults suit denser data): stronger L2 on the factors than on
   // the biases, rank 32, small initial factors.
-  CliRun mf = Start(dir_, with({"--epochs", "20", "--param", "rank=32", "--param", "l2=0.12",
-                                "--param", "bias_l2=0.02", "--param", "init_std=0.05"}));
+  CliRun mf = RunCommand(dir_, with({"--epochs", "20", "--param", "rank=32", "--param", "l2=0.12",
+                                     "--param", "bias_l2=0.02", "--param", "init_std=0.05"}));
   ASSERT_EQ(mf.exit, 0) << mf.log;
   const double rmse = mf.result["test_rmse"];
   std::printf("movielens: mf test_rmse %.4f in %.1f s (biases alone %.4f), %d test rows\n", rmse,
@@ -110,16 +83,17 @@ TEST_F(QualityTest, KmeansObjectiveWithinTwoPercentOfSklearn) {
       std::system("/usr/bin/python3 -c 'import sklearn' 2> /dev/null") != 0)
     GTEST_SKIP() << "needs dataset-fashion-mnist and python3-sklearn";
   CliRun ref =
-      Start(dir_, {"/usr/bin/python3", src_ + "/scripts/kmeans_reference.py", "--out", dir_, "--k",
-                   "10", "--n-init", "10", "--seed", "0", "--limit", "20000"});
+      RunCommand(dir_, {"/usr/bin/python3", src_ + "/scripts/kmeans_reference.py", "--out", dir_,
+                        "--k", "10", "--n-init", "10", "--seed", "0", "--limit", "20000"});
   ASSERT_EQ(ref.exit, 0) << ref.log;
   const double sk = ref.result["sklearn_test_objective"];
-  CliRun l = Start(
+  CliRun l = testing::RunCommand(
       dir_, {"overcast", "load", "--format", "libsvm", "--input", dir_ + "/fmnist01.train.svm",
              "--test-input", dir_ + "/fmnist01.test.svm", "--dataset", "f01", "--store", store_});
   ASSERT_EQ(l.exit, 0) << l.log;
-  CliRun t = Start(dir_, {"overcast", "train", "--dataset", "f01", "--model", "kmeans", "--workers",
-                          "2", "--epochs", "20", "--param", "k=10", "--store", store_, "--json"});
+  CliRun t =
+      RunCommand(dir_, {"overcast", "train", "--dataset", "f01", "--model", "kmeans", "--workers",
+                        "2", "--epochs", "20", "--param", "k=10", "--store", store_, "--json"});
   ASSERT_EQ(t.exit, 0) << t.log;
   const double obj = t.result["test_objective"];
   std::printf(

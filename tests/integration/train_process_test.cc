@@ -13,44 +13,17 @@
 #include <sstream>
 #include <thread>
 
-#include "tests/integration/subprocess.h"
+#include "tests/integration/cli_run.h"
 
 namespace overcast {
 namespace {
+using testing::CliRun;
+using testing::LastJsonLine;
 using testing::OvercastBin;
+using testing::RunOvercast;
 using testing::ReadAll;
 using testing::Subprocess;
 using testing::TempPath;
-
-struct CliRun {
-  int exit = -1;
-  std::string log;
-  nlohmann::json result;  // the last JSON line, if any
-};
-
-nlohmann::json LastJsonLine(const std::string& log) {
-  std::istringstream in(log);
-  std::string line;
-  nlohmann::json last;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] != '{') continue;
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded()) last = j;
-  }
-  return last;
-}
-
-CliRun RunOvercast(const std::string& dir, std::vector<std::string> args) {
-  static int n = 0;
-  std::string log = dir + "/run" + std::to_string(n++) + ".log";
-  args.insert(args.begin(), OvercastBin());
-  Subprocess p(args, log);
-  CliRun r;
-  r.exit = p.Wait();
-  r.log = ReadAll(log);
-  r.result = LastJsonLine(r.log);
-  return r;
-}
 
 // The pids of the live children of `parent` (the worker processes of a train run).
 std::vector<pid_t> Children(pid_t parent) {
