@@ -17,18 +17,7 @@ PACKAGES=(
   liblinear-tools python3-sklearn python3-xgboost redis-server r-cran-dslabs
   dataset-fashion-mnist libopenblas0-pthread python3-numpy python3-scipy
 )
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "suite: installing ${missing[*]}" >&2
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq || true
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
+bash scripts/ensure_packages.sh suite "${PACKAGES[@]}"
 
 if [ ! -x build/tools/overcast/overcast ]; then
   bash scripts/setup.sh
