@@ -121,9 +121,17 @@ void Connection::PayloadDone() {
   if (!closed_) ReadHeader();
 }
 
-void Connection::Send(std::string frame) { Send(OutFrame{std::move(frame)}); }
+void Connection::Send(std::string frame) {
+  OutFrame f;
+  f.bytes = std::move(frame);
+  Send(std::move(f));
+}
 
-void Connection::SendOnIo(std::string frame) { SendOnIo(OutFrame{std::move(frame)}); }
+void Connection::SendOnIo(std::string frame) {
+  OutFrame f;
+  f.bytes = std::move(frame);
+  SendOnIo(std::move(f));
+}
 
 void Connection::Send(OutFrame frame) {
   asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {

@@ -43,8 +43,12 @@ TEST_P(FrameRoundTrip, PayloadSurvivesAndCompressesWhenItPays) {
       EXPECT_EQ(h.request_id, 0x1122334455667788ULL);
       bool should_compress = GetParam() != Compression::kNone && compressible && n >= 4096;
       EXPECT_EQ(h.compression() != Compression::kNone, should_compress) << n;
-      if (should_compress) EXPECT_LT(frame.size(), body.size() / 4);
-      if (!compressible) EXPECT_EQ(h.compression(), Compression::kNone);
+      if (should_compress) {
+        EXPECT_LT(frame.size(), body.size() / 4);
+      }
+      if (!compressible) {
+        EXPECT_EQ(h.compression(), Compression::kNone);
+      }
     }
   }
 }

@@ -44,7 +44,7 @@ void EncodeSpec(const TableSpec& s, ByteWriter* w) {
 }
 
 Status DecodeSpec(ByteReader* r, TableSpec* s) {
-  uint8_t kind, opt, init;
+  uint8_t kind = 0, opt = 0, init = 0;
   OC_RETURN_IF_ERROR(r->GetString(&s->name, 256));
   OC_RETURN_IF_ERROR(r->Get(&kind));
   OC_RETURN_IF_ERROR(r->Get(&s->dim));
