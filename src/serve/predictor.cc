@@ -133,9 +133,9 @@ Result<std::unique_ptr<Predictor>> LoadTrainedModel(const std::string& path, std
   uint32_t dim = 0;
   for (uint32_t i = 0; i < ntables; ++i) {
     std::string name;
-    uint64_t r;
-    uint32_t d;
-    const char* p;
+    uint64_t r = 0;
+    uint32_t d = 0;
+    const char* p = nullptr;
     if (!in.GetString(&name).ok() || !in.Get(&r).ok() || !in.Get(&d).ok()) return bad("truncated table header");
     if (d == 0 || r > in.remaining() / 4 / d || !in.GetView(r * d, 4, &p).ok()) return bad("table " + name + " truncated");
     if (name == "w") {
