@@ -269,8 +269,13 @@ Status WriteLinearModel(const std::string& path, const ModelInfo& info,
 Status WriteRandomLinearModel(const std::string& path, const std::string& name, Task task,
                               uint64_t num_features, uint32_t num_classes, uint64_t seed,
                               const std::string& group, double accuracy) {
-  ModelInfo info{name, task, num_features, task == Task::kRegression ? 1u : num_classes, accuracy,
-                 group};
+  ModelInfo info;
+  info.name = name;
+  info.task = task;
+  info.num_features = num_features;
+  info.num_classes = task == Task::kRegression ? 1u : num_classes;
+  info.accuracy = accuracy;
+  info.group = group;
   const uint32_t cols = ScoreColumns(info);
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> n(0.0f, 0.1f);
