@@ -20,7 +20,7 @@ std::string Tmp(const std::string& n) {
 
 TEST(Predictor, LinearBinaryMatchesHandComputation) {
   const std::string p = Tmp("bin");
-  ModelInfo info{"m", Task::kBinary, 3, 2, 0.9};
+  ModelInfo info{"m", Task::kBinary, 3, 2, 0.9, "", {}};
   std::vector<float> w = {1, -2, 0.5}, b = {0.25};
   ASSERT_TRUE(WriteLinearModel(p, info, w, b).ok());
   auto m = LoadModel(p);
@@ -131,7 +131,7 @@ TEST(Predictor, ReadsTrainedLogregWithNormalization) {
 }
 
 TEST(Api, BadRequestsNameTheProblem) {
-  ModelInfo info{"m", Task::kBinary, 10, 2, -1};
+  ModelInfo info{"m", Task::kBinary, 10, 2, -1, "", {}};
   auto err = [&](const std::string& body) {
     SparseBatch b;
     Status s = ParsePredictRequest(body, info, &b, 4);
