@@ -12,6 +12,7 @@
 #include "algo/model.h"
 #include "data/load.h"
 #include "data/test_util.h"
+#include "ps/server.h"
 #include "runtime/coordinator.h"
 
 namespace overcast::runtime {
@@ -122,6 +123,51 @@ TEST(TrainTest, StalenessBoundKeepsWorkersTogether) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->rows, 3u * 20000u);
   EXPECT_LT(*r->test.rmse, 0.02);
+}
+
+// A job paused at 2 of its 5 epochs keeps its tables and progress in the servers; trained
+// again with resume_job it goes on from there (the tuner's ASHA promotions) and ends with the
+// rows and the quality of one uninterrupted run.
+TEST(TrainTest, PauseThenResumeGoesOnFromTheServers) {
+  TempDir dir;
+  std::normal_distribution<double> noise(0, 0.1);
+  std::uniform_real_distribution<double> u(-1, 1);
+  MakeDataset(dir, "lin", 20000, 2000, [&](std::mt19937_64& rng) {
+    double x0 = u(rng), x1 = u(rng);
+    std::ostringstream s;
+    s << 0.5 + 2 * x0 - 3 * x1 + noise(rng) << " 1:" << x0 << " 2:" << x1;
+    return s.str();
+  }, "regression");
+  auto server = ps::Server::Start(ps::ServerOptions{});
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  auto o = Options(dir, "lin", "linreg");
+  o.epochs = 5;
+  o.params = {"lr=0.1", "optimizer=adagrad", "batch=32"};
+  o.servers = {(*server)->address()};
+
+  auto missing = o;
+  missing.servers.clear();
+  missing.pause_at_epochs = 2;
+  EXPECT_EQ(Train(missing).status().code(), Code::kInvalidArgument);  // needs lasting servers
+
+  o.pause_at_epochs = 2;
+  auto first = Train(o);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(first->stopped_by, "pause");
+  // Each of the 2 tasks stops at the first batch that completes its share (20000 rows).
+  EXPECT_GE(first->rows, 2u * 20000u);
+  EXPECT_LT(first->rows, 2u * 20000u + 2u * 32u);
+
+  o.pause_at_epochs = 0;
+  o.resume_job = first->job;
+  auto rest = Train(o);
+  ASSERT_TRUE(rest.ok()) << rest.status().ToString();
+  EXPECT_EQ(rest->job, first->job);
+  EXPECT_EQ(rest->stopped_by, "epochs");
+  EXPECT_EQ(rest->rows, 5u * 20000u);  // counted from the job's start: nothing trained twice
+  ASSERT_TRUE(rest->test.rmse);
+  EXPECT_LT(*rest->test.rmse, 0.1 * 1.05);
+  (*server)->Stop();
 }
 
 TEST(TrainTest, LogregMatchesTheBayesClassifier) {
