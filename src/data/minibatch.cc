@@ -34,9 +34,13 @@ struct Slot {
   }
 };
 
-// A decoded partition, alive while the shuffle window still holds some of its rows.
+// A partition in the shuffle window, alive while the window still holds some of its rows. It
+// is read and decoded when the first of its rows goes into a minibatch that is built.
 struct Loaded {
+  const PartitionRef* ref = nullptr;
+  bool decoded = false;
   Partition part;
+  uint64_t rows = 0;       // the manifest's count
   uint64_t remaining = 0;  // rows not yet emitted
 };
 
@@ -126,6 +130,7 @@ class MinibatchReader::Impl {
     std::vector<uint32_t> free_loaded;
     std::string scratch;
     uint64_t batch_index = 0;
+    size_t skipped_rows = 0;  // rows of the minibatch being skipped
     const size_t window_size = o_.shuffle ? std::max<size_t>(o_.shuffle_window, 1) : 1;
     window.reserve(window_size);
     for (uint64_t epoch = 0; o_.epochs == 0 || epoch < o_.epochs; ++epoch) {
@@ -147,7 +152,7 @@ class MinibatchReader::Impl {
       for (;;) {
         // Refill the window from the partitions, in order.
         while (window.size() < window_size) {
-          if (cur == UINT32_MAX || cur_row == loaded[cur].part.rows()) {
+          if (cur == UINT32_MAX || cur_row == loaded[cur].rows) {
             if (next_part == mine.size()) break;
             if (free_loaded.empty()) {
               free_loaded.push_back(static_cast<uint32_t>(loaded.size()));
@@ -155,18 +160,12 @@ class MinibatchReader::Impl {
             }
             cur = free_loaded.back();
             free_loaded.pop_back();
-            auto t = Clock::now();
-            const PartitionRef& ref = parts_[mine[next_part++]];
-            OC_RETURN_IF_ERROR(ReadPartition(*store_, manifest_, ref, &loaded[cur].part, &scratch));
-            loaded[cur].remaining = loaded[cur].part.rows();
+            Loaded& L = loaded[cur];
+            L.ref = &parts_[mine[next_part++]];
+            L.decoded = false;
+            L.rows = L.remaining = L.ref->rows;
             cur_row = 0;
-            {
-              std::lock_guard<std::mutex> lock(mu_);
-              stats_.read_seconds += Since(t);
-              stats_.partitions_read++;
-              stats_.bytes_read += scratch.size();
-            }
-            if (loaded[cur].remaining == 0) {
+            if (L.remaining == 0) {
               free_loaded.push_back(cur);
               cur = UINT32_MAX;
             }
@@ -181,30 +180,42 @@ class MinibatchReader::Impl {
         const RowRef ref = window[j];
         window[j] = window.back();
         window.pop_back();
-        if (!slot) {
-          OC_ASSIGN_OR_RETURN(slot, AcquireSlot());
-          if (!slot) return Status::Ok();  // stopping
-          slot->Clear();
-          slot->epoch = epoch;
-          slot->index = batch_index;
-        }
         Loaded& L = loaded[ref.loaded];
-        const uint64_t b = L.part.offsets[ref.row], e = L.part.offsets[ref.row + 1];
-        slot->labels.push_back(L.part.labels[ref.row]);
-        slot->ids.insert(slot->ids.end(), L.part.ids.begin() + b, L.part.ids.begin() + e);
-        slot->values.insert(slot->values.end(), L.part.values.begin() + b,
-                            L.part.values.begin() + e);
-        slot->offsets.push_back(slot->ids.size());
+        if (batch_index < o_.skip_batches) {
+          ++skipped_rows;  // drawn, not built
+        } else {
+          if (!slot) {
+            OC_ASSIGN_OR_RETURN(slot, AcquireSlot());
+            if (!slot) return Status::Ok();  // stopping
+            slot->Clear();
+            slot->epoch = epoch;
+            slot->index = batch_index;
+          }
+          if (!L.decoded) OC_RETURN_IF_ERROR(Decode(&L, &scratch));
+          const uint64_t b = L.part.offsets[ref.row], e = L.part.offsets[ref.row + 1];
+          slot->labels.push_back(L.part.labels[ref.row]);
+          slot->ids.insert(slot->ids.end(), L.part.ids.begin() + b, L.part.ids.begin() + e);
+          slot->values.insert(slot->values.end(), L.part.values.begin() + b,
+                              L.part.values.begin() + e);
+          slot->offsets.push_back(slot->ids.size());
+        }
         // A partition is freed once all its rows have entered the window and left it.
-        if (--L.remaining == 0 && (ref.loaded != cur || cur_row == L.part.rows())) {
+        if (--L.remaining == 0 && (ref.loaded != cur || cur_row == L.rows)) {
           free_loaded.push_back(ref.loaded);
           if (ref.loaded == cur) cur = UINT32_MAX;
         }
-        if (slot->labels.size() == o_.batch_size) {
+        if (skipped_rows == o_.batch_size) {
+          skipped_rows = 0;
+          ++batch_index;
+        } else if (slot && slot->labels.size() == o_.batch_size) {
           Publish();
           slot = nullptr;
           ++batch_index;
         }
+      }
+      if (skipped_rows > 0) {  // an epoch's last, short minibatch fell in the skipped ones
+        if (!o_.drop_last) ++batch_index;
+        skipped_rows = 0;
       }
       if (slot) {
         if (o_.drop_last) {
@@ -217,6 +228,22 @@ class MinibatchReader::Impl {
       }
       if (o_.epochs == 0 && mine.empty()) break;  // nothing to read, ever
     }
+    return Status::Ok();
+  }
+
+  // Reads and decodes a partition of the window, checking it holds the rows the manifest says.
+  Status Decode(Loaded* L, std::string* scratch) {
+    auto t = Clock::now();
+    OC_RETURN_IF_ERROR(ReadPartition(*store_, manifest_, *L->ref, &L->part, scratch));
+    if (L->part.rows() != L->rows)
+      return Corruption("partition " + L->ref->object + " holds " +
+                        std::to_string(L->part.rows()) + " rows; the manifest says " +
+                        std::to_string(L->rows));
+    L->decoded = true;
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.read_seconds += Since(t);
+    stats_.partitions_read++;
+    stats_.bytes_read += scratch->size();
     return Status::Ok();
   }
 

@@ -29,6 +29,10 @@ struct MinibatchOptions {
   // cover disjoint partitions that together are the whole split.
   uint32_t shard_index = 0;
   uint32_t num_shards = 1;
+  // Resuming: the first `skip_batches` minibatches of the sequence are drawn (so what follows
+  // is the same) but not built, nor handed out, and a partition whose rows all fall in them is
+  // never read. Next() starts with minibatch `skip_batches`.
+  uint64_t skip_batches = 0;
 };
 
 // One minibatch in CSR form: row r has entries [offsets[r], offsets[r+1]) of ids and values.

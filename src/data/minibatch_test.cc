@@ -88,6 +88,56 @@ TEST_F(MinibatchTest, EveryRowExactlyOncePerEpochAndShuffledDifferently) {
   EXPECT_EQ(ReadAll(o), epochs);
 }
 
+// A reader told to skip K minibatches hands out exactly what one that does not skip hands out
+// from its K-th on, without reading the partitions whose rows all fall in the skipped ones.
+TEST_F(MinibatchTest, SkippedBatchesAreDrawnButNeitherReadNorBuilt) {
+  struct Batch {
+    uint64_t index, epoch;
+    std::vector<float> labels;
+    std::vector<uint32_t> ids;
+    bool operator==(const Batch&) const = default;
+  };
+  auto read = [&](MinibatchOptions o, ReaderStats* stats) {
+    auto reader = MinibatchReader::Open(store_.get(), "d", Split::kTrain, o);
+    EXPECT_TRUE(reader.ok()) << reader.status().message();
+    std::vector<Batch> out;
+    Minibatch mb;
+    for (;;) {
+      auto more = (*reader)->Next(&mb);
+      EXPECT_TRUE(more.ok()) << more.status().message();
+      if (!more.ok() || !*more) break;
+      out.push_back({mb.index, mb.epoch, {mb.labels.begin(), mb.labels.end()},
+                     {mb.ids.begin(), mb.ids.end()}});
+    }
+    *stats = (*reader)->stats();
+    return out;
+  };
+  for (bool drop_last : {false, true}) {
+    MinibatchOptions o;
+    o.batch_size = 64;
+    o.epochs = 3;
+    o.shuffle_window = 500;
+    o.drop_last = drop_last;
+    ReaderStats all_stats;
+    const std::vector<Batch> all = read(o, &all_stats);
+    const uint64_t per_epoch = drop_last ? kRows / 64 : (kRows + 63) / 64;
+    ASSERT_EQ(all.size(), 3 * per_epoch);
+    for (uint64_t skip : {uint64_t{1}, uint64_t{17}, per_epoch - 1, per_epoch, per_epoch + 5,
+                          3 * per_epoch}) {
+      o.skip_batches = skip;
+      ReaderStats stats;
+      const std::vector<Batch> rest = read(o, &stats);
+      EXPECT_EQ(rest, std::vector<Batch>(all.begin() + skip, all.end()))
+          << "skip " << skip << (drop_last ? " drop_last" : "");
+      // Epoch 0 never read (with drop_last its short last minibatch is built, then dropped).
+      if (skip == per_epoch && !drop_last) {
+        EXPECT_EQ(stats.partitions_read, 2u * 24);
+      }
+      EXPECT_LE(stats.partitions_read, all_stats.partitions_read);
+    }
+  }
+}
+
 TEST_F(MinibatchTest, NoShuffleKeepsStoredOrderAndDropLast) {
   MinibatchOptions o;
   o.batch_size = 100;

@@ -185,13 +185,15 @@ Status RunTask(ps::Client* client, const WorkerOptions& o, const JobSpec& spec,
   ro.shard_index = o.task;
   ro.num_shards = spec.workers;
   ro.drop_last = spec.sync;
+  // Resume: the reader's sequence is a pure function of (seed, shard), so skipping the batches
+  // already reported puts this worker where the last one stopped. The reader skips them
+  // without building them; sync mode replays them, since it numbers its steps within the epoch
+  // from the batches it sees.
+  if (!spec.sync) ro.skip_batches = progress.batches;
   OC_ASSIGN_OR_RETURN(auto reader,
                       data::MinibatchReader::Open(store.get(), spec.dataset, data::Split::kTrain, ro));
-
-  // Resume: the reader's sequence is a pure function of (seed, shard), so skipping the batches
-  // already reported puts this worker where the last one stopped.
   data::Minibatch b;
-  for (uint64_t i = 0; i < progress.batches; ++i) {
+  for (uint64_t i = ro.skip_batches; i < progress.batches; ++i) {
     OC_ASSIGN_OR_RETURN(bool more, reader->Next(&b));
     if (!more) break;
   }

@@ -194,14 +194,14 @@ TEST_F(TrainProcessTest, CoordinatorWithHandStartedWorkers) {
 
   const std::string log = dir_ + "/coord.log";
   Subprocess coord({OvercastBin(), "coordinator", "--ps", addr, "--dataset", "ext", "--model",
-                    "logreg", "--workers", "2", "--epochs", "30", "--store", store_, "--json",
+                    "logreg", "--workers", "2", "--epochs", "80", "--store", store_, "--json",
                     "--eval-every", "0", "--heartbeat-timeout", "3"},
                    log);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   auto w1 = std::make_unique<Subprocess>(
       std::vector<std::string>{OvercastBin(), "worker", "--coordinator", addr}, dir_ + "/w1.log");
   Subprocess w2({OvercastBin(), "worker", "--coordinator", addr}, dir_ + "/w2.log");
-  std::this_thread::sleep_for(std::chrono::seconds(2));
+  std::this_thread::sleep_for(std::chrono::seconds(1));
   ASSERT_TRUE(coord.Alive()) << "training ended before the kill; make the run longer\n"
                              << ReadAll(log);
   ASSERT_EQ(::kill(w1->pid(), SIGKILL), 0);
@@ -213,7 +213,7 @@ TEST_F(TrainProcessTest, CoordinatorWithHandStartedWorkers) {
   EXPECT_NE(ReadAll(dir_ + "/w3.log").find("took task"), std::string::npos);
   nlohmann::json r = LastJsonLine(ReadAll(log));
   ASSERT_TRUE(r.contains("test_auc")) << ReadAll(log);
-  EXPECT_EQ(r["epochs"].get<double>(), 30.0);
+  EXPECT_EQ(r["epochs"].get<double>(), 80.0);
   EXPECT_GE(r["worker_restarts"].get<int>(), 1);
   EXPECT_GT(r["test_auc"].get<double>(), 0.8);
 
