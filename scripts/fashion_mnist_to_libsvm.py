@@ -37,7 +37,8 @@ def read_idx(path):
     return dims, payload
 
 
-def convert(images_path, labels_path, out_path, limit):
+def convert(images_path, labels_path, out_path, limit, value=str):
+    """Writes the first `limit` (None: all) images as LIBSVM rows; `value` formats a pixel."""
     idims, pixels = read_idx(images_path)
     ldims, labels = read_idx(labels_path)
     if len(idims) != 3 or len(ldims) != 1 or idims[0] != ldims[0]:
@@ -49,7 +50,7 @@ def convert(images_path, labels_path, out_path, limit):
     with open(tmp, "w", encoding="ascii") as out:
         for i in range(n):
             row = pixels[i * size:(i + 1) * size]
-            feats = " ".join(f"{j + 1}:{v}" for j, v in enumerate(row) if v)
+            feats = " ".join(f"{j + 1}:{value(v)}" for j, v in enumerate(row) if v)
             out.write(f"{labels[i]} {feats}\n" if feats else f"{labels[i]}\n")
     os.replace(tmp, out_path)  # atomic: no half-written file under the final name
     return n

@@ -10,27 +10,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../scripts"))
-from fashion_mnist_to_libsvm import read_idx  # noqa: E402  (the project's checked IDX reader)
+from fashion_mnist_to_libsvm import convert  # noqa: E402  (the project's checked converter)
 
 VALUE = [f"{v / 255:.6g}" for v in range(256)]  # the 256 possible pixel texts, formatted once
-
-
-def convert(images, labels, out_path, limit):
-    idims, pixels = read_idx(images)
-    ldims, lab = read_idx(labels)
-    if len(idims) != 3 or len(ldims) != 1 or idims[0] != ldims[0]:
-        raise ValueError(f"{images} and {labels} do not match: {idims} vs {ldims}")
-    n, size = idims[0], idims[1] * idims[2]
-    if limit:
-        n = min(n, limit)
-    tmp = out_path + ".tmp"
-    with open(tmp, "w", encoding="ascii") as out:
-        for i in range(n):
-            row = pixels[i * size:(i + 1) * size]
-            feats = " ".join(f"{j + 1}:{VALUE[v]}" for j, v in enumerate(row) if v)
-            out.write(f"{lab[i]} {feats}\n")
-    os.replace(tmp, out_path)
-    return n
 
 
 def main():
@@ -42,7 +24,8 @@ def main():
     for split, stem in [("train", "train"), ("test", "t10k")]:
         n = convert(os.path.join(a.src, f"{stem}-images-idx3-ubyte.gz"),
                     os.path.join(a.src, f"{stem}-labels-idx1-ubyte.gz"),
-                    os.path.join(a.out, f"{split}01.svm"), a.limit)
+                    os.path.join(a.out, f"{split}01.svm"), a.limit or None,
+                    value=VALUE.__getitem__)
         print(f"{split}: {n} rows", file=sys.stderr)
 
 
