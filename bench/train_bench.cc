@@ -13,6 +13,7 @@
 #include "algo/algorithm.h"
 #include "bench/worker_rss.h"
 #include "data/load.h"
+#include "data/minibatch.h"
 #include "data/store.h"
 #include "ps/client.h"
 #include "ps/server.h"
@@ -22,20 +23,6 @@ namespace overcast::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-struct Batch {
-  std::vector<float> labels, values;
-  std::vector<uint64_t> offsets;
-  std::vector<uint32_t> ids;
-  data::Minibatch view() const {
-    data::Minibatch b;
-    b.labels = labels;
-    b.offsets = offsets;
-    b.ids = ids;
-    b.values = values;
-    return b;
-  }
-};
 
 double PeakRssMiB() {
   rusage ru{};
@@ -70,7 +57,7 @@ Status Latency(const TrainBenchOptions& o, nlohmann::json* figures) {
 
   std::mt19937_64 rng(o.seed);
   std::uniform_int_distribution<uint32_t> feat(0, static_cast<uint32_t>(o.features - 1));
-  std::vector<Batch> pool(64);
+  std::vector<data::OwnedMinibatch> pool(64);
   for (auto& b : pool) {
     b.offsets.push_back(0);
     for (int r = 0; r < o.batch; ++r) {
@@ -83,17 +70,18 @@ Status Latency(const TrainBenchOptions& o, nlohmann::json* figures) {
       b.labels.push_back(rng() % 2);
       b.offsets.push_back(b.ids.size());
     }
+    b.Refresh();
   }
   // Warm-up: rows exist on the server, connections and buffers are hot.
   for (size_t i = 0; i < pool.size(); ++i) {
-    OC_RETURN_IF_ERROR(algorithm->Update(state, pool[i].view()));
+    OC_RETURN_IF_ERROR(algorithm->Update(state, pool[i].view));
     OC_RETURN_IF_ERROR(algorithm->Finalize(state));
   }
   // One iteration = pull the batch's keys, compute, push, and wait for the push's ack.
   std::vector<double> us(o.iterations);
   for (int i = 0; i < o.iterations; ++i) {
     auto t0 = Clock::now();
-    OC_RETURN_IF_ERROR(algorithm->Update(state, pool[i % pool.size()].view()));
+    OC_RETURN_IF_ERROR(algorithm->Update(state, pool[i % pool.size()].view));
     OC_RETURN_IF_ERROR(algorithm->Finalize(state));
     us[i] = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
   }
@@ -126,11 +114,11 @@ Status Latency(const TrainBenchOptions& o, nlohmann::json* figures) {
   }();
   // Pipelined, as the worker loop runs: the next batch's pull overlaps this batch's compute.
   auto t0 = Clock::now();
-  OC_RETURN_IF_ERROR(algorithm->Prepare(state, pool[0].view(), 0));
+  OC_RETURN_IF_ERROR(algorithm->Prepare(state, pool[0].view, 0));
   for (int i = 0; i < o.iterations; ++i) {
     int cur = i % 2, nxt = 1 - cur;
-    OC_RETURN_IF_ERROR(algorithm->Prepare(state, pool[(i + 1) % pool.size()].view(), nxt));
-    OC_RETURN_IF_ERROR(algorithm->Apply(state, pool[i % pool.size()].view(), cur));
+    OC_RETURN_IF_ERROR(algorithm->Prepare(state, pool[(i + 1) % pool.size()].view, nxt));
+    OC_RETURN_IF_ERROR(algorithm->Apply(state, pool[i % pool.size()].view, cur));
   }
   OC_RETURN_IF_ERROR(algorithm->Finalize(state));
   const double pipelined_us =

@@ -304,6 +304,23 @@ Result<std::unique_ptr<MinibatchReader>> MinibatchReader::Open(Store* store,
 }
 
 Result<bool> MinibatchReader::Next(Minibatch* batch) { return impl_->Next(batch); }
+
+void OwnedMinibatch::CopyFrom(const Minibatch& b) {
+  labels.assign(b.labels.begin(), b.labels.end());
+  offsets.assign(b.offsets.begin(), b.offsets.end());
+  ids.assign(b.ids.begin(), b.ids.end());
+  values.assign(b.values.begin(), b.values.end());
+  view.epoch = b.epoch;
+  view.index = b.index;
+  Refresh();
+}
+
+void OwnedMinibatch::Refresh() {
+  view.labels = labels;
+  view.offsets = offsets;
+  view.ids = ids;
+  view.values = values;
+}
 ReaderStats MinibatchReader::stats() const { return impl_->stats(); }
 const Manifest& MinibatchReader::manifest() const { return impl_->manifest(); }
 uint64_t MinibatchReader::rows_per_epoch() const { return impl_->rows_per_epoch(); }

@@ -6,6 +6,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "data/dataset.h"
@@ -46,6 +47,22 @@ struct Minibatch {
   std::span<const float> values;
   size_t rows() const { return labels.size(); }
   size_t nnz() const { return ids.size(); }
+};
+
+// A minibatch that owns its arrays: one copied out of the reader's ring so that it outlives the
+// next Next() call (a worker holds the one being computed and the one whose pull is in flight),
+// or one built by hand. `view` points into the arrays; the vectors keep their capacity, so
+// copying allocates nothing once warm. (A plain copy of one would view the original's arrays:
+// use CopyFrom.)
+struct OwnedMinibatch {
+  std::vector<float> labels, values;
+  std::vector<uint64_t> offsets;
+  std::vector<uint32_t> ids;
+  Minibatch view;
+  // The arrays, epoch and index of `b`, then Refresh().
+  void CopyFrom(const Minibatch& b);
+  // Points `view` at the arrays (after filling them by hand).
+  void Refresh();
 };
 
 struct ReaderStats {

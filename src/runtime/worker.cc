@@ -19,27 +19,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A minibatch copied out of the reader's ring, so that it outlives the next Next() call (the
-// worker holds two: the one being computed and the one whose pull is in flight). The vectors
-// keep their capacity: no allocation once warm.
-struct OwnedBatch {
-  std::vector<float> labels, values;
-  std::vector<uint64_t> offsets;
-  std::vector<uint32_t> ids;
-  data::Minibatch view;
+// The worker holds two minibatches: the one being computed and the one whose pull is in flight.
+struct OwnedBatch : data::OwnedMinibatch {
   uint64_t step = 0;  // position of this batch within its epoch, from 1
-  void CopyFrom(const data::Minibatch& b) {
-    labels.assign(b.labels.begin(), b.labels.end());
-    offsets.assign(b.offsets.begin(), b.offsets.end());
-    ids.assign(b.ids.begin(), b.ids.end());
-    values.assign(b.values.begin(), b.values.end());
-    view.epoch = b.epoch;
-    view.index = b.index;
-    view.labels = labels;
-    view.offsets = offsets;
-    view.ids = ids;
-    view.values = values;
-  }
 };
 
 Result<std::unique_ptr<ps::Client>> ConnectWithRetry(const WorkerOptions& o) {
