@@ -210,11 +210,9 @@ Result<TrainResult> Train(const TrainOptions& o,
   if (external) {
     launcher = NewExternalLauncher(&state, o.workers);
     OC_RETURN_IF_ERROR(client->SetBlob(CurrentJobBlob(), spec.job));
-    std::string addr;
-    for (const auto& a : servers) addr += (addr.empty() ? "" : ",") + a;
     spdlog::info("job {} published: start its {} worker(s) on any host with `overcast worker "
                  "--coordinator {}{}`",
-                 spec.job, o.workers, addr, o.secret_file.empty() ? "" : " --secret-file FILE");
+                 spec.job, o.workers, ServerList(servers), o.secret_file.empty() ? "" : " --secret-file FILE");
   } else if (o.backend == "threads") {
     WorkerOptions wo;
     wo.servers = servers;
@@ -306,9 +304,7 @@ Result<TrainResult> Train(const TrainOptions& o,
   auto send_stop = [&](const std::string& why) -> Status {
     stop_sent = true;
     result.stopped_by = why;
-    OC_ASSIGN_OR_RETURN(bool again, lost(state.SetBlob(StopBlob(), why)));
-    (void)again;  // recover() sends it again
-    return Status::Ok();
+    return lost(state.SetBlob(StopBlob(), why)).status();  // after a loss, recover() resends it
   };
 
   auto evaluate = [&](algo::Model* model) -> Result<algo::Metrics> {

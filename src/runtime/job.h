@@ -52,6 +52,13 @@ struct TaskProgress {
   static Result<TaskProgress> Decode(const std::string& s);
 };
 
+// Servers as `overcast worker --coordinator` takes them: host:port,host:port.
+inline std::string ServerList(const std::vector<std::string>& servers) {
+  std::string s;
+  for (const auto& a : servers) s += (s.empty() ? "" : ",") + a;
+  return s;
+}
+
 // Blob names, relative to the job's scope.
 inline std::string SpecBlob() { return "spec"; }
 inline std::string StopBlob() { return "stop"; }

@@ -79,10 +79,8 @@ class ProcessLauncher final : public Launcher {
   std::string name() const override { return "processes"; }
 
   Status Start(uint32_t task) override {
-    std::string servers;
-    for (const auto& s : o_.servers) servers += (servers.empty() ? "" : ",") + s;
     std::vector<std::string> args = {o_.binary, "--log-level", o_.log_level, "worker",
-                                     "--coordinator", servers, "--job", o_.job,
+                                     "--coordinator", ServerList(o_.servers), "--job", o_.job,
                                      "--task", std::to_string(task)};
     if (!o_.secret_file.empty()) {
       args.push_back("--secret-file");

@@ -191,13 +191,16 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
         bool resume = false;
         {
           std::unique_lock lock(mu);
-          const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-          const bool out_of_time = o.budget_seconds > 0 && elapsed >= o.budget_seconds;
+          auto out_of_time = [&] {
+            const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+            return o.budget_seconds > 0 && elapsed >= o.budget_seconds;
+          };
           if (asha) {
             std::optional<AshaScheduler::Work> w;
             for (;;) {
-              if (!out_of_time) w = scheduler.Next();
-              if (w || out_of_time || scheduler.Done()) break;
+              if (out_of_time()) break;  // a wait may have used up the budget
+              w = scheduler.Next();
+              if (w || scheduler.Done()) break;
               changed.wait(lock);
             }
             if (!w) {
@@ -215,7 +218,7 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
           } else {
             if (next >= trials.size()) return;
             i = next++;
-            if (out_of_time) {
+            if (out_of_time()) {
               trials[i].status = "skipped";
               trials[i].reason = "the search's time budget ran out";
               continue;
