@@ -7,6 +7,7 @@
 #include "common/bytes.h"
 #include "common/fs.h"
 #include "common/hash.h"
+#include "algo/metrics.h"
 
 namespace overcast::algo {
 namespace {
@@ -87,6 +88,81 @@ Result<Model> LoadModel(const std::string& path) {
   Status s = ReadFile(path, &bytes);
   if (!s.ok()) return InvalidArgument("cannot read model " + path + ": " + s.message());
   return DecodeModel(bytes, path);
+}
+
+Result<Scorer> Scorer::Open(Model model, const std::string& source) {
+  auto bad = [&](const std::string& why) { return InvalidArgument("model " + source + ": " + why); };
+  Scorer s;
+  s.model_ = std::make_unique<Model>(std::move(model));
+  const Model& m = *s.model_;
+  const auto registry = BuiltinAlgorithms();
+  auto found = FindAlgorithm(registry, m.algorithm);
+  if (!found.ok()) return bad(found.status().message());
+  const AlgorithmInfo* info = *found;
+  auto params = Params::FromJson(info->params, m.meta.value("params", nlohmann::json::object()),
+                                 m.algorithm);
+  if (!params.ok()) return bad(params.status().message());
+  try {
+    s.info_ = DataInfoFromManifest(m.meta);
+  } catch (const std::exception& e) {
+    return bad(std::string("dataset metadata: ") + e.what());
+  }
+  auto algorithm = info->create(*params, s.info_);
+  if (!algorithm.ok()) return bad(algorithm.status().message());
+  s.algorithm_ = std::move(*algorithm);
+  for (const auto& [name, t] : m.tables) {
+    if (t.rows == 0) return bad("table '" + name + "' is empty");
+  }
+
+  const nlohmann::json norm = m.meta.value("normalization", nlohmann::json());
+  if (norm.is_object()) {
+    try {
+      const auto ids = norm.at("feature_ids").get<std::vector<uint64_t>>();
+      const auto shift = norm.at("shift").get<std::vector<float>>();
+      const auto scale = norm.at("scale").get<std::vector<float>>();
+      if (ids.size() != shift.size() || ids.size() != scale.size())
+        return bad("normalization arrays of different lengths");
+      uint64_t limit = 0;
+      for (uint64_t id : ids) limit = std::max(limit, id + 1);
+      if (limit > (uint64_t{1} << 32)) return bad("normalization feature id beyond 2^32");
+      s.shift_.assign(limit, 0.0f);
+      s.scale_.assign(limit, 1.0f);
+      for (size_t i = 0; i < ids.size(); ++i) {
+        s.shift_[ids[i]] = shift[i];
+        s.scale_[ids[i]] = scale[i];
+      }
+    } catch (const std::exception& e) {
+      return bad(std::string("normalization: ") + e.what());
+    }
+  }
+
+  // A probe row with no features: an algorithm whose tables are missing throws here rather
+  // than in the middle of serving.
+  const float label = 0;
+  const uint64_t offsets[2] = {0, 0};
+  data::Minibatch probe;
+  probe.labels = std::span<const float>(&label, 1);
+  probe.offsets = offsets;
+  std::vector<float> out(s.outputs());
+  try {
+    s.Predict(probe, out.data());
+  } catch (const std::exception& e) {
+    return bad(std::string("tables do not fit algorithm ") + m.algorithm + ": " + e.what());
+  }
+  return s;
+}
+
+Result<Scorer> Scorer::Load(const std::string& path) {
+  OC_ASSIGN_OR_RETURN(Model m, LoadModel(path));
+  return Open(std::move(m), path);
+}
+
+void Scorer::Normalize(std::span<const uint32_t> ids, std::span<float> values) const {
+  const size_t limit = shift_.size();
+  for (size_t e = 0; e < ids.size(); ++e) {
+    const uint32_t id = ids[e];
+    if (id < limit) values[e] = (values[e] - shift_[id]) * scale_[id];
+  }
 }
 
 }  // namespace overcast::algo

@@ -72,21 +72,7 @@ Status ParsePredictRequest(std::string_view body, const ModelInfo& info, SparseB
     batch->EndRow();
     ++r;
   }
-  // Validate only the rows just appended.
-  for (size_t row = first; row < batch->rows(); ++row) {
-    for (uint32_t k = batch->offsets[row]; k < batch->offsets[row + 1]; ++k) {
-      if (batch->ids[k] >= info.num_features) {
-        return InvalidArgument(fmt::format(
-            "row {}: feature id {} out of range (model '{}' has {} features)", row - first,
-            batch->ids[k], info.name, info.num_features));
-      }
-      if (!std::isfinite(batch->values[k])) {
-        return InvalidArgument(fmt::format("row {}: value for feature {} is not finite",
-                                           row - first, batch->ids[k]));
-      }
-    }
-  }
-  return Status::Ok();
+  return ValidateBatch(info, *batch, first);  // only the rows just appended
 }
 
 std::string FormatPredictResponse(const ModelInfo& info, const float* outputs, size_t rows) {
@@ -101,6 +87,11 @@ std::string FormatPredictResponse(const ModelInfo& info, const float* outputs, s
     if (r) s += ',';
     if (info.task == Task::kRegression) {
       fmt::format_to(std::back_inserter(s), "{{\"value\":{}}}", o[0]);
+      continue;
+    }
+    if (info.task == Task::kClustering) {
+      fmt::format_to(std::back_inserter(s), "{{\"cluster\":{},\"distance\":{}}}",
+                     static_cast<uint32_t>(o[1]), o[0]);
       continue;
     }
     uint32_t best = 0;

@@ -9,6 +9,7 @@
 #include "common/bytes.h"
 #include "common/fs.h"
 #include "common/hash.h"
+#include "algo/model.h"
 
 namespace overcast::serve {
 namespace {
@@ -34,22 +35,23 @@ const char* TaskName(Task t) {
     case Task::kBinary: return "binary";
     case Task::kMulticlass: return "multiclass";
     case Task::kRegression: return "regression";
+    case Task::kClustering: return "clustering";
   }
   return "?";
 }
 
 Status ValidateBatch(const ModelInfo& info, const SparseBatch& batch, size_t first_row) {
-  for (size_t r = 0; r < batch.rows(); ++r) {
-    for (uint32_t j = batch.offsets[r]; j < batch.offsets[r + 1]; ++j) {
-      if (batch.ids[j] >= info.num_features) {
-        return InvalidArgument("row " + std::to_string(first_row + r) + ": feature id " +
-                               std::to_string(batch.ids[j]) + " out of range (model '" +
+  for (size_t row = first_row; row < batch.rows(); ++row) {
+    for (uint32_t k = batch.offsets[row]; k < batch.offsets[row + 1]; ++k) {
+      if (batch.ids[k] >= info.num_features) {
+        return InvalidArgument("row " + std::to_string(row - first_row) + ": feature id " +
+                               std::to_string(batch.ids[k]) + " out of range (model '" +
                                info.name + "' has " + std::to_string(info.num_features) +
                                " features)");
       }
-      if (!std::isfinite(batch.values[j])) {
-        return InvalidArgument("row " + std::to_string(first_row + r) + ": value for feature " +
-                               std::to_string(batch.ids[j]) + " is not a finite number");
+      if (!std::isfinite(batch.values[k])) {
+        return InvalidArgument("row " + std::to_string(row - first_row) + ": value for feature " +
+                               std::to_string(batch.ids[k]) + " is not finite");
       }
     }
   }
@@ -102,98 +104,96 @@ void LinearPredictor::Predict(const SparseBatch& batch, std::vector<float>* out)
         for (uint32_t c = 0; c < cols_; ++c) o[c] /= sum;
         break;
       }
+      case Task::kClustering: break;  // never linear (LoadModel builds no such LinearPredictor)
     }
   }
 }
 
 namespace {
 
-// Reader of the training branch's model files (docs/formats.md there, "Model files"). Kept
-// here, small, until that branch is merged and its algo::LoadModel can be called instead.
-Result<std::unique_ptr<Predictor>> LoadTrainedModel(const std::string& path, std::string_view bytes) {
-  auto bad = [&](const std::string& what) { return InvalidArgument("model " + path + ": " + what); };
-  if (bytes.size() < 24) return bad("truncated");
-  uint64_t want;
-  std::memcpy(&want, bytes.data() + bytes.size() - 8, 8);
-  if (Checksum64(bytes.data(), bytes.size() - 8) != want) return bad("checksum mismatch (file corrupt or truncated)");
-  ByteReader in(bytes.data() + 8, bytes.size() - 16);
-  uint32_t version = 0, flags = 0, ntables = 0;
-  std::string algorithm, meta_text;
-  if (!in.Get(&version).ok() || !in.Get(&flags).ok()) return bad("truncated header");
-  if (version != 1) return bad("format version " + std::to_string(version) + " (this build reads 1)");
-  if (!in.GetString(&algorithm).ok() || !in.GetString(&meta_text, 1u << 30).ok()) return bad("truncated metadata");
-  if (algorithm != "softmax" && algorithm != "logreg" && algorithm != "linreg") {
-    return bad("algorithm '" + algorithm + "' cannot be served yet (linear models only: softmax, logreg, linreg)");
-  }
-  auto meta = nlohmann::json::parse(meta_text, nullptr, false);
-  if (meta.is_discarded() || !meta.is_object()) return bad("metadata is not a JSON object");
-  if (!in.Get(&ntables).ok()) return bad("truncated table count");
-  std::vector<float> w;
-  uint64_t rows = 0;
-  uint32_t dim = 0;
-  for (uint32_t i = 0; i < ntables; ++i) {
-    std::string name;
-    uint64_t r = 0;
-    uint32_t d = 0;
-    const char* p = nullptr;
-    if (!in.GetString(&name).ok() || !in.Get(&r).ok() || !in.Get(&d).ok()) return bad("truncated table header");
-    if (d == 0 || r > in.remaining() / 4 / d || !in.GetView(r * d, 4, &p).ok()) return bad("table " + name + " truncated");
-    if (name == "w") {
-      rows = r;
-      dim = d;
-      w.resize(r * d);
-      std::memcpy(w.data(), p, w.size() * 4);
-    }
-  }
-  if (in.remaining() != 0) return bad("trailing bytes");
-  if (rows < 2) return bad("no weight table 'w'");
-  ModelInfo info;
-  try {
-    const std::string task = meta.value("task", "");
-    OC_ASSIGN_OR_RETURN(info.task, ParseTask(task));
-    info.num_features = rows - 1;
-    info.num_classes = info.task == Task::kBinary ? 2 : info.task == Task::kRegression ? 1 : dim;
-    if (ScoreColumns(info) != dim) return bad("table w has " + std::to_string(dim) + " columns for a " + task + " model");
-    std::string stem = std::filesystem::path(path).stem().string();
-    info.name = meta.contains("name") && meta["name"].is_string() ? meta["name"].get<std::string>() : stem;
-    info.group = meta.contains("dataset") && meta["dataset"].is_string() ? meta["dataset"].get<std::string>() : info.name;
-    if (meta.contains("label") && meta["label"].is_object() && meta["label"].contains("classes")) {
-      auto cv = meta["label"]["classes"].get<std::vector<double>>();
-      if (cv.size() == info.num_classes) info.class_values = std::move(cv);
-    }
-    if (meta.contains("training") && meta["training"].is_object()) {
-      const auto& t = meta["training"];
-      if (t.contains("test_accuracy") && t["test_accuracy"].is_number()) info.accuracy = t["test_accuracy"].get<double>();
-    }
-  } catch (const std::exception& e) {
-    return bad(std::string("metadata: ") + e.what());
-  }
-  std::vector<float> bias(w.end() - dim, w.end());
-  w.resize(w.size() - dim);
-  auto pred = std::make_unique<LinearPredictor>(std::move(info), std::move(w), std::move(bias));
-  if (meta.contains("normalization") && meta["normalization"].is_object()) {
-    try {
-      const auto& n = meta["normalization"];
-      const auto ids = n.at("feature_ids").get<std::vector<uint64_t>>();
-      const auto shift = n.at("shift").get<std::vector<float>>();
-      const auto scale = n.at("scale").get<std::vector<float>>();
-      if (ids.size() != shift.size() || ids.size() != scale.size()) return bad("normalization arrays of different lengths");
-      uint64_t limit = 0;
-      for (uint64_t id : ids) limit = std::max(limit, id + 1);
-      limit = std::min<uint64_t>(limit, pred->info().num_features);
-      std::vector<float> sh(limit, 0.0f), sc(limit, 1.0f);
-      for (size_t i = 0; i < ids.size(); ++i) {
-        if (ids[i] < limit) {
-          sh[ids[i]] = shift[i];
-          sc[ids[i]] = scale[i];
-        }
+// A model written by `overcast train --out`, scored by its own algorithm (algo::Scorer: every
+// built-in, with the dataset's normalization). Rows are copied into the algorithm's minibatch
+// form (32-bit ids) per batch, in buffers local to the calling thread.
+class TrainedPredictor final : public Predictor {
+ public:
+  TrainedPredictor(ModelInfo info, algo::Scorer scorer)
+      : info_(std::move(info)), scorer_(std::move(scorer)) {}
+  const ModelInfo& info() const override { return info_; }
+
+  void Predict(const SparseBatch& batch, std::vector<float>* out) const override {
+    struct Buffers {
+      std::vector<float> labels, values, scores;
+      std::vector<uint64_t> offsets;
+      std::vector<uint32_t> ids;
+    };
+    thread_local Buffers b;
+    const size_t rows = batch.rows();
+    b.labels.assign(rows, 0.0f);
+    b.offsets.assign(batch.offsets.begin(), batch.offsets.end());
+    b.ids.assign(batch.ids.begin(), batch.ids.end());  // < num_features < 2^32 (ValidateBatch)
+    b.values.assign(batch.values.begin(), batch.values.end());
+    scorer_.Normalize(b.ids, b.values);
+    data::Minibatch mb;
+    mb.labels = b.labels;
+    mb.offsets = b.offsets;
+    mb.ids = b.ids;
+    mb.values = b.values;
+    const size_t k = scorer_.outputs();
+    b.scores.resize(rows * k);
+    scorer_.Predict(mb, b.scores.data());
+    const uint32_t outs = OutputsPerRow(info_);
+    out->resize(rows * outs);
+    for (size_t r = 0; r < rows; ++r) {
+      const float* in = b.scores.data() + r * k;
+      float* o = out->data() + r * outs;
+      if (info_.task == Task::kBinary) {  // the algorithm gives P(y = 1)
+        o[0] = 1.0f - in[0];
+        o[1] = in[0];
+      } else {
+        std::copy(in, in + outs, o);
       }
-      pred->SetNormalization(std::move(sh), std::move(sc));
-    } catch (const std::exception& e) {
-      return bad(std::string("normalization: ") + e.what());
     }
   }
-  return std::unique_ptr<Predictor>(std::move(pred));
+
+ private:
+  ModelInfo info_;
+  algo::Scorer scorer_;
+};
+
+Result<std::unique_ptr<Predictor>> LoadTrainedModel(const std::string& path) {
+  OC_ASSIGN_OR_RETURN(algo::Scorer scorer, algo::Scorer::Load(path));
+  const nlohmann::json& meta = scorer.model().meta;
+  const algo::DataInfo& data = scorer.data_info();
+  ModelInfo info;
+  switch (scorer.task()) {
+    case algo::Task::kBinary: info.task = Task::kBinary; info.num_classes = 2; break;
+    case algo::Task::kMulticlass:
+      info.task = Task::kMulticlass;
+      info.num_classes = static_cast<uint32_t>(scorer.outputs());
+      break;
+    case algo::Task::kRegression: info.task = Task::kRegression; info.num_classes = 1; break;
+    case algo::Task::kClustering:
+      info.task = Task::kClustering;
+      if (auto c = scorer.model().tables.find("centers"); c != scorer.model().tables.end())
+        info.num_classes = static_cast<uint32_t>(c->second.rows);
+      break;
+  }
+  info.num_features = data.num_features;
+  if (info.num_features == 0 || info.num_features > (uint64_t{1} << 32))
+    return InvalidArgument("model " + path + ": num_features " + std::to_string(info.num_features) +
+                           " out of range");
+  const std::string stem = std::filesystem::path(path).stem().string();
+  info.name = meta.contains("name") && meta["name"].is_string() ? meta["name"].get<std::string>() : stem;
+  info.group = meta.contains("dataset") && meta["dataset"].is_string() ? meta["dataset"].get<std::string>()
+                                                                       : info.name;
+  if (info.task == Task::kBinary || info.task == Task::kMulticlass) {
+    if (data.classes.size() == info.num_classes)
+      info.class_values.assign(data.classes.begin(), data.classes.end());
+    const auto& t = meta.value("training", nlohmann::json::object());
+    if (t.is_object() && t.contains("test_accuracy") && t["test_accuracy"].is_number())
+      info.accuracy = t["test_accuracy"].get<double>();
+  }
+  return std::unique_ptr<Predictor>(new TrainedPredictor(std::move(info), std::move(scorer)));
 }
 
 }  // namespace
@@ -202,7 +202,7 @@ Result<std::unique_ptr<Predictor>> LoadModel(const std::string& path) {
   std::string bytes;
   OC_RETURN_IF_ERROR(ReadFile(path, &bytes));
   auto bad = [&](const std::string& what) { return InvalidArgument("model " + path + ": " + what); };
-  if (bytes.size() >= 8 && std::string_view(bytes).substr(0, 8) == "OCMODEL1") return LoadTrainedModel(path, bytes);
+  if (bytes.size() >= 8 && std::string_view(bytes).substr(0, 8) == "OCMODEL1") return LoadTrainedModel(path);
   if (bytes.size() < kMagic.size() + 12 || std::string_view(bytes).substr(0, kMagic.size()) != kMagic) {
     return bad("not an overcast model (expected it to start with OCMODEL1 or \"OVERCAST-MODEL 1\")");
   }

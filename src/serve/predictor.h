@@ -11,7 +11,7 @@
 
 namespace overcast::serve {
 
-enum class Task { kBinary, kMulticlass, kRegression };
+enum class Task { kBinary, kMulticlass, kRegression, kClustering };
 const char* TaskName(Task t);
 
 // A batch of sparse rows in CSR form. Buffers are reused between batches (clear() keeps capacity).
@@ -33,7 +33,7 @@ struct ModelInfo {
   std::string name;
   Task task = Task::kBinary;
   uint64_t num_features = 0;
-  uint32_t num_classes = 2;  // 2 for binary, K for multiclass, 1 for regression
+  uint32_t num_classes = 2;  // 2 for binary, K for multiclass, 1 for regression, clusters
   double accuracy = -1;      // measured on held-out data when known, else -1
   // Variants of one task share a group (e.g. "fmnist" for a softmax and a larger model of it);
   // a request to the group may ask for a minimum accuracy. Defaults to the name.
@@ -42,9 +42,10 @@ struct ModelInfo {
   std::vector<double> class_values;
 };
 
-// Output per row: for binary and multiclass, num_classes probabilities; for regression, 1 value.
+// Output per row: for binary and multiclass, num_classes probabilities; for regression, 1 value;
+// for clustering, the squared distance to the nearest centre and that centre's index.
 inline uint32_t OutputsPerRow(const ModelInfo& m) {
-  return m.task == Task::kRegression ? 1 : m.num_classes;
+  return m.task == Task::kRegression ? 1 : m.task == Task::kClustering ? 2 : m.num_classes;
 }
 
 // Thread-safe after construction: Predict is const and may run on many threads at once.
@@ -57,7 +58,8 @@ class Predictor {
   virtual void Predict(const SparseBatch& batch, std::vector<float>* out) const = 0;
 };
 
-// InvalidArgument naming the row and the id when an id is >= num_features or a value is not finite.
+// Checks rows [first_row, rows()): InvalidArgument naming the row (counted from first_row) and
+// the id when an id is >= num_features or a value is not finite.
 Status ValidateBatch(const ModelInfo& info, const SparseBatch& batch, size_t first_row = 0);
 
 // Linear model: scores = x W + b with W row-major [num_features][outputs]; sigmoid for binary
@@ -82,9 +84,9 @@ class LinearPredictor final : public Predictor {
 };
 
 // The single place where a model file becomes a Predictor. Reads two formats:
-//  - "OCMODEL1": what `overcast train --out` writes (docs/formats.md on the training branch);
-//    linear algorithms (softmax, logreg, linreg) only. Name: metadata "name", else the file name
-//    without extension; group: metadata "dataset"; accuracy: training.test_accuracy.
+//  - "OCMODEL1": what `overcast train --out` writes (docs/formats.md), every algorithm, scored
+//    by algo::Scorer. Name: metadata "name", else the file name without extension; group:
+//    metadata "dataset"; accuracy (classifiers): training.test_accuracy.
 //  - "OVERCAST-MODEL 1": the serving format of src/serve/README.md (make-model, tests).
 // Errors name the file and what was wrong.
 Result<std::unique_ptr<Predictor>> LoadModel(const std::string& path);

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "algo/model.h"
 #include "common/bytes.h"
 #include "common/fs.h"
 #include "common/hash.h"
@@ -78,56 +79,100 @@ TEST(Predictor, CorruptAndTruncatedFilesAreRefused) {
   std::filesystem::remove(p);
 }
 
-// A file in the training branch's format (docs/formats.md there), built byte by byte.
-std::string TrainedModelBytes(const std::string& algorithm, const nlohmann::json& meta,
-                              uint64_t rows, uint32_t dim, const std::vector<float>& w) {
-  std::string out = "OCMODEL1";
-  ByteWriter b(&out);
-  b.Put<uint32_t>(1);
-  b.Put<uint32_t>(0);
-  b.PutString(algorithm);
-  b.PutString(meta.dump());
-  b.Put<uint32_t>(1);
-  b.PutString("w");
-  b.Put<uint64_t>(rows);
-  b.Put<uint32_t>(dim);
-  b.PutArray(std::span<const float>(w));
-  b.Put<uint64_t>(Checksum64(out.data(), out.size()));
+// A model file as `overcast train --out` writes it, with one table.
+Status WriteTrainedModel(const std::string& path, const std::string& algorithm, nlohmann::json meta,
+                         const std::string& table, uint64_t rows, uint32_t dim,
+                         std::vector<float> data) {
+  algo::Model m;
+  m.algorithm = algorithm;
+  m.meta = std::move(meta);
+  m.tables[table] = algo::ModelTable{rows, dim, std::move(data)};
+  return algo::SaveModel(path, m);
+}
+
+std::vector<float> PredictJson(const Predictor& p, const std::string& body) {
+  SparseBatch batch;
+  Status s = ParsePredictRequest(body, p.info(), &batch, 10);
+  EXPECT_TRUE(s.ok()) << s.message();
+  std::vector<float> out;
+  p.Predict(batch, &out);
   return out;
 }
 
 TEST(Predictor, ReadsTrainedLogregWithNormalization) {
   const std::string p = Tmp("trained") + ".model";
-  nlohmann::json meta = {{"format", "overcast-model"}, {"task", "binary"}, {"dataset", "ctr"},
-                         {"num_features", 2}, {"training", {{"test_accuracy", 0.75}}},
+  nlohmann::json meta = {{"dataset", "ctr"}, {"num_features", 2},
+                         {"label", {{"kind", "binary"}, {"classes", {-1, 1}}}},
+                         {"training", {{"test_accuracy", 0.75}}},
                          {"normalization", {{"feature_ids", {1}}, {"shift", {1.0}}, {"scale", {0.5}}}}};
   // w rows: feature 0, feature 1, bias.
-  ASSERT_TRUE(WriteFileAtomic(p, TrainedModelBytes("logreg", meta, 3, 1, {2, 4, -1})).ok());
+  ASSERT_TRUE(WriteTrainedModel(p, "logreg", meta, "w", 3, 1, {2, 4, -1}).ok());
   auto m = LoadModel(p);
   ASSERT_TRUE(m.ok()) << m.status().message();
   EXPECT_EQ((*m)->info().name, std::filesystem::path(p).stem().string());
   EXPECT_EQ((*m)->info().group, "ctr");
   EXPECT_DOUBLE_EQ((*m)->info().accuracy, 0.75);
   EXPECT_EQ((*m)->info().num_features, 2u);
-  SparseBatch batch;
-  ASSERT_TRUE(ParsePredictRequest(R"({"instances":[[1, 3]]})", (*m)->info(), &batch, 10).ok());
-  std::vector<float> out;
-  (*m)->Predict(batch, &out);
+  EXPECT_EQ((*m)->info().class_values, (std::vector<double>{-1, 1}));
+  auto out = PredictJson(**m, R"({"instances":[[1, 3]]})");
   const float score = -1 + 2 * 1 + 4 * ((3 - 1) * 0.5f);
+  ASSERT_EQ(out.size(), 2u);
   EXPECT_NEAR(out[1], 1 / (1 + std::exp(-score)), 1e-6);
+  EXPECT_NEAR(out[0] + out[1], 1.0, 1e-6);
 
-  ASSERT_TRUE(WriteFileAtomic(p, TrainedModelBytes("fm", meta, 3, 1, {2, 4, -1})).ok());
-  EXPECT_NE(LoadModel(p).status().message().find("linear models only"), std::string::npos);
-  meta["task"] = "multiclass";
-  ASSERT_TRUE(WriteFileAtomic(p, TrainedModelBytes("softmax", meta, 3, 3, std::vector<float>(9, 0.1f))).ok());
+  meta["label"] = {{"kind", "multiclass"}, {"classes", {0, 1, 2}}};
+  meta["num_classes"] = 3;
+  ASSERT_TRUE(WriteTrainedModel(p, "softmax", meta, "w", 3, 3, std::vector<float>(9, 0.1f)).ok());
   auto sm = LoadModel(p);
   ASSERT_TRUE(sm.ok()) << sm.status().message();
   EXPECT_EQ((*sm)->info().num_classes, 3u);
-  std::string bytes = TrainedModelBytes("softmax", meta, 3, 3, std::vector<float>(9, 0.1f));
+  std::string bytes;
+  ASSERT_TRUE(ReadFile(p, &bytes).ok());
   bytes[20] ^= 1;
   ASSERT_TRUE(WriteFileAtomic(p, bytes).ok());
   EXPECT_NE(LoadModel(p).status().message().find("checksum"), std::string::npos);
+  // A table the algorithm does not read is refused at load, not while serving.
+  ASSERT_TRUE(WriteTrainedModel(p, "softmax", meta, "q", 3, 3, std::vector<float>(9, 0.1f)).ok());
+  EXPECT_NE(LoadModel(p).status().message().find("tables do not fit"), std::string::npos);
+  ASSERT_TRUE(WriteTrainedModel(p, "nosuch", meta, "w", 3, 3, std::vector<float>(9, 0.1f)).ok());
+  EXPECT_FALSE(LoadModel(p).ok());
   std::filesystem::remove(p);
+  std::filesystem::remove(p + ".json");
+}
+
+// Every built-in is served by its own algorithm: a factorization machine and k-means here.
+TEST(Predictor, ServesFmAndKmeansModels) {
+  const std::string p = Tmp("fm") + ".model";
+  nlohmann::json meta = {{"dataset", "ctr"}, {"num_features", 2},
+                         {"label", {{"kind", "binary"}}}, {"params", {{"factors", 2}}}};
+  // v rows (feature 0, feature 1, bias): [linear weight, factor 1, factor 2].
+  ASSERT_TRUE(WriteTrainedModel(p, "fm", meta, "v", 3, 3, {0.5f, 1, 2, -1, 3, 1, 0.25f, 0, 0}).ok());
+  auto fm = LoadModel(p);
+  ASSERT_TRUE(fm.ok()) << fm.status().message();
+  EXPECT_EQ((*fm)->info().task, Task::kBinary);
+  auto out = PredictJson(**fm, R"({"instances":[{"ids":[0,1],"values":[1,2]}]})");
+  // y = 0.25 + 0.5*1 - 1*2 + <v0, v1> x0 x1 = 0.25 + 0.5 - 2 + (1*3 + 2*1) * 2
+  const float y = 0.25f + 0.5f - 2.0f + 5.0f * 2.0f;
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_NEAR(out[1], 1 / (1 + std::exp(-y)), 1e-5);
+
+  const std::string k = Tmp("km") + ".model";
+  nlohmann::json kmeta = {{"dataset", "pts"}, {"num_features", 2}, {"params", {{"k", 2}}}};
+  ASSERT_TRUE(WriteTrainedModel(k, "kmeans", kmeta, "centers", 2, 2, {0, 0, 10, 10}).ok());
+  auto km = LoadModel(k);
+  ASSERT_TRUE(km.ok()) << km.status().message();
+  EXPECT_EQ((*km)->info().task, Task::kClustering);
+  EXPECT_EQ((*km)->info().num_classes, 2u);
+  out = PredictJson(**km, R"({"instances":[[9, 8], [1, 0]]})");
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(out[1], 1.0f);
+  EXPECT_NEAR(out[0], 1 + 4, 1e-4);
+  EXPECT_EQ(out[3], 0.0f);
+  EXPECT_NEAR(out[2], 1, 1e-4);
+  EXPECT_EQ(FormatPredictResponse((*km)->info(), out.data(), 2),
+            R"({"model":")" + (*km)->info().name +
+                R"(","predictions":[{"cluster":1,"distance":5},{"cluster":0,"distance":1}]})");
+  for (const auto& f : {p, p + ".json", k, k + ".json"}) std::filesystem::remove(f);
 }
 
 TEST(Api, BadRequestsNameTheProblem) {

@@ -36,46 +36,15 @@ Status ReadAllInput(const std::string& path, std::string* text) {
   return Status::Ok();
 }
 
-// x' = (x - shift) * scale on stored entries of the listed features (docs/formats.md).
-Status ApplyNormalization(const nlohmann::json& norm, data::Partition* p) {
-  if (!norm.is_object()) return Status::Ok();
-  try {
-    const auto ids = norm.at("feature_ids").get<std::vector<uint64_t>>();
-    const auto shift = norm.at("shift").get<std::vector<float>>();
-    const auto scale = norm.at("scale").get<std::vector<float>>();
-    if (ids.size() != shift.size() || ids.size() != scale.size())
-      return InvalidArgument("model normalization: arrays of different lengths");
-    uint64_t limit = 0;
-    for (uint64_t id : ids) limit = std::max(limit, id + 1);
-    std::vector<float> sh(limit, 0.0f), sc(limit, 1.0f);
-    for (size_t i = 0; i < ids.size(); ++i) {
-      sh[ids[i]] = shift[i];
-      sc[ids[i]] = scale[i];
-    }
-    for (size_t e = 0; e < p->ids.size(); ++e) {
-      uint32_t id = p->ids[e];
-      if (id < limit) p->values[e] = (p->values[e] - sh[id]) * sc[id];
-    }
-  } catch (const std::exception& e) {
-    return InvalidArgument(std::string("model normalization: ") + e.what());
-  }
-  return Status::Ok();
-}
-
 Status RunPredict(const PredictFlags& f) {
   auto t0 = std::chrono::steady_clock::now();
-  OC_ASSIGN_OR_RETURN(algo::Model model, algo::LoadModel(f.model).status().code() == Code::kNotFound
-                                             ? Result<algo::Model>(InvalidArgument(
-                                                   "model file " + f.model + " does not exist"))
-                                             : algo::LoadModel(f.model));
-  auto registry = algo::BuiltinAlgorithms();
-  OC_ASSIGN_OR_RETURN(const algo::AlgorithmInfo* info,
-                      algo::FindAlgorithm(registry, model.algorithm));
-  OC_ASSIGN_OR_RETURN(algo::Params params,
-                      algo::Params::FromJson(info->params, model.meta.value("params", nlohmann::json::object()),
-                                             model.algorithm));
-  const algo::DataInfo dinfo = algo::DataInfoFromManifest(model.meta);
-  OC_ASSIGN_OR_RETURN(auto algorithm, info->create(params, dinfo));
+  auto loaded = algo::Scorer::Load(f.model);
+  if (loaded.status().code() == Code::kNotFound)  // a missing --model is a usage error
+    return InvalidArgument(loaded.status().message());
+  OC_ASSIGN_OR_RETURN(algo::Scorer scorer, std::move(loaded));
+  const algo::Model& model = scorer.model();
+  const algo::Algorithm* algorithm = &scorer.algorithm();
+  const algo::DataInfo& dinfo = scorer.data_info();
 
   std::string text;
   OC_RETURN_IF_ERROR(ReadAllInput(f.input, &text));
@@ -96,11 +65,11 @@ Status RunPredict(const PredictFlags& f) {
   }
   data::Partition& rows = chunk.rows;
   if (rows.rows() == 0) return InvalidArgument(f.input + ": no rows");
-  OC_RETURN_IF_ERROR(ApplyNormalization(model.meta.value("normalization", nlohmann::json()), &rows));
+  scorer.Normalize(rows.ids, rows.values);
 
   const size_t k = algorithm->outputs();
   std::vector<float> out(rows.rows() * k);
-  algorithm->Predict(model, algo::View(rows, 0, rows.rows()), out.data());
+  scorer.Predict(algo::View(rows, 0, rows.rows()), out.data());
   algo::Metrics m = algo::Evaluate(*algorithm, model, dinfo, rows, f.threads);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
