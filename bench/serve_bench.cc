@@ -93,6 +93,8 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
   base.cgroup = o.cgroup;
   base.initial_cores = 1.0;
   base.tower_interval_s = o.tower_interval_s;
+  base.captain.from_peak = o.captain_from_peak;
+  base.tower.probe_up = o.tower_probe_up;
 
   std::vector<Run> runs;
   for (const auto& c : o.controllers) {
@@ -100,8 +102,10 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
       serve::ServeOptions a = base;
       a.controller = "autothrottle";
       a.tower.state_path = (dir / "tower.json").string();
-      runs.push_back({"autothrottle_cold", a});
-      runs.push_back({"autothrottle", a});  // same state file: starts from what the cold run learned
+      // One state file: each run starts from what the runs before it learned.
+      for (int i = 0; i < o.tower_passes; ++i)
+        runs.push_back({i == 0 ? std::string("autothrottle_cold") : fmt::format("autothrottle_train{}", i + 1), a});
+      runs.push_back({"autothrottle", a});
     } else if (c == "captain") {
       serve::ServeOptions a = base;
       a.controller = "captain";

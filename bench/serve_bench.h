@@ -22,15 +22,19 @@ struct ServeBenchOptions {
   int replicas = 2;
   int rows_per_request = 4, nnz = 64;
   uint64_t features = 100000;
-  // Controllers, each run once over the trace: autothrottle (a cold run to train the Tower,
-  // then a warm run from its saved state), captain (fixed target), hpa at each utilisation
+  // Controllers, each run once over the trace: autothrottle (`tower_passes` runs that train
+  // the Tower from nothing, the first reported as autothrottle_cold, then a warm run from the
+  // saved state), captain (fixed target), hpa at each utilisation
   // target (the fast variant: decide every 1 s over a 20 s window, as the trace is short),
   // static (a fixed quota per replica).
   std::vector<std::string> controllers{"autothrottle", "hpa", "static"};
   std::vector<double> hpa_targets{0.3, 0.5, 0.7};
   double static_cores = 1.0;
   double captain_target = 0.05;
+  bool captain_from_peak = true;
+  bool tower_probe_up = true;  // TowerOptions::probe_up of the autothrottle runs  // CaptainOptions::from_peak of the autothrottle and captain runs
   double tower_interval_s = 2;
+  int tower_passes = 1;  // untimed-for-the-bar replays that train the Tower before the warm run
   double window_s = 1;
   std::string cgroup = "auto";
   uint64_t seed = 7;

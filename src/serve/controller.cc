@@ -77,7 +77,7 @@ double Captain::OnSample(const CpuSample& s) {
     const double n = static_cast<double>(usage_.size());
     const double mean = sum / n;
     const double sd = std::sqrt(std::max(0.0, sq / n - mean * mean));
-    const double u = mx + margin_ * sd;
+    const double u = (o_.from_peak ? mx : mean) + margin_ * sd;
     if (u <= o_.down_headroom * limit_) {
       const double next = std::max(o_.max_down_step * limit_, u);
       if (next < limit_) {
@@ -145,6 +145,20 @@ double Tower::Estimate(size_t bucket, size_t action) const {
   const size_t A = o_.targets.size();
   const Cell& c = cells_[bucket * A + action];
   if (c.n > 0) return c.cost;
+  if (o_.probe_up && action > 0) {
+    // The next target above the highest one tried here, when that one met the SLO.
+    const Cell& below = cells_[bucket * A + action - 1];
+    bool higher_seen = false;
+    for (size_t a = action + 1; a < A; ++a) higher_seen |= cells_[bucket * A + a].n > 0;
+    if (below.n > 0 && below.cost < 2.0 && !higher_seen) {
+      double best = below.cost;
+      for (size_t a = 0; a < A; ++a) {
+        const Cell& o = cells_[bucket * A + a];
+        if (o.n > 0) best = std::min(best, o.cost);
+      }
+      return best - 1e-6;
+    }
+  }
   // Nearest seen bucket for this action.
   for (size_t d = 1; d < static_cast<size_t>(o_.rate_buckets); ++d) {
     for (long b : {long(bucket) - long(d), long(bucket) + long(d)}) {

@@ -51,6 +51,10 @@ struct CaptainOptions {
   // the group spent throttled over the last interval (in cores), an estimate of the demand the
   // quota cut off; the multiplicative rule alone needs several seconds to climb from a low limit.
   bool demand_estimate = true;
+  // Where a scale-down starts from: the window's peak 100-ms usage (the paper's rule), or its
+  // mean, leaving the bursts above it to the adaptive margin (x stdev), which the throttle
+  // ratio's feedback grows and shrinks.
+  bool from_peak = true;
 };
 
 // Autothrottle's Captain (NSDI'24 section 4): holds a throttle-ratio target.
@@ -129,14 +133,19 @@ struct TowerOptions {
   int rate_buckets = 12;
   std::string state_path;   // where the table persists ("" = in memory only)
   uint64_t seed = 1;
+  // Beyond the paper: a higher target never needs more CPU, so in a rate bucket whose highest
+  // tried target met the SLO, the next higher untried one is estimated just below the best
+  // seen cost, and greedy tries it next. The search climbs until a target misses the SLO.
+  bool probe_up = true;
 };
 
 // Autothrottle's Tower: a contextual bandit over throttle targets. Context: the request rate
 // (log-spaced buckets). Cost of an action in a context: allocation / max allocation (in [0,1])
 // when p99 <= SLO, else 2 + min(1, p99 / SLO - 1) (above every feasible allocation). Greedy on
-// per-cell running estimates; an unseen cell borrows from the nearest seen bucket of that
-// action, else from the bucket's best seen action plus one (so it is tried only by exploration);
-// with probability `explore` a neighbouring target is tried. Not thread-safe.
+// per-cell running estimates; an unseen cell is, with probe_up, optimistic when it is the next
+// target above the bucket's highest feasible one; else it borrows from the nearest seen bucket
+// of that action, else from the bucket's best seen action plus one (so it is tried only by
+// exploration); with probability `explore` a neighbouring target is tried. Not thread-safe.
 class Tower {
  public:
   explicit Tower(TowerOptions o);

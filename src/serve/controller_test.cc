@@ -311,6 +311,38 @@ TEST(Tower, ConvergesToTheCheapestFeasibleTargetPerLoad) {
   EXPECT_LT(tower.explorations(), 600u);
 }
 
+// Decisions per bucket until greedy holds the cheapest feasible target in every bucket (and
+// keeps it for the rest of the run), or -1 if it never settles in `budget` decisions per bucket.
+int DecisionsToSettle(bool probe_up, int budget) {
+  TowerOptions o;
+  o.rate_base = 10;
+  o.seed = 11;
+  o.probe_up = probe_up;
+  Tower tower(o);
+  std::mt19937_64 rng(5);
+  const double rates[] = {5, 15, 35};
+  int settled = -1;
+  for (int i = 0; i < 3 * budget; ++i) {
+    const double rate = rates[i % 3];
+    const size_t a = tower.Choose(rate);
+    tower.Observe(rate, a, LandscapeCost(tower.Bucket(rate), a, rng));
+    const bool right = tower.Greedy(0) == 6 && tower.Greedy(1) == 4 && tower.Greedy(2) == 2;
+    if (!right) settled = -1;
+    else if (settled < 0) settled = i / 3 + 1;
+  }
+  return settled;
+}
+
+// Probing upward from the highest feasible target finds the cheapest one within a few
+// decisions per load level; waiting for exploration alone takes many times longer.
+TEST(Tower, ProbingUpSettlesFasterThanExplorationAlone) {
+  const int with = DecisionsToSettle(true, 400);
+  const int without = DecisionsToSettle(false, 400);
+  ASSERT_GT(with, 0);
+  EXPECT_LE(with, 15);
+  EXPECT_TRUE(without < 0 || without > 2 * with) << "with " << with << ", without " << without;
+}
+
 TEST(Tower, StateSurvivesRestart) {
   const std::string path = SimDir("tower") + "/tower.json";
   TowerOptions o;

@@ -113,6 +113,34 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--pattern", o->pattern, "constant, diurnal or bursty")->capture_default_str();
     c->add_option("--trace", o->trace_csv, "A CSV of one request rate per second instead");
     c->add_option("--slo-p99-ms", o->slo_p99_ms, "The latency objective")->capture_default_str();
+    c->add_option("--controllers", o->controllers,
+                  "Controllers to run, in order: autothrottle, captain, hpa, static")
+        ->delimiter(',')
+        ->capture_default_str();
+    c->add_option("--hpa-targets", o->hpa_targets, "Utilisation targets of the HPA-style runs")
+        ->delimiter(',')
+        ->capture_default_str();
+    c->add_option("--tower-passes", o->tower_passes,
+                  "Replays of the trace that train the Tower before its measured (warm) run")
+        ->check(CLI::Range(0, 100))
+        ->capture_default_str();
+    c->add_option("--replicas", o->replicas, "Replica processes")->check(CLI::Range(1, 64))
+        ->capture_default_str();
+    c->add_option("--rows-per-request", o->rows_per_request, "Rows in each request's body")
+        ->check(CLI::Range(1, 1024))
+        ->capture_default_str();
+    c->add_option("--nnz", o->nnz, "Features per row")->check(CLI::Range(1, 100000))
+        ->capture_default_str();
+    c->add_option("--peak-rate", o->peak_rate, "Generated trace: highest request rate (req/s)")
+        ->capture_default_str();
+    c->add_option("--base-rate", o->base_rate, "Generated trace: lowest request rate (req/s)")
+        ->capture_default_str();
+    c->add_option("--captain-from-peak", o->captain_from_peak,
+                  "Captains scale down from the usage window's peak (true) or mean (false)")
+        ->capture_default_str();
+    c->add_option("--tower-probe-up", o->tower_probe_up,
+                  "The Tower tries the next higher target while the highest tried meets the SLO")
+        ->capture_default_str();
     c->callback([o, json, &ctx] {
       nlohmann::json result;
       Status st = bench::RunServeBench(*o, &result);

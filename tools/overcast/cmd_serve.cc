@@ -80,6 +80,10 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--captain-target", *captain_target,
                   "Throttle-ratio target for --controller captain")
         ->capture_default_str();
+    c->add_option("--captain-from-peak", o->captain.from_peak,
+                  "Captain: scale down from the usage window's peak (true, Autothrottle's rule) or\n"
+                  "its mean (false), the margin x stdev covering bursts")
+        ->capture_default_str();
     c->add_option("--hpa-utilization", o->hpa.utilization_target,
                   "HPA: usage / limit to aim for")->capture_default_str();
     c->add_option("--hpa-interval-s", o->hpa.interval_s, "HPA: seconds between decisions")
@@ -91,6 +95,9 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--tower-state", o->tower.state_path,
                   "Tower: file its learned table is kept in (survives restarts)");
     c->add_option("--tower-explore", o->tower.explore, "Tower: probability of trying a neighbour")
+        ->capture_default_str();
+    c->add_option("--tower-probe-up", o->tower.probe_up,
+                  "Tower: try the next higher (cheaper) target while the highest tried meets the SLO")
         ->capture_default_str();
     c->add_option("--cgroup", o->cgroup, "auto|v1|v2|none (none: no quota, usage from /proc)")
         ->check(CLI::IsMember({"auto", "v1", "v2", "none"}))
