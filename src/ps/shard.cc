@@ -34,6 +34,7 @@ namespace {
 // them keep the array as it is (moved into the loan, so their pointers stay valid) and the
 // table goes on with a copy (`dropping`: with nothing). Without such replies nothing moves.
 void EndLoan(TablePart& t, bool dropping = false) {
+  t.lent_hash.valid = false;
   if (!t.loan) return;
   if (t.loan.use_count() > 1) {
     t.loan->weights = std::move(t.weights);
@@ -155,7 +156,11 @@ Status Shard::LendDense(TablePart& t, uint64_t offset, uint64_t count, const cha
   if (!t.loan) t.loan = std::make_shared<DenseLoan>();
   *data = reinterpret_cast<const char*>(t.weights.data() + (offset - t.spec.begin));
   *keep = t.loan;
-  *checksum = Checksum64(*data, count * sizeof(float));
+  TablePart::LentHash& h = t.lent_hash;
+  if (!h.valid || h.offset != offset || h.count != count) {
+    h = {offset, count, Checksum64(*data, count * sizeof(float)), true};
+  }
+  *checksum = h.checksum;
   keys_pulled += count;
   return Status::Ok();
 }

@@ -36,6 +36,13 @@ struct TablePart {
   // Shared with every reply being sent from `weights` (LendDense); null or held by the table
   // alone when none is.
   std::shared_ptr<DenseLoan> loan;
+  // XXH3-64 of the range last lent, kept until the weights next change (EndLoan): pulls of an
+  // unchanged range, such as every worker of a synchronous step pulling the same weights, are
+  // answered without hashing it again.
+  struct LentHash {
+    uint64_t offset = 0, count = 0, checksum = 0;
+    bool valid = false;
+  } lent_hash;
 };
 
 // The data of one shard. Only its own thread touches it (see ShardThread), so nothing here

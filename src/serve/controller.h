@@ -136,7 +136,9 @@ struct TowerOptions {
   // Beyond the paper: a higher target never needs more CPU, so in a rate bucket whose highest
   // tried target met the SLO, the next higher untried one is estimated just below the best
   // seen cost, and greedy tries it next. The search climbs until a target misses the SLO.
-  bool probe_up = true;
+  // Off by default: on `bench serve` (2 replicas near the CFS quota floor) the probes cost SLO
+  // windows (warm runs met 90-97.5% of windows with it, 97.5-100% without; src/serve/README.md).
+  bool probe_up = false;
 };
 
 // Autothrottle's Tower: a contextual bandit over throttle targets. Context: the request rate
