@@ -163,6 +163,10 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--concurrency", o->concurrency, "Trials at once")->capture_default_str();
     c->add_option("--limit", o->limit, "Images per split (0: all)")->capture_default_str();
     c->add_option("--backend", o->backend, "processes or threads")->capture_default_str();
+    c->add_option("--eta", o->eta, "asha's reduction factor (0: tune's default)")->capture_default_str();
+    c->add_option("--min-progress", o->min_progress,
+                  "asha's first rung as a fraction of the budget (0: tune's default)")
+        ->capture_default_str();
     c->add_option("--eval-every", o->eval_every, "Seconds between a trial's evaluations")
         ->capture_default_str();
     c->callback([o, json, &ctx] {
