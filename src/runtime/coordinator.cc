@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/memory.h"
 #include "data/dataset.h"
 #include "data/minibatch.h"
 #include "data/store.h"
@@ -56,12 +57,26 @@ Result<std::optional<Target>> ParseTarget(const std::string& s) {
 Result<data::Partition> ReadRows(data::Store* store, const std::string& dataset, data::Split split,
                                  size_t max_rows, bool shuffle, uint64_t seed) {
   data::MinibatchOptions o;
-  o.batch_size = 4096;
+  // Small minibatches and ring: the rows are copied out at once, and each ring slot is fresh
+  // memory the first time it fills (4096-row slots were 12 MB each on Fashion-MNIST).
+  o.batch_size = 512;
+  o.prefetch = 2;
   o.shuffle = shuffle;
   o.seed = seed;
   o.epochs = 1;
   data::Partition p;
   OC_ASSIGN_OR_RETURN(auto reader, data::MinibatchReader::Open(store, dataset, split, o));
+  // The whole split (a test split) is sized from the manifest up front: growing it by doubling
+  // touched about twice its bytes in fresh pages.
+  if (max_rows == SIZE_MAX) {
+    OC_ASSIGN_OR_RETURN(data::Manifest m, data::ReadManifest(*store, dataset));
+    p.labels.reserve(m.rows(split));
+    p.offsets.reserve(m.rows(split) + 1);
+    p.ids.reserve(m.nnz(split));
+    AdviseHugePages(p.ids.data(), m.nnz(split) * sizeof(uint32_t));
+    p.values.reserve(m.nnz(split));
+    AdviseHugePages(p.values.data(), m.nnz(split) * sizeof(float));
+  }
   data::Minibatch b;
   while (p.rows() < max_rows) {
     OC_ASSIGN_OR_RETURN(bool more, reader->Next(&b));
