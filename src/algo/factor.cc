@@ -397,10 +397,18 @@ class Kmeans final : public Algorithm {
       for (uint64_t i = batch.offsets[r]; i < batch.offsets[r + 1]; ++i)
         if (batch.ids[i] < F) dc[batch.ids[i]] += batch.values[i];
     }
+    // Up to 2 x workers updates (each worker pipelines two minibatches) are computed from the
+    // same pulled centres and all added: a step of at most 1 / writers of the way keeps their
+    // sum from overshooting. Without it a centre with a small count was moved several whole
+    // steps at once early on, and a loaded machine (other processes changing the workers'
+    // interleaving) ended in a poor optimum in some runs (test objective 1.14-1.18x instead
+    // of 1.005x scikit-learn's).
+    const float writers = 2.0f * static_cast<float>(std::max<uint32_t>(1, state.num_workers()));
     for (size_t c = 0; c < k_; ++c) {
       if (s.dn[c] == 0) continue;
       float n = s.n[c] + s.dn[c];
       if (max_count_ > 0) n = std::max(std::min(n, max_count_), s.dn[c]);
+      n = std::max(n, writers * s.dn[c]);
       const float* cc = s.c.data() + c * F;
       float* dc = s.dc.data() + c * F;
       for (uint64_t j = 0; j < F; ++j) dc[j] = (dc[j] - s.dn[c] * cc[j]) / n;
