@@ -407,8 +407,8 @@ class Kmeans final : public Algorithm {
     for (size_t c = 0; c < k_; ++c) {
       if (s.dn[c] == 0) continue;
       float n = s.n[c] + s.dn[c];
-      if (max_count_ > 0) n = std::max(std::min(n, max_count_), s.dn[c]);
-      n = std::max(n, writers * s.dn[c]);
+      if (max_count_ > 0) n = std::min(n, max_count_);
+      n = std::max(n, writers * s.dn[c]);  // also >= dn: a step never passes the batch's mean
       const float* cc = s.c.data() + c * F;
       float* dc = s.dc.data() + c * F;
       for (uint64_t j = 0; j < F; ++j) dc[j] = (dc[j] - s.dn[c] * cc[j]) / n;

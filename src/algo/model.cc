@@ -7,7 +7,6 @@
 #include "common/bytes.h"
 #include "common/fs.h"
 #include "common/hash.h"
-#include "algo/metrics.h"
 
 namespace overcast::algo {
 namespace {

@@ -13,15 +13,22 @@ namespace overcast {
 // 16 MB buffer page by page costs milliseconds (measured: a dataset partition's decode).
 void AdviseHugePages(void* p, size_t bytes);
 
-// Resizes `v` to n elements whose old contents are not kept (the caller overwrites them). When
-// that needs a new buffer of at least 4 MiB, it is allocated untouched and advised huge pages
-// before being filled.
+// Reserves room for n elements in `v`. When that needs a new buffer of at least 4 MiB, the
+// buffer (allocated untouched) is advised huge pages before anything is written to it.
+template <typename T>
+void ReserveLarge(std::vector<T>& v, size_t n) {
+  if (n <= v.capacity()) return;
+  v.reserve(n);
+  if (n * sizeof(T) >= (size_t{4} << 20)) AdviseHugePages(v.data(), n * sizeof(T));
+}
+
+// Resizes `v` to n elements whose old contents are not kept (the caller overwrites them), the
+// new buffer, if one is needed, through ReserveLarge.
 template <typename T>
 void ResizeForOverwrite(std::vector<T>& v, size_t n) {
-  if (n > v.capacity() && n * sizeof(T) >= (size_t{4} << 20)) {
-    std::vector<T>().swap(v);
-    v.reserve(n);
-    AdviseHugePages(v.data(), n * sizeof(T));
+  if (n > v.capacity()) {
+    std::vector<T>().swap(v);  // nothing to copy into the new buffer
+    ReserveLarge(v, n);
   }
   v.resize(n);
 }

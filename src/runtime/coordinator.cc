@@ -70,12 +70,10 @@ Result<data::Partition> ReadRows(data::Store* store, const std::string& dataset,
   // touched about twice its bytes in fresh pages.
   if (max_rows == SIZE_MAX) {
     OC_ASSIGN_OR_RETURN(data::Manifest m, data::ReadManifest(*store, dataset));
-    p.labels.reserve(m.rows(split));
-    p.offsets.reserve(m.rows(split) + 1);
-    p.ids.reserve(m.nnz(split));
-    AdviseHugePages(p.ids.data(), m.nnz(split) * sizeof(uint32_t));
-    p.values.reserve(m.nnz(split));
-    AdviseHugePages(p.values.data(), m.nnz(split) * sizeof(float));
+    ReserveLarge(p.labels, m.rows(split));
+    ReserveLarge(p.offsets, m.rows(split) + 1);
+    ReserveLarge(p.ids, m.nnz(split));
+    ReserveLarge(p.values, m.nnz(split));
   }
   data::Minibatch b;
   while (p.rows() < max_rows) {
