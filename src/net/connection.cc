@@ -134,7 +134,8 @@ void Connection::SendOnIo(std::string frame) {
 }
 
 void Connection::Send(OutFrame frame) {
-  asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
+  // On the I/O thread itself (a reply computed inline) this queues the frame at once.
+  asio::dispatch(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
     self->SendOnIo(std::move(f));
   });
 }

@@ -46,6 +46,29 @@ TableSpec Sparse(const std::string& name, uint32_t dim, OptimizerKind opt = Opti
   return s;
 }
 
+// Small single-shard requests may run inline on the I/O thread; requests sent back to back
+// (none waited for) must still apply in order on each shard: every single-key pull sees every
+// push sent before it, including pushes spread over all shards and still queued there.
+TEST(PsServer, InlineRequestsKeepOrderBehindQueuedOnes) {
+  Cluster cluster(1, 4);
+  auto client = cluster.Connect();
+  ASSERT_TRUE(client->CreateTable(Sparse("w", 1)).ok());
+  std::vector<uint64_t> wide(20000);
+  std::iota(wide.begin(), wide.end(), 0);
+  const std::vector<float> ones(wide.size(), 1.0f);
+  constexpr int kRounds = 200;
+  std::vector<uint64_t> probe(kRounds);
+  std::vector<float> seen(kRounds, -1);
+  std::vector<std::future<Status>> pending;
+  for (int r = 0; r < kRounds; ++r) {
+    pending.push_back(client->Push("w", wide, ones));  // every shard, 20k keys
+    probe[r] = static_cast<uint64_t>(r * 97 % wide.size());
+    pending.push_back(client->Pull("w", std::span(&probe[r], 1), &seen[r]));  // one shard
+  }
+  for (auto& f : pending) ASSERT_TRUE(f.get().ok());
+  for (int r = 0; r < kRounds; ++r) EXPECT_EQ(seen[r], r + 1.0f) << "round " << r;
+}
+
 TEST(PsServer, PushThenPullAcrossServersAndShards) {
   Cluster cluster(2, 3);
   auto client = cluster.Connect();

@@ -93,7 +93,11 @@ void Shard::Pull(TablePart& t, const char* keys, const uint32_t* pos, size_t n, 
   ForKeys(table, keys, pos, n, [&](uint64_t key, uint64_t h, size_t p) {
     float* dst = out + p * dim;
     if (const float* row = table.Find(key, h)) {
-      std::memcpy(dst, row, dim * sizeof(float));
+      if (dim == 1) {
+        *dst = *row;  // the common case (linear models), without a call to memcpy
+      } else {
+        std::memcpy(dst, row, dim * sizeof(float));
+      }
     } else {
       for (uint32_t j = 0; j < dim; ++j) dst[j] = InitialValue(t.spec.init, key, j);
     }
@@ -321,6 +325,23 @@ void ShardThread::Post(Task task) {
   cv_.notify_one();
 }
 
+bool ShardThread::TryRunInline(const Task& task) {
+  {
+    std::lock_guard lock(mu_);
+    if (running_ || !queue_.empty() || stop_) return false;
+    running_ = true;
+  }
+  task(shard_);
+  bool wake;
+  {
+    std::lock_guard lock(mu_);
+    running_ = false;
+    wake = !queue_.empty() || stop_;
+  }
+  if (wake) cv_.notify_one();
+  return true;
+}
+
 void ShardThread::Stop() {
   {
     std::lock_guard lock(mu_);
@@ -336,12 +357,15 @@ void ShardThread::Run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      cv_.wait(lock, [&] { return !running_ && (stop_ || !queue_.empty()); });
       if (queue_.empty() && stop_) return;
       batch.swap(queue_);
+      running_ = true;
     }
     for (auto& t : batch) t(shard_);
     batch.clear();
+    std::lock_guard lock(mu_);
+    running_ = false;
   }
 }
 

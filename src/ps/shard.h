@@ -98,6 +98,10 @@ class ShardThread {
   explicit ShardThread(uint32_t index);
   ~ShardThread();
   void Post(Task task);
+  // Runs `task` on the calling thread when the shard is idle (nothing queued, nothing
+  // running), and then returns true; otherwise leaves it to the caller to Post. Tasks still
+  // run one at a time and in order. For small requests, this saves two thread hand-offs.
+  bool TryRunInline(const Task& task);
   void Stop();  // runs what is queued, then joins
   Shard& shard_for_setup() { return shard_; }  // only before the thread runs tasks
 
@@ -107,6 +111,7 @@ class ShardThread {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Task> queue_;
+  bool running_ = false;  // a task runs, on this thread or inline on another
   bool stop_ = false;
   std::thread thread_;
 };

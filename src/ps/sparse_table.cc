@@ -2,22 +2,24 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstring>
 
 #include <malloc.h>
 
+#include "common/memory.h"
+
 namespace overcast::ps {
 
-SparseTable::SparseTable(size_t stride, size_t initial_capacity) : stride_(stride) {
-  size_t cap = std::max<size_t>(initial_capacity, 16);
-  keys_.assign(cap, kEmpty);
-  vals_.assign(cap * stride_, 0.0f);
+SparseTable::SparseTable(size_t stride, size_t initial_capacity)
+    : stride_(stride), words_(1 + (stride + 1) / 2) {
+  GrowInto(std::max<size_t>(initial_capacity, 16));
 }
 
 float* SparseTable::Find(uint64_t key, uint64_t h) {
   if (key == kEmpty) return has_special_ ? special_row_.data() : nullptr;
   for (size_t i = Slot(h);; i = NextSlot(i)) {
-    uint64_t k = keys_[i];
-    if (k == key) return &vals_[i * stride_];
+    uint64_t k = Key(i);
+    if (k == key) return Row(i);
     if (k == kEmpty) return nullptr;
   }
 }
@@ -33,44 +35,45 @@ float* SparseTable::FindOrInsert(uint64_t key, uint64_t h, bool* inserted) {
     }
     return special_row_.data();
   }
-  if ((size_ + 1) * 5 > keys_.size() * 4) Grow();
+  if ((size_ + 1) * 5 > capacity_ * 4) Grow();
   for (size_t i = Slot(h);; i = NextSlot(i)) {
-    uint64_t k = keys_[i];
-    if (k == key) return &vals_[i * stride_];
+    uint64_t k = Key(i);
+    if (k == key) return Row(i);
     if (k == kEmpty) {
-      keys_[i] = key;
+      slots_[i * words_] = key;
       ++size_;
       *inserted = true;
-      return &vals_[i * stride_];
+      return Row(i);
     }
   }
 }
 
 void SparseTable::Reserve(size_t n) {
-  while (n * 5 > keys_.size() * 4) Grow();
+  while (n * 5 > capacity_ * 4) Grow();
 }
 
 void SparseTable::Grow() {
-  GrowInto(keys_.size() + keys_.size() / 2);
-  // The old arrays are free now; a large table gives their pages back at once (the server
-  // keeps freed memory in its heap for reuse, so it would otherwise stay resident).
-  if (keys_.size() * (sizeof(uint64_t) + stride_ * sizeof(float)) > (size_t{16} << 20)) {
-    malloc_trim(0);
-  }
+  GrowInto(capacity_ + capacity_ / 2);
+  // The old array is free now; a large table gives its pages back at once (the server keeps
+  // freed memory in its heap for reuse, so it would otherwise stay resident).
+  if (capacity_ * words_ * sizeof(uint64_t) > (size_t{16} << 20)) malloc_trim(0);
 }
 
 void SparseTable::GrowInto(size_t capacity) {
-  std::vector<uint64_t> old_keys(capacity, kEmpty);
-  std::vector<float> old_vals(old_keys.size() * stride_, 0.0f);
-  old_keys.swap(keys_);
-  old_vals.swap(vals_);
-  for (size_t j = 0; j < old_keys.size(); ++j) {
-    uint64_t key = old_keys[j];
+  // Huge pages for a large table: its lookups land anywhere in it.
+  std::vector<uint64_t> old;
+  ReserveLarge(old, capacity * words_);
+  old.resize(capacity * words_);  // rows of 0.0f
+  for (size_t i = 0; i < capacity; ++i) old[i * words_] = kEmpty;
+  old.swap(slots_);
+  const size_t old_capacity = capacity_;
+  capacity_ = capacity;
+  for (size_t j = 0; j < old_capacity; ++j) {
+    const uint64_t key = old[j * words_];
     if (key == kEmpty) continue;
     size_t i = Slot(Hash(key));
-    while (keys_[i] != kEmpty) i = NextSlot(i);
-    keys_[i] = key;
-    std::copy_n(&old_vals[j * stride_], stride_, &vals_[i * stride_]);
+    while (Key(i) != kEmpty) i = NextSlot(i);
+    std::memcpy(&slots_[i * words_], &old[j * words_], words_ * sizeof(uint64_t));
   }
 }
 
