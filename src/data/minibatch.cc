@@ -39,14 +39,88 @@ struct Slot {
 struct Loaded {
   const PartitionRef* ref = nullptr;
   bool decoded = false;
+  uint64_t decoded_seq = 0;  // order of decoding: the oldest is evicted first
   Partition part;
   uint64_t rows = 0;       // the manifest's count
   uint64_t remaining = 0;  // rows not yet emitted
 };
 
+// loaded == kInArena: the row was copied out of its partition into the arena, at index `row`.
+constexpr uint32_t kInArena = UINT32_MAX;
+
 struct RowRef {
-  uint32_t loaded;  // index into the loaded-partition table
+  uint32_t loaded;  // index into the loaded-partition table, or kInArena
   uint32_t row;
+};
+
+// Rows of the shuffle window whose partitions were evicted. Rows draw out at random, so a
+// partition keeps a few rows in the window long after the rest have gone: about ln(window)
+// partitions' worth (10 of 16,384 rows each) would otherwise stay decoded. Copying the rows
+// of all but the newest decoded partitions here bounds a reader's memory by two partitions
+// and about twice the window's rows, whatever the dataset's size.
+class Arena {
+ public:
+  uint32_t Add(float label, const uint32_t* ids, const float* values, size_t n) {
+    uint32_t i;
+    if (free_.empty()) {
+      i = static_cast<uint32_t>(rows_.size());
+      rows_.emplace_back();
+    } else {
+      i = free_.back();
+      free_.pop_back();
+    }
+    rows_[i] = {ids_.size(), static_cast<uint32_t>(n), label};
+    ids_.insert(ids_.end(), ids, ids + n);
+    values_.insert(values_.end(), values, values + n);
+    live_nnz_ += n;
+    return i;
+  }
+  // Appends row i to the slot's arrays and frees it.
+  template <typename SlotT>
+  void EmitAndFree(uint32_t i, SlotT* slot) {
+    const Row& r = rows_[i];
+    slot->labels.push_back(r.label);
+    slot->ids.insert(slot->ids.end(), ids_.begin() + r.at, ids_.begin() + r.at + r.len);
+    slot->values.insert(slot->values.end(), values_.begin() + r.at,
+                        values_.begin() + r.at + r.len);
+    Free(i);
+  }
+  void Free(uint32_t i) {
+    live_nnz_ -= rows_[i].len;
+    rows_[i].len = kDead;
+    free_.push_back(i);
+    MaybeCompact();
+  }
+
+ private:
+  static constexpr uint32_t kDead = UINT32_MAX;
+  struct Row {
+    uint64_t at = 0;
+    uint32_t len = kDead;
+    float label = 0;
+  };
+  // Rewrites the live rows contiguously once dead ones fill more than half the arrays.
+  void MaybeCompact() {
+    if (ids_.size() < 4096 || ids_.size() <= 2 * live_nnz_) return;
+    std::vector<uint32_t> ids;
+    std::vector<float> values;
+    ids.reserve(live_nnz_);
+    values.reserve(live_nnz_);
+    for (Row& r : rows_) {
+      if (r.len == kDead) continue;
+      const uint64_t at = ids.size();
+      ids.insert(ids.end(), ids_.begin() + r.at, ids_.begin() + r.at + r.len);
+      values.insert(values.end(), values_.begin() + r.at, values_.begin() + r.at + r.len);
+      r.at = at;
+    }
+    ids_.swap(ids);
+    values_.swap(values);
+  }
+  std::vector<Row> rows_;
+  std::vector<uint32_t> free_;
+  std::vector<uint32_t> ids_;
+  std::vector<float> values_;
+  uint64_t live_nnz_ = 0;
 };
 
 }  // namespace
@@ -128,6 +202,8 @@ class MinibatchReader::Impl {
     std::vector<RowRef> window;
     std::vector<Loaded> loaded;
     std::vector<uint32_t> free_loaded;
+    Arena arena;
+    uint64_t decodes = 0;
     std::string scratch;
     uint64_t batch_index = 0;
     size_t skipped_rows = 0;  // rows of the minibatch being skipped
@@ -180,6 +256,22 @@ class MinibatchReader::Impl {
         const RowRef ref = window[j];
         window[j] = window.back();
         window.pop_back();
+        if (ref.loaded == kInArena) {
+          if (batch_index < o_.skip_batches) {
+            ++skipped_rows;
+            arena.Free(ref.row);
+          } else {
+            if (!slot) {
+              OC_ASSIGN_OR_RETURN(slot, AcquireSlot());
+              if (!slot) return Status::Ok();  // stopping
+              slot->Clear();
+              slot->epoch = epoch;
+              slot->index = batch_index;
+            }
+            arena.EmitAndFree(ref.row, slot);
+            slot->offsets.push_back(slot->ids.size());
+          }
+        } else {
         Loaded& L = loaded[ref.loaded];
         if (batch_index < o_.skip_batches) {
           ++skipped_rows;  // drawn, not built
@@ -191,7 +283,19 @@ class MinibatchReader::Impl {
             slot->epoch = epoch;
             slot->index = batch_index;
           }
-          if (!L.decoded) OC_RETURN_IF_ERROR(Decode(&L, &scratch));
+          if (!L.decoded) {
+            OC_RETURN_IF_ERROR(Decode(&L, &scratch));
+            L.decoded_seq = ++decodes;
+            const uint64_t moved = Evict(ref.loaded, cur, &loaded, &free_loaded, &window, &arena);
+            uint64_t held = 0;
+            for (uint32_t i = 0; i < loaded.size(); ++i) {
+              held += loaded[i].decoded && loaded[i].remaining > 0 &&
+                      std::find(free_loaded.begin(), free_loaded.end(), i) == free_loaded.end();
+            }
+            std::lock_guard<std::mutex> lock(mu_);
+            stats_.rows_evicted += moved;
+            stats_.peak_partitions_decoded = std::max(stats_.peak_partitions_decoded, held);
+          }
           const uint64_t b = L.part.offsets[ref.row], e = L.part.offsets[ref.row + 1];
           slot->labels.push_back(L.part.labels[ref.row]);
           slot->ids.insert(slot->ids.end(), L.part.ids.begin() + b, L.part.ids.begin() + e);
@@ -203,6 +307,7 @@ class MinibatchReader::Impl {
         if (--L.remaining == 0 && (ref.loaded != cur || cur_row == L.rows)) {
           free_loaded.push_back(ref.loaded);
           if (ref.loaded == cur) cur = UINT32_MAX;
+        }
         }
         if (skipped_rows == o_.batch_size) {
           skipped_rows = 0;
@@ -229,6 +334,40 @@ class MinibatchReader::Impl {
       if (o_.epochs == 0 && mine.empty()) break;  // nothing to read, ever
     }
     return Status::Ok();
+  }
+
+  // After partition `fresh` was decoded: every other decoded partition but the newest of them
+  // and the one still feeding the window moves its rows still in the window into the arena
+  // and is freed.
+  static uint64_t Evict(uint32_t fresh, uint32_t cur, std::vector<Loaded>* loaded,
+                    std::vector<uint32_t>* free_loaded, std::vector<RowRef>* window,
+                    Arena* arena) {
+    std::vector<uint32_t> victims;
+    uint32_t newest = UINT32_MAX;
+    for (uint32_t i = 0; i < loaded->size(); ++i) {
+      const Loaded& L = (*loaded)[i];
+      if (i == fresh || !L.decoded || L.remaining == 0) continue;
+      if (i == cur) continue;  // the partition feeding the window (the caller frees it)
+      if (std::find(free_loaded->begin(), free_loaded->end(), i) != free_loaded->end()) continue;
+      victims.push_back(i);
+      if (newest == UINT32_MAX || L.decoded_seq > (*loaded)[newest].decoded_seq) newest = i;
+    }
+    std::erase(victims, newest);
+    if (victims.empty()) return 0;
+    uint64_t moved = 0;
+    for (RowRef& r : *window) {
+      if (r.loaded == kInArena || std::find(victims.begin(), victims.end(), r.loaded) == victims.end())
+        continue;
+      const Partition& p = (*loaded)[r.loaded].part;
+      const uint64_t b = p.offsets[r.row], e = p.offsets[r.row + 1];
+      r = {kInArena, arena->Add(p.labels[r.row], p.ids.data() + b, p.values.data() + b, e - b)};
+      ++moved;
+    }
+    for (uint32_t v : victims) {
+      (*loaded)[v].remaining = 0;
+      free_loaded->push_back(v);
+    }
+    return moved;
   }
 
   // Reads and decodes a partition of the window, checking it holds the rows the manifest says.

@@ -68,6 +68,9 @@ struct OwnedMinibatch {
 struct ReaderStats {
   uint64_t batches = 0, rows = 0;
   uint64_t partitions_read = 0, bytes_read = 0;
+  // Most partitions held decoded at once (the memory bound: 3, whatever the dataset's size)
+  // and rows moved out of evicted partitions into the window's own arena.
+  uint64_t peak_partitions_decoded = 0, rows_evicted = 0;
   double consumer_wait_seconds = 0;  // time Next() waited for the prefetcher: ~0 when hidden
   double read_seconds = 0;           // prefetcher time fetching, checking and decoding
   double producer_idle_seconds = 0;  // prefetcher time waiting for a free ring slot

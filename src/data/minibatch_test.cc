@@ -84,6 +84,11 @@ TEST_F(MinibatchTest, EveryRowExactlyOncePerEpochAndShuffledDifferently) {
   EXPECT_EQ(stats.rows, 3u * kRows);
   EXPECT_EQ(stats.batches, 3u * ((kRows + 63) / 64));
   EXPECT_EQ(stats.partitions_read, 3u * 24);
+  // The window (500 rows) spans 5+ partitions of 100 rows; all but the newest two decoded
+  // ones are moved to the arena, so at most 3 stay decoded at once.
+  EXPECT_LE(stats.peak_partitions_decoded, 3u);
+  EXPECT_GE(stats.peak_partitions_decoded, 1u);
+  EXPECT_GT(stats.rows_evicted, 0u);
   // The same seed gives the same order.
   EXPECT_EQ(ReadAll(o), epochs);
 }
