@@ -286,8 +286,9 @@ Status RunTrainBench(const TrainBenchOptions& o, nlohmann::json* result) {
     dir = templ;
     remove = true;
   }
-  Status s = o.workers.empty() ? Status::Ok() : Scaling(o, dir, &figures, &ratios);
-  if (s.ok() && o.memory_scale > 0 && o.backend == "processes")
+  Status s = o.workers.empty() || o.scaling_rows == 0 ? Status::Ok()
+                                                      : Scaling(o, dir, &figures, &ratios);
+  if (s.ok() && o.memory_scale > 0 && o.scaling_rows > 0 && o.backend == "processes")
     s = Memory(o, dir, &figures, &ratios);
   if (remove) std::filesystem::remove_all(dir);
   OC_RETURN_IF_ERROR(s);

@@ -85,7 +85,8 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_flag("--json", *json, "Print the result as one JSON line last on stdout");
     c->add_option("--iterations", o->iterations, "Timed steps")->capture_default_str();
     c->add_option("--backend", o->backend, "processes or threads")->capture_default_str();
-    c->add_option("--scaling-rows", o->scaling_rows, "Rows of the scaling dataset")
+    c->add_option("--scaling-rows", o->scaling_rows,
+                  "Rows of the scaling dataset (0: latency only, no scaling or memory figures)")
         ->capture_default_str();
     c->add_option("--memory-scale", o->memory_scale,
                   "Worker peak RSS on the scaling dataset and on one this many times larger "
