@@ -56,8 +56,8 @@ struct RowRef {
 // Rows of the shuffle window whose partitions were evicted. Rows draw out at random, so a
 // partition keeps a few rows in the window long after the rest have gone: about ln(window)
 // partitions' worth (10 of 16,384 rows each) would otherwise stay decoded. Copying the rows
-// of all but the newest decoded partitions here bounds a reader's memory by two partitions
-// and about twice the window's rows, whatever the dataset's size.
+// of all but the newest decoded partitions here bounds a reader's memory by three decoded
+// partitions and about twice the window's rows, whatever the dataset's size.
 class Arena {
  public:
   uint32_t Add(float label, const uint32_t* ids, const float* values, size_t n) {
@@ -256,58 +256,43 @@ class MinibatchReader::Impl {
         const RowRef ref = window[j];
         window[j] = window.back();
         window.pop_back();
+        const bool skipping = batch_index < o_.skip_batches;  // drawn, not built
+        if (skipping) {
+          ++skipped_rows;
+        } else if (!slot) {
+          OC_ASSIGN_OR_RETURN(slot, AcquireSlot());
+          if (!slot) return Status::Ok();  // stopping
+          slot->Clear();
+          slot->epoch = epoch;
+          slot->index = batch_index;
+        }
         if (ref.loaded == kInArena) {
-          if (batch_index < o_.skip_batches) {
-            ++skipped_rows;
+          if (skipping) {
             arena.Free(ref.row);
           } else {
-            if (!slot) {
-              OC_ASSIGN_OR_RETURN(slot, AcquireSlot());
-              if (!slot) return Status::Ok();  // stopping
-              slot->Clear();
-              slot->epoch = epoch;
-              slot->index = batch_index;
-            }
             arena.EmitAndFree(ref.row, slot);
             slot->offsets.push_back(slot->ids.size());
           }
         } else {
-        Loaded& L = loaded[ref.loaded];
-        if (batch_index < o_.skip_batches) {
-          ++skipped_rows;  // drawn, not built
-        } else {
-          if (!slot) {
-            OC_ASSIGN_OR_RETURN(slot, AcquireSlot());
-            if (!slot) return Status::Ok();  // stopping
-            slot->Clear();
-            slot->epoch = epoch;
-            slot->index = batch_index;
-          }
-          if (!L.decoded) {
-            OC_RETURN_IF_ERROR(Decode(&L, &scratch));
-            L.decoded_seq = ++decodes;
-            const uint64_t moved = Evict(ref.loaded, cur, &loaded, &free_loaded, &window, &arena);
-            uint64_t held = 0;
-            for (uint32_t i = 0; i < loaded.size(); ++i) {
-              held += loaded[i].decoded && loaded[i].remaining > 0 &&
-                      std::find(free_loaded.begin(), free_loaded.end(), i) == free_loaded.end();
+          Loaded& L = loaded[ref.loaded];
+          if (!skipping) {
+            if (!L.decoded) {
+              OC_RETURN_IF_ERROR(Decode(&L, &scratch));
+              L.decoded_seq = ++decodes;
+              EvictAndCount(ref.loaded, cur, &loaded, &free_loaded, &window, &arena);
             }
-            std::lock_guard<std::mutex> lock(mu_);
-            stats_.rows_evicted += moved;
-            stats_.peak_partitions_decoded = std::max(stats_.peak_partitions_decoded, held);
+            const uint64_t b = L.part.offsets[ref.row], e = L.part.offsets[ref.row + 1];
+            slot->labels.push_back(L.part.labels[ref.row]);
+            slot->ids.insert(slot->ids.end(), L.part.ids.begin() + b, L.part.ids.begin() + e);
+            slot->values.insert(slot->values.end(), L.part.values.begin() + b,
+                                L.part.values.begin() + e);
+            slot->offsets.push_back(slot->ids.size());
           }
-          const uint64_t b = L.part.offsets[ref.row], e = L.part.offsets[ref.row + 1];
-          slot->labels.push_back(L.part.labels[ref.row]);
-          slot->ids.insert(slot->ids.end(), L.part.ids.begin() + b, L.part.ids.begin() + e);
-          slot->values.insert(slot->values.end(), L.part.values.begin() + b,
-                              L.part.values.begin() + e);
-          slot->offsets.push_back(slot->ids.size());
-        }
-        // A partition is freed once all its rows have entered the window and left it.
-        if (--L.remaining == 0 && (ref.loaded != cur || cur_row == L.rows)) {
-          free_loaded.push_back(ref.loaded);
-          if (ref.loaded == cur) cur = UINT32_MAX;
-        }
+          // A partition is freed once all its rows have entered the window and left it.
+          if (--L.remaining == 0 && (ref.loaded != cur || cur_row == L.rows)) {
+            free_loaded.push_back(ref.loaded);
+            if (ref.loaded == cur) cur = UINT32_MAX;
+          }
         }
         if (skipped_rows == o_.batch_size) {
           skipped_rows = 0;
@@ -368,6 +353,22 @@ class MinibatchReader::Impl {
       free_loaded->push_back(v);
     }
     return moved;
+  }
+
+  // Evict(), then the reader's statistics: rows moved, and partitions held decoded.
+  void EvictAndCount(uint32_t fresh, uint32_t cur, std::vector<Loaded>* loaded,
+                     std::vector<uint32_t>* free_loaded, std::vector<RowRef>* window,
+                     Arena* arena) {
+    const uint64_t moved = Evict(fresh, cur, loaded, free_loaded, window, arena);
+    uint64_t held = 0;
+    for (uint32_t i = 0; i < loaded->size(); ++i) {
+      const Loaded& L = (*loaded)[i];
+      held += L.decoded && L.remaining > 0 &&
+              std::find(free_loaded->begin(), free_loaded->end(), i) == free_loaded->end();
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.rows_evicted += moved;
+    stats_.peak_partitions_decoded = std::max(stats_.peak_partitions_decoded, held);
   }
 
   // Reads and decodes a partition of the window, checking it holds the rows the manifest says.
