@@ -341,8 +341,10 @@ class MinibatchReader::Impl {
     if (victims.empty()) return 0;
     uint64_t moved = 0;
     for (RowRef& r : *window) {
-      if (r.loaded == kInArena || std::find(victims.begin(), victims.end(), r.loaded) == victims.end())
+      if (r.loaded == kInArena ||
+          std::find(victims.begin(), victims.end(), r.loaded) == victims.end()) {
         continue;
+      }
       const Partition& p = (*loaded)[r.loaded].part;
       const uint64_t b = p.offsets[r.row], e = p.offsets[r.row + 1];
       r = {kInArena, arena->Add(p.labels[r.row], p.ids.data() + b, p.values.data() + b, e - b)};

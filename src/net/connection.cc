@@ -135,9 +135,10 @@ void Connection::SendOnIo(std::string frame) {
 
 void Connection::Send(OutFrame frame) {
   // On the I/O thread itself (a reply computed inline) this queues the frame at once.
-  asio::dispatch(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
-    self->SendOnIo(std::move(f));
-  });
+  asio::dispatch(socket_.get_executor(),
+                 [self = shared_from_this(), f = std::move(frame)]() mutable {
+                   self->SendOnIo(std::move(f));
+                 });
 }
 
 void Connection::SendOnIo(OutFrame frame) {

@@ -64,7 +64,9 @@ class SparseTable {
   uint64_t Key(size_t i) const { return slots_[i * words_]; }
   // The row's floats live in the slot's words after the key (never read as integers).
   float* Row(size_t i) { return reinterpret_cast<float*>(&slots_[i * words_ + 1]); }
-  const float* Row(size_t i) const { return reinterpret_cast<const float*>(&slots_[i * words_ + 1]); }
+  const float* Row(size_t i) const {
+    return reinterpret_cast<const float*>(&slots_[i * words_ + 1]);
+  }
   void Grow();
   void GrowInto(size_t capacity);
 
