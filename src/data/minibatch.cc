@@ -32,6 +32,12 @@ struct Slot {
     ids.clear();
     values.clear();
   }
+  void Append(float label, const uint32_t* row_ids, const float* row_values, size_t n) {
+    labels.push_back(label);
+    ids.insert(ids.end(), row_ids, row_ids + n);
+    values.insert(values.end(), row_values, row_values + n);
+    offsets.push_back(ids.size());
+  }
 };
 
 // A partition in the shuffle window, alive while the window still holds some of its rows. It
@@ -42,7 +48,8 @@ struct Loaded {
   uint64_t decoded_seq = 0;  // order of decoding: the oldest is evicted first
   Partition part;
   uint64_t rows = 0;       // the manifest's count
-  uint64_t remaining = 0;  // rows not yet emitted
+  uint64_t remaining = 0;  // rows not yet emitted (0 once the slot is free)
+  bool held() const { return decoded && remaining > 0; }  // decoded rows still needed
 };
 
 // loaded == kInArena: the row was copied out of its partition into the arena, at index `row`.
@@ -76,13 +83,9 @@ class Arena {
     return i;
   }
   // Appends row i to the slot's arrays and frees it.
-  template <typename SlotT>
-  void EmitAndFree(uint32_t i, SlotT* slot) {
+  void EmitAndFree(uint32_t i, Slot* slot) {
     const Row& r = rows_[i];
-    slot->labels.push_back(r.label);
-    slot->ids.insert(slot->ids.end(), ids_.begin() + r.at, ids_.begin() + r.at + r.len);
-    slot->values.insert(slot->values.end(), values_.begin() + r.at,
-                        values_.begin() + r.at + r.len);
+    slot->Append(r.label, ids_.data() + r.at, values_.data() + r.at, r.len);
     Free(i);
   }
   void Free(uint32_t i) {
@@ -271,7 +274,6 @@ class MinibatchReader::Impl {
             arena.Free(ref.row);
           } else {
             arena.EmitAndFree(ref.row, slot);
-            slot->offsets.push_back(slot->ids.size());
           }
         } else {
           Loaded& L = loaded[ref.loaded];
@@ -282,11 +284,8 @@ class MinibatchReader::Impl {
               EvictAndCount(ref.loaded, cur, &loaded, &free_loaded, &window, &arena);
             }
             const uint64_t b = L.part.offsets[ref.row], e = L.part.offsets[ref.row + 1];
-            slot->labels.push_back(L.part.labels[ref.row]);
-            slot->ids.insert(slot->ids.end(), L.part.ids.begin() + b, L.part.ids.begin() + e);
-            slot->values.insert(slot->values.end(), L.part.values.begin() + b,
-                                L.part.values.begin() + e);
-            slot->offsets.push_back(slot->ids.size());
+            slot->Append(L.part.labels[ref.row], L.part.ids.data() + b,
+                         L.part.values.data() + b, e - b);
           }
           // A partition is freed once all its rows have entered the window and left it.
           if (--L.remaining == 0 && (ref.loaded != cur || cur_row == L.rows)) {
@@ -331,9 +330,8 @@ class MinibatchReader::Impl {
     uint32_t newest = UINT32_MAX;
     for (uint32_t i = 0; i < loaded->size(); ++i) {
       const Loaded& L = (*loaded)[i];
-      if (i == fresh || !L.decoded || L.remaining == 0) continue;
-      if (i == cur) continue;  // the partition feeding the window (the caller frees it)
-      if (std::find(free_loaded->begin(), free_loaded->end(), i) != free_loaded->end()) continue;
+      // Not the partition feeding the window (the caller frees it).
+      if (i == fresh || i == cur || !L.held()) continue;
       victims.push_back(i);
       if (newest == UINT32_MAX || L.decoded_seq > (*loaded)[newest].decoded_seq) newest = i;
     }
@@ -362,12 +360,8 @@ class MinibatchReader::Impl {
                      std::vector<uint32_t>* free_loaded, std::vector<RowRef>* window,
                      Arena* arena) {
     const uint64_t moved = Evict(fresh, cur, loaded, free_loaded, window, arena);
-    uint64_t held = 0;
-    for (uint32_t i = 0; i < loaded->size(); ++i) {
-      const Loaded& L = (*loaded)[i];
-      held += L.decoded && L.remaining > 0 &&
-              std::find(free_loaded->begin(), free_loaded->end(), i) == free_loaded->end();
-    }
+    const uint64_t held = std::count_if(loaded->begin(), loaded->end(),
+                                        [](const Loaded& L) { return L.held(); });
     std::lock_guard<std::mutex> lock(mu_);
     stats_.rows_evicted += moved;
     stats_.peak_partitions_decoded = std::max(stats_.peak_partitions_decoded, held);

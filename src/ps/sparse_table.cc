@@ -6,8 +6,6 @@
 
 #include <malloc.h>
 
-#include "common/memory.h"
-
 namespace overcast::ps {
 
 SparseTable::SparseTable(size_t stride, size_t initial_capacity)
@@ -60,10 +58,7 @@ void SparseTable::Grow() {
 }
 
 void SparseTable::GrowInto(size_t capacity) {
-  // Huge pages for a large table: its lookups land anywhere in it.
-  std::vector<uint64_t> old;
-  ReserveLarge(old, capacity * words_);
-  old.resize(capacity * words_);  // rows of 0.0f
+  std::vector<uint64_t> old(capacity * words_, 0);  // rows of 0.0f
   for (size_t i = 0; i < capacity; ++i) old[i * words_] = kEmpty;
   old.swap(slots_);
   const size_t old_capacity = capacity_;
