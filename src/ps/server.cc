@@ -208,7 +208,7 @@ Status Server::Impl::Restore() {
           ensure(spec);
           TablePart* t = shards_[DenseOwner(spec.name)]->shard_for_setup().Find(spec.name);
           t->weights = part.weights;
-          t->lent_hash.valid = false;
+          t->lent_hashes.clear();
           t->state = part.state;
           t->step = part.step;
           rows += part.weights.size();

@@ -168,6 +168,38 @@ TEST(PsServer, LargeDenseRangesGoInPiecesAndComeBackInOrder) {
   for (size_t i = 0; i < part.size(); ++i) ASSERT_EQ(part[i], g[123'457 + i]) << i;
 }
 
+// A large range is asked for in pieces; each piece's checksum is kept until the weights change,
+// so pulling an unchanged table again hashes nothing, and a push makes the next pull hash it
+// all again (a stale checksum would fail the pull).
+TEST(PsServer, UnchangedDenseRangesAreNotHashedAgain) {
+  Cluster cluster(1, 1);
+  auto client = cluster.Connect();
+  TableSpec d;
+  d.name = "big";
+  d.kind = TableKind::kDense;
+  d.length = 5'000'000;  // 20 MB: five pieces
+  d.optimizer.kind = OptimizerKind::kAdd;
+  ASSERT_TRUE(client->CreateTable(d).ok());
+  auto hashed = [&] {
+    auto stats = client->Stats();
+    EXPECT_TRUE(stats.ok());
+    uint64_t n = 0;
+    for (auto& sh : (*stats)[0]["shard_stats"]) n += sh["dense_bytes_hashed"].get<uint64_t>();
+    return n;
+  };
+  std::vector<float> out(d.length, -1);
+  ASSERT_TRUE(client->PullDense("big", 0, d.length, out.data()).get().ok());
+  const uint64_t table_bytes = d.length * sizeof(float);
+  EXPECT_EQ(hashed(), table_bytes);
+  ASSERT_TRUE(client->PullDense("big", 0, d.length, out.data()).get().ok());
+  EXPECT_EQ(hashed(), table_bytes) << "the second pull of an unchanged table hashed it again";
+  std::vector<float> ones(d.length, 1.0f);
+  ASSERT_TRUE(client->PushDense("big", 0, ones).get().ok());
+  ASSERT_TRUE(client->PullDense("big", 0, d.length, out.data()).get().ok());
+  EXPECT_EQ(out, ones);
+  EXPECT_EQ(hashed(), 2 * table_bytes);
+}
+
 // Dense pull replies are received straight into the caller's buffer: an odd-sized range that
 // starts mid-piece and spans several pieces on both servers fills exactly its floats.
 TEST(PsServer, DensePullLandsExactlyInTheCallersRange) {

@@ -34,7 +34,7 @@ namespace {
 // them keep the array as it is (moved into the loan, so their pointers stay valid) and the
 // table goes on with a copy (`dropping`: with nothing). Without such replies nothing moves.
 void EndLoan(TablePart& t, bool dropping = false) {
-  t.lent_hash.valid = false;
+  t.lent_hashes.clear();
   if (!t.loan) return;
   if (t.loan.use_count() > 1) {
     t.loan->weights = std::move(t.weights);
@@ -160,11 +160,17 @@ Status Shard::LendDense(TablePart& t, uint64_t offset, uint64_t count, const cha
   if (!t.loan) t.loan = std::make_shared<DenseLoan>();
   *data = reinterpret_cast<const char*>(t.weights.data() + (offset - t.spec.begin));
   *keep = t.loan;
-  TablePart::LentHash& h = t.lent_hash;
-  if (!h.valid || h.offset != offset || h.count != count) {
-    h = {offset, count, Checksum64(*data, count * sizeof(float)), true};
+  auto& hashes = t.lent_hashes;
+  auto it = std::find_if(hashes.begin(), hashes.end(), [&](const TablePart::LentHash& h) {
+    return h.offset == offset && h.count == count;
+  });
+  if (it == hashes.end()) {
+    if (hashes.size() == TablePart::kMaxLentHashes) hashes.erase(hashes.begin());
+    hashes.push_back({offset, count, Checksum64(*data, count * sizeof(float))});
+    dense_bytes_hashed += count * sizeof(float);
+    it = hashes.end() - 1;
   }
-  *checksum = h.checksum;
+  *checksum = it->checksum;
   keys_pulled += count;
   return Status::Ok();
 }
@@ -293,6 +299,7 @@ nlohmann::json Shard::Stats() const {
   j["keys_pulled"] = keys_pulled;
   j["keys_pushed"] = keys_pushed;
   j["requests"] = requests;
+  j["dense_bytes_hashed"] = dense_bytes_hashed;
   j["blobs"] = blobs_.size();
   size_t blob_bytes = 0;
   for (auto& [k, v] : blobs_) blob_bytes += k.size() + v.size();

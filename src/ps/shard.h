@@ -36,13 +36,15 @@ struct TablePart {
   // Shared with every reply being sent from `weights` (LendDense); null or held by the table
   // alone when none is.
   std::shared_ptr<DenseLoan> loan;
-  // XXH3-64 of the range last lent, kept until the weights next change (EndLoan): pulls of an
+  // XXH3-64 of the ranges lent, kept until the weights next change (EndLoan): pulls of an
   // unchanged range, such as every worker of a synchronous step pulling the same weights, are
-  // answered without hashing it again.
+  // answered without hashing it again. Several, because a client asks for a large range in
+  // pieces (4 MiB each); the oldest goes first past kMaxLentHashes.
   struct LentHash {
     uint64_t offset = 0, count = 0, checksum = 0;
-    bool valid = false;
-  } lent_hash;
+  };
+  static constexpr size_t kMaxLentHashes = 16;
+  std::vector<LentHash> lent_hashes;
 };
 
 // The data of one shard. Only its own thread touches it (see ShardThread), so nothing here
@@ -80,6 +82,7 @@ class Shard {
 
   nlohmann::json Stats() const;
   uint64_t keys_pulled = 0, keys_pushed = 0, requests = 0;
+  uint64_t dense_bytes_hashed = 0;  // by LendDense: bytes of dense replies hashed, not cached
 
   const std::map<std::string, TablePart>& tables() const { return tables_; }
 
