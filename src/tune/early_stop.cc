@@ -71,24 +71,65 @@ std::optional<std::string> EarlyStopper::Report(int trial, const Observation& o)
   }
   best_ = std::min(best_, o.loss);
 
-  if (o_.policy == "curve") {
-    if (o.progress < o_.warmup || curve.size() < o_.min_points) return std::nullopt;
-    auto fit = FitCurve(curve);
-    if (!fit) return std::nullopt;
-    // A fit cannot promise worse than what the trial already reached.
-    double predicted = std::min(fit->At(1.0), o.loss);
-    if (predicted > best_ * (1 + o_.margin)) {
-      return fmt::format("curve: predicted final loss {:.4f} > best {:.4f} + {:.0f}%", predicted,
-                         best_, o_.margin * 100);
-    }
-    return std::nullopt;
-  }
+  if (o_.policy == "curve" && o.progress >= o_.warmup) return Judge(trial);
   return std::nullopt;
+}
+
+std::optional<double> EarlyStopper::Predict(int trial) const {
+  auto it = curves_.find(trial);
+  if (it == curves_.end() || it->second.size() < o_.min_points) return std::nullopt;
+  // Fitted to the lower envelope (the best loss so far at each point): a large step size makes
+  // the raw iterate's loss jump from one evaluation to the next, and a power law through the
+  // jumps extrapolates them, while the run's final model (tail-averaged) lands near the
+  // envelope. On a smooth curve the envelope is the curve itself.
+  std::vector<Observation> envelope = it->second;
+  for (size_t i = 1; i < envelope.size(); ++i)
+    envelope[i].loss = std::min(envelope[i].loss, envelope[i - 1].loss);
+  auto fit = FitCurve(envelope);
+  if (!fit) return std::nullopt;
+  // A fit cannot promise worse than what the trial already reached.
+  return std::min(fit->At(1.0), envelope.back().loss);
+}
+
+std::optional<std::string> EarlyStopper::Judge(int trial) const {
+  if (o_.policy != "curve") return std::nullopt;
+  auto predicted = Predict(trial);
+  if (!predicted || !(*predicted > best_ * (1 + o_.margin))) return std::nullopt;
+  return fmt::format("curve: predicted final loss {:.4f} > best {:.4f} + {:.0f}%", *predicted,
+                     best_, o_.margin * 100);
 }
 
 void EarlyStopper::Complete(int trial, double final_loss) {
   if (std::isfinite(final_loss)) best_ = std::min(best_, final_loss);
   (void)trial;
+}
+
+CurveScheduler::CurveScheduler(double warmup, size_t trials) : warmup_(warmup), trials_(trials) {}
+
+std::optional<TrialWork> CurveScheduler::Next() {
+  if (next_new_ < trials_) {
+    ++running_;
+    return TrialWork{static_cast<int>(next_new_++), warmup_ > 0 ? warmup_ : 1.0, false};
+  }
+  if (paused_.empty()) return std::nullopt;
+  // The best prediction first; a trial without one after every trial that has one.
+  auto best = std::min_element(paused_.begin(), paused_.end(), [](auto& a, auto& b) {
+    if (a.second.has_value() != b.second.has_value()) return a.second.has_value();
+    return a.second.has_value() && *a.second < *b.second;
+  });
+  TrialWork w{best->first, 1.0, true};
+  paused_.erase(best);
+  ++running_;
+  return w;
+}
+
+void CurveScheduler::Paused(int trial, std::optional<double> predicted) {
+  --running_;
+  paused_[trial] = predicted;
+}
+
+void CurveScheduler::Ended(int trial) {
+  if (paused_.erase(trial) == 0) --running_;
 }
 
 AshaScheduler::AshaScheduler(double min_progress, double eta, size_t trials)

@@ -41,7 +41,9 @@ struct EarlyStopOptions {
   double reference_loss = 0;
   size_t divergence_patience = 3;
   // curve: after `warmup` of the budget and `min_points` evaluations, stop a trial whose
-  // predicted final loss is worse than the best loss seen so far by more than `margin`.
+  // predicted final loss is worse than the best loss seen so far by more than `margin`. With an
+  // epochs budget the tuner first runs every trial to its warm-up and pauses it there
+  // (CurveScheduler), so that each is judged before it costs more than its warm-up.
   double warmup = 0.1;
   size_t min_points = 3;
   double margin = 0.01;
@@ -63,6 +65,12 @@ class EarlyStopper {
 
   // Records an evaluation of `trial`; returns the reason to stop it now, if any.
   std::optional<std::string> Report(int trial, const Observation& o);
+  // The trial's predicted final loss from its curve so far (never above its latest loss);
+  // nullopt with fewer than `min_points` evaluations or no fit.
+  std::optional<double> Predict(int trial) const;
+  // curve: the reason to stop `trial` on its curve so far, if its prediction is worse than the
+  // best by more than the margin (a paused trial judged before it resumes).
+  std::optional<std::string> Judge(int trial) const;
   // A trial ended on its own (budget reached) with this final loss.
   void Complete(int trial, double final_loss);
   double best_loss() const { return best_; }
@@ -72,6 +80,35 @@ class EarlyStopper {
   std::map<int, std::vector<Observation>> curves_;
   std::map<int, size_t> above_;  // consecutive evaluations above the divergence threshold
   double best_;
+};
+
+// What a scheduler hands a free slot: run `trial` to `until` of its budget.
+struct TrialWork {
+  int trial = 0;
+  double until = 1;     // run to this fraction of the budget (1: the end)
+  bool resume = false;  // the trial paused before: resume it
+};
+
+// The curve policy's order, after SpotTune's EarlyCurve, which samples every configuration's
+// curve before it spends more on any: each new trial runs to the warm-up and pauses; once no
+// new trial is left, the paused trial with the best predicted final loss resumes and runs to
+// the end (those without a prediction go after the rest). The tuner judges each one on its
+// curve before it resumes (EarlyStopper::Judge) and keeps judging it while it runs, so a trial
+// predicted worse than the best that the earlier ones reached never resumes. Not thread-safe.
+class CurveScheduler {
+ public:
+  CurveScheduler(double warmup, size_t trials);
+  std::optional<TrialWork> Next();
+  // The trial reached its warm-up and paused; its prediction then (nullopt: none).
+  void Paused(int trial, std::optional<double> predicted);
+  // The trial ended (its budget, stopped, failed) or was judged before resuming: it is done.
+  void Ended(int trial);
+  bool Done() const { return running_ == 0 && next_new_ >= trials_ && paused_.empty(); }
+
+ private:
+  double warmup_;
+  size_t trials_, next_new_ = 0, running_ = 0;
+  std::map<int, std::optional<double>> paused_;
 };
 
 // Asynchronous successive halving with paused trials (Li et al., "A System for Massively
@@ -86,11 +123,7 @@ class AshaScheduler {
  public:
   AshaScheduler(double min_progress, double eta, size_t trials);
 
-  struct Work {
-    int trial = 0;
-    double until = 1;     // run to this fraction of the budget (1: the end)
-    bool resume = false;  // the trial paused before: resume it
-  };
+  using Work = TrialWork;
   // What to run next; nullopt when nothing can start now (wait for a running trial) or ever
   // (Done()).
   std::optional<Work> Next();

@@ -90,6 +90,53 @@ TEST(EarlyStop, CurveStopsAHopelessTrialAndKeepsTheBest) {
   EXPECT_NE(stop_bad->find("curve"), std::string::npos);
 }
 
+TEST(EarlyStop, JudgesAPausedTrialOnItsPrediction) {
+  EarlyStopper s({.policy = "curve", .reference_loss = 0.7});
+  auto good = PowerLaw(0.30, 0.02, 0.8, 10), bad = PowerLaw(0.45, 0.02, 0.8, 10);
+  for (int i = 0; i < 2; ++i) EXPECT_FALSE(s.Report(1, bad[i]));
+  EXPECT_FALSE(s.Predict(1)) << "two points are too few for a curve";
+  EXPECT_FALSE(s.Judge(1));
+  EXPECT_FALSE(s.Report(1, bad[2]));  // its warm-up: nothing better seen yet
+  ASSERT_TRUE(s.Predict(1));
+  EXPECT_NEAR(*s.Predict(1), 0.47, 0.01);
+  for (auto& o : good) EXPECT_FALSE(s.Report(0, o));
+  s.Complete(0, 0.32);
+  auto why = s.Judge(1);  // the paused trial, judged before it would resume
+  ASSERT_TRUE(why);
+  EXPECT_NE(why->find("curve"), std::string::npos);
+  EXPECT_FALSE(s.Judge(0));
+}
+
+TEST(CurveOrder, WarmsUpEveryTrialThenResumesTheBestPredictedFirst) {
+  CurveScheduler s(0.1, 4);
+  for (int t = 0; t < 4; ++t) {
+    auto w = s.Next();
+    ASSERT_TRUE(w);
+    EXPECT_EQ(w->trial, t);
+    EXPECT_DOUBLE_EQ(w->until, 0.1);
+    EXPECT_FALSE(w->resume);
+  }
+  EXPECT_FALSE(s.Next());  // all four warm up: nothing to resume yet
+  s.Paused(0, 0.30);
+  s.Paused(1, 0.20);
+  auto a = s.Next();  // one paused so far may resume while the others still warm up
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->trial, 1);
+  EXPECT_TRUE(a->resume);
+  EXPECT_EQ(a->until, 1.0);
+  s.Paused(2, std::nullopt);  // too few points for a prediction: after those that have one
+  s.Paused(3, 0.25);
+  std::vector<int> order;
+  while (auto w = s.Next()) order.push_back(w->trial);
+  EXPECT_EQ(order, (std::vector<int>{3, 0, 2}));
+  EXPECT_FALSE(s.Done());  // four still run
+  s.Ended(1);
+  s.Ended(3);
+  s.Ended(0);
+  s.Ended(2);
+  EXPECT_TRUE(s.Done());
+}
+
 TEST(Asha, PausesAtRungsAndPromotesTheTopThird) {
   // Nine trials, rungs at 1/9 and 1/3; trial t's loss is 0.1 * (t + 1) at every rung (trial 0
   // is the best), run one at a time.

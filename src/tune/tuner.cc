@@ -120,6 +120,11 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
   // ASHA's promotions are scheduled here; the stopper then watches for divergence only.
   EarlyStopper stopper(eo);
   AshaScheduler scheduler(o.early_stop.min_progress, o.early_stop.eta, space.size());
+  // curve with an epochs budget: every trial's warm-up first (CurveScheduler), since a pause
+  // is at a number of epochs.
+  const bool curve_first = o.early_stop.policy == "curve" && by_epochs &&
+                           o.early_stop.warmup > 0;
+  CurveScheduler curve_order(o.early_stop.warmup, space.size());
   std::condition_variable changed;
   size_t next = 0;
   const auto start = Clock::now();
@@ -158,6 +163,7 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
       tr.status = "failed";
       tr.reason = r.status().message();
       if (asha) scheduler.Ended(tr.id);
+      if (curve_first) curve_order.Ended(tr.id);
     } else {
       tr.result = std::move(r).value();
       auto v = tr.result.test.Get(out.metric);
@@ -165,7 +171,14 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
       tr.worker_seconds += tr.result.train_seconds * tr.result.workers;
       tr.progress = std::min(1.0, by_epochs ? tr.result.epochs / budget
                                             : tr.result.train_seconds / budget);
-      if (tr.result.stopped_by == "pause") {
+      if (tr.result.stopped_by == "pause" && curve_first) {
+        // Judged before it resumes (the reason says what it waits for).
+        tr.status = "stopped";
+        tr.reason = fmt::format("curve: paused at its warm-up ({:.0f}% of the budget), not "
+                                "resumed",
+                                until * 100);
+        curve_order.Paused(tr.id, stopper.Predict(tr.id));
+      } else if (tr.result.stopped_by == "pause") {
         // Stopped unless promoted later (the reason says where it waits).
         tr.status = "stopped";
         tr.reason = fmt::format("asha: paused at {:.0f}% of the budget, not promoted (not in "
@@ -176,6 +189,7 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
         tr.status = tr.result.stopped_by == "early_stop" ? "stopped" : "done";
         if (tr.status == "done") stopper.Complete(tr.id, tr.metric);
         if (asha) scheduler.Ended(tr.id);
+        if (curve_first) curve_order.Ended(tr.id);
       }
     }
     notify();
@@ -195,12 +209,20 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
             const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
             return o.budget_seconds > 0 && elapsed >= o.budget_seconds;
           };
-          if (asha) {
-            std::optional<AshaScheduler::Work> w;
+          if (asha || curve_first) {
+            std::optional<TrialWork> w;
             for (;;) {
               if (out_of_time()) break;  // a wait may have used up the budget
-              w = scheduler.Next();
-              if (w || scheduler.Done()) break;
+              w = asha ? scheduler.Next() : curve_order.Next();
+              if (w && curve_first && w->resume) {
+                if (auto why = stopper.Judge(w->trial)) {  // hopeless: it never resumes
+                  trials[w->trial].reason = *why;
+                  curve_order.Ended(w->trial);
+                  notify();
+                  continue;
+                }
+              }
+              if (w || (asha ? scheduler.Done() : curve_order.Done())) break;
               changed.wait(lock);
             }
             if (!w) {

@@ -100,7 +100,9 @@ void AddTuneCommand(CLI::App& app, CommandContext& ctx) {
                   "asha: first rung, as a fraction of the budget")
       ->capture_default_str();
   cmd->add_option("--warmup", o.early_stop.warmup,
-                  "curve: fraction of the budget before a trial can be stopped")
+                  "curve: fraction of the budget before a trial can be stopped; with --epochs "
+                  "every trial first runs to it and pauses, and the best predicted resume "
+                  "first")
       ->capture_default_str();
   cmd->add_option("--margin", o.early_stop.margin,
                   "curve: stop when the predicted final loss is worse than the best by this "
