@@ -17,6 +17,20 @@ nlohmann::json Metrics::ToJson(const std::string& prefix) const {
   return j;
 }
 
+Metrics Metrics::FromJson(const nlohmann::json& j, const std::string& prefix) {
+  Metrics m;
+  auto get = [&](const char* name, std::optional<double>* v) {
+    auto it = j.find(prefix + name);
+    if (it != j.end() && it->is_number()) *v = it->get<double>();
+  };
+  get("logloss", &m.logloss);
+  get("accuracy", &m.accuracy);
+  get("auc", &m.auc);
+  get("rmse", &m.rmse);
+  get("objective", &m.objective);
+  return m;
+}
+
 std::optional<double> Metrics::Get(const std::string& name) const {
   if (name == "logloss") return logloss;
   if (name == "accuracy") return accuracy;

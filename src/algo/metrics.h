@@ -17,6 +17,8 @@ struct Metrics {
   std::optional<double> logloss, accuracy, auc, rmse, objective;
   // {"test_logloss": ..} with the given key prefix ("test_").
   nlohmann::json ToJson(const std::string& prefix = "test_") const;
+  // The inverse of ToJson (rows stays 0): the keys it wrote, the rest ignored.
+  static Metrics FromJson(const nlohmann::json& j, const std::string& prefix = "test_");
   // The metric named like a result key without prefix ("accuracy"), if computed.
   std::optional<double> Get(const std::string& name) const;
 };

@@ -106,7 +106,13 @@ void EarlyStopper::Complete(int trial, double final_loss) {
 
 CurveScheduler::CurveScheduler(double warmup, size_t trials) : warmup_(warmup), trials_(trials) {}
 
+void CurveScheduler::Skip(int trial) {
+  skip_.insert(static_cast<size_t>(trial));
+  while (next_new_ < trials_ && skip_.count(next_new_)) ++next_new_;
+}
+
 std::optional<TrialWork> CurveScheduler::Next() {
+  while (next_new_ < trials_ && skip_.count(next_new_)) ++next_new_;
   if (next_new_ < trials_) {
     ++running_;
     return TrialWork{static_cast<int>(next_new_++), warmup_ > 0 ? warmup_ : 1.0, false};
@@ -163,8 +169,14 @@ std::optional<AshaScheduler::Work> AshaScheduler::Promote(bool force) {
   return std::nullopt;
 }
 
+void AshaScheduler::Skip(int trial) {
+  skip_.insert(static_cast<size_t>(trial));
+  while (next_new_ < trials_ && skip_.count(next_new_)) ++next_new_;
+}
+
 std::optional<AshaScheduler::Work> AshaScheduler::Next() {
   if (auto w = Promote(false)) return w;
+  while (next_new_ < trials_ && skip_.count(next_new_)) ++next_new_;
   if (next_new_ < trials_) {
     const int t = static_cast<int>(next_new_++);
     target_[t] = 0;

@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -98,6 +99,7 @@ struct TrialWork {
 class CurveScheduler {
  public:
   CurveScheduler(double warmup, size_t trials);
+  void Skip(int trial);  // never start it (finished by an earlier run of the search)
   std::optional<TrialWork> Next();
   // The trial reached its warm-up and paused; its prediction then (nullopt: none).
   void Paused(int trial, std::optional<double> predicted);
@@ -108,6 +110,7 @@ class CurveScheduler {
  private:
   double warmup_;
   size_t trials_, next_new_ = 0, running_ = 0;
+  std::set<size_t> skip_;
   std::map<int, std::optional<double>> paused_;
 };
 
@@ -122,6 +125,7 @@ class CurveScheduler {
 class AshaScheduler {
  public:
   AshaScheduler(double min_progress, double eta, size_t trials);
+  void Skip(int trial);  // never start it (finished by an earlier run of the search)
 
   using Work = TrialWork;
   // What to run next; nullopt when nothing can start now (wait for a running trial) or ever
@@ -146,6 +150,7 @@ class AshaScheduler {
   std::map<int, int> target_, paused_at_;                       // trial -> rung index
   std::map<int, bool> ended_;
   size_t next_new_ = 0, running_ = 0;
+  std::set<size_t> skip_;
   bool promotable_ = false;  // a forced promotion may still be possible
 };
 

@@ -137,6 +137,24 @@ TEST(CurveOrder, WarmsUpEveryTrialThenResumesTheBestPredictedFirst) {
   EXPECT_TRUE(s.Done());
 }
 
+TEST(Schedulers, SkipTrialsAnEarlierRunFinished) {
+  CurveScheduler c(0.1, 4);
+  c.Skip(0);
+  c.Skip(2);
+  std::vector<int> started;
+  while (auto w = c.Next()) started.push_back(w->trial);
+  EXPECT_EQ(started, (std::vector<int>{1, 3}));
+  AshaScheduler a(1.0 / 9, 3, 3);
+  a.Skip(1);
+  a.Skip(2);
+  auto w = a.Next();
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->trial, 0);
+  EXPECT_FALSE(a.Next());
+  a.Ended(0);
+  EXPECT_TRUE(a.Done());
+}
+
 TEST(Asha, PausesAtRungsAndPromotesTheTopThird) {
   // Nine trials, rungs at 1/9 and 1/3; trial t's loss is 0.1 * (t + 1) at every rung (trial 0
   // is the best), run one at a time.

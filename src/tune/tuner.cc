@@ -9,12 +9,15 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "algo/algorithm.h"
+#include "algo/model.h"
 #include "algo/params.h"
 #include "data/dataset.h"
 #include "data/store.h"
 #include "ps/server.h"
+#include "tune/journal.h"
 
 namespace overcast::tune {
 namespace {
@@ -125,6 +128,50 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
   const bool curve_first = o.early_stop.policy == "curve" && by_epochs &&
                            o.early_stop.warmup > 0;
   CurveScheduler curve_order(o.early_stop.warmup, space.size());
+
+  // A journal from an earlier run of this search: its finished trials stay as they were.
+  const nlohmann::json search_key = SearchKey(o);
+  int best_model_trial = -1;  // whose model is kept beside the journal
+  if (!o.journal.empty()) {
+    auto j = ReadJournal(o.journal, search_key);
+    if (!j.ok() && j.status().code() != Code::kNotFound) return j.status();
+    if (j.ok()) {
+      for (Trial& t : j->finished) {
+        if (t.id < 0 || static_cast<size_t>(t.id) >= trials.size() ||
+            t.params != trials[static_cast<size_t>(t.id)].params) {
+          return InvalidArgument(o.journal + ": trial " + std::to_string(t.id) +
+                                 " is not the search's trial of that number");
+        }
+        t.restored = true;
+        if (t.status == "done") stopper.Complete(t.id, t.metric);
+        scheduler.Skip(t.id);
+        curve_order.Skip(t.id);
+        trials[static_cast<size_t>(t.id)] = std::move(t);
+      }
+      best_model_trial = j->best_model_trial;
+      spdlog::info("tune: {} of {} trials finished in an earlier run ({}); the rest run now",
+                   j->finished.size(), trials.size(), o.journal);
+    }
+  }
+  // Rewrites the journal (with mu held), and the best final trial's model beside it.
+  auto save = [&] {
+    if (o.journal.empty()) return;
+    int best = -1;
+    for (const Trial& t : trials) {
+      if (IsFinal(t) && std::isfinite(t.metric) &&
+          (best < 0 || t.metric < trials[static_cast<size_t>(best)].metric)) {
+        best = t.id;
+      }
+    }
+    if (best >= 0 && best != best_model_trial && !trials[static_cast<size_t>(best)].restored) {
+      const Trial& b = trials[static_cast<size_t>(best)];
+      Status s = algo::SaveModel(BestModelPath(o.journal), b.result.model);
+      if (s.ok()) best_model_trial = best;
+      else spdlog::warn("tune: keeping the best model beside the journal: {}", s.ToString());
+    }
+    Status s = WriteJournal(o.journal, search_key, trials, best_model_trial);
+    if (!s.ok()) spdlog::warn("tune: journal {}: {}", o.journal, s.ToString());
+  };
   std::condition_variable changed;
   size_t next = 0;
   const auto start = Clock::now();
@@ -177,6 +224,7 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
         tr.reason = fmt::format("curve: paused at its warm-up ({:.0f}% of the budget), not "
                                 "resumed",
                                 until * 100);
+        tr.waiting = true;
         curve_order.Paused(tr.id, stopper.Predict(tr.id));
       } else if (tr.result.stopped_by == "pause") {
         // Stopped unless promoted later (the reason says where it waits).
@@ -184,6 +232,7 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
         tr.reason = fmt::format("asha: paused at {:.0f}% of the budget, not promoted (not in "
                                 "the top 1/{} of its rung)",
                                 until * 100, o.early_stop.eta);
+        tr.waiting = true;
         scheduler.Paused(tr.id, tr.metric);
       } else {
         tr.status = tr.result.stopped_by == "early_stop" ? "stopped" : "done";
@@ -192,6 +241,7 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
         if (curve_first) curve_order.Ended(tr.id);
       }
     }
+    save();
     notify();
     changed.notify_all();
   };
@@ -217,7 +267,9 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
               if (w && curve_first && w->resume) {
                 if (auto why = stopper.Judge(w->trial)) {  // hopeless: it never resumes
                   trials[w->trial].reason = *why;
+                  trials[w->trial].waiting = false;
                   curve_order.Ended(w->trial);
+                  save();
                   notify();
                   continue;
                 }
@@ -238,6 +290,7 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
             until = w->until;
             resume = w->resume;
           } else {
+            while (next < trials.size() && trials[next].restored) ++next;
             if (next >= trials.size()) return;
             i = next++;
             if (out_of_time()) {
@@ -248,6 +301,7 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
           }
           trials[i].status = "running";
           trials[i].reason.clear();
+          trials[i].waiting = false;
           notify();
         }
         run_one(i, until, resume);
@@ -256,6 +310,9 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
   }
   for (auto& th : pool) th.join();
   server.reset();
+  // The search is over: a trial still paused stays where it stopped.
+  for (Trial& t : trials) t.waiting = false;
+  save();
 
   out.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   for (auto& t : trials) out.worker_seconds += t.worker_seconds;
@@ -268,6 +325,11 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
     return a.metric < b.metric;
   });
   out.trials = std::move(trials);
+  if (!out.trials.empty() && out.trials[0].restored && out.trials[0].id == best_model_trial) {
+    auto m = algo::LoadModel(BestModelPath(o.journal));
+    if (m.ok()) out.trials[0].result.model = std::move(m).value();
+    else spdlog::warn("tune: the best trial's kept model: {}", m.status().ToString());
+  }
   bool any = !out.trials.empty() && rank(out.trials[0]) == 0;
   if (!any) {
     return Internal("no trial finished: " +

@@ -25,6 +25,9 @@ struct TuneOptions {
   EarlyStopOptions early_stop;
   std::string metric;          // lower is better; default by model: logloss, or rmse, objective
   double budget_seconds = 0;   // stop starting trials after this long (0: no limit)
+  // Keeps every trial's state here (see journal.h); a search started again with it skips the
+  // trials it finished. Empty: none.
+  std::string journal;
 };
 
 struct Trial {
@@ -35,7 +38,9 @@ struct Trial {
   double metric = 0;               // final value of the objective (lower is better)
   double progress = 0;             // fraction of the budget it used
   double worker_seconds = 0;       // workers x seconds it ran
-  runtime::TrainResult result;
+  bool waiting = false;            // stopped at a pause (asha rung, curve warm-up); may resume
+  bool restored = false;           // finished by an earlier run of the search (its journal)
+  runtime::TrainResult result;     // of a restored trial: its test metrics (and best model)
 };
 
 struct TuneResult {

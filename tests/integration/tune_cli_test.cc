@@ -2,10 +2,13 @@
 // early stopping, the JSON result, and bad input.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 
 #include "tests/integration/subprocess.h"
 
@@ -95,6 +98,69 @@ TEST_F(TuneCli, DivergingTrialsStopAndTheBestIsReturned) {
   }
   EXPECT_TRUE(diverged_stopped) << last;
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/best.ocm"));
+}
+
+// The tuner SIGKILLed mid-search, then run again with its journal: the trials it finished are
+// kept as they were (not trained again), the rest run, and the best model is still written.
+TEST_F(TuneCli, AKilledSearchGoesOnFromItsJournal) {
+  const std::string journal = dir_ + "/search.journal";
+  std::vector<std::string> args = {OvercastBin(), "tune", "--dataset", "toy", "--model",
+                                   "logreg", "--store", dir_ + "/store", "--grid",
+                                   "lr=0.05,0.1,0.2,0.4;optimizer=sgd", "--epochs", "15",
+                                   "--workers", "1", "--backend", "threads", "--concurrency",
+                                   "1", "--eval-every", "0.2", "--journal", journal};
+  std::map<int, nlohmann::json> finished;  // id -> its journal entry when the tuner died
+  {
+    Subprocess first(args, dir_ + "/first.log");
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (finished.empty() && std::chrono::steady_clock::now() < until && first.Alive()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      auto j = nlohmann::json::parse(ReadAll(journal), nullptr, false);
+      if (j.is_discarded()) continue;  // not written yet (it is never seen half-written)
+      for (auto& t : j["trials"]) {
+        if (t["status"] == "done") finished[t["id"].get<int>()] = t;
+      }
+    }
+    ASSERT_TRUE(first.Alive()) << "the search ended before it could be killed";
+    first.Signal(SIGKILL);
+    first.Wait();
+  }
+  ASSERT_FALSE(finished.empty()) << ReadAll(dir_ + "/first.log");
+  ASSERT_LT(finished.size(), 4u);
+
+  std::vector<std::string> again(args.begin() + 1, args.end());
+  again.insert(again.end(), {"--out", dir_ + "/journal-best.ocm", "--json"});
+  CmdResult r = Overcast(dir_, again);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("finished in an earlier run"), std::string::npos) << r.err;
+  auto j = nlohmann::json::parse(r.out.substr(r.out.rfind('\n', r.out.size() - 2) + 1));
+  ASSERT_EQ(j["trial_results"].size(), 4u);
+  for (auto& t : j["trial_results"]) {
+    const int id = t["id"].get<int>();
+    EXPECT_EQ(t["status"], "done") << t.dump();
+    auto it = finished.find(id);
+    if (it == finished.end()) continue;
+    // Kept, not trained again: the same metric and the same worker-seconds to the bit.
+    EXPECT_EQ(t["logloss"].get<double>(), it->second["metric"].get<double>()) << id;
+    EXPECT_EQ(t["worker_seconds"].get<double>(), it->second["worker_seconds"].get<double>());
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/journal-best.ocm"));
+  // The journal now holds the whole search: running it again trains nothing.
+  CmdResult done = Overcast(dir_, again);
+  ASSERT_EQ(done.code, 0) << done.err;
+  auto k = nlohmann::json::parse(done.out.substr(done.out.rfind('\n', done.out.size() - 2) + 1));
+  EXPECT_EQ(k["worker_seconds"].get<double>(), j["worker_seconds"].get<double>());
+  EXPECT_EQ(k["best_params"], j["best_params"]);
+
+  // The same journal for another search: exit 2, one line.
+  std::vector<std::string> other = again;
+  other[other.size() - 1] = "--json";
+  for (auto& a : other) {
+    if (a == "lr=0.05,0.1,0.2,0.4;optimizer=sgd") a = "lr=0.05,0.1;optimizer=sgd";
+  }
+  CmdResult bad = Overcast(dir_, other);
+  EXPECT_EQ(bad.code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("another search"), std::string::npos) << bad.err;
 }
 
 TEST_F(TuneCli, BadSpacesAreExitTwoWithOneLine) {

@@ -52,6 +52,11 @@ Status RunTune(TuneFlags& f) {
                tune::ToString(r.trials[0].params).c_str(), r.metric.c_str(), r.trials[0].metric,
                r.worker_seconds, r.seconds);
   if (!f.out.empty()) {
+    if (r.trials[0].result.model.tables.empty()) {
+      return NotFound("the best trial (#" + std::to_string(r.trials[0].id) +
+                      ") finished in an earlier run and its model was not kept beside the "
+                      "journal; nothing written to " + f.out);
+    }
     OC_RETURN_IF_ERROR(algo::SaveModel(f.out, r.trials[0].result.model));
     std::fprintf(stderr, "best model written to %s\n", f.out.c_str());
   }
@@ -119,6 +124,10 @@ void AddTuneCommand(CLI::App& app, CommandContext& ctx) {
       ->capture_default_str();
   cmd->add_option("--store", f->store, "Dataset store (default $OVERCAST_STORE or ~/.overcast/store)");
   cmd->add_option("--out", f->out, "Write the best trial's model here");
+  cmd->add_option("--journal", o.journal,
+                  "Keep every trial's state in this file (and the best model beside it, "
+                  "FILE.best-model); run the same search again with it to go on where it "
+                  "stopped: finished trials are kept, the others run again");
   cmd->add_flag("--json", f->json, "Print the result object as the last line of stdout");
   cmd->callback([f, &ctx] {
     if (f->o.base.epochs == 0 && f->o.base.seconds == 0) f->o.base.epochs = 5;
