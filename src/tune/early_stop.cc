@@ -5,6 +5,7 @@
 #include <limits>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 namespace overcast::tune {
 
@@ -71,32 +72,67 @@ std::optional<std::string> EarlyStopper::Report(int trial, const Observation& o)
   }
   best_ = std::min(best_, o.loss);
 
+  if (o_.policy == "curve") {
+    auto f = Predict(trial);
+    spdlog::debug("curve: trial {} at {:.3f}: loss {:.4f}, predicted {}, best {:.4f}", trial,
+                  o.progress, o.loss,
+                  f ? fmt::format("{:.4f} +- {:.4f}", f->loss, f->error) : "-", best_);
+  }
   if (o_.policy == "curve" && o.progress >= o_.warmup) return Judge(trial);
   return std::nullopt;
 }
 
-std::optional<double> EarlyStopper::Predict(int trial) const {
+std::optional<EarlyStopper::Forecast> EarlyStopper::Predict(int trial) const {
   auto it = curves_.find(trial);
-  if (it == curves_.end() || it->second.size() < o_.min_points) return std::nullopt;
+  if (it == curves_.end()) return std::nullopt;
+  // The evaluation before any training (the untrained model's loss at progress ~0) says
+  // nothing about the curve's shape, and a power law through it bends every fit toward it.
+  std::vector<Observation> raw;
+  for (const Observation& o : it->second) {
+    if (o.progress >= kFirstProgress) raw.push_back(o);
+  }
+  if (raw.size() < o_.min_points) return std::nullopt;
   // Fitted to the lower envelope (the best loss so far at each point): a large step size makes
   // the raw iterate's loss jump from one evaluation to the next, and a power law through the
   // jumps extrapolates them, while the run's final model (tail-averaged) lands near the
   // envelope. On a smooth curve the envelope is the curve itself.
-  std::vector<Observation> envelope = it->second;
+  std::vector<Observation> envelope = raw;
   for (size_t i = 1; i < envelope.size(); ++i)
     envelope[i].loss = std::min(envelope[i].loss, envelope[i - 1].loss);
-  auto fit = FitCurve(envelope);
+  // Once there are enough of them, the later half of the run alone: its shape is the one that
+  // goes on to the end, while early points fit the fast initial drop.
+  const double half = envelope.back().progress / 2;
+  std::vector<Observation> recent;
+  for (const Observation& o : envelope) {
+    if (o.progress >= half) recent.push_back(o);
+  }
+  const auto& used = recent.size() >= kRecentPoints ? recent : envelope;
+  auto fit = FitCurve(used);
   if (!fit) return std::nullopt;
+  // How far the raw evaluations scatter about the fit, over the same span: the standard error
+  // of a prediction from that many of them.
+  double ss = 0;
+  size_t n = 0;
+  for (const Observation& o : raw) {
+    if (o.progress < used.front().progress) continue;
+    ss += (o.loss - fit->At(o.progress)) * (o.loss - fit->At(o.progress));
+    ++n;
+  }
+  Forecast f;
   // A fit cannot promise worse than what the trial already reached.
-  return std::min(fit->At(1.0), envelope.back().loss);
+  f.loss = std::min(fit->At(1.0), envelope.back().loss);
+  f.error = n > 1 ? std::sqrt(ss / static_cast<double>(n - 1) / static_cast<double>(n)) : 0;
+  return f;
 }
 
 std::optional<std::string> EarlyStopper::Judge(int trial) const {
   if (o_.policy != "curve") return std::nullopt;
-  auto predicted = Predict(trial);
-  if (!predicted || !(*predicted > best_ * (1 + o_.margin))) return std::nullopt;
-  return fmt::format("curve: predicted final loss {:.4f} > best {:.4f} + {:.0f}%", *predicted,
-                     best_, o_.margin * 100);
+  auto f = Predict(trial);
+  // Stopped only when even one standard error better than its prediction is out: a noisy
+  // curve (a large step size) is judged again once more evaluations narrow it down.
+  if (!f || !(f->loss - f->error > best_ * (1 + o_.margin))) return std::nullopt;
+  return fmt::format("curve: predicted final loss {:.4f} (+-{:.4f}) > best {:.4f} + {:.0f}%",
+                     f->loss, f->error, best_, o_.margin * 100);
 }
 
 void EarlyStopper::Complete(int trial, double final_loss) {

@@ -225,7 +225,8 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
                                 "resumed",
                                 until * 100);
         tr.waiting = true;
-        curve_order.Paused(tr.id, stopper.Predict(tr.id));
+        auto f = stopper.Predict(tr.id);
+        curve_order.Paused(tr.id, f ? std::optional<double>(f->loss) : std::nullopt);
       } else if (tr.result.stopped_by == "pause") {
         // Stopped unless promoted later (the reason says where it waits).
         tr.status = "stopped";
