@@ -73,16 +73,15 @@ std::optional<std::string> EarlyStopper::Report(int trial, const Observation& o)
   best_ = std::min(best_, o.loss);
 
   if (o_.policy == "curve") {
-    auto f = Predict(trial);
+    auto predicted = Predict(trial);
     spdlog::debug("curve: trial {} at {:.3f}: loss {:.4f}, predicted {}, best {:.4f}", trial,
-                  o.progress, o.loss,
-                  f ? fmt::format("{:.4f} +- {:.4f}", f->loss, f->error) : "-", best_);
+                  o.progress, o.loss, predicted ? fmt::format("{:.4f}", *predicted) : "-", best_);
   }
   if (o_.policy == "curve" && o.progress >= o_.warmup) return Judge(trial);
   return std::nullopt;
 }
 
-std::optional<EarlyStopper::Forecast> EarlyStopper::Predict(int trial) const {
+std::optional<double> EarlyStopper::Predict(int trial) const {
   auto it = curves_.find(trial);
   if (it == curves_.end()) return std::nullopt;
   // The evaluation before any training (the untrained model's loss at progress ~0) says
@@ -109,30 +108,16 @@ std::optional<EarlyStopper::Forecast> EarlyStopper::Predict(int trial) const {
   const auto& used = recent.size() >= kRecentPoints ? recent : envelope;
   auto fit = FitCurve(used);
   if (!fit) return std::nullopt;
-  // How far the raw evaluations scatter about the fit, over the same span: the standard error
-  // of a prediction from that many of them.
-  double ss = 0;
-  size_t n = 0;
-  for (const Observation& o : raw) {
-    if (o.progress < used.front().progress) continue;
-    ss += (o.loss - fit->At(o.progress)) * (o.loss - fit->At(o.progress));
-    ++n;
-  }
-  Forecast f;
   // A fit cannot promise worse than what the trial already reached.
-  f.loss = std::min(fit->At(1.0), envelope.back().loss);
-  f.error = n > 1 ? std::sqrt(ss / static_cast<double>(n - 1) / static_cast<double>(n)) : 0;
-  return f;
+  return std::min(fit->At(1.0), envelope.back().loss);
 }
 
 std::optional<std::string> EarlyStopper::Judge(int trial) const {
   if (o_.policy != "curve") return std::nullopt;
-  auto f = Predict(trial);
-  // Stopped only when even one standard error better than its prediction is out: a noisy
-  // curve (a large step size) is judged again once more evaluations narrow it down.
-  if (!f || !(f->loss - f->error > best_ * (1 + o_.margin))) return std::nullopt;
-  return fmt::format("curve: predicted final loss {:.4f} (+-{:.4f}) > best {:.4f} + {:.0f}%",
-                     f->loss, f->error, best_, o_.margin * 100);
+  auto predicted = Predict(trial);
+  if (!predicted || !(*predicted > best_ * (1 + o_.margin))) return std::nullopt;
+  return fmt::format("curve: predicted final loss {:.4f} > best {:.4f} + {:.0f}%", *predicted,
+                     best_, o_.margin * 100);
 }
 
 void EarlyStopper::Complete(int trial, double final_loss) {

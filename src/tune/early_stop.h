@@ -74,16 +74,11 @@ class EarlyStopper {
   // the budget): fitting every point from progress 0 0.036 / 0.018 / 0.007 (optimistic by
   // 0.02-0.04 on the near-best trials, which kept too many running); without the untrained
   // point 0.024 / 0.010 / 0.008; with the later half too 0.024 / 0.008 / 0.003.
-  struct Forecast {
-    double loss = 0;   // the prediction
-    double error = 0;  // its standard error: the raw evaluations' scatter about the fit
-  };
-  std::optional<Forecast> Predict(int trial) const;
+  std::optional<double> Predict(int trial) const;
   static constexpr double kFirstProgress = 0.005;
   static constexpr size_t kRecentPoints = 6;
-  // curve: the reason to stop `trial` on its curve so far, if its prediction, less one standard
-  // error, is worse than the best by more than the margin (a paused trial is judged so before
-  // it resumes).
+  // curve: the reason to stop `trial` on its curve so far, if its prediction is worse than the
+  // best by more than the margin (a paused trial is judged so before it resumes).
   std::optional<std::string> Judge(int trial) const;
   // A trial ended on its own (budget reached) with this final loss.
   void Complete(int trial, double final_loss);

@@ -225,8 +225,7 @@ Result<TuneResult> Tune(const TuneOptions& o, const TuneProgress& progress) {
                                 "resumed",
                                 until * 100);
         tr.waiting = true;
-        auto f = stopper.Predict(tr.id);
-        curve_order.Paused(tr.id, f ? std::optional<double>(f->loss) : std::nullopt);
+        curve_order.Paused(tr.id, stopper.Predict(tr.id));
       } else if (tr.result.stopped_by == "pause") {
         // Stopped unless promoted later (the reason says where it waits).
         tr.status = "stopped";
