@@ -72,7 +72,7 @@ std::optional<std::string> EarlyStopper::Report(int trial, const Observation& o)
   }
   best_ = std::min(best_, o.loss);
 
-  if (o_.policy == "curve") {
+  if (o_.policy == "curve" && spdlog::should_log(spdlog::level::debug)) {
     auto predicted = Predict(trial);
     spdlog::debug("curve: trial {} at {:.3f}: loss {:.4f}, predicted {}, best {:.4f}", trial,
                   o.progress, o.loss, predicted ? fmt::format("{:.4f}", *predicted) : "-", best_);
