@@ -444,7 +444,8 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
     ratios["ps_dense_pull_over_loopback_into_table"] = p.mb_per_s / stream_table;
     ratios["ps_dense_pull_changed_over_loopback"] = changed_mb_per_s / stream;
     Say(o.progress, fmt::format("dense pull of {} MB: {:.0f} MB/s; one loopback TCP stream: "
-                                "{:.0f} MB/s, the faster of 1 MiB and 64 KiB reads ({:.2f} of it), into a table-sized buffer: "
+                                "{:.0f} MB/s, the faster of 1 MiB and 64 KiB reads ({:.2f} of it), "
+                                "into a table-sized buffer: "
                                 "{:.0f} MB/s ({:.2f} of it); a pull after each push (hashed "
                                 "again): {:.0f} MB/s ({:.2f})",
                                 o.dense_mb, p.mb_per_s, stream, p.mb_per_s / stream,
