@@ -165,22 +165,8 @@ Result<TrainResult> Train(const TrainOptions& o,
   spec.staleness = o.sync ? 0 : o.staleness;
   spec.external = external;
   spec.pause_at_epochs = o.pause_at_epochs;
-  if (o.sync) {
-    // Steps per epoch every task can take in every epoch. The partitions are dealt to the
-    // shards in a new order each epoch, so the bound is the smallest shard possible: the
-    // floor(P / workers) smallest partitions.
-    std::vector<uint64_t> sizes;
-    for (const auto* p : manifest.PartitionsOf(data::Split::kTrain)) sizes.push_back(p->rows);
-    std::sort(sizes.begin(), sizes.end());
-    uint64_t smallest = 0;
-    for (size_t i = 0; i < sizes.size() / o.workers; ++i) smallest += sizes[i];
-    const uint64_t min_steps = smallest / static_cast<uint64_t>(params.Int("batch"));
-    if (min_steps == 0)
-      return InvalidArgument("--sync: with " + std::to_string(o.workers) + " workers a shard may "
-                             "get less than one minibatch (" + std::to_string(sizes.size()) +
-                             " partitions); use fewer workers or a smaller batch");
-    spec.sync_steps = min_steps;
-  }
+  // Sync mode takes every full batch of every shard: a task whose shard runs out first takes
+  // empty steps until the others are done (see the worker), so spec.sync_steps stays 0.
 
   // 2. Held-out rows for evaluation, a sample for initialization.
   data::Partition test;

@@ -22,7 +22,7 @@ struct JobSpec {
   uint64_t epochs = 0;  // 0: until told to stop
   uint64_t seed = 1;
   bool sync = false;    // a barrier after every step
-  uint64_t sync_steps = 0;  // sync: steps per epoch, the same for every task
+  uint64_t sync_steps = 0;  // sync: a cap on steps per epoch (0: none, every full batch)
   // async: a task may run at most this many batches ahead of the slowest unfinished task
   // (stale synchronous parallel); 0: no bound.
   uint64_t staleness = 0;
@@ -63,6 +63,10 @@ inline std::string ServerList(const std::vector<std::string>& servers) {
 inline std::string SpecBlob() { return "spec"; }
 inline std::string StopBlob() { return "stop"; }
 inline std::string TaskBlob(uint32_t task) { return "task/" + std::to_string(task); }
+// Sync mode: the first step of `epoch` at which `task` had no batch left (see the worker).
+inline std::string SyncOutBlob(uint64_t epoch, uint32_t task) {
+  return "sync-out/" + std::to_string(epoch) + "/" + std::to_string(task);
+}
 
 // External workers. The coordinator opens generation g of task t by writing "gen/<t>" = g; a
 // worker takes it by creating "claim/<t>/<g>" (set if absent: one winner), trains while

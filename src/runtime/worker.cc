@@ -244,8 +244,7 @@ Status RunTask(ps::Client* client, const WorkerOptions& o, const JobSpec& spec,
   OwnedBatch buf[2];
   int cur = 0;
   uint64_t epoch_step = 0, cur_epoch = UINT64_MAX;
-  // The next batch this task should train on (sync mode drops steps beyond sync_steps, so
-  // every task takes the same number of steps per epoch).
+  // The next batch this task should train on, numbered by its step within its epoch.
   auto next = [&](OwnedBatch* dst) -> Result<bool> {
     for (;;) {
       OC_ASSIGN_OR_RETURN(bool more, reader->Next(&b));
@@ -256,7 +255,7 @@ Status RunTask(ps::Client* client, const WorkerOptions& o, const JobSpec& spec,
       }
       ++epoch_step;
       if (spec.sync && spec.sync_steps > 0 && epoch_step > spec.sync_steps) {
-        ++progress.batches;  // consumed, for resuming
+        ++progress.batches;  // consumed, for resuming (jobs that capped their steps)
         continue;
       }
       dst->CopyFrom(b);
@@ -264,9 +263,44 @@ Status RunTask(ps::Client* client, const WorkerOptions& o, const JobSpec& spec,
       return true;
     }
   };
+  // Sync mode: shards differ in size, so a task that has run out of batches in `epoch` (its
+  // last step `last_step`) goes on taking empty steps, joining each step's barrier, until
+  // every task has run out: no task's data is cut to the smallest shard's. Each task writes
+  // the first step it had nothing for before that step's barrier; after barrier s, every task
+  // reads the same set of marks written before it (a mark for s+1 does not count at s), so
+  // all of them leave the epoch after the same barrier.
+  auto finish_epoch = [&](uint64_t epoch, uint64_t last_step) -> Status {
+    uint64_t s = last_step + 1;
+    OC_RETURN_IF_ERROR(state.SetBlob(SyncOutBlob(epoch, o.task), std::to_string(s)));
+    for (;; ++s) {
+      if (o.cancel && o.cancel->load(std::memory_order_relaxed)) return Cancelled("worker cancelled");
+      OC_RETURN_IF_ERROR(state.Barrier("step/" + std::to_string(epoch) + "/" + std::to_string(s),
+                                       spec.workers));
+      uint32_t out = 0;
+      for (uint32_t t = 0; t < spec.workers; ++t) {
+        auto mark = state.GetBlob(SyncOutBlob(epoch, t));
+        if (mark.ok() && std::strtoull(mark->c_str(), nullptr, 10) <= s) ++out;
+      }
+      if (out == spec.workers) return Status::Ok();
+      OC_RETURN_IF_ERROR(report(false));  // heartbeats while it waits
+    }
+  };
+  // Finishes every epoch from `from` up to (not including) `to` that this task is still in;
+  // `last_step` is its last step in `from` (0: none).
+  auto finish_epochs = [&](uint64_t from, uint64_t last_step, uint64_t to) -> Status {
+    for (uint64_t e = from; e < to; ++e) {
+      OC_RETURN_IF_ERROR(finish_epoch(e, e == from ? last_step : 0));
+    }
+    return Status::Ok();
+  };
 
   OC_ASSIGN_OR_RETURN(bool have, next(&buf[cur]));
   if (have && !spec.sync) OC_RETURN_IF_ERROR(algorithm->Prepare(state, buf[cur].view, cur));
+  const bool sync_all = spec.sync && spec.sync_steps == 0;
+  // Epochs this task has no batch of at all before its first (a shard smaller than a batch).
+  if (sync_all && progress.batches == 0) {
+    OC_RETURN_IF_ERROR(finish_epochs(0, 0, have ? buf[cur].view.epoch : spec.epochs));
+  }
   while (have && !stop) {
     if (o.cancel && o.cancel->load(std::memory_order_relaxed)) return Cancelled("worker cancelled");
     const int nxt = 1 - cur;
@@ -279,6 +313,11 @@ Status RunTask(ps::Client* client, const WorkerOptions& o, const JobSpec& spec,
                                            std::to_string(buf[cur].step),
                                        spec.workers));
       OC_ASSIGN_OR_RETURN(have, next(&buf[nxt]));
+      const uint64_t e = buf[cur].view.epoch;
+      if (sync_all && (!have || buf[nxt].view.epoch != e)) {
+        OC_RETURN_IF_ERROR(finish_epochs(e, buf[cur].step, have ? buf[nxt].view.epoch
+                                                                : spec.epochs));
+      }
     } else {
       // The next batch's pull goes out before this batch's compute.
       OC_ASSIGN_OR_RETURN(have, next(&buf[nxt]));

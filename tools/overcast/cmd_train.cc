@@ -111,8 +111,9 @@ void AddTrainFlags(CLI::App* cmd, const std::shared_ptr<TrainFlags>& f) {
   cmd->add_option("--target", f->o.target,
                   "Stop once a test metric gets there: accuracy>=0.85, logloss<=0.3, rmse<=0.9");
   cmd->add_flag("--sync", f->o.sync,
-                "Synchronous steps: a barrier after every step (needs --epochs); every worker takes "
-                "the steps the smallest possible shard allows per epoch, the rest are skipped");
+                "Synchronous steps: a barrier after every step (needs --epochs); every full batch "
+                "of every shard is taken, a worker whose shard runs out first takes empty steps "
+                "until the epoch ends");
   cmd->add_option("--staleness", f->o.staleness,
                   "Asynchronous with a bound: a worker waits while it is more than this many "
                   "batches ahead of the slowest (0: unbounded)")
