@@ -273,7 +273,9 @@ Status RunTask(ps::Client* client, const WorkerOptions& o, const JobSpec& spec,
     uint64_t s = last_step + 1;
     OC_RETURN_IF_ERROR(state.SetBlob(SyncOutBlob(epoch, o.task), std::to_string(s)));
     for (;; ++s) {
-      if (o.cancel && o.cancel->load(std::memory_order_relaxed)) return Cancelled("worker cancelled");
+      if (o.cancel && o.cancel->load(std::memory_order_relaxed)) {
+        return Cancelled("worker cancelled");
+      }
       OC_RETURN_IF_ERROR(state.Barrier("step/" + std::to_string(epoch) + "/" + std::to_string(s),
                                        spec.workers));
       uint32_t out = 0;
