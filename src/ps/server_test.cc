@@ -37,6 +37,16 @@ struct Cluster {
   }
 };
 
+TableSpec Dense(const std::string& name, uint64_t length,
+                OptimizerKind opt = OptimizerKind::kAdd) {
+  TableSpec d;
+  d.name = name;
+  d.kind = TableKind::kDense;
+  d.length = length;
+  d.optimizer.kind = opt;
+  return d;
+}
+
 TableSpec Sparse(const std::string& name, uint32_t dim, OptimizerKind opt = OptimizerKind::kAdd) {
   TableSpec s;
   s.name = name;
@@ -126,11 +136,7 @@ TEST(PsServer, ErrorsAreRepliesNotDisconnects) {
 TEST(PsServer, DenseTablesSplitOverServers) {
   Cluster cluster(2);
   auto client = cluster.Connect();
-  TableSpec d;
-  d.name = "dense";
-  d.kind = TableKind::kDense;
-  d.length = 1001;
-  d.optimizer.kind = OptimizerKind::kSgd;
+  TableSpec d = Dense("dense", 1001, OptimizerKind::kSgd);
   d.optimizer.lr = 0.5f;
   d.init = {InitKind::kConstant, 2.0f, 0, 0};
   ASSERT_TRUE(client->CreateTable(d).ok());
@@ -151,11 +157,7 @@ TEST(PsServer, DenseTablesSplitOverServers) {
 TEST(PsServer, LargeDenseRangesGoInPiecesAndComeBackInOrder) {
   Cluster cluster(2);
   auto client = cluster.Connect();
-  TableSpec d;
-  d.name = "big";
-  d.kind = TableKind::kDense;
-  d.length = 3'000'001;  // 12 MB: several 4 MiB pieces per server
-  d.optimizer.kind = OptimizerKind::kAdd;
+  TableSpec d = Dense("big", 3'000'001);  // 12 MB: several 4 MiB pieces per server
   ASSERT_TRUE(client->CreateTable(d).ok());
   std::vector<float> g(d.length);
   for (size_t i = 0; i < g.size(); ++i) g[i] = static_cast<float>(i % 100003);
@@ -174,11 +176,7 @@ TEST(PsServer, LargeDenseRangesGoInPiecesAndComeBackInOrder) {
 TEST(PsServer, UnchangedDenseRangesAreNotHashedAgain) {
   Cluster cluster(1, 1);
   auto client = cluster.Connect();
-  TableSpec d;
-  d.name = "big";
-  d.kind = TableKind::kDense;
-  d.length = 5'000'000;  // 20 MB: five pieces
-  d.optimizer.kind = OptimizerKind::kAdd;
+  TableSpec d = Dense("big", 5'000'000);  // 20 MB: five pieces
   ASSERT_TRUE(client->CreateTable(d).ok());
   auto hashed = [&] {
     auto stats = client->Stats();
@@ -205,11 +203,8 @@ TEST(PsServer, UnchangedDenseRangesAreNotHashedAgain) {
 TEST(PsServer, DensePullLandsExactlyInTheCallersRange) {
   Cluster cluster(2);
   auto client = cluster.Connect();
-  TableSpec d;
-  d.name = "big";
-  d.kind = TableKind::kDense;
-  d.length = 5'000'011;  // 20 MB: each server's part is more than two 4 MiB pieces
-  d.optimizer.kind = OptimizerKind::kAdd;
+  // 20 MB: each server's part is more than two 4 MiB pieces.
+  TableSpec d = Dense("big", 5'000'011);
   ASSERT_TRUE(client->CreateTable(d).ok());
   std::vector<float> g(d.length);
   for (size_t i = 0; i < g.size(); ++i) g[i] = static_cast<float>(i % 1'000'003) + 0.25f;
@@ -246,11 +241,7 @@ TEST(PsServer, CompressedDensePullRepliesStillArrive) {
   co.servers = {server.value()->address()};
   auto client = Client::Connect(co);
   ASSERT_TRUE(client.ok()) << client.status().ToString();
-  TableSpec d;
-  d.name = "flat";
-  d.kind = TableKind::kDense;
-  d.length = 2'000'003;
-  d.optimizer.kind = OptimizerKind::kAdd;
+  TableSpec d = Dense("flat", 2'000'003);
   d.init = {InitKind::kConstant, 3.0f, 0, 0};
   ASSERT_TRUE((*client)->CreateTable(d).ok());
   std::vector<float> out(d.length + 1, -1.0f);
@@ -266,11 +257,7 @@ TEST(PsServer, CompressedDensePullRepliesStillArrive) {
 TEST(PsServer, PushOrDropWhileADensePullIsBeingSent) {
   Cluster cluster(1);
   auto client = cluster.Connect();
-  TableSpec d;
-  d.name = "big";
-  d.kind = TableKind::kDense;
-  d.length = 6'000'001;  // 24 MB: six pieces
-  d.optimizer.kind = OptimizerKind::kAdd;
+  TableSpec d = Dense("big", 6'000'001);  // 24 MB: six pieces
   ASSERT_TRUE(client->CreateTable(d).ok());
   std::vector<float> want(d.length);
   for (size_t i = 0; i < want.size(); ++i) want[i] = static_cast<float>(i % 4099);
@@ -368,11 +355,7 @@ TEST(PsServer, CheckpointRestoresEveryTableAndBlob) {
     TableSpec s = Sparse("emb", 2, OptimizerKind::kAdam);
     s.init = {InitKind::kNormal, 0, 0.1f, 3};
     ASSERT_TRUE(client->CreateTable(s).ok());
-    TableSpec d;
-    d.name = "bias";
-    d.kind = TableKind::kDense;
-    d.length = 64;
-    d.optimizer.kind = OptimizerKind::kAdagrad;
+    TableSpec d = Dense("bias", 64, OptimizerKind::kAdagrad);
     ASSERT_TRUE(client->CreateTable(d).ok());
     std::vector<float> g(keys.size() * 2, 0.25f), dg(64, -1.0f);
     ASSERT_TRUE(client->Push("emb", keys, g).get().ok());
