@@ -165,8 +165,6 @@ Result<TrainResult> Train(const TrainOptions& o,
   spec.staleness = o.sync ? 0 : o.staleness;
   spec.external = external;
   spec.pause_at_epochs = o.pause_at_epochs;
-  // Sync mode takes every full batch of every shard: a task whose shard runs out first takes
-  // empty steps until the others are done (see the worker), so spec.sync_steps stays 0.
 
   // 2. Held-out rows for evaluation, a sample for initialization.
   data::Partition test;

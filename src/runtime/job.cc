@@ -5,7 +5,7 @@ namespace overcast::runtime {
 nlohmann::json JobSpec::ToJson() const {
   return {{"job", job},         {"store", store},   {"dataset", dataset}, {"model", model},
           {"params", params},   {"workers", workers}, {"epochs", epochs}, {"seed", seed},
-          {"sync", sync},       {"sync_steps", sync_steps}, {"staleness", staleness},
+          {"sync", sync},       {"staleness", staleness},
           {"external", external}, {"pause_at_epochs", pause_at_epochs}};
 }
 
@@ -21,7 +21,6 @@ Result<JobSpec> JobSpec::FromJson(const nlohmann::json& j) {
     s.epochs = j.at("epochs").get<uint64_t>();
     s.seed = j.at("seed").get<uint64_t>();
     s.sync = j.at("sync").get<bool>();
-    s.sync_steps = j.at("sync_steps").get<uint64_t>();
     s.staleness = j.value("staleness", uint64_t{0});
     s.external = j.value("external", false);
     s.pause_at_epochs = j.value("pause_at_epochs", 0.0);

@@ -22,7 +22,6 @@ struct JobSpec {
   uint64_t epochs = 0;  // 0: until told to stop
   uint64_t seed = 1;
   bool sync = false;    // a barrier after every step
-  uint64_t sync_steps = 0;  // sync: a cap on steps per epoch (0: none, every full batch)
   // async: a task may run at most this many batches ahead of the slowest unfinished task
   // (stale synchronous parallel); 0: no bound.
   uint64_t staleness = 0;

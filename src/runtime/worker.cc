@@ -246,22 +246,15 @@ Status RunTask(ps::Client* client, const WorkerOptions& o, const JobSpec& spec,
   uint64_t epoch_step = 0, cur_epoch = UINT64_MAX;
   // The next batch this task should train on, numbered by its step within its epoch.
   auto next = [&](OwnedBatch* dst) -> Result<bool> {
-    for (;;) {
-      OC_ASSIGN_OR_RETURN(bool more, reader->Next(&b));
-      if (!more) return false;
-      if (b.epoch != cur_epoch) {
-        cur_epoch = b.epoch;
-        epoch_step = 0;
-      }
-      ++epoch_step;
-      if (spec.sync && spec.sync_steps > 0 && epoch_step > spec.sync_steps) {
-        ++progress.batches;  // consumed, for resuming (jobs that capped their steps)
-        continue;
-      }
-      dst->CopyFrom(b);
-      dst->step = epoch_step;
-      return true;
+    OC_ASSIGN_OR_RETURN(bool more, reader->Next(&b));
+    if (!more) return false;
+    if (b.epoch != cur_epoch) {
+      cur_epoch = b.epoch;
+      epoch_step = 0;
     }
+    dst->CopyFrom(b);
+    dst->step = ++epoch_step;
+    return true;
   };
   // Sync mode: shards differ in size, so a task that has run out of batches in `epoch` (its
   // last step `last_step`) goes on taking empty steps, joining each step's barrier, until
@@ -298,9 +291,8 @@ Status RunTask(ps::Client* client, const WorkerOptions& o, const JobSpec& spec,
 
   OC_ASSIGN_OR_RETURN(bool have, next(&buf[cur]));
   if (have && !spec.sync) OC_RETURN_IF_ERROR(algorithm->Prepare(state, buf[cur].view, cur));
-  const bool sync_all = spec.sync && spec.sync_steps == 0;
   // Epochs this task has no batch of at all before its first (a shard smaller than a batch).
-  if (sync_all && progress.batches == 0) {
+  if (spec.sync && progress.batches == 0) {
     OC_RETURN_IF_ERROR(finish_epochs(0, 0, have ? buf[cur].view.epoch : spec.epochs));
   }
   while (have && !stop) {
@@ -316,7 +308,7 @@ Status RunTask(ps::Client* client, const WorkerOptions& o, const JobSpec& spec,
                                        spec.workers));
       OC_ASSIGN_OR_RETURN(have, next(&buf[nxt]));
       const uint64_t e = buf[cur].view.epoch;
-      if (sync_all && (!have || buf[nxt].view.epoch != e)) {
+      if (!have || buf[nxt].view.epoch != e) {
         OC_RETURN_IF_ERROR(finish_epochs(e, buf[cur].step, have ? buf[nxt].view.epoch
                                                                 : spec.epochs));
       }
