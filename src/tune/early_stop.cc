@@ -125,18 +125,27 @@ void EarlyStopper::Complete(int trial, double final_loss) {
   (void)trial;
 }
 
-CurveScheduler::CurveScheduler(double warmup, size_t trials) : warmup_(warmup), trials_(trials) {}
-
-void CurveScheduler::Skip(int trial) {
+void NewTrials::Skip(int trial) {
   skip_.insert(static_cast<size_t>(trial));
-  while (next_new_ < trials_ && skip_.count(next_new_)) ++next_new_;
+  PassSkipped();
 }
 
+int NewTrials::Take() {
+  const int t = static_cast<int>(next_++);
+  PassSkipped();
+  return t;
+}
+
+void NewTrials::PassSkipped() {
+  while (next_ < trials_ && skip_.count(next_)) ++next_;
+}
+
+CurveScheduler::CurveScheduler(double warmup, size_t trials) : warmup_(warmup), new_(trials) {}
+
 std::optional<TrialWork> CurveScheduler::Next() {
-  while (next_new_ < trials_ && skip_.count(next_new_)) ++next_new_;
-  if (next_new_ < trials_) {
+  if (!new_.empty()) {
     ++running_;
-    return TrialWork{static_cast<int>(next_new_++), warmup_ > 0 ? warmup_ : 1.0, false};
+    return TrialWork{new_.Take(), warmup_ > 0 ? warmup_ : 1.0, false};
   }
   if (paused_.empty()) return std::nullopt;
   // The best prediction first; a trial without one after every trial that has one.
@@ -160,7 +169,7 @@ void CurveScheduler::Ended(int trial) {
 }
 
 AshaScheduler::AshaScheduler(double min_progress, double eta, size_t trials)
-    : eta_(eta), trials_(trials) {
+    : eta_(eta), new_(trials) {
   for (double r = min_progress; r < 1.0 - 1e-9; r *= eta) rungs_.push_back(r);
   recorded_.resize(rungs_.size());
   promoted_.resize(rungs_.size());
@@ -190,16 +199,10 @@ std::optional<AshaScheduler::Work> AshaScheduler::Promote(bool force) {
   return std::nullopt;
 }
 
-void AshaScheduler::Skip(int trial) {
-  skip_.insert(static_cast<size_t>(trial));
-  while (next_new_ < trials_ && skip_.count(next_new_)) ++next_new_;
-}
-
 std::optional<AshaScheduler::Work> AshaScheduler::Next() {
   if (auto w = Promote(false)) return w;
-  while (next_new_ < trials_ && skip_.count(next_new_)) ++next_new_;
-  if (next_new_ < trials_) {
-    const int t = static_cast<int>(next_new_++);
+  if (!new_.empty()) {
+    const int t = new_.Take();
     target_[t] = 0;
     ++running_;
     return Work{t, rungs_.empty() ? 1.0 : rungs_[0], false};

@@ -98,6 +98,20 @@ struct TrialWork {
   bool resume = false;  // the trial paused before: resume it
 };
 
+// The trials not started yet, in order, less those an earlier run of the search finished.
+class NewTrials {
+ public:
+  explicit NewTrials(size_t trials) : trials_(trials) {}
+  void Skip(int trial);  // never start it
+  bool empty() const { return next_ >= trials_; }
+  int Take();  // the next one to start; only when !empty()
+
+ private:
+  void PassSkipped();
+  size_t trials_, next_ = 0;
+  std::set<size_t> skip_;
+};
+
 // The curve policy's order, after SpotTune's EarlyCurve, which samples every configuration's
 // curve before it spends more on any: each new trial runs to the warm-up and pauses; once no
 // new trial is left, the paused trial with the best predicted final loss resumes and runs to
@@ -107,18 +121,18 @@ struct TrialWork {
 class CurveScheduler {
  public:
   CurveScheduler(double warmup, size_t trials);
-  void Skip(int trial);  // never start it (finished by an earlier run of the search)
+  void Skip(int trial) { new_.Skip(trial); }  // finished by an earlier run of the search
   std::optional<TrialWork> Next();
   // The trial reached its warm-up and paused; its prediction then (nullopt: none).
   void Paused(int trial, std::optional<double> predicted);
   // The trial ended (its budget, stopped, failed) or was judged before resuming: it is done.
   void Ended(int trial);
-  bool Done() const { return running_ == 0 && next_new_ >= trials_ && paused_.empty(); }
+  bool Done() const { return running_ == 0 && new_.empty() && paused_.empty(); }
 
  private:
   double warmup_;
-  size_t trials_, next_new_ = 0, running_ = 0;
-  std::set<size_t> skip_;
+  NewTrials new_;
+  size_t running_ = 0;
   std::map<int, std::optional<double>> paused_;
 };
 
@@ -133,7 +147,7 @@ class CurveScheduler {
 class AshaScheduler {
  public:
   AshaScheduler(double min_progress, double eta, size_t trials);
-  void Skip(int trial);  // never start it (finished by an earlier run of the search)
+  void Skip(int trial) { new_.Skip(trial); }  // finished by an earlier run of the search
 
   using Work = TrialWork;
   // What to run next; nullopt when nothing can start now (wait for a running trial) or ever
@@ -143,7 +157,7 @@ class AshaScheduler {
   void Paused(int trial, double loss);
   // The trial ended: at the end of the budget, diverged or failed. It is not promoted.
   void Ended(int trial);
-  bool Done() const { return running_ == 0 && next_new_ >= trials_ && !promotable_; }
+  bool Done() const { return running_ == 0 && new_.empty() && !promotable_; }
   const std::vector<double>& rungs() const { return rungs_; }
   // The rung index a trial paused at last (-1: none).
   int RungOf(int trial) const;
@@ -151,14 +165,13 @@ class AshaScheduler {
  private:
   std::optional<Work> Promote(bool force);
   double eta_;
-  size_t trials_;
   std::vector<double> rungs_;
   std::vector<std::vector<std::pair<double, int>>> recorded_;  // per rung: (loss, trial)
   std::vector<std::map<int, bool>> promoted_;                    // per rung
   std::map<int, int> target_, paused_at_;                       // trial -> rung index
   std::map<int, bool> ended_;
-  size_t next_new_ = 0, running_ = 0;
-  std::set<size_t> skip_;
+  NewTrials new_;
+  size_t running_ = 0;
   bool promotable_ = false;  // a forced promotion may still be possible
 };
 
