@@ -161,31 +161,46 @@ def groups(ids, n):
 
 
 def als(a):
-    """ALS with a global mean and L2 (lambda times each row's count, as in ALS-WR)."""
+    """Biased ALS: r ~ mu + b_u + b_i + p_u . q_i, L2 of lambda times each row's count (as in
+    ALS-WR) on the factors and on the biases. Each half-sweep solves one side exactly with the
+    other side fixed: a user's [p_u, b_u] against the features [q_i, 1] of the items it rated
+    and the target r - mu - b_i (and the same for items). --no-biases: mu + p_u . q_i alone."""
     (tu, ti, tr), (su, si, sr), nu, ni, read = ratings_data(a)
     t0 = time.perf_counter()
     rng = np.random.default_rng(1)
     mu = tr.mean()
-    res = tr - mu
-    p = rng.normal(0, 0.1, (nu, a.rank))
-    q = rng.normal(0, 0.1, (ni, a.rank))
+    k = a.rank + (1 if a.biases else 0)
+    # Column `rank` holds the bias when biases are on; the other side's matching feature is 1.
+    p = np.zeros((nu, k))
+    q = np.zeros((ni, k))
+    p[:, :a.rank] = rng.normal(0, 0.1, (nu, a.rank))
+    q[:, :a.rank] = rng.normal(0, 0.1, (ni, a.rank))
     by_user = groups(tu, nu)
     by_item = groups(ti, ni)
-    eye = np.eye(a.rank)
+    eye = np.eye(k)
 
     def solve(fixed, groups, other_idx, out):
-        for k, rows in enumerate(groups):
+        feats = fixed.copy()
+        if a.biases:
+            bias_of_other = fixed[:, a.rank].copy()
+            feats[:, a.rank] = 1.0
+        for j, rows in enumerate(groups):
             if len(rows) == 0:
-                out[k] = 0
+                out[j] = 0
                 continue
-            f = fixed[other_idx[rows]]
-            out[k] = np.linalg.solve(f.T @ f + a.l2 * len(rows) * eye, f.T @ res[rows])
+            f = feats[other_idx[rows]]
+            target = tr[rows] - mu
+            if a.biases:
+                target = target - bias_of_other[other_idx[rows]]
+            out[j] = np.linalg.solve(f.T @ f + a.l2 * len(rows) * eye, f.T @ target)
 
     for _ in range(a.max_iter):
         solve(q, by_user, ti, p)
         solve(p, by_item, tu, q)
     fit = time.perf_counter() - t0
-    pred = mu + np.einsum("ij,ij->i", p[su], q[si])
+    pred = mu + np.einsum("ij,ij->i", p[su, :a.rank], q[si, :a.rank])
+    if a.biases:
+        pred += p[su, a.rank] + q[si, a.rank]
     return {"read_seconds": read, "fit_seconds": fit, "test_rmse": rmse(pred, sr),
             "iterations": a.max_iter, "train_rows": len(tr)}
 
@@ -211,6 +226,8 @@ def main():
     ap.add_argument("--target-metric", choices=["accuracy", "logloss"], default="accuracy")
     ap.add_argument("--stop-at-target", action="store_true")
     ap.add_argument("--rank", type=int, default=16)
+    ap.add_argument("--no-biases", dest="biases", action="store_false",
+                    help="als: no user and item biases")
     a = ap.parse_args()
     fn = {"sk-logreg": sk_logreg, "sk-sgd": sk_sgd, "xgb": xgb, "nmf": nmf, "als": als}[a.name]
     print(json.dumps(fn(a)))
