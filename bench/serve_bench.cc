@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <thread>
@@ -27,6 +29,8 @@ struct Outcome {
   double cpu_core_seconds = 0, used_core_seconds = 0, slo_share = 0, p99_ms = 0, max_window_p99 = 0;
   uint64_t requests = 0, ok = 0, rejected = 0, errors = 0;
   std::vector<double> window_p99;
+  // Core-seconds allocated and used in each window of the trace, sampled beside the load.
+  std::vector<double> window_alloc, window_used;
 };
 
 Result<Outcome> RunOne(const Run& run, const std::vector<double>& rates, const ServeBenchOptions& o,
@@ -45,11 +49,27 @@ Result<Outcome> RunOne(const Run& run, const std::vector<double>& rates, const S
   lg.rows_per_request = o.rows_per_request;
   lg.nnz = o.nnz;
   lg.seed = o.seed;
+  Outcome out;
+  std::atomic<bool> done{false};
+  std::thread sampler([&] {
+    serve::ServerTotals last = before;
+    auto next = std::chrono::steady_clock::now();
+    for (size_t w = 0; w < rates.size() && !done; ++w) {
+      next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::duration<double>(o.window_s));
+      std::this_thread::sleep_until(next);
+      const serve::ServerTotals now = server.totals();
+      out.window_alloc.push_back(now.allocated_core_seconds - last.allocated_core_seconds);
+      out.window_used.push_back(now.used_core_seconds - last.used_core_seconds);
+      last = now;
+    }
+  });
   auto r = serve::RunLoadgen(lg);
+  done = true;
+  sampler.join();
   const serve::ServerTotals after = server.totals();
   server.Stop();
   if (!r.ok()) return r.status();
-  Outcome out;
   out.cpu_core_seconds = after.allocated_core_seconds - before.allocated_core_seconds;
   out.used_core_seconds = after.used_core_seconds - before.used_core_seconds;
   size_t met = 0;
@@ -95,6 +115,7 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
   base.tower_interval_s = o.tower_interval_s;
   base.captain.from_peak = o.captain_from_peak;
   base.tower.probe_up = o.tower_probe_up;
+  if (o.captain_margin_gain >= 0) base.captain.margin_gain = o.captain_margin_gain;
 
   std::vector<Run> runs;
   for (const auto& c : o.controllers) {
@@ -130,7 +151,7 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
     }
   }
 
-  nlohmann::json figures, ratios, per_window;
+  nlohmann::json figures, ratios, per_window, per_window_cpu;
   figures["trace_seconds"] = rates.size();
   double total = 0;
   for (double r : rates) total += r;
@@ -158,6 +179,7 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
     figures[run.name + "_requests"] = x.requests;
     figures[run.name + "_rejected"] = x.rejected + x.errors;
     per_window[run.name] = x.window_p99;
+    per_window_cpu[run.name] = {{"allocated", x.window_alloc}, {"used", x.window_used}};
     if (o.progress) {
       std::cerr << fmt::format("{:<18} {:>10.2f} {:>10.2f} {:>9.3f} {:>9.2f} {:>10.2f} {:>8} {:>6}\n",
                                run.name, x.cpu_core_seconds, x.used_core_seconds, x.slo_share,
@@ -181,7 +203,8 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
     ratios["autothrottle_warm_over_cold_cpu"] =
         outcomes["autothrottle"].cpu_core_seconds / outcomes["autothrottle_cold"].cpu_core_seconds;
   }
-  *result = {{"bench", "serve"}, {"figures", figures}, {"ratios", ratios}, {"per_window", per_window}};
+  *result = {{"bench", "serve"}, {"figures", figures}, {"ratios", ratios}, {"per_window", per_window},
+             {"per_window_cpu", per_window_cpu}};
   std::error_code ec;
   fs::remove_all(dir, ec);
   return Status::Ok();

@@ -32,7 +32,8 @@ struct ServeBenchOptions {
   double static_cores = 1.0;
   double captain_target = 0.05;
   bool captain_from_peak = true;
-  bool tower_probe_up = false;  // TowerOptions::probe_up of the autothrottle runs  // CaptainOptions::from_peak of the autothrottle and captain runs
+  bool tower_probe_up = false;      // TowerOptions::probe_up of the autothrottle runs
+  double captain_margin_gain = -1;  // CaptainOptions::margin_gain (-1: its default)
   double tower_interval_s = 2;
   int tower_passes = 1;  // untimed-for-the-bar replays that train the Tower before the warm run
   double window_s = 1;

@@ -142,6 +142,10 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--tower-probe-up", o->tower_probe_up,
                   "The Tower tries the next higher target while the highest tried meets the SLO")
         ->capture_default_str();
+    c->add_option("--captain-margin-gain", o->captain_margin_gain,
+                  "Captains' margin step per unit of (throttle ratio - target) each second (-1: "
+                  "serve's default)")
+        ->capture_default_str();
     c->callback([o, json, &ctx] {
       nlohmann::json result;
       Status st = bench::RunServeBench(*o, &result);
