@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 #   them would accept.
 PACKAGES=(
   liblinear-tools python3-sklearn python3-xgboost redis-server r-cran-dslabs
-  dataset-fashion-mnist libopenblas0-pthread python3-numpy python3-scipy
+  dataset-fashion-mnist libopenblas0-pthread python3-numpy python3-scipy time
 )
 bash scripts/ensure_packages.sh suite "${PACKAGES[@]}"
 

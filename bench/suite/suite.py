@@ -24,6 +24,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 PY = "/usr/bin/python3"
+TIME = "/usr/bin/time"  # GNU time (Debian package time): the children's peak RSS
 PEERS_PY = os.path.join(HERE, "peers.py")
 ALL_PARTS = ["fmnist", "ctr", "ps", "movielens"]
 # overcast mf on MovieLens: the parameters tests/integration/quality_test.cc checks its bar
@@ -41,8 +42,13 @@ def log(msg):
 
 
 class Runner:
-    """Runs children: wall time by the clock, peak RSS from wait4 (the largest of the child and
-    the descendants it waited for), every command recorded."""
+    """Runs children: wall time by the clock, peak RSS from GNU time's %M (the largest of the
+    child and the descendants it waited for), every command recorded.
+
+    Not wait4's own ru_maxrss: a child that Python starts (vfork, then exec) keeps the high-water
+    RSS of the address space it left behind, which is the suite's, so every figure would be at
+    least the suite's own peak (a 500 MiB parent made /bin/true report 514 MiB). /usr/bin/time
+    forks from a process of about 1 MiB."""
 
     def __init__(self, work):
         self.work = work
@@ -53,14 +59,16 @@ class Runner:
         self.n += 1
         out_path = os.path.join(self.work, f"child{self.n}.out")
         err_path = os.path.join(self.work, f"child{self.n}.err")
+        rss_path = os.path.join(self.work, f"child{self.n}.rss")
         self.commands.append({"what": what, "command": " ".join(shlex.quote(c) for c in cmd)})
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             t0 = time.perf_counter()
             try:
-                p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
+                p = subprocess.Popen([TIME, "-f", "%M", "-o", rss_path] + list(cmd), stdout=out,
+                                     stderr=err, env=env, cwd=cwd)
             except OSError as e:
-                raise SuiteError(f"{what}: cannot start {cmd[0]}: {e}") from e
-            _, status, ru = os.wait4(p.pid, 0)
+                raise SuiteError(f"{what}: cannot start {TIME}: {e}") from e
+            _, status, _ = os.wait4(p.pid, 0)
             wall = time.perf_counter() - t0
             p.returncode = os.waitstatus_to_exitcode(status)
         stdout = open(out_path, encoding="utf-8", errors="replace").read()
@@ -68,8 +76,12 @@ class Runner:
         if p.returncode != 0:
             raise SuiteError(f"{what} failed (exit {p.returncode}): "
                              f"{self.commands[-1]['command']}\n{stderr[-3000:]}")
-        return {"stdout": stdout, "stderr": stderr, "wall": wall,
-                "peak_rss_mb": ru.ru_maxrss / 1024.0}
+        try:
+            # time writes "Command exited ..." lines first when the child failed; %M is last.
+            peak_kib = int(open(rss_path).read().split()[-1])
+        except (OSError, ValueError, IndexError) as e:
+            raise SuiteError(f"{what}: no peak RSS from {TIME} ({e})") from e
+        return {"stdout": stdout, "stderr": stderr, "wall": wall, "peak_rss_mb": peak_kib / 1024.0}
 
     def json_line(self, cmd, what, **kw):
         r = self.run(cmd, what, **kw)
