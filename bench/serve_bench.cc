@@ -39,16 +39,29 @@ Result<Outcome> RunOne(const Run& run, const std::vector<double>& rates, const S
   OC_RETURN_IF_ERROR(server.Start());
   // Let the replicas settle (connections, first controller samples) before the trace starts.
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  const serve::ServerTotals before = server.totals();
   serve::LoadgenOptions lg;
   lg.port = server.port();
   lg.model = model_name;
-  lg.rates = rates;
   lg.connections = 32;  // idle keep-alive connections cost poll wake-ups; 32 covers the peak
   lg.window_s = o.window_s;
   lg.rows_per_request = o.rows_per_request;
   lg.nnz = o.nnz;
   lg.seed = o.seed;
+  if (o.warmup_s > 0) {
+    // Unmeasured: every controller moves from the same initial limit to what the trace's first
+    // rate needs, so the measured trace compares steady control, not how fast each leaves the
+    // arbitrary starting quota (a live deployment is already running when load changes).
+    lg.rates.assign(o.warmup_s, rates.front());
+    lg.seed = o.seed + 1;
+    auto w = serve::RunLoadgen(lg);
+    if (!w.ok()) {
+      server.Stop();
+      return w.status().WithContext("warm-up");
+    }
+  }
+  lg.rates = rates;
+  lg.seed = o.seed;
+  const serve::ServerTotals before = server.totals();
   Outcome out;
   std::atomic<bool> done{false};
   std::thread sampler([&] {

@@ -18,6 +18,9 @@ struct ServeBenchOptions {
   std::string pattern = "diurnal";  // constant|diurnal|bursty, for the generated trace
   double base_rate = 50, peak_rate = 400;  // requests/s
   int seconds = 40;               // generated trace length
+  // Unmeasured seconds at the trace's first rate before it, in which every controller settles
+  // from the initial limit (1 core per replica).
+  int warmup_s = 10;
   double slo_p99_ms = 25;
   int replicas = 2;
   int rows_per_request = 4, nnz = 64;

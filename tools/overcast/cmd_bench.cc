@@ -111,6 +111,11 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
         "Needs root for real cgroup quotas.");
     c->add_flag("--json", *json, "Print the result as one JSON line last on stdout");
     c->add_option("--seconds", o->seconds, "Length of the generated trace")->capture_default_str();
+    c->add_option("--warmup-s", o->warmup_s,
+                  "Unmeasured seconds at the trace's first rate before it (controllers settle "
+                  "from 1 core per replica)")
+        ->check(CLI::Range(0, 600))
+        ->capture_default_str();
     c->add_option("--pattern", o->pattern, "constant, diurnal or bursty")->capture_default_str();
     c->add_option("--trace", o->trace_csv, "A CSV of one request rate per second instead");
     c->add_option("--slo-p99-ms", o->slo_p99_ms, "The latency objective")->capture_default_str();
