@@ -1,6 +1,10 @@
 #include "bench/train_bench.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "algo/algorithm.h"
 #include "bench/worker_rss.h"
@@ -35,6 +40,56 @@ double Percentile(std::vector<double> v, double q) {
   size_t i = std::min(v.size() - 1, static_cast<size_t>(q * (v.size() - 1) + 0.5));
   std::nth_element(v.begin(), v.begin() + i, v.end());
   return v[i];
+}
+
+// The floor under any request/reply on this machine: p50 of `n` 8-byte round trips between two
+// threads over one loopback TCP connection with blocking calls and TCP_NODELAY (no event loop,
+// no framing, no hand-off between threads).
+Result<double> PingPongP50(int n) {
+  int ls = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (ls < 0) return ErrnoStatus("ping-pong socket", errno);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(ls, 1) != 0 ||
+      ::getsockname(ls, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    Status s = ErrnoStatus("ping-pong listen", errno);
+    ::close(ls);
+    return s;
+  }
+  const int one = 1;
+  std::thread echo([ls, one] {
+    int c = ::accept(ls, nullptr, nullptr);
+    if (c < 0) return;
+    ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char b[8];
+    while (::recv(c, b, sizeof b, MSG_WAITALL) == sizeof b && ::send(c, b, sizeof b, 0) == 8) {
+    }
+    ::close(c);
+  });
+  int c = ::socket(AF_INET, SOCK_STREAM, 0);
+  std::vector<double> us;
+  Status st;
+  if (c < 0 || ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    st = ErrnoStatus("ping-pong connect", errno);
+  } else {
+    ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char b[8] = {};
+    for (int i = 0; i < n && st.ok(); ++i) {
+      auto t0 = Clock::now();
+      if (::send(c, b, sizeof b, 0) != 8 || ::recv(c, b, sizeof b, MSG_WAITALL) != 8) {
+        st = ErrnoStatus("ping-pong round trip", errno);
+      }
+      us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    }
+  }
+  if (c >= 0) ::close(c);      // the echo thread's recv returns 0
+  ::shutdown(ls, SHUT_RDWR);   // or its accept, when no connection came
+  echo.join();
+  ::close(ls);
+  OC_RETURN_IF_ERROR(st);
+  return Percentile(us, 0.5);
 }
 
 Status Latency(const TrainBenchOptions& o, nlohmann::json* figures) {
@@ -107,6 +162,15 @@ Status Latency(const TrainBenchOptions& o, nlohmann::json* figures) {
     raw[i] = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
   }
   (*figures)["ps_pull_push_p50_us"] = Percentile(raw, 0.5);
+  // The client's own floor: one key pulled, waited for.
+  const uint64_t one_key = 0;
+  for (int i = 0; i < o.iterations; ++i) {
+    auto t0 = Clock::now();
+    OC_RETURN_IF_ERROR(client->Pull(scoped, {&one_key, 1}, wbuf.data()).get());
+    raw[i] = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+  }
+  (*figures)["ps_one_key_pull_p50_us"] = Percentile(raw, 0.5);
+  OC_ASSIGN_OR_RETURN((*figures)["loopback_ping_pong_p50_us"], PingPongP50(o.iterations));
   (*figures)["batch_distinct_keys_mean"] = [&] {
     double n = 0;
     for (const auto& k : raw_keys) n += k.size();
