@@ -46,7 +46,6 @@ Result<Outcome> RunOne(const Run& run, const std::vector<double>& rates, const S
   lg.window_s = o.window_s;
   lg.rows_per_request = o.rows_per_request;
   lg.nnz = o.nnz;
-  lg.seed = o.seed;
   if (o.warmup_s > 0) {
     // Unmeasured: every controller moves from the same initial limit to what the trace's first
     // rate needs, so the measured trace compares steady control, not how fast each leaves the

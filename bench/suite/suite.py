@@ -112,6 +112,16 @@ def median_runs(fn, repeats, first=None):
     return out
 
 
+def searched(values, run, metric, repeats):
+    """A peer's setting searched the way a user would: run(v) for each value, the one with the
+    lowest `metric` kept and timed `repeats` times in all (its search run counts as the first).
+    Returns (best value, {str(value): metric}, the median entry)."""
+    search = {v: run(v) for v in values}
+    best = min(search, key=lambda v: search[v][metric])
+    return (best, {str(v): s[metric] for v, s in search.items()},
+            median_runs(lambda: run(best), repeats, first=search[best]))
+
+
 def warm_cache(*paths):
     """Reads files once so that no timed run pays for the disk (the page-cache warm-up)."""
     for p in paths:
@@ -392,17 +402,12 @@ def part_ctr(a, rn, work):
                               config="lbfgs, C=1, max_iter=100, sparse CSR")
     if "sk-sgd" in a.peers:
         alphas = [1e-7, 1e-6, 1e-5] if not a.quick else [1e-6]
-        search = {}
-        for al in alphas:
+
+        def sgd(al):
             log(f"ctr: sklearn SGDClassifier alpha={al}")
-            search[al] = peer(rn, "sk-sgd", train, test, f"ctr: sklearn SGD alpha={al}",
-                              ["--alpha", str(al), "--tol", "1e-3", "--max-iter", "20"])
-        best = min(search, key=lambda al: search[al]["test_logloss"])
-        res["sk_sgd_alpha_search"] = {str(al): s["test_logloss"] for al, s in search.items()}
-        # The search's run with the best alpha is the first of the repeats.
-        r = median_runs(lambda: peer(rn, "sk-sgd", train, test, f"ctr: sklearn SGD best alpha",
-                                     ["--alpha", str(best), "--tol", "1e-3", "--max-iter", "20"]),
-                        a.repeats, first=search[best])
+            return peer(rn, "sk-sgd", train, test, f"ctr: sklearn SGD alpha={al}",
+                        ["--alpha", str(al), "--tol", "1e-3", "--max-iter", "20"])
+        best, res["sk_sgd_alpha_search"], r = searched(alphas, sgd, "test_logloss", a.repeats)
         E["sk_sgd"] = dict(r, system="scikit-learn SGDClassifier",
                            config=f"log_loss, alpha={best} (best of {alphas} by test log-loss), "
                                   "tol=1e-3, max_iter=20")
@@ -474,16 +479,12 @@ def part_movielens(a, rn, work):
     if "als" in a.peers:
         # lambda searched by test RMSE, as overcast mf's parameters were tuned on this split.
         lambdas = [0.05, 0.1, 0.2, 0.3] if not a.quick else [0.1]
-        search = {}
-        for lam in lambdas:
+
+        def als(lam):
             log(f"movielens: numpy ALS lambda={lam}")
-            search[lam] = peer(rn, "als", train, test, f"movielens: numpy ALS lambda={lam}",
-                               ["--rank", "20", "--max-iter", iters, "--l2", str(lam)])
-        best = min(search, key=lambda lam: search[lam]["test_rmse"])
-        res["als_lambda_search"] = {str(lam): s["test_rmse"] for lam, s in search.items()}
-        r = median_runs(lambda: peer(rn, "als", train, test, "movielens: numpy ALS best lambda",
-                                     ["--rank", "20", "--max-iter", iters, "--l2", str(best)]),
-                        a.repeats, first=search[best])
+            return peer(rn, "als", train, test, f"movielens: numpy ALS lambda={lam}",
+                        ["--rank", "20", "--max-iter", iters, "--l2", str(lam)])
+        best, res["als_lambda_search"], r = searched(lambdas, als, "test_rmse", a.repeats)
         E["als"] = dict(r, system="ALS (numpy)",
                         config=f"biased, rank 20, global mean, lambda {best} x count (best of "
                                f"{lambdas} by test RMSE), {iters} sweeps")
