@@ -245,7 +245,7 @@ struct RunFigures {
   double worker_peak_rss_mb = 0;  // largest VmHWM of any worker process (0: thread workers)
 };
 
-// Trains logreg (defaults, no evaluation until the end, no averaging) on `dataset` with `n`
+// Trains logreg (scaling_params, no evaluation until the end, no averaging) on `dataset` with `n`
 // workers, sampling the worker processes' peak RSS meanwhile.
 Result<RunFigures> TrainCtr(const TrainBenchOptions& o, const std::string& dir,
                             const std::string& dataset, uint32_t n, uint64_t epochs) {
@@ -253,6 +253,7 @@ Result<RunFigures> TrainCtr(const TrainBenchOptions& o, const std::string& dir,
   t.store = dir + "/store";
   t.dataset = dataset;
   t.model = "logreg";
+  t.params = o.scaling_params;
   t.workers = n;
   t.epochs = epochs;
   t.backend = o.backend;
@@ -291,6 +292,7 @@ Status Scaling(const TrainBenchOptions& o, const std::string& dir, nlohmann::jso
   }
   (*figures)["scaling_rows"] = o.scaling_rows;
   (*figures)["scaling_epochs"] = o.scaling_epochs;
+  (*figures)["scaling_params"] = o.scaling_params;
   (*figures)["backend"] = o.backend;
   return Status::Ok();
 }

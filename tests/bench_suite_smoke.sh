@@ -29,6 +29,11 @@ for name in ["overcast_logreg_w1", "overcast_logreg_w2", "overcast_fm_w2", "libl
                 "reached_target", "rows_per_second", "nnz_per_second"]:
         assert key in e, f"{name} lacks {key}"
     assert e["test_logloss"] > 0 and e["peak_rss_mb"] > 0, (name, e)
+for name in ["overcast_logreg_w1", "overcast_logreg_w2", "overcast_fm_w2"]:
+    e = entries[name]
+    assert "seconds_to_liblinear_logloss" in e and e["curve"], (name, e)
+    assert any(p[2] == e["test_logloss"] for p in e["curve"]), (name, e["curve"], e)
+assert ctr["liblinear_logloss"] == entries["liblinear"]["test_logloss"], ctr
 assert any("liblinear-train" in c["command"] for c in j["commands"]), "liblinear never ran"
 md = open(os.path.join(out, "results.md")).read()
 assert "## CTR-style sparse data" in md and "liblinear" in md, md[:500]

@@ -107,6 +107,13 @@ nlohmann::json TrainResult::ToJson() const {
   j["rows"] = rows;
   j["test_rows"] = test.rows;
   j["evaluations"] = evaluations;
+  j["curve"] = nlohmann::json::array();
+  for (const CurvePoint& c : curve) {
+    nlohmann::json p = c.test.ToJson("test_");
+    p["seconds"] = c.seconds;
+    p["epochs"] = c.epochs;
+    j["curve"].push_back(std::move(p));
+  }
   j["averaged_snapshots"] = averaged_snapshots;
   j["stopped_by"] = stopped_by;
   j["job"] = job;
@@ -244,6 +251,17 @@ Result<TrainResult> Train(const TrainOptions& o,
   std::vector<TaskState> tasks(o.workers);
   bool stop_sent = false;
   auto last_eval = Clock::now();
+  double eval_cost = 0;  // seconds the latest evaluation took
+  // The curve keeps at most 1024 points: a long run's halves its resolution when full.
+  auto add_point = [&](CurvePoint p) {
+    auto& c = result.curve;
+    if (c.size() >= 1024) {
+      size_t n = 0;
+      for (size_t i = 0; i < c.size(); i += 2) c[n++] = c[i];
+      c.resize(n);
+    }
+    c.push_back(std::move(p));
+  };
   double prev_loss_sum = 0;
   uint64_t prev_loss_rows = 0;
   double train_loss = 0;
@@ -432,8 +450,12 @@ Result<TrainResult> Train(const TrainOptions& o,
       }
       result.averaged_snapshots++;
     }
-    if (test.rows() > 0 && o.eval_every_seconds > 0 && Since(last_eval) >= o.eval_every_seconds) {
+    // An evaluation that takes long (a large model to export, a large test split) spaces the
+    // next ones out, so that evaluating keeps to about a fifth of the coordinator's time.
+    if (test.rows() > 0 && o.eval_every_seconds > 0 &&
+        Since(last_eval) >= std::max(o.eval_every_seconds, 4 * eval_cost)) {
       algo::Model m;
+      const auto eval_start = Clock::now();
       auto r = evaluate(&m);
       if (auto l = lost(r.status()); !l.ok()) {
         failure = l.status();
@@ -443,6 +465,8 @@ Result<TrainResult> Train(const TrainOptions& o,
       }
       latest = *r;
       last_eval = Clock::now();
+      eval_cost = Since(eval_start);
+      add_point({Since(start), static_cast<double>(rows) / train_rows, *r});
       if (target && !stop_sent) {
         auto v = r->Get(target->metric);
         if (v && (target->at_least ? *v >= target->value : *v <= target->value)) {
@@ -514,6 +538,7 @@ Result<TrainResult> Train(const TrainOptions& o,
   if (test.rows() > 0 && !target_model) {
     result.test = algo::Evaluate(*algorithm, result.model, dinfo, test, 1);
     result.evaluations++;
+    add_point({result.train_seconds, result.epochs, result.test});
   }
   nlohmann::json& meta = result.model.meta;
   meta["format"] = "overcast-model";

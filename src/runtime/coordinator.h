@@ -71,6 +71,14 @@ struct TrainProgress {
   uint64_t evaluations = 0;           // how many so far: a new one when this grows
 };
 
+// One evaluation on the test split: when it ended (seconds since training started) and how far
+// training was.
+struct CurvePoint {
+  double seconds = 0;
+  double epochs = 0;
+  algo::Metrics test;
+};
+
 struct TrainResult {
   algo::Model model;          // tables + metadata (params, data, normalization, metrics)
   algo::Metrics test;         // on the test split (rows == 0 when it has none)
@@ -84,6 +92,9 @@ struct TrainResult {
   // (their newest checkpoint), or was published again when they came back empty.
   uint64_t ps_recoveries = 0;
   uint64_t evaluations = 0;
+  // Every evaluation in order, the final one last: the test-metric curve over time. The final
+  // point is of the returned model (averaged when averaged_snapshots > 0).
+  std::vector<CurvePoint> curve;
   uint64_t averaged_snapshots = 0;  // 0: the model is the last iterate
   std::string job;            // its id in the servers (for resume_job)
   std::string stopped_by;     // epochs | seconds | target | early_stop | pause

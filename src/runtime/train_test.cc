@@ -1,5 +1,6 @@
 // Algorithms trained end to end in one process (thread backend, embedded parameter server) on
 // small synthetic datasets whose optimum is known.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <fstream>
@@ -258,6 +259,21 @@ TEST(TrainTest, TargetMetricStopsEarlyAndModelRoundTrips) {
   EXPECT_EQ(r->stopped_by, "target");
   EXPECT_LT(r->epochs, 200);
   EXPECT_GE(*r->test.accuracy, 0.99);
+  // The curve holds every evaluation in time order; the first to meet the target is the result.
+  ASSERT_FALSE(r->curve.empty());
+  EXPECT_EQ(r->curve.size(), r->evaluations);
+  for (size_t i = 1; i < r->curve.size(); ++i) {
+    EXPECT_GE(r->curve[i].seconds, r->curve[i - 1].seconds);
+    EXPECT_GE(r->curve[i].epochs, r->curve[i - 1].epochs);
+  }
+  auto met = std::find_if(r->curve.begin(), r->curve.end(),
+                          [](const CurvePoint& p) { return *p.test.accuracy >= 0.99; });
+  ASSERT_NE(met, r->curve.end());
+  EXPECT_EQ(*met->test.accuracy, *r->test.accuracy);
+  EXPECT_LE(met->seconds, r->train_seconds);
+  const nlohmann::json j = r->ToJson();
+  ASSERT_EQ(j["curve"].size(), r->curve.size());
+  EXPECT_EQ(j["curve"][0]["test_accuracy"].get<double>(), *r->curve[0].test.accuracy);
 
   const std::string path = dir.path() + "/m.ocm";
   ASSERT_TRUE(algo::SaveModel(path, r->model).ok());

@@ -88,6 +88,10 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--scaling-rows", o->scaling_rows,
                   "Rows of the scaling dataset (0: latency only, no scaling or memory figures)")
         ->capture_default_str();
+    c->add_option("--scaling-param", o->scaling_params,
+                  "logreg KEY=VALUE of the scaling and memory runs (repeatable; replaces the "
+                  "defaults)")
+        ->capture_default_str();
     c->add_option("--memory-scale", o->memory_scale,
                   "Worker peak RSS on the scaling dataset and on one this many times larger "
                   "(0: skip)")
