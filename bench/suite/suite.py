@@ -411,11 +411,13 @@ def part_ctr(a, rn, work):
         workers = a.ctr_workers if model == "logreg" else [2]
         lrs = [None] if "lr" in keys else CTR_LRS[model][1:2] if a.quick else CTR_LRS[model]
         best = None
+
+        def params(lr, base=base):
+            return base + ([] if lr is None else [f"lr={lr}"])
         # The learning rate is searched once, at the last worker count (2 by default), by test
         # log-loss like SGDClassifier's alpha; the other counts run with the rate found.
         for w in sorted(workers, key=lambda w: w != workers[-1]):
             log(f"ctr: overcast {model}, {w} workers")
-            params = (lambda lr: base + ([] if lr is None else [f"lr={lr}"]))
             if best is None and len(lrs) > 1:
                 best, res["overcast_lr_search"][model], r = searched(
                     lrs, lambda lr: one(model, w, params(lr)), "test_logloss", a.repeats)

@@ -92,8 +92,9 @@ struct TrainResult {
   // (their newest checkpoint), or was published again when they came back empty.
   uint64_t ps_recoveries = 0;
   uint64_t evaluations = 0;
-  // Every evaluation in order, the final one last: the test-metric curve over time. The final
-  // point is of the returned model (averaged when averaged_snapshots > 0).
+  // Every evaluation in time order: the test-metric curve. After a run to its end the last
+  // point is the returned model (averaged when averaged_snapshots > 0); after a target stop the
+  // first point that met the target is (evaluations may follow it while the workers stop).
   std::vector<CurvePoint> curve;
   uint64_t averaged_snapshots = 0;  // 0: the model is the last iterate
   std::string job;            // its id in the servers (for resume_job)
