@@ -251,7 +251,7 @@ Result<TrainResult> Train(const TrainOptions& o,
   std::vector<TaskState> tasks(o.workers);
   bool stop_sent = false;
   auto last_eval = Clock::now();
-  double eval_cost = 0;  // seconds the latest evaluation took
+  double eval_every = o.eval_every_seconds;
   // The curve keeps at most 1024 points: a long run's halves its resolution when full.
   auto add_point = [&](CurvePoint p) {
     auto& c = result.curve;
@@ -450,10 +450,7 @@ Result<TrainResult> Train(const TrainOptions& o,
       }
       result.averaged_snapshots++;
     }
-    // An evaluation that takes long (a large model to export, a large test split) spaces the
-    // next ones out, so that evaluating keeps to about a fifth of the coordinator's time.
-    if (test.rows() > 0 && o.eval_every_seconds > 0 &&
-        Since(last_eval) >= std::max(o.eval_every_seconds, 4 * eval_cost)) {
+    if (test.rows() > 0 && o.eval_every_seconds > 0 && Since(last_eval) >= eval_every) {
       algo::Model m;
       const auto eval_start = Clock::now();
       auto r = evaluate(&m);
@@ -465,7 +462,9 @@ Result<TrainResult> Train(const TrainOptions& o,
       }
       latest = *r;
       last_eval = Clock::now();
-      eval_cost = Since(eval_start);
+      // As with the snapshots above: an evaluation that takes long (a large model to export, a
+      // large test split) spaces the next ones out, to about a fifth of the coordinator's time.
+      eval_every = std::max(o.eval_every_seconds, 4 * Since(eval_start));
       add_point({Since(start), static_cast<double>(rows) / train_rows, *r});
       if (target && !stop_sent) {
         auto v = r->Get(target->metric);
