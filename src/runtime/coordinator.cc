@@ -379,6 +379,14 @@ Result<TrainResult> Train(const TrainOptions& o,
       const bool running = launcher->Running(t);
       if (!running && !ts.finished) {
         const int exit = launcher->LastExit(t);
+        if (exit == 0 && !ts.p.done && !ts.p.paused) {
+          // The progress above may have been read just before the worker's last report: a
+          // worker writes its final progress before it ends, so read it again now. (Taken as a
+          // death, an external worker's finished task would wait for a worker that never comes.)
+          if (auto b = state.GetBlob(TaskBlob(t)); b.ok()) {
+            if (auto p = TaskProgress::Decode(*b); p.ok()) ts.p = *p;
+          }
+        }
         if (exit == 0 && (ts.p.done || ts.p.paused)) {
           ts.finished = true;
         } else {
