@@ -42,6 +42,16 @@ void Child::Kill() {
   }
 }
 
+Result<int> Child::Wait() {
+  if (pid_ <= 0) return Internal("no child to wait for");
+  int st = 0;
+  while (::waitpid(pid_, &st, 0) < 0) {
+    if (errno != EINTR) return ErrnoStatus("waitpid", errno);
+  }
+  pid_ = -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 Result<int> FreeLoopbackPort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return ErrnoStatus("socket", errno);

@@ -20,6 +20,8 @@ class Child {
   // Starts argv[0] (searched on PATH) with stdout/stderr to `log` (empty: /dev/null).
   Status Start(const std::vector<std::string>& argv, const std::string& log = "");
   void Kill();
+  // Waits for the child to end and returns its exit status (128 + N when killed by signal N).
+  Result<int> Wait();
   pid_t pid() const { return pid_; }
 
  private:

@@ -80,6 +80,24 @@ Result<std::vector<double>> ReadTraceCsv(const std::string& path) {
   return r;
 }
 
+std::string PredictBody(int rows, int nnz, uint64_t num_features, std::mt19937_64& rng) {
+  std::uniform_int_distribution<uint64_t> fid(0, num_features - 1);
+  std::uniform_real_distribution<float> val(0, 1);
+  std::string b = "{\"instances\":[";
+  for (int r = 0; r < rows; ++r) {
+    std::vector<uint64_t> ids;
+    for (int k = 0; k < nnz; ++k) ids.push_back(fid(rng));
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    b += r ? ",{\"ids\":[" : "{\"ids\":[";
+    for (size_t k = 0; k < ids.size(); ++k) b += (k ? "," : "") + std::to_string(ids[k]);
+    b += "],\"values\":[";
+    for (size_t k = 0; k < ids.size(); ++k) b += fmt::format("{}{:.4f}", k ? "," : "", val(rng));
+    b += "]}";
+  }
+  return b + "]}";
+}
+
 Result<LoadgenResult> RunLoadgen(const LoadgenOptions& o) {
   if (o.rates.empty()) return InvalidArgument("empty trace");
   if (o.connections < 1) return InvalidArgument("--connections must be >= 1");
@@ -122,23 +140,7 @@ Result<LoadgenResult> RunLoadgen(const LoadgenOptions& o) {
     }
   }
   std::vector<std::string> bodies(256);
-  std::uniform_int_distribution<uint64_t> fid(0, num_features - 1);
-  std::uniform_real_distribution<float> val(0, 1);
-  for (auto& b : bodies) {
-    b = "{\"instances\":[";
-    for (int r = 0; r < o.rows_per_request; ++r) {
-      std::vector<uint64_t> ids;
-      for (int k = 0; k < o.nnz; ++k) ids.push_back(fid(rng));
-      std::sort(ids.begin(), ids.end());
-      ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-      b += r ? ",{\"ids\":[" : "{\"ids\":[";
-      for (size_t k = 0; k < ids.size(); ++k) b += (k ? "," : "") + std::to_string(ids[k]);
-      b += "],\"values\":[";
-      for (size_t k = 0; k < ids.size(); ++k) b += fmt::format("{}{:.4f}", k ? "," : "", val(rng));
-      b += "]}";
-    }
-    b += "]}";
-  }
+  for (auto& b : bodies) b = PredictBody(o.rows_per_request, o.nnz, num_features, rng);
 
   const size_t n = arrivals.size();
   std::vector<float> lat_ms(n, 0);

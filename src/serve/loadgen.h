@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,10 @@ struct LoadgenResult {
   double achieved_rps = 0;     // completed requests / seconds
   double max_start_lag_ms = 0; // worst delay between a scheduled arrival and its send
 };
+
+// A predict request's JSON body: `rows` sparse rows of up to `nnz` distinct feature ids drawn
+// uniformly below num_features (sorted), with values in [0, 1).
+std::string PredictBody(int rows, int nnz, uint64_t num_features, std::mt19937_64& rng);
 
 // Latency is measured from each request's scheduled arrival (not from when a connection was
 // free), so a slow server cannot slow the arrivals down (no coordinated omission).

@@ -3,6 +3,7 @@
 
 #include "bench/ctr_gen.h"
 #include "bench/load_bench.h"
+#include "bench/loadgen_check.h"
 #include "bench/ps_bench.h"
 #include "bench/serve_bench.h"
 #include "bench/train_bench.h"
@@ -158,6 +159,52 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->callback([o, json, &ctx] {
       nlohmann::json result;
       Status st = bench::RunServeBench(*o, &result);
+      ctx.exit_code = Report(st, result, *json);
+    });
+  }
+
+  // bench loadgen
+  {
+    auto o = std::make_shared<bench::LoadgenCheckOptions>();
+    auto json = std::make_shared<bool>(false);
+    auto quick = std::make_shared<bool>(false);
+    CLI::App* c = bench->add_subcommand(
+        "loadgen",
+        "`overcast loadgen` checked against wrk on the same server (static quota), request\n"
+        "body and machine: at light load, loadgen's p50 against wrk's with one connection\n"
+        "(neither queues); at capacity, what completes of loadgen's open-loop offer above\n"
+        "what wrk's connections complete, against wrk's rate. Needs wrk (Debian package).");
+    c->add_flag("--json", *json, "Print the result as one JSON line last on stdout");
+    c->add_flag("--quick", *quick, "One second per phase (the test suite)");
+    c->add_option("--seconds", o->seconds, "Seconds per phase (four phases)")
+        ->check(CLI::Range(1.0, 600.0))
+        ->capture_default_str();
+    c->add_option("--replicas", o->replicas, "Replica processes")->check(CLI::Range(1, 64))
+        ->capture_default_str();
+    c->add_option("--cores", o->cores, "Static CPU quota of each replica")
+        ->check(CLI::Range(0.05, 64.0))
+        ->capture_default_str();
+    c->add_option("--rows-per-request", o->rows_per_request, "Rows in each request's body")
+        ->check(CLI::Range(1, 1024))
+        ->capture_default_str();
+    c->add_option("--nnz", o->nnz, "Features per row")->check(CLI::Range(1, 100000))
+        ->capture_default_str();
+    c->add_option("--connections", o->connections, "wrk's connections in the capacity phase")
+        ->check(CLI::Range(1, 1024))
+        ->capture_default_str();
+    c->add_option("--overload", o->overload,
+                  "loadgen's offer in the capacity phase, as a multiple of wrk's rate")
+        ->check(CLI::Range(1.0, 10.0))
+        ->capture_default_str();
+    c->add_option("--light-fraction", o->light_fraction,
+                  "loadgen's light-load rate, as a fraction of wrk's one-connection rate")
+        ->check(CLI::Range(0.01, 1.0))
+        ->capture_default_str();
+    c->add_option("--wrk", o->wrk, "wrk binary")->capture_default_str();
+    c->callback([o, json, quick, &ctx] {
+      if (*quick) o->seconds = 1;
+      nlohmann::json result;
+      Status st = bench::RunLoadgenCheck(*o, &result);
       ctx.exit_code = Report(st, result, *json);
     });
   }
