@@ -28,11 +28,13 @@ struct WrkRun {
   double seconds = 0, ok_rps = 0, p50_ms = 0, p90_ms = 0, p99_ms = 0, mean_ms = 0;
 };
 
-// The request as loadgen sends it, and a done() that reports what wrk measured. wrk's latency
-// is from a request's send to its response (closed loop: one request per connection at a time).
-constexpr const char* kWrkScript = R"(wrk.method = "POST"
+// wrk's script: the request as loadgen sends it (the body read from `body_path`), and a done()
+// that reports what wrk measured. wrk's latency is from a request's send to its response
+// (closed loop: one request per connection at a time).
+std::string WrkScript(const std::string& body_path) {
+  return R"(wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-local f = assert(io.open(os.getenv("OVERCAST_WRK_BODY"), "rb"))
+local f = assert(io.open(")" + body_path + R"(", "rb"))
 wrk.body = f:read("*a")
 f:close()
 done = function(summary, latency, requests)
@@ -44,6 +46,7 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean))
 end
 )";
+}
 
 Result<WrkRun> RunWrk(const LoadgenCheckOptions& o, const std::string& dir, const std::string& url,
                       int threads, int connections, double seconds) {
@@ -109,10 +112,10 @@ Status RunLoadgenCheck(const LoadgenCheckOptions& o, nlohmann::json* result) {
   OC_RETURN_IF_ERROR(serve::WriteRandomLinearModel(model, "ctr", serve::Task::kBinary, o.features,
                                                    2, o.seed));
   std::mt19937_64 rng(o.seed);
-  OC_RETURN_IF_ERROR(WriteFileAtomic((dir / "body.json").string(),
-                                     serve::PredictBody(o.rows_per_request, o.nnz, o.features, rng)));
-  OC_RETURN_IF_ERROR(WriteFileAtomic((dir / "predict.lua").string(), kWrkScript));
-  ::setenv("OVERCAST_WRK_BODY", (dir / "body.json").c_str(), 1);
+  const std::string body = (dir / "body.json").string();
+  OC_RETURN_IF_ERROR(WriteFileAtomic(body, serve::PredictBody(o.rows_per_request, o.nnz,
+                                                              o.features, rng)));
+  OC_RETURN_IF_ERROR(WriteFileAtomic((dir / "predict.lua").string(), WrkScript(body)));
 
   serve::ServeOptions so;
   so.model_paths = {model};

@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
-# Keeps the benchmark harness from rotting: runs `overcast bench ps --quick` (seconds, Redis
-# included) and checks that its JSON result has every part measured. No speed is asserted.
+# Keeps a benchmark harness from rotting: runs `overcast bench NAME --quick --json` (seconds)
+# and checks that its JSON result has every part measured. NAME is ps (Redis included) or
+# loadgen (wrk included). No speed, and no agreement between tools, is asserted.
 set -euo pipefail
 bin=${1:?overcast binary}
-line=$("$bin" bench ps --quick --json | tail -1)
-/usr/bin/python3 - "$line" <<'PY'
+name=${2:-ps}
+line=$("$bin" bench "$name" --quick --json | tail -1)
+/usr/bin/python3 - "$name" "$line" <<'PY'
 import json, sys
-j = json.loads(sys.argv[1])
-assert j["bench"] == "ps", j
-f, r = j["figures"], j["ratios"]
-assert f["redis_ran"] is True, "the Redis peer did not run"
-for key in ["ps_best_push_keys_per_s", "ps_best_pull_keys_per_s", "redis_best_mset_keys_per_s",
-            "ps_dense_pull_mb_per_s", "loopback_stream_mb_per_s", "loopback_stream_hashed_mb_per_s",
-            "memory_resident_bytes_per_key"]:
-    assert f[key] > 0, key
-for key in ["ps_over_redis_best_push", "ps_over_redis_best_pull", "ps_dense_pull_over_loopback",
+name, j = sys.argv[1], json.loads(sys.argv[2])
+# Per bench: flags that must be true, figures and ratios that must be positive.
+expected = {
+    "ps": (["redis_ran"],
+           ["ps_best_push_keys_per_s", "ps_best_pull_keys_per_s", "redis_best_mset_keys_per_s",
+            "ps_dense_pull_mb_per_s", "loopback_stream_mb_per_s",
+            "loopback_stream_hashed_mb_per_s", "memory_resident_bytes_per_key"],
+           ["ps_over_redis_best_push", "ps_over_redis_best_pull", "ps_dense_pull_over_loopback",
             "ps_dense_pull_over_hashed_loopback", "hashed_loopback_over_loopback",
-            "memory_table_over_raw"]:
+            "memory_table_over_raw"]),
+    "loadgen": ([],
+                ["wrk_1conn_ok_rps", "wrk_1conn_p50_ms", "loadgen_light_p50_ms",
+                 "loadgen_light_rate", "wrk_capacity_ok_rps", "loadgen_overload_offered_rps",
+                 "loadgen_overload_ok_rps"],
+                ["loadgen_light_p50_over_wrk_1conn_p50",
+                 "loadgen_overload_ok_rps_over_wrk_capacity"]),
+}
+flags, figures, ratios = expected[name]
+assert j["bench"] == name, j
+f, r = j["figures"], j["ratios"]
+for key in flags:
+    assert f[key] is True, key
+for key in figures:
+    assert f[key] > 0, key
+for key in ratios:
     assert r[key] > 0, key
-print("bench ps smoke: ok")
+print(f"bench {name} smoke: ok")
 PY

@@ -28,6 +28,18 @@ int Report(const Status& st, const nlohmann::json& result, bool json) {
   return 0;
 }
 
+// The options the serving benches share: replica processes and the shape of a request's body.
+template <typename Options>
+void AddServingShapeOptions(CLI::App* c, Options* o) {
+  c->add_option("--replicas", o->replicas, "Replica processes")->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  c->add_option("--rows-per-request", o->rows_per_request, "Rows in each request's body")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  c->add_option("--nnz", o->nnz, "Features per row")->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+}
+
 }  // namespace
 
 void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
@@ -135,13 +147,7 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
                   "Replays of the trace that train the Tower before its measured (warm) run")
         ->check(CLI::Range(0, 100))
         ->capture_default_str();
-    c->add_option("--replicas", o->replicas, "Replica processes")->check(CLI::Range(1, 64))
-        ->capture_default_str();
-    c->add_option("--rows-per-request", o->rows_per_request, "Rows in each request's body")
-        ->check(CLI::Range(1, 1024))
-        ->capture_default_str();
-    c->add_option("--nnz", o->nnz, "Features per row")->check(CLI::Range(1, 100000))
-        ->capture_default_str();
+    AddServingShapeOptions(c, o.get());
     c->add_option("--peak-rate", o->peak_rate, "Generated trace: highest request rate (req/s)")
         ->capture_default_str();
     c->add_option("--base-rate", o->base_rate, "Generated trace: lowest request rate (req/s)")
@@ -179,15 +185,9 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--seconds", o->seconds, "Seconds per phase (four phases)")
         ->check(CLI::Range(1.0, 600.0))
         ->capture_default_str();
-    c->add_option("--replicas", o->replicas, "Replica processes")->check(CLI::Range(1, 64))
-        ->capture_default_str();
+    AddServingShapeOptions(c, o.get());
     c->add_option("--cores", o->cores, "Static CPU quota of each replica")
         ->check(CLI::Range(0.05, 64.0))
-        ->capture_default_str();
-    c->add_option("--rows-per-request", o->rows_per_request, "Rows in each request's body")
-        ->check(CLI::Range(1, 1024))
-        ->capture_default_str();
-    c->add_option("--nnz", o->nnz, "Features per row")->check(CLI::Range(1, 100000))
         ->capture_default_str();
     c->add_option("--connections", o->connections, "wrk's connections in the capacity phase")
         ->check(CLI::Range(1, 1024))
