@@ -42,6 +42,10 @@ struct ServeOptions {
   size_t max_body_bytes = 1 << 20;
   int threads = 256;             // front-end connection threads
   int replica_connections = 32;  // keep-alive connections per replica (< replica threads)
+  // Pooled connections to a replica left unused this long are closed, down to the
+  // replica_warm_connections most recently used (each open one costs the replica CPU).
+  double replica_idle_close_s = 2;
+  size_t replica_warm_connections = 2;
   std::string replica_bin;       // default: /proc/self/exe
 };
 

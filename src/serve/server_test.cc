@@ -188,6 +188,50 @@ TEST_F(ServerTest, LoadgenCountsEveryArrivalPerWindow) {
   EXPECT_EQ(RunLoadgen(lg).status().code(), Code::kInvalidArgument);
 }
 
+// Reads replica 0's gauge `name` from the server's metrics; -1 when absent.
+double ReplicaGauge(const Server& server, const std::string& name) {
+  const std::string m = server.Metrics();
+  const size_t at = m.find(name + "{replica=\"0\"");
+  if (at == std::string::npos) return -1;
+  return std::strtod(m.c_str() + m.find("} ", at) + 2, nullptr);
+}
+
+// Pooled connections a replica no longer needs are closed (each costs the replica a polling
+// thread), down to the warm ones; a burst opens more again, and they close again after it.
+TEST_F(ServerTest, IdleReplicaConnectionsAreClosed) {
+  ServeOptions o = Options();
+  o.replicas = 1;
+  o.replica_idle_close_s = 1.5;
+  o.replica_warm_connections = 1;
+  StartServer(o);
+  const std::string conns = "overcast_serve_replica_connections";
+  EXPECT_GT(ReplicaGauge(*server_, conns), 1) << "the replica starts with a warm share";
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+  EXPECT_EQ(ReplicaGauge(*server_, conns), 1);
+  // 16 clients at once: the front end forwards them together, one pooled connection each.
+  std::atomic<int> ok{0};
+  std::atomic<double> most{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 16; ++i) {
+    clients.emplace_back([&] {
+      auto c = Client();
+      for (int k = 0; k < 40; ++k) {
+        auto r = c.Post("/v1/models/ctr:predict", R"({"instances":[{"ids":[1,5],"values":[1,2]}]})",
+                        "application/json");
+        if (r && r->status == 200) ++ok;
+        const double n = ReplicaGauge(*server_, conns);
+        for (double m = most.load(); n > m && !most.compare_exchange_weak(m, n);) {
+        }
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok.load(), 16 * 40);
+  EXPECT_GT(most.load(), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+  EXPECT_EQ(ReplicaGauge(*server_, conns), 1);
+}
+
 // With real CPU cgroups: replicas are placed in them, the Captains move the quotas, the Tower
 // decides, and the groups are removed at shutdown.
 TEST_F(ServerTest, AutothrottleRunsRealCgroups) {
