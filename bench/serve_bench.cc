@@ -170,35 +170,78 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
   figures["trace_mean_rate"] = total / rates.size();
   figures["slo_p99_ms"] = o.slo_p99_ms;
   figures["replicas"] = o.replicas;
-  std::map<std::string, Outcome> outcomes;
+  std::map<std::string, std::vector<Outcome>> rounds;  // run name -> its outcome in each round
   if (o.progress) {
-    std::cerr << fmt::format("serve bench: {} runs of a {} s {} trace (mean {:.0f} req/s), SLO p99 {} ms\n",
-                             runs.size(), rates.size(), o.trace_csv.empty() ? o.pattern : o.trace_csv,
-                             total / rates.size(), o.slo_p99_ms);
+    std::cerr << fmt::format("serve bench: {} runs x {} rounds of a {} s {} trace (mean {:.0f} "
+                             "req/s), SLO p99 {} ms\n",
+                             runs.size(), o.repeats, rates.size(),
+                             o.trace_csv.empty() ? o.pattern : o.trace_csv, total / rates.size(),
+                             o.slo_p99_ms);
     std::cerr << fmt::format("{:<18} {:>10} {:>10} {:>9} {:>9} {:>10} {:>8} {:>6}\n", "run", "cpu_alloc",
                              "cpu_used", "slo_share", "p99_ms", "worst_win", "ok", "503");
   }
-  for (const auto& run : runs) {
-    auto r = RunOne(run, rates, o, "ctr");
-    if (!r.ok()) return r.status().WithContext("run " + run.name);
-    const Outcome& x = *r;
-    outcomes[run.name] = x;
-    figures[run.name + "_cpu_core_seconds"] = x.cpu_core_seconds;
-    figures[run.name + "_used_core_seconds"] = x.used_core_seconds;
-    figures[run.name + "_slo_window_share"] = x.slo_share;
-    figures[run.name + "_p99_ms"] = x.p99_ms;
-    figures[run.name + "_worst_window_p99_ms"] = x.max_window_p99;
-    figures[run.name + "_requests"] = x.requests;
-    figures[run.name + "_rejected"] = x.rejected + x.errors;
-    per_window[run.name] = x.window_p99;
-    per_window_cpu[run.name] = {{"allocated", x.window_alloc}, {"used", x.window_used}};
-    if (o.progress) {
-      std::cerr << fmt::format("{:<18} {:>10.2f} {:>10.2f} {:>9.3f} {:>9.2f} {:>10.2f} {:>8} {:>6}\n",
-                               run.name, x.cpu_core_seconds, x.used_core_seconds, x.slo_share,
-                               x.p99_ms, x.max_window_p99, x.ok, x.rejected + x.errors);
+  // Rounds run every controller in turn, so that a change in the machine's load weighs on all of
+  // them alike; each round's autothrottle starts its Tower afresh.
+  for (int k = 0; k < o.repeats; ++k) {
+    for (Run run : runs) {
+      if (!run.opts.tower.state_path.empty()) {
+        run.opts.tower.state_path = (dir / fmt::format("tower-{}.json", k)).string();
+      }
+      auto r = RunOne(run, rates, o, "ctr");
+      if (!r.ok()) return r.status().WithContext("run " + run.name);
+      const Outcome& x = *r;
+      rounds[run.name].push_back(x);
+      const std::string key = k == 0 ? run.name : fmt::format("{}_round{}", run.name, k + 1);
+      per_window[key] = x.window_p99;
+      per_window_cpu[key] = {{"allocated", x.window_alloc}, {"used", x.window_used}};
+      if (o.progress) {
+        std::cerr << fmt::format("{:<18} {:>10.2f} {:>10.2f} {:>9.3f} {:>9.2f} {:>10.2f} {:>8} {:>6}\n",
+                                 key, x.cpu_core_seconds, x.used_core_seconds, x.slo_share,
+                                 x.p99_ms, x.max_window_p99, x.ok, x.rejected + x.errors);
+      }
     }
   }
-  // The best-tuned HPA: least CPU among the HPA runs that meet the SLO in >= 95% of windows.
+  // Each run's figures over the rounds: the median of the CPU and latency figures, the share of
+  // all its windows that met the SLO, the worst window, and the totals.
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  };
+  std::map<std::string, Outcome> outcomes;
+  for (const auto& [name, xs] : rounds) {
+    std::vector<double> cpu, used, p99;
+    Outcome m;
+    for (const Outcome& x : xs) {
+      cpu.push_back(x.cpu_core_seconds);
+      used.push_back(x.used_core_seconds);
+      p99.push_back(x.p99_ms);
+      m.slo_share += x.slo_share / xs.size();  // every round has the trace's number of windows
+      m.max_window_p99 = std::max(m.max_window_p99, x.max_window_p99);
+      m.requests += x.requests;
+      m.rejected += x.rejected + x.errors;
+    }
+    m.cpu_core_seconds = median(cpu);
+    m.used_core_seconds = median(used);
+    m.p99_ms = median(p99);
+    outcomes[name] = m;
+    figures[name + "_cpu_core_seconds"] = m.cpu_core_seconds;
+    figures[name + "_used_core_seconds"] = m.used_core_seconds;
+    figures[name + "_slo_window_share"] = m.slo_share;
+    figures[name + "_p99_ms"] = m.p99_ms;
+    figures[name + "_worst_window_p99_ms"] = m.max_window_p99;
+    figures[name + "_requests"] = m.requests;
+    figures[name + "_rejected"] = m.rejected;
+    if (o.repeats > 1) {
+      figures[name + "_cpu_core_seconds_rounds"] = cpu;
+      std::vector<double> shares;
+      for (const Outcome& x : xs) shares.push_back(x.slo_share);
+      figures[name + "_slo_window_share_rounds"] = shares;
+    }
+  }
+  figures["repeats"] = o.repeats;
+  // The best-tuned HPA: least CPU among the HPA runs that meet the SLO in >= 95% of windows
+  // (medians and shares over the rounds).
   std::string best_hpa;
   for (const auto& [name, x] : outcomes) {
     if (name.rfind("hpa_", 0) != 0 || x.slo_share < 0.95) continue;
@@ -210,6 +253,19 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
     const double cpu = outcomes[a].cpu_core_seconds;
     if (!best_hpa.empty()) ratios[a + "_over_best_hpa_cpu"] = cpu / outcomes[best_hpa].cpu_core_seconds;
     if (outcomes.count("static")) ratios[a + "_over_static_cpu"] = cpu / outcomes["static"].cpu_core_seconds;
+  }
+  // The same comparison within each round, to show how far the rounds spread.
+  if (o.repeats > 1 && rounds.count("autothrottle")) {
+    std::vector<double> per_round;
+    for (int k = 0; k < o.repeats; ++k) {
+      double best = -1;
+      for (const auto& [name, xs] : rounds) {
+        if (name.rfind("hpa_", 0) != 0 || xs[k].slo_share < 0.95) continue;
+        if (best < 0 || xs[k].cpu_core_seconds < best) best = xs[k].cpu_core_seconds;
+      }
+      if (best > 0) per_round.push_back(rounds["autothrottle"][k].cpu_core_seconds / best);
+    }
+    figures["autothrottle_over_best_hpa_cpu_rounds"] = per_round;
   }
   if (outcomes.count("autothrottle") && outcomes.count("autothrottle_cold")) {
     ratios["autothrottle_warm_over_cold_cpu"] =

@@ -40,6 +40,9 @@ struct ServeBenchOptions {
   double tower_interval_s = 2;
   int tower_passes = 1;  // untimed-for-the-bar replays that train the Tower before the warm run
   double window_s = 1;
+  // Rounds of the whole list of runs; each run's figures are then the median over its rounds
+  // (CPU, p99) and the share of all its windows meeting the SLO.
+  int repeats = 1;
   std::string cgroup = "auto";
   uint64_t seed = 7;
   bool progress = true;

@@ -143,6 +143,11 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--hpa-targets", o->hpa_targets, "Utilisation targets of the HPA-style runs")
         ->delimiter(',')
         ->capture_default_str();
+    c->add_option("--repeats", o->repeats,
+                  "Rounds of every run, interleaved; figures are medians over the rounds (CPU, "
+                  "p99) and the share of all windows meeting the SLO")
+        ->check(CLI::Range(1, 20))
+        ->capture_default_str();
     c->add_option("--tower-passes", o->tower_passes,
                   "Replays of the trace that train the Tower before its measured (warm) run")
         ->check(CLI::Range(0, 100))
