@@ -125,6 +125,7 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
   base.cgroup = o.cgroup;
   base.initial_cores = 1.0;
   base.tower_interval_s = o.tower_interval_s;
+  base.cfs_burst = o.cfs_burst;
   base.captain.from_peak = o.captain_from_peak;
   base.tower.probe_up = o.tower_probe_up;
   if (o.captain_margin_gain >= 0) base.captain.margin_gain = o.captain_margin_gain;

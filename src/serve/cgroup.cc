@@ -3,10 +3,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <sstream>
 #include <vector>
@@ -58,6 +60,39 @@ Status EnsureDir(const std::string& dir, bool create) {
   return Status::Ok();
 }
 
+// Quota and burst writes in the order the kernel accepts (burst <= quota at every step): a
+// falling quota lowers the burst first, a rising one raises the quota first.
+class BurstWriter {
+ public:
+  void set_fraction(double f) { fraction_ = std::clamp(f, 0.0, 1.0); }
+  Status Apply(const std::string& burst_file, long quota,
+               const std::function<Status(long)>& write_quota) {
+    if (!checked_) {
+      checked_ = true;
+      std::error_code ec;
+      has_file_ = fs::exists(burst_file, ec);
+      // A group left behind by an earlier run may hold any burst: start from 0.
+      if (has_file_) OC_RETURN_IF_ERROR(WriteBurst(burst_file, 0));
+    }
+    const long burst = std::lround(fraction_ * quota);
+    const bool use = has_file_ && (fraction_ > 0 || burst_ > 0);
+    if (use && burst < burst_) OC_RETURN_IF_ERROR(WriteBurst(burst_file, burst));
+    OC_RETURN_IF_ERROR(write_quota(quota));
+    if (use && burst > burst_) OC_RETURN_IF_ERROR(WriteBurst(burst_file, burst));
+    return Status::Ok();
+  }
+
+ private:
+  Status WriteBurst(const std::string& file, long burst) {
+    OC_RETURN_IF_ERROR(WriteSmall(file, std::to_string(burst)));
+    burst_ = burst;
+    return Status::Ok();
+  }
+  double fraction_ = 0;
+  bool checked_ = false, has_file_ = false;
+  long burst_ = 0;  // as last written (the kernel's default is 0)
+};
+
 class CgroupV1 final : public CpuCgroup {
  public:
   CgroupV1(std::string cpu, std::string acct, int period)
@@ -67,8 +102,11 @@ class CgroupV1 final : public CpuCgroup {
   }
   Status SetLimit(double cores) override {
     const long quota = std::max(1000L, std::lround(cores * period_));
-    return WriteSmall(cpu_ + "/cpu.cfs_quota_us", std::to_string(quota));
+    return burst_.Apply(cpu_ + "/cpu.cfs_burst_us", quota, [&](long q) {
+      return WriteSmall(cpu_ + "/cpu.cfs_quota_us", std::to_string(q));
+    });
   }
+  void set_burst_fraction(double f) override { burst_.set_fraction(f); }
   Result<CpuStat> Read() override {
     CpuStat st;
     OC_ASSIGN_OR_RETURN(std::string s, ReadSmall(cpu_ + "/cpu.stat"));
@@ -91,6 +129,7 @@ class CgroupV1 final : public CpuCgroup {
  private:
   std::string cpu_, acct_;
   int period_;
+  BurstWriter burst_;
 };
 
 class CgroupV2 final : public CpuCgroup {
@@ -98,8 +137,11 @@ class CgroupV2 final : public CpuCgroup {
   CgroupV2(std::string dir, int period) : dir_(std::move(dir)), period_(period) {}
   Status SetLimit(double cores) override {
     const long quota = std::max(1000L, std::lround(cores * period_));
-    return WriteSmall(dir_ + "/cpu.max", std::to_string(quota) + " " + std::to_string(period_));
+    return burst_.Apply(dir_ + "/cpu.max.burst", quota, [&](long q) {
+      return WriteSmall(dir_ + "/cpu.max", std::to_string(q) + " " + std::to_string(period_));
+    });
   }
+  void set_burst_fraction(double f) override { burst_.set_fraction(f); }
   Result<CpuStat> Read() override {
     CpuStat st;
     OC_ASSIGN_OR_RETURN(std::string s, ReadSmall(dir_ + "/cpu.stat"));
@@ -115,6 +157,7 @@ class CgroupV2 final : public CpuCgroup {
  private:
   std::string dir_;
   int period_;
+  BurstWriter burst_;
 };
 
 class ProcOnly final : public CpuCgroup {

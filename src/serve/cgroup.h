@@ -31,6 +31,13 @@ class CpuCgroup {
   virtual std::vector<std::string> procs_files() const = 0;
   virtual std::string describe() const = 0;
   virtual bool enforces() const { return true; }
+  // CFS burst (Linux 5.14+: v1 cpu.cfs_burst_us, v2 cpu.max.burst) as a fraction of the quota,
+  // applied by every later SetLimit: runtime left unused in earlier periods, up to this much,
+  // may be spent in one period beyond its quota. The long-run rate stays at most the quota, so
+  // the limit is still what is allocated; a short burst of requests no longer waits a period
+  // out. The kernel caps it at the quota (fraction <= 1). Kernels or trees without the file
+  // ignore it.
+  virtual void set_burst_fraction(double) {}
 };
 
 // cgroup v1: `cpu_dir` holds cpu.cfs_quota_us, cpu.cfs_period_us, cpu.stat, cgroup.procs;

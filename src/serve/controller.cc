@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -41,6 +42,7 @@ double Captain::OnSample(const CpuSample& s) {
   const double trigger = o_.up_trigger * o_.target;
   // Fast path: a scale-down in the last decision interval that is followed by throttling above
   // the trigger is undone at once, without waiting for the next decision.
+  bool rolled_back = false;
   if (before_down_ > 0) {
     down_periods_ += dp;
     down_throttled_ += dth;
@@ -49,10 +51,21 @@ double Captain::OnSample(const CpuSample& s) {
     if (o_.fast_rollback && down_throttled_ > 0 && r > trigger) {
       limit_ = before_down_;
       before_down_ = -1;
+      rolled_back = true;
       ++rollbacks;
     } else if (down_age_ >= o_.decide_every) {
       before_down_ = -1;
     }
+  }
+
+  // Fast scale-up: this sample alone was throttled in most of its periods.
+  const double sample_r = dp ? double(dth) / dp : 0.0;
+  if (!rolled_back && o_.fast_up_ratio > 0 && dth > 0 &&
+      sample_r >= std::max(o_.fast_up_ratio, trigger)) {
+    limit_ = std::min(o_.max_cores, limit_ * (1.0 + (sample_r - trigger)));
+    before_down_ = -1;
+    fast_up_in_interval_ = true;
+    ++scale_ups;
   }
 
   if (++since_decision_ < o_.decide_every) return limit_;
@@ -63,21 +76,41 @@ double Captain::OnSample(const CpuSample& s) {
   periods_acc_ = throttled_acc_ = 0;
   used_acc_ = throttled_s_acc_ = span_acc_ = 0;
   margin_ = std::max(0.0, margin_ + o_.margin_gain * (r - o_.target));
+  const bool fast_upped = std::exchange(fast_up_in_interval_, false);
   if (r > trigger) {
-    limit_ *= 1.0 + (r - trigger);
-    if (o_.demand_estimate) limit_ = std::max(limit_, demand);
-    ++scale_ups;
+    // A fast scale-up in this interval already answered its throttling.
+    if (!fast_upped) {
+      limit_ *= 1.0 + (r - trigger);
+      if (o_.demand_estimate) limit_ = std::max(limit_, demand);
+      ++scale_ups;
+    }
   } else {
-    double mx = 0, sum = 0, sq = 0;
-    for (double u : usage_) {
+    double mx = 0, sum = 0, sq = 0, sxy = 0;
+    const double n = static_cast<double>(usage_.size());
+    for (size_t i = 0; i < usage_.size(); ++i) {
+      const double u = usage_[i];
       mx = std::max(mx, u);
       sum += u;
       sq += u * u;
+      sxy += (static_cast<double>(i) - (n - 1) / 2) * u;
     }
-    const double n = static_cast<double>(usage_.size());
     const double mean = sum / n;
-    const double sd = std::sqrt(std::max(0.0, sq / n - mean * mean));
-    const double u = (o_.from_peak ? mx : mean) + margin_ * sd;
+    double sd = std::sqrt(std::max(0.0, sq / n - mean * mean));
+    double base = o_.from_peak ? mx : mean;
+    if (!o_.from_peak && o_.trend_guard && usage_.size() >= 3) {
+      // A least-squares line through the window: its value at the newest sample follows a ramp
+      // in either direction (the window's mean lags it by half the window), and the residuals'
+      // stdev is the noise alone, not the ramp. Never below the last decision interval's mean.
+      const double sxx = n * (n * n - 1) / 12;  // sum of (i - centre)^2
+      const double slope = sxy / sxx;
+      base = mean + slope * (n - 1) / 2;
+      sd = std::sqrt(std::max(0.0, sq / n - mean * mean - slope * slope * sxx / n));
+      const size_t k = std::min(usage_.size(), static_cast<size_t>(o_.decide_every));
+      double recent = 0;
+      for (size_t i = usage_.size() - k; i < usage_.size(); ++i) recent += usage_[i];
+      base = std::max(base, recent / k);
+    }
+    const double u = base + margin_ * sd;
     if (u <= o_.down_headroom * limit_) {
       const double next = std::max(o_.max_down_step * limit_, u);
       if (next < limit_) {

@@ -55,6 +55,16 @@ struct CaptainOptions {
   // mean, leaving the bursts above it to the adaptive margin (x stdev), which the throttle
   // ratio's feedback grows and shrinks.
   bool from_peak = true;
+  // Beyond the paper: when scaling down from the mean, fit a line through the usage window and
+  // start from its value at the newest sample (never below the last decision interval's mean),
+  // with the margin on the residuals' stdev. The window's plain mean lags a ramp by half the
+  // window: up, it scales down into throttling; down, it holds seconds of unused quota.
+  bool trend_guard = true;
+  // Beyond the paper: a 100 ms sample in which at least this share of the CFS periods was
+  // throttled (and above the scale-up trigger) raises the limit at once, by the paper's
+  // multiplicative step, instead of waiting for the end of the decision interval; a load ramp
+  // otherwise queues up to a second of requests behind the old quota. 0 turns it off.
+  double fast_up_ratio = 0.5;
 };
 
 // Autothrottle's Captain (NSDI'24 section 4): holds a throttle-ratio target.
@@ -85,6 +95,7 @@ class Captain final : public QuotaController {
   double before_down_ = -1;
   uint64_t down_periods_ = 0, down_throttled_ = 0;
   int down_age_ = 0;
+  bool fast_up_in_interval_ = false;
 };
 
 struct HpaOptions {

@@ -207,6 +207,113 @@ TEST(Captain, FastRollbackUndoesAScaleDownThatThrottles) {
   EXPECT_EQ(cap.rollbacks, 1u);
 }
 
+// Feeds `n` 100 ms samples of `cores` usage, with `throttled` of each sample's `periods`.
+void Feed(Captain& cap, CpuSample& s, double& t, int n, double cores, uint64_t periods = 8,
+          uint64_t throttled = 0) {
+  for (int i = 0; i < n; ++i, t += 0.1) {
+    s.t = t;
+    s.stat.usage_usec += static_cast<uint64_t>(cores * 1e5);
+    s.stat.nr_periods += periods;
+    s.stat.nr_throttled += throttled;
+    cap.OnSample(s);
+  }
+}
+
+TEST(Captain, FastScaleUpWithinTheDecisionInterval) {
+  CaptainOptions o;
+  o.initial_cores = 0.5;
+  o.target = 0.1;  // trigger 0.3
+  Captain cap(o);
+  CpuSample s;
+  double t = 0;
+  // A decision (no scale-down: usage is above 0.9 x the limit), then 4 more samples.
+  Feed(cap, s, t, 15, 0.46);
+  ASSERT_DOUBLE_EQ(cap.limit(), 0.5);
+  ASSERT_EQ(cap.scale_ups, 0u);
+  // One sample mid-interval with 6 of its 8 periods throttled: raised at once, by the paper's
+  // multiplicative step (1 + r - trigger).
+  Feed(cap, s, t, 1, 0.5, 8, 6);
+  EXPECT_NEAR(cap.limit(), 0.5 * (1 + 0.75 - 0.3), 1e-9);
+  EXPECT_EQ(cap.scale_ups, 1u);
+  // Below the fast path's threshold (half the periods), the sample waits for the decision.
+  Captain slow(o);
+  CpuSample s2;
+  double t2 = 0;
+  Feed(slow, s2, t2, 15, 0.46);
+  Feed(slow, s2, t2, 1, 0.5, 8, 3);
+  EXPECT_DOUBLE_EQ(slow.limit(), 0.5);
+  // The decision that closes the fast-raised interval (5 samples on) does not raise again for
+  // the same throttling.
+  const double raised = cap.limit();
+  Feed(cap, s, t, 5, 0.5);
+  EXPECT_LE(cap.limit(), raised);
+  EXPECT_EQ(cap.scale_ups, 1u);
+  // Off: the same sample changes nothing until the decision.
+  o.fast_up_ratio = 0;
+  Captain off(o);
+  CpuSample s3;
+  double t3 = 0;
+  Feed(off, s3, t3, 15, 0.46);
+  Feed(off, s3, t3, 1, 0.5, 8, 6);
+  EXPECT_DOUBLE_EQ(off.limit(), 0.5);
+}
+
+TEST(Captain, TrendGuardKeepsAScaleDownAboveARisingLoad) {
+  // Scaling down from the mean, no margin. Four seconds at 0.2 cores bring the limit down to
+  // 0.2; then the load triples and the first three samples of the fifth second are throttled,
+  // which the fast path answers (0.2 -> 0.34 -> 0.58 -> 0.98). The decision at 5 s sees a
+  // throttle ratio of 0.3 (not above the trigger) and a window mean of 0.28 that lags the load.
+  for (bool guard : {true, false}) {
+    CaptainOptions o;
+    o.initial_cores = 1.0;
+    o.target = 0.1;  // trigger 0.3
+    o.from_peak = false;
+    o.initial_margin = 0;
+    o.margin_gain = 0;
+    o.trend_guard = guard;
+    Captain cap(o);
+    CpuSample s;
+    double t = 0;
+    Feed(cap, s, t, 1, 0.2);  // the first sample only sets the baseline
+    Feed(cap, s, t, 40, 0.2);
+    ASSERT_NEAR(cap.limit(), 0.2, 1e-9);
+    Feed(cap, s, t, 3, 0.6, 8, 8);
+    ASSERT_GT(cap.limit(), 0.9);
+    Feed(cap, s, t, 7, 0.6);
+    if (guard) {
+      EXPECT_NEAR(cap.limit(), 0.6, 1e-9) << "the scale-down went below the last second's usage";
+    } else {
+      EXPECT_LT(cap.limit(), 0.55) << "without the guard the lagging mean sets the limit";
+    }
+  }
+}
+
+TEST(Captain, TrendFitFollowsAFallingLoad) {
+  // Usage falls linearly from 0.6 to 0.2 cores over 5 s, a decision each second. Scaling down
+  // from the window's mean ends at its mean (0.4); from the fitted line, never below the last
+  // second's mean, it ends at that mean (about 0.24).
+  for (bool guard : {true, false}) {
+    CaptainOptions o;
+    o.initial_cores = 0.7;
+    o.from_peak = false;
+    o.initial_margin = 0;
+    o.margin_gain = 0;
+    o.max_down_step = 0.1;  // let one decision go as far as the base says
+    o.trend_guard = guard;
+    Captain cap(o);
+    CpuSample s;
+    double t = 0;
+    Feed(cap, s, t, 1, 0.6);  // the baseline
+    for (int i = 0; i < 50; ++i) Feed(cap, s, t, 1, 0.6 - 0.4 * i / 49.0);
+    if (guard) {
+      EXPECT_GT(cap.limit(), 0.23);
+      EXPECT_LT(cap.limit(), 0.26);
+    } else {
+      EXPECT_NEAR(cap.limit(), 0.4, 0.01);
+    }
+  }
+}
+
 TEST(HpaSim, LimitIsPeakUsageOverUtilizationTarget) {
   SimulatedCgroup sim(SimDir("hpa"), false);
   auto cg = OpenCgroupV1(sim.dir(), sim.dir(), 100000, false);
@@ -259,26 +366,30 @@ TEST(CaptainReal, ThrottlesABusyProcessAndScalesUp) {
   // With target 0, every decision whose interval saw a throttled period must raise the quota
   // (unless it is already at the ceiling). The check is per decision, against the counters the
   // Captain itself read: on a loaded machine the child may go unthrottled for whole intervals.
+  // The raise may come at the decision or earlier in its interval (the fast scale-up), so the
+  // limit at a decision is compared with the one at the previous decision.
   const auto t0 = std::chrono::steady_clock::now();
   uint64_t throttled_at_last_decision = 0;
+  double limit_at_last_decision = cap.limit();
   int throttled_decisions = 0;
   for (int i = 0; i <= 60; ++i) {
     auto st = (*cg)->Read();
     ASSERT_TRUE(st.ok());
     const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double before = cap.limit();
     const double after = cap.OnSample(CpuSample{t, *st});
     if (i == 0) throttled_at_last_decision = st->nr_throttled;
     if (i > 0 && i % o.decide_every == 0) {
       if (st->nr_throttled > throttled_at_last_decision) {
         ++throttled_decisions;
-        if (before < o.max_cores) {
-          EXPECT_GT(after, before) << "decision at sample " << i << " saw "
-                                   << st->nr_throttled - throttled_at_last_decision
-                                   << " throttled periods but did not scale up";
+        if (limit_at_last_decision < o.max_cores) {
+          EXPECT_GT(after, limit_at_last_decision)
+              << "the interval before sample " << i << " saw "
+              << st->nr_throttled - throttled_at_last_decision
+              << " throttled periods but the limit did not rise";
         }
       }
       throttled_at_last_decision = st->nr_throttled;
+      limit_at_last_decision = after;
       if (throttled_decisions >= 2 || cap.limit() > 0.5) break;
     }
     ASSERT_TRUE((*cg)->SetLimit(after).ok());

@@ -533,6 +533,9 @@ Status Server::Start() {
   if (o.cfs_period_us < 0) {
     o.cfs_period_us = static_cast<int>(std::clamp(o.slo_p99_ms * 500.0, 10000.0, 100000.0));
   }
+  if (!(o.cfs_burst >= 0 && o.cfs_burst <= 1)) {
+    return InvalidArgument("--cfs-burst must be within 0..1 (a fraction of the quota)");
+  }
   if (o.cfs_period_us < 1000 || o.cfs_period_us > 1000000) {
     return InvalidArgument("--cfs-period-us must be within 1000..1000000");
   }
@@ -584,6 +587,7 @@ Status Server::Start() {
     s->index = i;
     s->cg_name = tag + "-r" + std::to_string(i);
     OC_ASSIGN_OR_RETURN(s->cg, CreateReplicaCgroup(o.cgroup, s->cg_name, o.cfs_period_us));
+    s->cg->set_burst_fraction(o.cfs_burst);
     if (o.controller == "static") {
       s->ctl = std::make_unique<StaticController>(o.static_cores);
     } else if (o.controller == "hpa") {
@@ -646,9 +650,9 @@ Status Server::Start() {
     OC_RETURN_IF_ERROR(WriteFileAtomic(o.port_file, std::to_string(m.bound_port)));
   }
   spdlog::info("serving {} model(s) on http://{}:{} with {} replica(s), controller {}, SLO p99 {} ms, "
-               "batch <= {} rows, wait <= {} us, CFS period {} us",
+               "batch <= {} rows, wait <= {} us, CFS period {} us, burst {} x quota",
                m.models.size(), o.host, m.bound_port, o.replicas, o.controller, o.slo_p99_ms,
-               o.max_batch_rows, o.max_wait_us, o.cfs_period_us);
+               o.max_batch_rows, o.max_wait_us, o.cfs_period_us, o.cfs_burst);
   return Status::Ok();
 }
 

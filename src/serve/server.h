@@ -36,6 +36,10 @@ struct ServeOptions {
   // period, so a period longer than the SLO turns any throttling into an SLO miss. -1: half the
   // SLO, within [10 ms, 100 ms] (Autothrottle's fixed 100 ms suits SLOs of hundreds of ms).
   int cfs_period_us = -1;
+  // CFS burst per replica as a fraction of its quota (CpuCgroup::set_burst_fraction), for every
+  // controller alike: 0 turns it off, 1 (the kernel's cap) lets a replica spend one period's
+  // unused quota in a later period.
+  double cfs_burst = 1.0;
   size_t max_batch_rows = 32;
   int max_wait_us = -1;          // -1: min(1 ms, SLO / 20), so batching never eats the SLO
   size_t max_inflight = 512;     // front-end requests in flight beyond which it answers 503

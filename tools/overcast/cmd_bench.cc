@@ -167,6 +167,10 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
                   "Captains' margin step per unit of (throttle ratio - target) each second (-1: "
                   "serve's default)")
         ->capture_default_str();
+    c->add_option("--cfs-burst", o->cfs_burst,
+                  "CFS burst of every run's replicas, as a fraction of the quota (0 = off)")
+        ->check(CLI::Range(0.0, 1.0))
+        ->capture_default_str();
     c->callback([o, json, &ctx] {
       nlohmann::json result;
       Status st = bench::RunServeBench(*o, &result);

@@ -108,6 +108,11 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--cfs-period-us", o->cfs_period_us,
                   "CFS period of the replicas' quota (-1: SLO/2 within 10-100 ms)")
         ->capture_default_str();
+    c->add_option("--cfs-burst", o->cfs_burst,
+                  "CFS burst as a fraction of the quota (0-1): unused quota a replica may spend in\n"
+                  "a later period, so a burst of requests is not held until the next period")
+        ->check(CLI::Range(0.0, 1.0))
+        ->capture_default_str();
     c->add_option("--max-batch", o->max_batch_rows, "Dynamic batching: rows per batch at most")
         ->capture_default_str();
     c->add_option("--max-wait-us", o->max_wait_us,
