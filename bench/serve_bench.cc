@@ -129,6 +129,7 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
   base.captain.from_peak = o.captain_from_peak;
   base.tower.probe_up = o.tower_probe_up;
   if (o.captain_margin_gain >= 0) base.captain.margin_gain = o.captain_margin_gain;
+  if (o.captain_initial_margin >= 0) base.captain.initial_margin = o.captain_initial_margin;
 
   std::vector<Run> runs;
   for (const auto& c : o.controllers) {

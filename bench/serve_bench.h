@@ -37,6 +37,7 @@ struct ServeBenchOptions {
   bool captain_from_peak = true;
   bool tower_probe_up = false;      // TowerOptions::probe_up of the autothrottle runs
   double captain_margin_gain = -1;  // CaptainOptions::margin_gain (-1: its default)
+  double captain_initial_margin = -1;  // CaptainOptions::initial_margin (-1: its default)
   double cfs_burst = 1.0;           // ServeOptions::cfs_burst, the same for every run
   double tower_interval_s = 2;
   int tower_passes = 1;  // untimed-for-the-bar replays that train the Tower before the warm run

@@ -48,6 +48,9 @@ void ParseKeyValues(const std::string& text, CpuStat* st, bool v2) {
     else if (key == "throttled_time" && !v2) st->throttled_usec = v / 1000;  // v1: ns
     else if (key == "throttled_usec") st->throttled_usec = v;
     else if (key == "usage_usec" && v2) st->usage_usec = v;
+    else if (key == "nr_bursts") st->nr_bursts = v;
+    else if (key == "burst_time" && !v2) st->burst_usec = v / 1000;  // v1: ns
+    else if (key == "burst_usec") st->burst_usec = v;
   }
 }
 

@@ -18,6 +18,8 @@ struct CpuStat {
   uint64_t nr_throttled = 0;  // of those, periods in which it ran out of quota
   uint64_t throttled_usec = 0;
   uint64_t usage_usec = 0;  // CPU time used by the group's tasks
+  uint64_t nr_bursts = 0;   // periods in which the group spent burst (Linux 5.14+)
+  uint64_t burst_usec = 0;  // CPU time spent beyond the quota from the burst
 };
 
 // One replica's CPU group. Called from the server's control thread only.

@@ -409,6 +409,75 @@ TEST(CaptainReal, ThrottlesABusyProcessAndScalesUp) {
   EXPECT_FALSE(fs::exists("/sys/fs/cgroup/cpu/overcast/" + name));
 }
 
+// The burst beside the quota, in a file tree: written where the kernel's file exists (a
+// fraction of each new quota), left alone where it does not; burst counters parsed.
+TEST(CgroupBurst, FollowsTheQuotaWhereTheFileExists) {
+  for (bool v2 : {false, true}) {
+    const std::string dir = SimDir(v2 ? "burst2" : "burst1");
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    const std::string file = dir + (v2 ? "/cpu.max.burst" : "/cpu.cfs_burst_us");
+    Put(file, "777");  // left by an earlier run: the first limit resets it
+    if (v2) {
+      Put(dir + "/cpu.max", "max 100000");
+      Put(dir + "/cpu.stat", "usage_usec 5\nnr_bursts 3\nburst_usec 1500\n");
+    } else {
+      Put(dir + "/cpu.cfs_quota_us", "-1");
+      Put(dir + "/cpu.cfs_period_us", "100000");
+      Put(dir + "/cpuacct.usage", "5000");
+      Put(dir + "/cpu.stat", "nr_periods 1\nnr_bursts 3\nburst_time 1500000\n");
+    }
+    auto cg = v2 ? OpenCgroupV2(dir, 100000, false) : OpenCgroupV1(dir, dir, 100000, false);
+    ASSERT_TRUE(cg.ok()) << cg.status().message();
+    (*cg)->set_burst_fraction(1.0);
+    ASSERT_TRUE((*cg)->SetLimit(0.4).ok());
+    EXPECT_EQ(Slurp(file), "40000");
+    ASSERT_TRUE((*cg)->SetLimit(0.2).ok());
+    EXPECT_EQ(Slurp(file), "20000");
+    (*cg)->set_burst_fraction(0.5);
+    ASSERT_TRUE((*cg)->SetLimit(0.3).ok());
+    EXPECT_EQ(Slurp(file), "15000");
+    auto st = (*cg)->Read();
+    ASSERT_TRUE(st.ok());
+    EXPECT_EQ(st->nr_bursts, 3u);
+    EXPECT_EQ(st->burst_usec, 1500u);
+    // No file (a kernel before 5.14): the quota alone, and no file appears.
+    fs::remove(file);
+    auto plain = v2 ? OpenCgroupV2(dir, 100000, false) : OpenCgroupV1(dir, dir, 100000, false);
+    ASSERT_TRUE(plain.ok());
+    (*plain)->set_burst_fraction(1.0);
+    ASSERT_TRUE((*plain)->SetLimit(0.5).ok());
+    EXPECT_FALSE(fs::exists(file));
+    fs::remove_all(dir);
+  }
+}
+
+// The kernel refuses a burst above the quota: lowering and raising the limit must order the two
+// writes so that every write is accepted, and the burst must follow the quota.
+TEST(CgroupBurstReal, FollowsTheQuotaDownAndUp) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to create CPU cgroups";
+  if (::access("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", W_OK) != 0) {
+    GTEST_SKIP() << "no writable cgroup v1 cpu controller at /sys/fs/cgroup/cpu";
+  }
+  if (!fs::exists("/sys/fs/cgroup/cpu/cpu.cfs_burst_us")) {
+    GTEST_SKIP() << "this kernel has no CFS burst (cpu.cfs_burst_us, Linux 5.14+)";
+  }
+  const std::string name = "test-burst-" + std::to_string(::getpid());
+  auto cg = CreateReplicaCgroup("v1", name, 12500);
+  ASSERT_TRUE(cg.ok()) << cg.status().message();
+  (*cg)->set_burst_fraction(1.0);
+  const std::string dir = "/sys/fs/cgroup/cpu/overcast/" + name;
+  for (double cores : {0.4, 0.1, 0.3, 0.08, 1.5, 0.2}) {
+    ASSERT_TRUE((*cg)->SetLimit(cores).ok()) << cores << " cores";
+    const long quota = std::lround(cores * 12500);
+    EXPECT_EQ(std::stol(Slurp(dir + "/cpu.cfs_quota_us")), quota);
+    EXPECT_EQ(std::stol(Slurp(dir + "/cpu.cfs_burst_us")), quota);
+  }
+  cg->reset();
+  RemoveReplicaCgroup("v1", name);
+  EXPECT_FALSE(fs::exists(dir));
+}
+
 // A synthetic landscape: allocation falls as the throttle target rises, and each load level
 // has a highest target that still meets the SLO (lower under more load).
 double LandscapeCost(size_t bucket, size_t action, std::mt19937_64& rng) {

@@ -770,6 +770,9 @@ std::string Server::Metrics() const {
     fmt::format_to(out, "overcast_serve_replica_cfs_periods_total{{{}}} {}\n", lb, r.stat.nr_periods);
     fmt::format_to(out, "overcast_serve_replica_cfs_throttled_periods_total{{{}}} {}\n", lb, r.stat.nr_throttled);
     fmt::format_to(out, "overcast_serve_replica_cfs_throttled_seconds_total{{{}}} {}\n", lb, r.stat.throttled_usec / 1e6);
+    fmt::format_to(out, "overcast_serve_replica_cfs_bursts_total{{{}}} {}\n", lb, r.stat.nr_bursts);
+    fmt::format_to(out, "overcast_serve_replica_cfs_burst_seconds_total{{{}}} {}\n", lb,
+                   r.stat.burst_usec / 1e6);
     fmt::format_to(out, "overcast_serve_replica_scale_ups_total{{{}}} {}\n", lb, r.ctl->scale_ups);
     fmt::format_to(out, "overcast_serve_replica_scale_downs_total{{{}}} {}\n", lb, r.ctl->scale_downs);
     fmt::format_to(out, "overcast_serve_replica_rollbacks_total{{{}}} {}\n", lb, r.ctl->rollbacks);

@@ -167,6 +167,9 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
                   "Captains' margin step per unit of (throttle ratio - target) each second (-1: "
                   "serve's default)")
         ->capture_default_str();
+    c->add_option("--captain-initial-margin", o->captain_initial_margin,
+                  "Captains' starting margin, in stdevs of 100-ms usage (-1: serve's default)")
+        ->capture_default_str();
     c->add_option("--cfs-burst", o->cfs_burst,
                   "CFS burst of every run's replicas, as a fraction of the quota (0 = off)")
         ->check(CLI::Range(0.0, 1.0))

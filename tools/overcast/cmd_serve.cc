@@ -84,6 +84,9 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
                   "Captain: scale down from the usage window's peak (true, Autothrottle's rule) or\n"
                   "its mean (false), the margin x stdev covering bursts")
         ->capture_default_str();
+    c->add_option("--captain-initial-margin", o->captain.initial_margin,
+                  "Captain: starting margin, in stdevs of 100-ms usage above the scale-down base")
+        ->capture_default_str();
     c->add_option("--captain-margin-gain", o->captain.margin_gain,
                   "Captain: margin step per unit of (throttle ratio - target) each second")
         ->capture_default_str();
