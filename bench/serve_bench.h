@@ -16,7 +16,10 @@ struct ServeBenchOptions {
   std::string overcast = "/proc/self/exe";  // binary whose `serve-replica` runs the replicas
   std::string trace_csv;          // a CSV of one rate per second; empty: a generated trace
   std::string pattern = "diurnal";  // constant|diurnal|bursty, for the generated trace
-  double base_rate = 50, peak_rate = 400;  // requests/s
+  // requests/s. The replicas must use more than the kernel's smallest quota (1 ms per 12.5 ms
+  // period, 0.08 cores each) for the controllers to differ: at 50 -> 400 they used 0.03-0.17
+  // cores in all, under the 0.16 of two floors, for most of the trace.
+  double base_rate = 250, peak_rate = 2000;
   int seconds = 40;               // generated trace length
   // Unmeasured seconds at the trace's first rate before it, in which every controller settles
   // from the initial limit (1 core per replica).
@@ -34,7 +37,7 @@ struct ServeBenchOptions {
   std::vector<double> hpa_targets{0.3, 0.5, 0.7};
   double static_cores = 1.0;
   double captain_target = 0.05;
-  bool captain_from_peak = true;
+  bool captain_from_peak = false;
   bool tower_probe_up = false;      // TowerOptions::probe_up of the autothrottle runs
   double captain_margin_gain = -1;  // CaptainOptions::margin_gain (-1: its default)
   double captain_initial_margin = -1;  // CaptainOptions::initial_margin (-1: its default)

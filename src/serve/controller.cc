@@ -97,13 +97,17 @@ double Captain::OnSample(const CpuSample& s) {
     const double mean = sum / n;
     double sd = std::sqrt(std::max(0.0, sq / n - mean * mean));
     double base = o_.from_peak ? mx : mean;
-    if (!o_.from_peak && o_.trend_guard && usage_.size() >= 3) {
+    const bool trend = !o_.from_peak && o_.trend_guard && usage_.size() >= 3;
+    bool rising = false;
+    if (trend) {
       // A least-squares line through the window: its value at the newest sample follows a ramp
       // in either direction (the window's mean lags it by half the window), and the residuals'
-      // stdev is the noise alone, not the ramp. Never below the last decision interval's mean.
+      // stdev is the noise alone, not the ramp. A rising line is followed one interval ahead,
+      // where the load will be before the next decision. Never below the last interval's mean.
       const double sxx = n * (n * n - 1) / 12;  // sum of (i - centre)^2
       const double slope = sxy / sxx;
-      base = mean + slope * (n - 1) / 2;
+      rising = slope > 0;
+      base = mean + slope * ((n - 1) / 2 + std::max(0, o_.decide_every) * (slope > 0));
       sd = std::sqrt(std::max(0.0, sq / n - mean * mean - slope * slope * sxx / n));
       const size_t k = std::min(usage_.size(), static_cast<size_t>(o_.decide_every));
       double recent = 0;
@@ -111,7 +115,11 @@ double Captain::OnSample(const CpuSample& s) {
       base = std::max(base, recent / k);
     }
     const double u = base + margin_ * sd;
-    if (u <= o_.down_headroom * limit_) {
+    if (rising && u > limit_) {
+      // The load is heading above the limit: raise it before the throttling does.
+      limit_ = u;
+      ++scale_ups;
+    } else if (u <= o_.down_headroom * limit_) {
       const double next = std::max(o_.max_down_step * limit_, u);
       if (next < limit_) {
         before_down_ = limit_;

@@ -52,9 +52,11 @@ struct CaptainOptions {
   // quota cut off; the multiplicative rule alone needs several seconds to climb from a low limit.
   bool demand_estimate = true;
   // Where a scale-down starts from: the window's peak 100-ms usage (the paper's rule), or its
-  // mean, leaving the bursts above it to the adaptive margin (x stdev), which the throttle
-  // ratio's feedback grows and shrinks.
-  bool from_peak = true;
+  // mean (with trend_guard: its fitted value now), leaving the bursts above it to the adaptive
+  // margin (x stdev), which the throttle ratio's feedback grows and shrinks. The mean is the
+  // default: on `bench serve` it allocated 15-19 core-s a run where the peak took 20.7
+  // (src/serve/README.md).
+  bool from_peak = false;
   // Beyond the paper: when scaling down from the mean, fit a line through the usage window and
   // start from its value at the newest sample (never below the last decision interval's mean),
   // with the margin on the residuals' stdev. The window's plain mean lags a ramp by half the

@@ -314,6 +314,32 @@ TEST(Captain, TrendFitFollowsAFallingLoad) {
   }
 }
 
+TEST(Captain, TrendFitRaisesTheLimitAheadOfARisingLoad) {
+  // Usage rises by 0.1 cores a second from 0.3, never throttled. With the trend, the decision
+  // at 2 s sees the line heading to 0.59 by the next decision and raises the limit from 0.5;
+  // without it nothing raises the limit until throttling does.
+  for (bool guard : {true, false}) {
+    CaptainOptions o;
+    o.initial_cores = 0.5;
+    o.from_peak = false;
+    o.initial_margin = 0;
+    o.margin_gain = 0;
+    o.trend_guard = guard;
+    Captain cap(o);
+    CpuSample s;
+    double t = 0;
+    Feed(cap, s, t, 1, 0.3);  // the baseline
+    for (int i = 0; i < 20; ++i) Feed(cap, s, t, 1, 0.3 + 0.01 * i);
+    if (guard) {
+      EXPECT_NEAR(cap.limit(), 0.59, 1e-6);
+      EXPECT_EQ(cap.scale_ups, 1u);
+    } else {
+      EXPECT_LE(cap.limit(), 0.5);
+      EXPECT_EQ(cap.scale_ups, 0u);
+    }
+  }
+}
+
 TEST(HpaSim, LimitIsPeakUsageOverUtilizationTarget) {
   SimulatedCgroup sim(SimDir("hpa"), false);
   auto cg = OpenCgroupV1(sim.dir(), sim.dir(), 100000, false);

@@ -158,7 +158,7 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--base-rate", o->base_rate, "Generated trace: lowest request rate (req/s)")
         ->capture_default_str();
     c->add_option("--captain-from-peak", o->captain_from_peak,
-                  "Captains scale down from the usage window's peak (true) or mean (false)")
+                  "Captains scale down from the usage window's peak (true) or trend (false)")
         ->capture_default_str();
     c->add_option("--tower-probe-up", o->tower_probe_up,
                   "The Tower tries the next higher target while the highest tried meets the SLO")

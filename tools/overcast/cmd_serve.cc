@@ -82,7 +82,7 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
         ->capture_default_str();
     c->add_option("--captain-from-peak", o->captain.from_peak,
                   "Captain: scale down from the usage window's peak (true, Autothrottle's rule) or\n"
-                  "its mean (false), the margin x stdev covering bursts")
+                  "its trend line's value now (false), the margin x stdev covering bursts")
         ->capture_default_str();
     c->add_option("--captain-initial-margin", o->captain.initial_margin,
                   "Captain: starting margin, in stdevs of 100-ms usage above the scale-down base")
