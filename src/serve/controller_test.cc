@@ -359,14 +359,9 @@ TEST(HpaSim, LimitIsPeakUsageOverUtilizationTarget) {
 }
 
 // The real cgroup: a busy child under a 0.2-core quota must be throttled to about 0.2 cores,
-// and a Captain with target 0 must then raise the quota.
-TEST(CaptainReal, ThrottlesABusyProcessAndScalesUp) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root to create CPU cgroups";
-  if (::access("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", W_OK) != 0) {
-    GTEST_SKIP() << "no writable cgroup v1 cpu controller at /sys/fs/cgroup/cpu";
-  }
-  const std::string name = "test-" + std::to_string(::getpid());
-  auto cg = CreateReplicaCgroup("v1", name, 100000);
+// and a Captain with target 0 must then raise the quota. `dir` is where the group appears.
+void CaptainAgainstRealGroup(const std::string& mode, const std::string& name,
+                             Result<std::unique_ptr<CpuCgroup>> cg, const std::string& dir) {
   ASSERT_TRUE(cg.ok()) << cg.status().message();
   ASSERT_TRUE((*cg)->SetLimit(0.2).ok());
   pid_t child = ::fork();
@@ -431,8 +426,42 @@ TEST(CaptainReal, ThrottlesABusyProcessAndScalesUp) {
   ::waitpid(child, nullptr, 0);
   cg->reset();
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  RemoveReplicaCgroup("v1", name);
-  EXPECT_FALSE(fs::exists("/sys/fs/cgroup/cpu/overcast/" + name));
+  RemoveReplicaCgroup(mode, name);
+  EXPECT_FALSE(fs::exists(dir));
+}
+
+
+TEST(CaptainReal, ThrottlesABusyProcessAndScalesUp) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to create CPU cgroups";
+  if (::access("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", W_OK) != 0) {
+    GTEST_SKIP() << "no writable cgroup v1 cpu controller at /sys/fs/cgroup/cpu";
+  }
+  const std::string name = "test-" + std::to_string(::getpid());
+  CaptainAgainstRealGroup("v1", name, CreateReplicaCgroup("v1", name, 100000),
+                          "/sys/fs/cgroup/cpu/overcast/" + name);
+}
+
+// The same on cgroup v2 (cpu.max, cpu.stat), where the machine has a v2 hierarchy with the cpu
+// controller enabled.
+TEST(CaptainRealV2, ThrottlesABusyProcessAndScalesUp) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to create CPU cgroups";
+  std::string root;
+  for (std::string r : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
+    std::ifstream f(r + "/cgroup.controllers");
+    std::string line;
+    if (f && std::getline(f, line) && (" " + line + " ").find(" cpu ") != std::string::npos &&
+        ::access(r.c_str(), W_OK) == 0) {
+      root = r;
+      break;
+    }
+  }
+  if (root.empty()) {
+    GTEST_SKIP() << "no writable cgroup v2 hierarchy with the cpu controller (this machine's "
+                    "/sys/fs/cgroup is v1, or v2 without cpu in cgroup.controllers)";
+  }
+  const std::string name = "test-v2-" + std::to_string(::getpid());
+  CaptainAgainstRealGroup("v2", name, CreateReplicaCgroup("v2", name, 100000),
+                          root + "/overcast/" + name);
 }
 
 // The burst beside the quota, in a file tree: written where the kernel's file exists (a
