@@ -107,7 +107,8 @@ double Captain::OnSample(const CpuSample& s) {
       const double sxx = n * (n * n - 1) / 12;  // sum of (i - centre)^2
       const double slope = sxy / sxx;
       rising = slope > 0;
-      base = mean + slope * ((n - 1) / 2 + std::max(0, o_.decide_every) * (slope > 0));
+      const double ahead = rising ? o_.decide_every : 0;  // samples past the newest one
+      base = mean + slope * ((n - 1) / 2 + ahead);
       sd = std::sqrt(std::max(0.0, sq / n - mean * mean - slope * slope * sxx / n));
       const size_t k = std::min(usage_.size(), static_cast<size_t>(o_.decide_every));
       double recent = 0;
