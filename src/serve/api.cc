@@ -1,5 +1,7 @@
 #include "serve/api.h"
 
+#include <sys/socket.h>
+
 #include <httplib.h>
 
 #include <cmath>
@@ -160,6 +162,20 @@ void ConfigureHttpServer(httplib::Server& server, int threads, size_t max_body_b
       res.set_content(JsonError(res.status, HttpReason(res.status)), "application/json");
     }
   });
+}
+
+int BindHttpServer(httplib::Server& server, const std::string& host, int port) {
+  int listening = -1;
+  server.set_socket_options([&listening](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listening = sock;  // the last socket tried is the one that bound
+  });
+  const int bound =
+      port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, port) ? port : -1);
+  server.set_socket_options(httplib::default_socket_options);
+  // listen() again on a listening socket only changes its backlog (capped by somaxconn).
+  if (bound > 0 && listening >= 0) ::listen(listening, 1024);
+  return bound;
 }
 
 }  // namespace overcast::serve

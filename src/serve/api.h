@@ -19,6 +19,12 @@ namespace overcast::serve {
 // body limit, and JSON bodies for the errors httplib answers by itself.
 void ConfigureHttpServer(httplib::Server& server, int threads, size_t max_body_bytes);
 
+// Binds `server` to host:port (0: any free port) and listens with a backlog of 1024; returns the
+// port, or -1. Debian's cpp-httplib is a shared library built with a backlog of 5, which a burst
+// of connects overflows (each dropped handshake costs its client a retransmit, and now and then
+// a failed request), so the backlog is raised on the bound socket.
+int BindHttpServer(httplib::Server& server, const std::string& host, int port);
+
 // Request body: {"instances": [ROW, ...]} ("rows" is accepted too), each ROW either sparse
 // {"ids": [u64...], "values": [f32...]} (values may be omitted: all 1.0) or a dense array of
 // numbers (index = feature id; zeros are skipped). Appends the rows to `batch` and checks them

@@ -75,12 +75,7 @@ Status RunReplica(const ReplicaOptions& o) {
     res.set_content(FormatPredictResponse(info, out.data(), rows.rows()), "application/json");
   });
 
-  int port = o.port;
-  if (port == 0) {
-    port = svr.bind_to_any_port(o.host);
-  } else if (!svr.bind_to_port(o.host, port)) {
-    port = -1;
-  }
+  const int port = BindHttpServer(svr, o.host, o.port);
   if (port <= 0) return Unavailable("replica cannot listen on " + o.host + ":" + std::to_string(o.port));
   if (!o.port_file.empty()) OC_RETURN_IF_ERROR(WriteFileAtomic(o.port_file, std::to_string(port)));
   spdlog::info("replica pid {} serving {} model(s) on {}:{}", ::getpid(), models.size(), o.host, port);

@@ -638,7 +638,7 @@ Status Server::Start() {
                                                  httplib::Response& res) {
     impl_->HandlePredict(req, res);
   });
-  m.bound_port = o.port == 0 ? h.bind_to_any_port(o.host) : (h.bind_to_port(o.host, o.port) ? o.port : -1);
+  m.bound_port = BindHttpServer(h, o.host, o.port);
   if (m.bound_port <= 0) {
     Stop();
     return Unavailable(fmt::format("cannot listen on {}:{} (in use?)", o.host, o.port));

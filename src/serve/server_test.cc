@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -211,6 +212,8 @@ TEST_F(ServerTest, IdleReplicaConnectionsAreClosed) {
   // 16 clients at once: the front end forwards them together, one pooled connection each.
   std::atomic<int> ok{0};
   std::atomic<double> most{0};
+  std::mutex fail_mu;
+  std::string first_failure;
   std::vector<std::thread> clients;
   for (int i = 0; i < 16; ++i) {
     clients.emplace_back([&] {
@@ -218,7 +221,15 @@ TEST_F(ServerTest, IdleReplicaConnectionsAreClosed) {
       for (int k = 0; k < 40; ++k) {
         auto r = c.Post("/v1/models/ctr:predict", R"({"instances":[{"ids":[1,5],"values":[1,2]}]})",
                         "application/json");
-        if (r && r->status == 200) ++ok;
+        if (r && r->status == 200) {
+          ++ok;
+        } else {
+          std::lock_guard<std::mutex> l(fail_mu);
+          if (first_failure.empty()) {
+            first_failure = r ? std::to_string(r->status) + " " + r->body
+                              : "client error " + httplib::to_string(r.error());
+          }
+        }
         const double n = ReplicaGauge(*server_, conns);
         for (double m = most.load(); n > m && !most.compare_exchange_weak(m, n);) {
         }
@@ -226,7 +237,7 @@ TEST_F(ServerTest, IdleReplicaConnectionsAreClosed) {
     });
   }
   for (auto& t : clients) t.join();
-  EXPECT_EQ(ok.load(), 16 * 40);
+  EXPECT_EQ(ok.load(), 16 * 40) << "first failure: " << first_failure;
   EXPECT_GT(most.load(), 1);
   std::this_thread::sleep_for(std::chrono::milliseconds(3000));
   EXPECT_EQ(ReplicaGauge(*server_, conns), 1);
