@@ -258,19 +258,26 @@ TEST(Captain, FastScaleUpWithinTheDecisionInterval) {
   EXPECT_DOUBLE_EQ(off.limit(), 0.5);
 }
 
+// A Captain that scales down from the mean (with or without the trend fit), no margin, so a
+// test sees the base alone.
+CaptainOptions MeanBaseOptions(double initial_cores, bool trend) {
+  CaptainOptions o;
+  o.initial_cores = initial_cores;
+  o.from_peak = false;
+  o.initial_margin = 0;
+  o.margin_gain = 0;
+  o.trend_guard = trend;
+  return o;
+}
+
 TEST(Captain, TrendGuardKeepsAScaleDownAboveARisingLoad) {
   // Scaling down from the mean, no margin. Four seconds at 0.2 cores bring the limit down to
   // 0.2; then the load triples and the first three samples of the fifth second are throttled,
   // which the fast path answers (0.2 -> 0.34 -> 0.58 -> 0.98). The decision at 5 s sees a
   // throttle ratio of 0.3 (not above the trigger) and a window mean of 0.28 that lags the load.
   for (bool guard : {true, false}) {
-    CaptainOptions o;
-    o.initial_cores = 1.0;
+    CaptainOptions o = MeanBaseOptions(1.0, guard);
     o.target = 0.1;  // trigger 0.3
-    o.from_peak = false;
-    o.initial_margin = 0;
-    o.margin_gain = 0;
-    o.trend_guard = guard;
     Captain cap(o);
     CpuSample s;
     double t = 0;
@@ -293,13 +300,8 @@ TEST(Captain, TrendFitFollowsAFallingLoad) {
   // from the window's mean ends at its mean (0.4); from the fitted line, never below the last
   // second's mean, it ends at that mean (about 0.24).
   for (bool guard : {true, false}) {
-    CaptainOptions o;
-    o.initial_cores = 0.7;
-    o.from_peak = false;
-    o.initial_margin = 0;
-    o.margin_gain = 0;
+    CaptainOptions o = MeanBaseOptions(0.7, guard);
     o.max_down_step = 0.1;  // let one decision go as far as the base says
-    o.trend_guard = guard;
     Captain cap(o);
     CpuSample s;
     double t = 0;
@@ -319,13 +321,7 @@ TEST(Captain, TrendFitRaisesTheLimitAheadOfARisingLoad) {
   // at 2 s sees the line heading to 0.59 by the next decision and raises the limit from 0.5;
   // without it nothing raises the limit until throttling does.
   for (bool guard : {true, false}) {
-    CaptainOptions o;
-    o.initial_cores = 0.5;
-    o.from_peak = false;
-    o.initial_margin = 0;
-    o.margin_gain = 0;
-    o.trend_guard = guard;
-    Captain cap(o);
+    Captain cap(MeanBaseOptions(0.5, guard));
     CpuSample s;
     double t = 0;
     Feed(cap, s, t, 1, 0.3);  // the baseline
