@@ -128,6 +128,7 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
   base.cfs_burst = o.cfs_burst;
   base.captain.from_peak = o.captain_from_peak;
   base.tower.probe_up = o.tower_probe_up;
+  base.tower.slo_guard = o.tower_slo_guard;
   if (o.captain_margin_gain >= 0) base.captain.margin_gain = o.captain_margin_gain;
   if (o.captain_initial_margin >= 0) base.captain.initial_margin = o.captain_initial_margin;
 

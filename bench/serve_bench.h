@@ -39,6 +39,7 @@ struct ServeBenchOptions {
   double captain_target = 0.05;
   bool captain_from_peak = false;
   bool tower_probe_up = false;      // TowerOptions::probe_up of the autothrottle runs
+  double tower_slo_guard = 0.5;     // TowerOptions::slo_guard of the autothrottle runs
   double captain_margin_gain = -1;  // CaptainOptions::margin_gain (-1: its default)
   double captain_initial_margin = -1;  // CaptainOptions::initial_margin (-1: its default)
   double cfs_burst = 1.0;           // ServeOptions::cfs_burst, the same for every run

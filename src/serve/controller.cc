@@ -249,8 +249,12 @@ void Tower::Observe(double rate, size_t action, double cost) {
   ++c.n;
 }
 
-double Tower::Cost(double alloc_fraction, double p99_ms, double slo_ms) {
-  if (p99_ms <= slo_ms) return std::clamp(alloc_fraction, 0.0, 1.0);
+double Tower::Cost(double alloc_fraction, double p99_ms, double slo_ms, double slo_guard) {
+  if (p99_ms <= slo_ms) {
+    const double a = std::clamp(alloc_fraction, 0.0, 1.0);
+    const double g = slo_ms * slo_guard;
+    return p99_ms > g && slo_guard < 1 ? a + (p99_ms - g) / (slo_ms - g) : a;
+  }
   return 2.0 + std::min(1.0, p99_ms / slo_ms - 1.0);
 }
 

@@ -626,5 +626,38 @@ TEST(Tower, CostPenalisesSloMissAboveAnyAllocation) {
   EXPECT_LE(Tower::Cost(1.0, 1000, 20), 3.0);
 }
 
+// With a guard, a p99 that met the SLO but came close to it costs more, linearly from the
+// guard to the SLO, and still less than any miss.
+TEST(Tower, CostRisesAsTheP99NearsTheSlo) {
+  EXPECT_DOUBLE_EQ(Tower::Cost(0.4, 10, 20, 0.5), 0.4);  // at the guard: nothing added
+  EXPECT_DOUBLE_EQ(Tower::Cost(0.4, 15, 20, 0.5), 0.9);  // half way to the SLO
+  EXPECT_DOUBLE_EQ(Tower::Cost(0.4, 20, 20, 0.5), 1.4);  // at the SLO
+  EXPECT_LT(Tower::Cost(1.0, 20, 20, 0.5), Tower::Cost(0.0, 20.01, 20, 0.5));
+  EXPECT_DOUBLE_EQ(Tower::Cost(0.4, 19, 20, 1.0), 0.4);  // guard 1: the paper's cost
+}
+
+// Two targets meet the SLO: a higher one that saves a little CPU but runs its p99 at 90% of the
+// SLO, and a lower one with headroom. Seeing only misses, the Tower settles on the edge; with
+// the guard it pays the few percent of CPU for the headroom.
+TEST(Tower, GuardPrefersHeadroomOverTheEdge) {
+  auto settle = [](double guard) {
+    TowerOptions o;
+    o.seed = 3;
+    o.slo_guard = guard;
+    Tower tower(o);
+    std::mt19937_64 rng(9);
+    std::normal_distribution<double> noise(0, 0.01);
+    for (int i = 0; i < 600; ++i) {
+      const size_t a = tower.Choose(100);
+      const double alloc = 0.6 - 0.05 * a + noise(rng);
+      const double p99 = a <= 2 ? 8 : (a <= 4 ? 18 : 30);  // ms; SLO 20
+      tower.Observe(100, a, Tower::Cost(alloc, p99, 20, guard));
+    }
+    return tower.Greedy(tower.Bucket(100));
+  };
+  EXPECT_EQ(settle(1.0), 4u);
+  EXPECT_EQ(settle(0.5), 2u);
+}
+
 }  // namespace
 }  // namespace overcast::serve

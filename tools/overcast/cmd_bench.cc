@@ -163,6 +163,10 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--tower-probe-up", o->tower_probe_up,
                   "The Tower tries the next higher target while the highest tried meets the SLO")
         ->capture_default_str();
+    c->add_option("--tower-slo-guard", o->tower_slo_guard,
+                  "The Tower's near-miss cost starts at this fraction of the SLO (1: off)")
+        ->check(CLI::Range(0.0, 1.0))
+        ->capture_default_str();
     c->add_option("--captain-margin-gain", o->captain_margin_gain,
                   "Captains' margin step per unit of (throttle ratio - target) each second (-1: "
                   "serve's default)")

@@ -105,6 +105,11 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--tower-probe-up", o->tower.probe_up,
                   "Tower: try the next higher (cheaper) target while the highest tried meets the SLO")
         ->capture_default_str();
+    c->add_option("--tower-slo-guard", o->tower.slo_guard,
+                  "Tower: intervals whose p99 is above this fraction of the SLO cost more, up to "
+                  "allocation + 1 at the SLO (1: only misses cost more)")
+        ->check(CLI::Range(0.0, 1.0))
+        ->capture_default_str();
     c->add_option("--cgroup", o->cgroup, "auto|v1|v2|none (none: no quota, usage from /proc)")
         ->check(CLI::IsMember({"auto", "v1", "v2", "none"}))
         ->capture_default_str();
