@@ -31,6 +31,9 @@ struct Outcome {
   std::vector<double> window_p99;
   // Core-seconds allocated and used in each window of the trace, sampled beside the load.
   std::vector<double> window_alloc, window_used;
+  // Per window, summed over the replicas: CFS periods throttled, and connections the front end
+  // opened to replicas (each a connect and a round trip on the request's path).
+  std::vector<uint64_t> window_throttled, window_connects;
 };
 
 Result<Outcome> RunOne(const Run& run, const std::vector<double>& rates, const ServeBenchOptions& o,
@@ -73,6 +76,8 @@ Result<Outcome> RunOne(const Run& run, const std::vector<double>& rates, const S
       const serve::ServerTotals now = server.totals();
       out.window_alloc.push_back(now.allocated_core_seconds - last.allocated_core_seconds);
       out.window_used.push_back(now.used_core_seconds - last.used_core_seconds);
+      out.window_throttled.push_back(now.cfs_throttled_periods - last.cfs_throttled_periods);
+      out.window_connects.push_back(now.replica_connects - last.replica_connects);
       last = now;
     }
   });
@@ -129,6 +134,7 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
   base.captain.from_peak = o.captain_from_peak;
   base.tower.probe_up = o.tower_probe_up;
   base.tower.slo_guard = o.tower_slo_guard;
+  if (o.replica_connections > 0) base.replica_connections = o.replica_connections;
   if (o.captain_margin_gain >= 0) base.captain.margin_gain = o.captain_margin_gain;
   if (o.captain_initial_margin >= 0) base.captain.initial_margin = o.captain_initial_margin;
 
@@ -196,7 +202,10 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
       rounds[run.name].push_back(x);
       const std::string key = k == 0 ? run.name : fmt::format("{}_round{}", run.name, k + 1);
       per_window[key] = x.window_p99;
-      per_window_cpu[key] = {{"allocated", x.window_alloc}, {"used", x.window_used}};
+      per_window_cpu[key] = {{"allocated", x.window_alloc},
+                             {"used", x.window_used},
+                             {"throttled_periods", x.window_throttled},
+                             {"connects", x.window_connects}};
       if (o.progress) {
         std::cerr << fmt::format("{:<18} {:>10.2f} {:>10.2f} {:>9.3f} {:>9.2f} {:>10.2f} {:>8} {:>6}\n",
                                  key, x.cpu_core_seconds, x.used_core_seconds, x.slo_share,

@@ -75,11 +75,11 @@ struct Server::Impl {
     };
     std::vector<IdleConn> idle;
     int open_conns = 0;
-    bool connecting = false;  // a new pooled connection is being opened (one at a time)
     // Lock-free for routing and metrics:
     std::atomic<bool> up{false};
     std::atomic<int> inflight{0};
     std::atomic<uint64_t> restarts{0};
+    std::atomic<uint64_t> connects{0};  // pooled connections opened
     std::atomic<double> limit{0};
     // Control thread only (copied into metrics under ctl_mu):
     CpuStat stat;
@@ -292,6 +292,7 @@ struct Server::Impl {
       const double dt = t - last;
       last = t;
       double alloc = 0, used = 0;
+      uint64_t periods = 0, throttled = 0;
       std::lock_guard<std::mutex> cl(ctl_mu);
       for (auto& sp : slots) {
         Slot& s = *sp;
@@ -301,6 +302,8 @@ struct Server::Impl {
         auto st = s.cg->Read();
         if (!st.ok()) continue;
         if (st->usage_usec >= s.stat.usage_usec) used += (st->usage_usec - s.stat.usage_usec) / 1e6;
+        if (st->nr_periods >= s.stat.nr_periods) periods += st->nr_periods - s.stat.nr_periods;
+        if (st->nr_throttled >= s.stat.nr_throttled) throttled += st->nr_throttled - s.stat.nr_throttled;
         s.stat = *st;
         const double lim = s.ctl->OnSample(CpuSample{t, *st});
         if (std::abs(lim - s.last_limit_set) > 1e-3 * std::max(lim, 0.01)) {
@@ -314,6 +317,8 @@ struct Server::Impl {
         std::lock_guard<std::mutex> l(metrics_mu);
         tot.allocated_core_seconds += alloc;
         tot.used_core_seconds += used;
+        tot.cfs_periods += periods;
+        tot.cfs_throttled_periods += throttled;
       }
       tower_alloc += alloc;
       if (tower && t - tower_start >= o.tower_interval_s) {
@@ -329,7 +334,8 @@ struct Server::Impl {
         tower_rate = n / span;
         tower_p99_ms = Percentile(lat, 0.99);
         const double max_alloc = slots.size() * o.captain.max_cores * span;
-        tower_cost = Tower::Cost(tower_alloc / max_alloc, tower_p99_ms, o.slo_p99_ms);
+        tower_cost = Tower::Cost(tower_alloc / max_alloc, tower_p99_ms, o.slo_p99_ms,
+                                 o.tower.slo_guard);
         tower->Observe(tower_rate, tower_action, tower_cost);
         tower_action = tower->Choose(tower_rate);
         for (auto& sp : slots) sp->ctl->set_target(tower->options().targets[tower_action]);
@@ -388,12 +394,13 @@ struct Server::Impl {
     uint64_t gen;
     {
       std::unique_lock<std::mutex> l(s.mu);
-      // New connections open one at a time: replicas listen with a small backlog, and a burst
-      // of connects to a replica short of CPU quota overflows it (a dropped SYN costs a 1 s
-      // retransmit; seen as 1,003 ms p99 windows once idle connections were being closed).
+      // A new connection is opened by the request itself (cpp-httplib connects on its first
+      // call), in parallel with others: replicas listen with a backlog of 1024
+      // (BindHttpServer), so a burst of connects no longer drops SYNs, and the request needs no
+      // separate /healthz round trip to a replica that may be out of quota. A connection that
+      // fails is counted out and the caller retries on another replica.
       if (!s.conn_cv.wait_for(l, std::chrono::seconds(2), [&] {
-            return !s.up || !s.idle.empty() ||
-                   (s.open_conns < o.replica_connections && !s.connecting);
+            return !s.up || !s.idle.empty() || s.open_conns < o.replica_connections;
           })) {
         *code = 503;
         *out = JsonError(503, "replica connection pool exhausted");
@@ -406,17 +413,9 @@ struct Server::Impl {
         s.idle.pop_back();
       } else {
         ++s.open_conns;
-        s.connecting = true;
+        ++s.connects;
         l.unlock();
         cli = NewClient(s.port);
-        const bool connected = cli->Get("/healthz") != nullptr;  // httplib connects lazily
-        l.lock();
-        s.connecting = false;
-        s.conn_cv.notify_all();
-        if (!connected) {
-          if (s.generation == gen) --s.open_conns;
-          return false;
-        }
       }
     }
     ++s.inflight;
@@ -710,8 +709,13 @@ pid_t Server::replica_pid(int i) const {
 }
 
 ServerTotals Server::totals() const {
-  std::lock_guard<std::mutex> l(impl_->metrics_mu);
-  return impl_->tot;
+  ServerTotals t;
+  {
+    std::lock_guard<std::mutex> l(impl_->metrics_mu);
+    t = impl_->tot;
+  }
+  for (const auto& s : impl_->slots) t.replica_connects += s->connects.load();
+  return t;
 }
 
 std::string Server::Metrics() const {
@@ -766,6 +770,7 @@ std::string Server::Metrics() const {
       std::lock_guard<std::mutex> cl(r.mu);
       fmt::format_to(out, "overcast_serve_replica_connections{{{}}} {}\n", lb, r.open_conns);
     }
+    fmt::format_to(out, "overcast_serve_replica_connects_total{{{}}} {}\n", lb, r.connects.load());
     fmt::format_to(out, "overcast_serve_replica_cpu_usage_seconds_total{{{}}} {}\n", lb, r.stat.usage_usec / 1e6);
     fmt::format_to(out, "overcast_serve_replica_cfs_periods_total{{{}}} {}\n", lb, r.stat.nr_periods);
     fmt::format_to(out, "overcast_serve_replica_cfs_throttled_periods_total{{{}}} {}\n", lb, r.stat.nr_throttled);

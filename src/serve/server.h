@@ -58,6 +58,8 @@ struct ServerTotals {
   double used_core_seconds = 0;       // CPU the replicas used (from the cgroups)
   uint64_t requests = 0, ok = 0, client_errors = 0, rejected = 0, server_errors = 0;
   uint64_t replica_restarts = 0;
+  // Summed over the replicas: CFS periods, those throttled, and keep-alive connections opened.
+  uint64_t cfs_periods = 0, cfs_throttled_periods = 0, replica_connects = 0;
 };
 
 // Start() then serve until Stop(); all public methods are thread-safe.

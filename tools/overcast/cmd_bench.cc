@@ -163,6 +163,9 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--tower-probe-up", o->tower_probe_up,
                   "The Tower tries the next higher target while the highest tried meets the SLO")
         ->capture_default_str();
+    c->add_option("--replica-connections", o->replica_connections,
+                  "Connections the front end may hold to each replica (-1: serve's default)")
+        ->capture_default_str();
     c->add_option("--tower-slo-guard", o->tower_slo_guard,
                   "The Tower's near-miss cost starts at this fraction of the SLO (1: off)")
         ->check(CLI::Range(0.0, 1.0))
