@@ -32,7 +32,7 @@ struct Outcome {
   // Core-seconds allocated and used in each window of the trace, sampled beside the load.
   std::vector<double> window_alloc, window_used;
   // Per window, summed over the replicas: CFS periods throttled, and connections the front end
-  // opened to replicas (each a connect and a round trip on the request's path).
+  // opened to replicas (each connects on the request's own first call).
   std::vector<uint64_t> window_throttled, window_connects;
 };
 

@@ -163,11 +163,11 @@ struct TowerOptions {
 // Autothrottle's Tower: a contextual bandit over throttle targets. Context: the request rate
 // (log-spaced buckets). Cost of an action in a context: allocation / max allocation (in [0,1])
 // when p99 <= SLO, plus the near-miss term of `slo_guard`, else 2 + min(1, p99 / SLO - 1)
-// (above every feasible allocation). Greedy on
-// per-cell running estimates; an unseen cell is, with probe_up, optimistic when it is the next
-// target above the bucket's highest feasible one; else it borrows from the nearest seen bucket
-// of that action, else from the bucket's best seen action plus one (so it is tried only by
-// exploration); with probability `explore` a neighbouring target is tried. Not thread-safe.
+// (above every feasible allocation). Greedy on per-cell running estimates; an unseen cell is,
+// with probe_up, optimistic when it is the next target above the bucket's highest feasible one;
+// else it borrows from the nearest seen bucket of that action, else from the bucket's best seen
+// action plus one (so it is tried only by exploration); with probability `explore` a
+// neighbouring target is tried. Not thread-safe.
 class Tower {
  public:
   explicit Tower(TowerOptions o);

@@ -303,7 +303,9 @@ struct Server::Impl {
         if (!st.ok()) continue;
         if (st->usage_usec >= s.stat.usage_usec) used += (st->usage_usec - s.stat.usage_usec) / 1e6;
         if (st->nr_periods >= s.stat.nr_periods) periods += st->nr_periods - s.stat.nr_periods;
-        if (st->nr_throttled >= s.stat.nr_throttled) throttled += st->nr_throttled - s.stat.nr_throttled;
+        if (st->nr_throttled >= s.stat.nr_throttled) {
+          throttled += st->nr_throttled - s.stat.nr_throttled;
+        }
         s.stat = *st;
         const double lim = s.ctl->OnSample(CpuSample{t, *st});
         if (std::abs(lim - s.last_limit_set) > 1e-3 * std::max(lim, 0.01)) {

@@ -209,6 +209,7 @@ TEST_F(ServerTest, IdleReplicaConnectionsAreClosed) {
   EXPECT_GT(ReplicaGauge(*server_, conns), 1) << "the replica starts with a warm share";
   std::this_thread::sleep_for(std::chrono::milliseconds(3000));
   EXPECT_EQ(ReplicaGauge(*server_, conns), 1);
+  EXPECT_EQ(server_->totals().replica_connects, 0u) << "no request has needed a new connection";
   // 16 clients at once: the front end forwards them together, one pooled connection each.
   std::atomic<int> ok{0};
   std::atomic<double> most{0};
@@ -239,6 +240,10 @@ TEST_F(ServerTest, IdleReplicaConnectionsAreClosed) {
   for (auto& t : clients) t.join();
   EXPECT_EQ(ok.load(), 16 * 40) << "first failure: " << first_failure;
   EXPECT_GT(most.load(), 1);
+  // Every connection beyond the warm one was opened by a request, and counted.
+  const uint64_t connects = server_->totals().replica_connects;
+  EXPECT_GE(static_cast<double>(connects), most.load() - 1);
+  EXPECT_EQ(ReplicaGauge(*server_, "overcast_serve_replica_connects_total"), connects);
   std::this_thread::sleep_for(std::chrono::milliseconds(3000));
   EXPECT_EQ(ReplicaGauge(*server_, conns), 1);
 }

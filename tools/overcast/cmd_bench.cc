@@ -165,6 +165,7 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
         ->capture_default_str();
     c->add_option("--replica-connections", o->replica_connections,
                   "Connections the front end may hold to each replica (-1: serve's default)")
+        ->check(CLI::Range(-1, 1024))
         ->capture_default_str();
     c->add_option("--tower-slo-guard", o->tower_slo_guard,
                   "The Tower's near-miss cost starts at this fraction of the SLO (1: off)")

@@ -127,8 +127,8 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
                   "Dynamic batching: longest wait for a fuller batch (-1: min(1 ms, SLO/20))")
         ->capture_default_str();
     c->add_option("--replica-connections", o->replica_connections,
-                  "Keep-alive connections the front end may hold to each replica, i.e. its requests "
-                  "in flight there; more wait in the front end")
+                  "Keep-alive connections the front end may hold to each replica, i.e. its "
+                  "requests in flight there; more wait in the front end")
         ->check(CLI::Range(1, 1024))
         ->capture_default_str();
     c->add_option("--max-inflight", o->max_inflight, "Requests in flight before answering 503")
