@@ -22,6 +22,12 @@ struct CpuStat {
   uint64_t burst_usec = 0;  // CPU time spent beyond the quota from the burst
 };
 
+// How far a cumulative counter moved since `before`; 0 when it went backwards (the group was
+// recreated, e.g. for a restarted replica).
+inline uint64_t CounterDelta(uint64_t now, uint64_t before) {
+  return now >= before ? now - before : 0;
+}
+
 // One replica's CPU group. Called from the server's control thread only.
 class CpuCgroup {
  public:

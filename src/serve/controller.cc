@@ -24,18 +24,16 @@ double Captain::OnSample(const CpuSample& s) {
     return limit_;
   }
   const double dt = std::max(1e-6, s.t - prev_.t);
-  // Counters can go backwards only if the group was recreated: treat as a fresh start.
-  auto delta = [](uint64_t now, uint64_t before) { return now >= before ? now - before : 0; };
-  const double cores = delta(s.stat.usage_usec, prev_.stat.usage_usec) / 1e6 / dt;
-  const uint64_t dp = delta(s.stat.nr_periods, prev_.stat.nr_periods);
-  const uint64_t dth = delta(s.stat.nr_throttled, prev_.stat.nr_throttled);
+  const double cores = CounterDelta(s.stat.usage_usec, prev_.stat.usage_usec) / 1e6 / dt;
+  const uint64_t dp = CounterDelta(s.stat.nr_periods, prev_.stat.nr_periods);
+  const uint64_t dth = CounterDelta(s.stat.nr_throttled, prev_.stat.nr_throttled);
   prev_ = s;
   usage_.push_back(cores);
   while (static_cast<int>(usage_.size()) > o_.usage_window) usage_.pop_front();
   periods_acc_ += dp;
   throttled_acc_ += dth;
   used_acc_ += cores * dt;
-  throttled_s_acc_ += delta(s.stat.throttled_usec, prev_throttled_usec_) / 1e6;
+  throttled_s_acc_ += CounterDelta(s.stat.throttled_usec, prev_throttled_usec_) / 1e6;
   prev_throttled_usec_ = s.stat.throttled_usec;
   span_acc_ += dt;
 
@@ -149,10 +147,8 @@ double HpaController::OnSample(const CpuSample& s) {
   }
   prev_ = s;
   if (s.t - sec_start_.t >= 1.0) {
-    const double cores = (s.stat.usage_usec >= sec_start_.stat.usage_usec
-                              ? s.stat.usage_usec - sec_start_.stat.usage_usec
-                              : 0) /
-                         1e6 / (s.t - sec_start_.t);
+    const double cores =
+        CounterDelta(s.stat.usage_usec, sec_start_.stat.usage_usec) / 1e6 / (s.t - sec_start_.t);
     per_second_.emplace_back(s.t, cores);
     sec_start_ = s;
   }

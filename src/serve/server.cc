@@ -301,11 +301,9 @@ struct Server::Impl {
         alloc += s.limit.load() * dt;
         auto st = s.cg->Read();
         if (!st.ok()) continue;
-        if (st->usage_usec >= s.stat.usage_usec) used += (st->usage_usec - s.stat.usage_usec) / 1e6;
-        if (st->nr_periods >= s.stat.nr_periods) periods += st->nr_periods - s.stat.nr_periods;
-        if (st->nr_throttled >= s.stat.nr_throttled) {
-          throttled += st->nr_throttled - s.stat.nr_throttled;
-        }
+        used += CounterDelta(st->usage_usec, s.stat.usage_usec) / 1e6;
+        periods += CounterDelta(st->nr_periods, s.stat.nr_periods);
+        throttled += CounterDelta(st->nr_throttled, s.stat.nr_throttled);
         s.stat = *st;
         const double lim = s.ctl->OnSample(CpuSample{t, *st});
         if (std::abs(lim - s.last_limit_set) > 1e-3 * std::max(lim, 0.01)) {
