@@ -1,5 +1,8 @@
 // Dynamic batching: requests' rows are gathered up to a maximum batch or a maximum wait, then
-// predicted together on one thread.
+// predicted together. No thread of its own: the thread of the oldest waiting request leads,
+// predicting for every request queued behind it, so a request that finds the replica idle is
+// predicted on its own thread with no hand-off, and requests that arrive while a batch is being
+// predicted form the next one.
 #pragma once
 
 #include <chrono>
@@ -7,7 +10,6 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "common/status.h"
@@ -17,7 +19,9 @@ namespace overcast::serve {
 
 struct BatcherOptions {
   size_t max_batch_rows = 32;
-  std::chrono::microseconds max_wait{2000};
+  // How long a leader waits for a fuller batch past its oldest request's arrival; 0 batches
+  // only what queued while the previous batch was predicted.
+  std::chrono::microseconds max_wait{0};
   size_t max_queued_rows = 1024;  // beyond this, Submit refuses (503)
 };
 
@@ -25,16 +29,16 @@ struct BatcherStats {
   uint64_t batches = 0, rows = 0, rejected = 0;
 };
 
-// Thread-safe: any number of request threads call Submit; one owned thread predicts.
+// Thread-safe: any number of request threads call Submit.
 class Batcher {
  public:
   Batcher(const Predictor* model, BatcherOptions o);
-  ~Batcher();
+  ~Batcher();  // waits for the requests in flight
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
 
   // Blocks until `rows` are predicted; `out` gets rows() x OutputsPerRow numbers.
-  // ResourceExhausted when the queue is full.
+  // ResourceExhausted when the queue is full, Unavailable once the batcher is being destroyed.
   Status Submit(const SparseBatch& rows, std::vector<float>* out);
   BatcherStats stats() const;
 
@@ -43,19 +47,31 @@ class Batcher {
     const SparseBatch* rows;
     std::vector<float>* out;
     std::chrono::steady_clock::time_point arrived;
-    bool done = false;
+    bool done = false;  // guarded by mu_
+    bool lead = false;  // guarded by mu_: this job's thread predicts the next batch
+    // Its own wake-up: a finished batch wakes only its requests' threads, not every waiting one
+    // (waking all of them per batch cost a replica with many requests queued about a fifth more
+    // CPU per request).
+    std::condition_variable cv;
   };
-  void Loop();
+  // Takes a batch from the queue's front (the leader's own job first), predicts it unlocked,
+  // and marks its jobs done; `l` holds mu_ before and after.
+  void LeadOneBatch(std::unique_lock<std::mutex>& l, Job* leader);
 
   const Predictor* model_;
   const BatcherOptions o_;
+  const uint32_t outputs_per_row_;
   mutable std::mutex mu_;
-  std::condition_variable work_cv_, done_cv_;
-  std::deque<Job*> queue_;  // guarded by mu_
-  size_t queued_rows_ = 0;  // guarded by mu_
-  bool stop_ = false;       // guarded by mu_
-  BatcherStats stats_;      // guarded by mu_
-  std::thread thread_;
+  std::condition_variable fill_cv_;  // a waiting leader: the batch filled up, or stop
+  std::condition_variable idle_cv_;  // the destructor: no leader and nothing queued
+  std::deque<Job*> queue_;           // guarded by mu_
+  size_t queued_rows_ = 0;           // guarded by mu_
+  bool leading_ = false;             // guarded by mu_: some thread leads (true while queued)
+  bool leader_waits_ = false;        // guarded by mu_: the leader waits for a fuller batch
+  bool stop_ = false;                // guarded by mu_
+  BatcherStats stats_;               // guarded by mu_
+  SparseBatch merged_;               // the leader's alone
+  std::vector<float> outputs_;       // the leader's alone
 };
 
 }  // namespace overcast::serve

@@ -14,7 +14,7 @@ struct ReplicaOptions {
   int port = 0;            // 0: any free port, written to port_file
   std::string port_file;   // written atomically once listening
   size_t max_batch_rows = 32;
-  int max_wait_us = 2000;
+  int max_wait_us = 0;
   size_t max_queued_rows = 1024;
   size_t max_request_rows = 1024;
   size_t max_body_bytes = 1 << 20;

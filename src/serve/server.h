@@ -41,7 +41,7 @@ struct ServeOptions {
   // unused quota in a later period.
   double cfs_burst = 1.0;
   size_t max_batch_rows = 32;
-  int max_wait_us = -1;          // -1: min(1 ms, SLO / 20), so batching never eats the SLO
+  int max_wait_us = 0;  // wait for a fuller batch (0: what queued meanwhile; -1: min(1 ms, SLO/20))
   size_t max_inflight = 512;     // front-end requests in flight beyond which it answers 503
   size_t max_body_bytes = 1 << 20;
   int threads = 256;             // front-end connection threads

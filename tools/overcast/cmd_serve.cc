@@ -124,7 +124,8 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--max-batch", o->max_batch_rows, "Dynamic batching: rows per batch at most")
         ->capture_default_str();
     c->add_option("--max-wait-us", o->max_wait_us,
-                  "Dynamic batching: longest wait for a fuller batch (-1: min(1 ms, SLO/20))")
+                  "Dynamic batching: longest wait for a fuller batch; 0 batches what queued while\n"
+                  "the previous batch was predicted (-1: min(1 ms, SLO/20))")
         ->capture_default_str();
     c->add_option("--replica-connections", o->replica_connections,
                   "Keep-alive connections the front end may hold to each replica, i.e. its "
@@ -170,7 +171,7 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--port-file", o->port_file, "Where to write the port");
     c->add_option("--port", o->port, "Port (0 = any)")->capture_default_str();
     c->add_option("--max-batch", o->max_batch_rows, "Rows per batch at most")->capture_default_str();
-    c->add_option("--max-wait-us", o->max_wait_us, "Longest batching wait")->capture_default_str();
+    c->add_option("--max-wait-us", o->max_wait_us, "Longest wait for a fuller batch (0: none)")->capture_default_str();
     c->add_option("--max-queued-rows", o->max_queued_rows, "Queue bound (503 beyond)")
         ->capture_default_str();
     c->add_option("--threads", o->threads, "Connection threads")->capture_default_str();
