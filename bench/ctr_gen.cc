@@ -64,6 +64,9 @@ struct Model {
     return o.pair_std * Gauss(Key(o.seed, 2, (uint64_t(f) << 32) | g, v, w));
   }
   uint32_t Index(uint32_t f, uint32_t v) const {
+    if (o.field_bits > 0)
+      return 1 + static_cast<uint32_t>((uint64_t{f} << o.field_bits) |
+                                       (Key(o.seed, 3, f, v) & ((1ULL << o.field_bits) - 1)));
     return 1 + static_cast<uint32_t>(Key(o.seed, 3, f, v) & ((1ULL << o.hash_bits) - 1));
   }
 };
@@ -169,6 +172,8 @@ Status GenerateCtr(const CtrGenOptions& o, nlohmann::json* summary) {
     return InvalidArgument("gen-ctr: need fields >= 1 and 1 <= min_vocab <= max_vocab");
   if (o.hash_bits < 8 || o.hash_bits > 31)
     return InvalidArgument("gen-ctr: hash_bits must be in 8..31");
+  if (o.field_bits > 0 && (o.field_bits > 30 || (uint64_t{o.fields} << o.field_bits) >= (1ULL << 31)))
+    return InvalidArgument("gen-ctr: fields x 2^field_bits must be below 2^31");
   if (o.train_path.empty() || o.test_path.empty())
     return InvalidArgument("gen-ctr: --train and --test output paths are required");
   const Model m(o);
@@ -182,6 +187,7 @@ Status GenerateCtr(const CtrGenOptions& o, nlohmann::json* summary) {
                 {"vocab", vocab},
                 {"zipf", o.zipf},
                 {"hash_bits", o.hash_bits},
+                {"field_bits", o.field_bits},
                 {"bias", o.bias},
                 {"weight_std", o.weight_std},
                 {"pairs", o.pairs},

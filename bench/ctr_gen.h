@@ -19,6 +19,10 @@ struct CtrGenOptions {
   uint32_t max_vocab = 20000;   // to the last field's
   double zipf = 1.1;            // value frequencies within a field: P(rank r) ~ 1 / r^zipf
   uint32_t hash_bits = 22;      // feature index = 1 + hash(field, value) mod 2^hash_bits
+  // > 0: each field hashes into a block of its own, index = 1 + field * 2^field_bits +
+  // hash(field, value) mod 2^field_bits (a feature's field is (index - 1) >> field_bits, which
+  // crosses need; hash_bits is then unused).
+  uint32_t field_bits = 0;
   double bias = -1.2;           // true intercept
   double weight_std = 0.4;      // true weight of (field, value) ~ N(0, weight_std^2)
   uint32_t pairs = 6;           // interacting field pairs: (0,1), (2,3), ...

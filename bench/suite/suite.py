@@ -363,7 +363,8 @@ def part_ctr(a, rn, work):
     log(f"ctr: generating {rows} + {test_rows} rows")
     g = rn.json_line([a.bin, "bench", "gen-ctr", "--train", train, "--test", test, "--rows",
                       str(rows), "--test-rows", str(test_rows), "--hash-bits",
-                      str(a.ctr_hash_bits)], "ctr: generate")
+                      str(a.ctr_hash_bits), "--field-bits", str(a.ctr_field_bits)],
+                     "ctr: generate")
     gen = g["json"]
     opt = gen["test"]["optimal_logloss"]
     goal = opt * (1 + a.ctr_gap)
@@ -404,11 +405,21 @@ def part_ctr(a, rn, work):
                 "peak_rss_mb": t["peak_rss_mb"]}
 
     res["overcast_lr_search"] = {}
-    for model in ["logreg", "fm"]:
-        given = a.ctr_params.get(model, [])
+    # logreg_cross: logreg with the generator's interacting field pairs crossed (train's
+    # cross=AxB; a feature's field is its id >> field_bits, as the generator lays them out).
+    runs = [("logreg", "logreg", []), ("fm", "fm", [])]
+    if gen["model"].get("field_bits", 0) > 0 and gen["model"]["pairs"] > 0:
+        pairs = ",".join(f"{2 * k}x{2 * k + 1}" for k in range(gen["model"]["pairs"]))
+        runs.insert(1, ("logreg_cross", "logreg", [f"cross={pairs}",
+                                                   f"field_bits={gen['model']['field_bits']}",
+                                                   f"cross_bits={a.ctr_cross_bits}"]))
+    else:
+        log("ctr: no logreg_cross run (the data has no field blocks: --ctr-field-bits 0)")
+    for key, model, crosses in runs:
+        given = crosses + a.ctr_params.get(key, [])
         keys = {kv.partition("=")[0] for kv in given}
         base = given + ([] if "batch" in keys else [CTR_BATCH])
-        workers = a.ctr_workers if model == "logreg" else [2]
+        workers = a.ctr_workers if key == "logreg" else [2]
         lrs = [None] if "lr" in keys else CTR_LRS[model][1:2] if a.quick else CTR_LRS[model]
         best = None
 
@@ -417,14 +428,14 @@ def part_ctr(a, rn, work):
         # The learning rate is searched once, at the last worker count (2 by default), by test
         # log-loss like SGDClassifier's alpha; the other counts run with the rate found.
         for w in sorted(workers, key=lambda w: w != workers[-1]):
-            log(f"ctr: overcast {model}, {w} workers")
+            log(f"ctr: overcast {key}, {w} workers")
             if best is None and len(lrs) > 1:
-                best, res["overcast_lr_search"][model], r = searched(
+                best, res["overcast_lr_search"][key], r = searched(
                     lrs, lambda lr: one(model, w, params(lr)), "test_logloss", a.repeats)
             else:
                 best = best if best is not None else lrs[0]
                 r = median_runs(lambda: one(model, w, params(best)), a.repeats)
-            E[f"overcast_{model}_w{w}"] = dict(
+            E[f"overcast_{key}_w{w}"] = dict(
                 r, system="overcast",
                 config=f"{model}, {w} workers, stop at target or {epochs} epochs, params "
                        f"{' '.join(params(best))}" +
@@ -465,6 +476,14 @@ def part_ctr(a, rn, work):
         e["nnz_per_second"] = nnz / e["fit_seconds"] if e["fit_seconds"] > 0 else None
     base = "overcast_logreg_w2" if "overcast_logreg_w2" in E else next(iter(E))
     res["ratios"] = ratios_to(E, base)
+    if base == "overcast_logreg_w2" and "overcast_logreg_cross_w2" in E:
+        # The target's reading with crosses: each peer's whole fit against the time crossed
+        # logreg took to come within the gap of the optimum (None if it did not).
+        ct = E["overcast_logreg_cross_w2"].get("seconds_to_target")
+        for k, e in E.items():
+            if not k.startswith("overcast"):
+                res["ratios"][f"{k}_fit_seconds_over_overcast_logreg_cross_w2_to_target"] = \
+                    e["fit_seconds"] / ct if ct else None
     lt = E[base].get("seconds_to_liblinear_logloss")
     if "liblinear" in E and base.startswith("overcast"):
         # liblinear's whole fit against the time overcast took to reach the same log-loss.
@@ -671,10 +690,16 @@ def main():
     ap.add_argument("--ctr-workers", default="1,2")
     ap.add_argument("--ctr-hash-bits", type=int, default=20,
                     help="features hash into 2^B indices (every peer's weight vector is 2^B long)")
+    ap.add_argument("--ctr-field-bits", type=int, default=17,
+                    help="each field hashes into its own block of 2^K indices (0: one shared "
+                         "space of 2^--ctr-hash-bits, and no crossed logreg run)")
+    ap.add_argument("--ctr-cross-bits", type=int, default=18,
+                    help="overcast logreg_cross hashes crossed pairs into 2^B weights")
     ap.add_argument("--ctr-epochs", type=int, default=3)
     ap.add_argument("--ctr-gap", type=float, default=0.01, help="target: optimal x (1 + gap)")
     ap.add_argument("--ctr-param", action="append", default=[],
-                    help="MODEL:KEY=VALUE for overcast on the CTR data (repeatable)")
+                    help="MODEL:KEY=VALUE for overcast on the CTR data (repeatable; MODEL is "
+                         "logreg, logreg_cross or fm)")
     ap.add_argument("--mf-epochs", type=int, default=20)
     ap.add_argument("--mf-workers", default="1,2")
     ap.add_argument("--mf-param", action="append", default=None,

@@ -59,6 +59,13 @@ Status SetValue(const ParamSpec& spec, const std::string& text, const std::strin
           return Status::Ok();
         }
       return bad("not one of the choices");
+    case ParamSpec::Type::kText:
+      if (spec.check) {
+        const std::string why = spec.check(text);
+        if (!why.empty()) return bad(why);
+      }
+      (*values)[spec.name] = text;
+      return Status::Ok();
   }
   return Status::Ok();
 }
@@ -99,6 +106,17 @@ ParamSpec ParamSpec::Choice(std::string name, std::string def, std::vector<std::
   return s;
 }
 
+ParamSpec ParamSpec::Text(std::string name, std::string def, std::string help,
+                          std::function<std::string(const std::string&)> check) {
+  ParamSpec s;
+  s.name = std::move(name);
+  s.type = Type::kText;
+  s.default_value = std::move(def);
+  s.help = std::move(help);
+  s.check = std::move(check);
+  return s;
+}
+
 std::string ParamSpec::Describe() const {
   std::string t;
   switch (type) {
@@ -112,16 +130,20 @@ std::string ParamSpec::Describe() const {
       t = "";
       for (const auto& c : choices) t += (t.empty() ? "" : "|") + c;
       break;
+    case Type::kText:
+      t = "text";
+      break;
   }
   auto num = [this](double v) {
     return type == Type::kInt ? std::to_string(static_cast<long long>(v)) : Num(v);
   };
   std::string range;
-  if (type != Type::kChoice) {
+  if (type == Type::kFloat || type == Type::kInt) {
     if (min > -1e299 && max < 1e299 && max < 9e18) range = ", " + num(min) + ".." + num(max);
     else if (min > -1e299) range = ", >= " + num(min);
   }
-  return name + " (" + t + ", default " + default_value + range + "): " + help;
+  const std::string def = default_value.empty() ? "none" : default_value;
+  return name + " (" + t + ", default " + def + range + "): " + help;
 }
 
 double Params::Float(const std::string& name) const {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -14,19 +15,23 @@
 namespace overcast::algo {
 
 struct ParamSpec {
-  enum class Type { kFloat, kInt, kChoice };
+  enum class Type { kFloat, kInt, kChoice, kText };
   std::string name;
   Type type = Type::kFloat;
   std::string default_value;         // as the user would write it
   std::string help;
   double min = -1e300, max = 1e300;  // kFloat, kInt: inclusive bounds
   std::vector<std::string> choices;  // kChoice
+  // kText: what is wrong with a value ("" when it is fine).
+  std::function<std::string(const std::string&)> check;
 
   static ParamSpec Float(std::string name, double def, std::string help, double lo = -1e300,
                          double hi = 1e300);
   static ParamSpec Int(std::string name, int64_t def, std::string help, int64_t lo, int64_t hi);
   static ParamSpec Choice(std::string name, std::string def, std::vector<std::string> choices,
                           std::string help);
+  static ParamSpec Text(std::string name, std::string def, std::string help,
+                        std::function<std::string(const std::string&)> check);
   // "lr (float, default 0.1, > 0): learning rate"
   std::string Describe() const;
 };
@@ -38,6 +43,7 @@ class Params {
   double Float(const std::string& name) const;
   int64_t Int(const std::string& name) const;
   std::string Choice(const std::string& name) const;
+  std::string Text(const std::string& name) const { return Choice(name); }
   nlohmann::json ToJson() const { return values_; }
   const nlohmann::json& json() const { return values_; }
 

@@ -298,6 +298,10 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--zipf", o->zipf, "Zipf exponent of value frequencies")->capture_default_str();
     c->add_option("--hash-bits", o->hash_bits, "Features hash into 2^B indices")
         ->capture_default_str();
+    c->add_option("--field-bits", o->field_bits,
+                  "If > 0, each field hashes into its own block of 2^K indices, so that a\n"
+                  "feature's field is (index - 1) >> K (what train's cross=AxB reads)")
+        ->capture_default_str();
     c->add_option("--bias", o->bias, "True intercept")->capture_default_str();
     c->add_option("--weight-std", o->weight_std, "Std of the true weights")->capture_default_str();
     c->add_option("--pairs", o->pairs, "Interacting field pairs")->capture_default_str();
