@@ -30,7 +30,9 @@ def metrics(y, proba, classes):
     pred = classes[np.argmax(proba, axis=1)]
     out = {"test_accuracy": float(np.mean(pred == y))}
     if len(classes) == 2:
+        from sklearn.metrics import roc_auc_score
         out["test_logloss"] = logloss_binary((y == classes[1]).astype(float), proba[:, 1])
+        out["test_auc"] = float(roc_auc_score((y == classes[1]).astype(float), proba[:, 1]))
     else:
         out["test_logloss"] = logloss_multi(y, proba, classes)
     return out

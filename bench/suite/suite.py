@@ -33,6 +33,7 @@ MF_PARAMS = ["rank=32", "l2=0.12", "bias_l2=0.02", "init_std=0.05"]
 # overcast on the CTR data: 1024-row minibatches (a 2 M-row sample ran 3.5x the samples/s of
 # the default 64 rows, at a lower test log-loss after 1 and 3 epochs), and the learning rate
 # searched over these values by test log-loss, as SGDClassifier's alpha is.
+OVR_CLASS = 6  # Fashion-MNIST's shirt, the one-vs-rest task (also issue 5's AUC quality test)
 CTR_BATCH = "batch=1024"
 CTR_LRS = {"logreg": [0.05, 0.1, 0.2], "fm": [0.025, 0.05, 0.1]}
 ALL_PEERS = ["liblinear", "sk-logreg", "sk-sgd", "xgb", "nmf", "als"]
@@ -117,12 +118,13 @@ def median_runs(fn, repeats, first=None):
     return out
 
 
-def searched(values, run, metric, repeats):
+def searched(values, run, metric, repeats, rank=None):
     """A peer's setting searched the way a user would: run(v) for each value, the one with the
-    lowest `metric` kept and timed `repeats` times in all (its search run counts as the first).
-    Returns (best value, {str(value): metric}, the median entry)."""
+    lowest `metric` (or `rank` of the entry, when given) kept and timed `repeats` times in all
+    (its search run counts as the first). Returns (best value, {str(value): metric}, the median
+    entry)."""
     search = {v: run(v) for v in values}
-    best = min(search, key=lambda v: search[v][metric])
+    best = min(search, key=lambda v: rank(search[v]) if rank else search[v][metric])
     return (best, {str(v): s[metric] for v, s in search.items()},
             median_runs(lambda: run(best), repeats, first=search[best]))
 
@@ -191,10 +193,31 @@ def liblinear(rn, train, test, cwd, args, what, classes_hint=None):
     rn.commands.append({"what": f"{what}: liblinear read only (exits on C <= 0)",
                         "command": f"liblinear-train -c 0 {train} {model}.none"})
     rn.run(["liblinear-predict", "-b", "1", test, model, pred], f"{what}: liblinear-predict")
-    acc, ll = score_liblinear(pred, test)
-    return {"wall_seconds": fit["wall"], "read_seconds": read_s,
-            "fit_seconds": max(fit["wall"] - read_s, 0.0), "test_accuracy": acc,
-            "test_logloss": ll, "peak_rss_mb": fit["peak_rss_mb"]}
+    acc, ll, auc = score_liblinear(pred, test)
+    out = {"wall_seconds": fit["wall"], "read_seconds": read_s,
+           "fit_seconds": max(fit["wall"] - read_s, 0.0), "test_accuracy": acc,
+           "test_logloss": ll, "peak_rss_mb": fit["peak_rss_mb"]}
+    if auc is not None:
+        out["test_auc"] = auc
+    return out
+
+
+def auc(positive, scores):
+    """Area under the ROC curve: the rank-sum (Mann-Whitney) form, ties at their mean rank."""
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    rank_sum, i = 0.0, 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        mean_rank = (i + j) / 2 + 1
+        rank_sum += mean_rank * sum(1 for k in order[i:j + 1] if positive[k])
+        i = j + 1
+    pos = sum(1 for p in positive if p)
+    neg = len(positive) - pos
+    if pos == 0 or neg == 0:
+        return None
+    return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
 
 
 def score_liblinear(pred_path, test_path):
@@ -211,12 +234,16 @@ def score_liblinear(pred_path, test_path):
             ys.append(float(line.split(None, 1)[0]))
     if len(ys) != len(preds):
         raise SuiteError(f"{pred_path}: {len(preds)} predictions for {len(ys)} test rows")
-    correct, ll = 0, 0.0
+    correct, ll, top = 0, 0.0, []
     for y, p in zip(ys, preds):
         correct += float(p[0]) == y
         probs = [float(x) for x in p[1:]]
         ll -= math.log(max(probs[labels.index(y)], 1e-15))
-    return correct / len(ys), ll / len(ys)
+        if len(labels) == 2:
+            top.append(probs[labels.index(max(labels))])
+    # Binary: AUC of the larger label's probability.
+    a = auc([y == max(labels) for y in ys], top) if len(labels) == 2 else None
+    return correct / len(ys), ll / len(ys), a
 
 
 def peer(rn, name, train, test, what, extra):
@@ -238,7 +265,7 @@ def overcast_train(rn, a, what, dataset, model, workers, extra):
                       str(workers), "--store", a.store, "--json"] + extra, what)
     j = r["json"]
     out = {k: j[k] for k in ["train_seconds", "samples_per_second", "epochs", "test_accuracy",
-                             "test_logloss", "test_rmse", "worker_restarts"] if k in j}
+                             "test_logloss", "test_auc", "test_rmse", "worker_restarts"] if k in j}
     out["stopped_by"] = j.get("stopped_by", "")
     out["curve"] = j.get("curve", [])
     out["wall_seconds"] = r["wall"]
@@ -289,33 +316,7 @@ def part_fmnist(a, rn, work):
                     "load_seconds": load["load_seconds"]}
         E[f"overcast_w{w}"] = dict(median_runs(one, a.repeats), system="overcast",
                                    config=f"softmax, {w} workers, {epochs} epochs, async SGD")
-    if "liblinear" in a.peers:
-        log("fmnist: liblinear")
-        r = median_runs(lambda: liblinear(rn, train, test, d, ["-s", "0", "-c", "1"],
-                                          "fmnist"), a.repeats)
-        E["liblinear"] = dict(r, system="liblinear 2.3 (liblinear-train)",
-                              config="-s 0 -c 1 (one-vs-rest logreg, trust-region Newton)")
-    if "sk-logreg" in a.peers:
-        log("fmnist: sklearn LogisticRegression")
-        r = median_runs(lambda: peer(rn, "sk-logreg", train, test, "fmnist: sklearn logreg",
-                                     ["--dense", "--max-iter", "200"]), a.repeats)
-        E["sk_logreg"] = dict(r, system="scikit-learn LogisticRegression",
-                              config="lbfgs, multinomial, C=1, max_iter=200, dense float64")
-    if "sk-sgd" in a.peers:
-        log("fmnist: sklearn SGDClassifier")
-        r = median_runs(lambda: peer(rn, "sk-sgd", train, test, "fmnist: sklearn SGD",
-                                     ["--dense", "--alpha", "1e-4", "--tol", "1e-3",
-                                      "--max-iter", "1000"]), a.repeats)
-        E["sk_sgd"] = dict(r, system="scikit-learn SGDClassifier",
-                           config="log_loss, alpha=1e-4, tol=1e-3, one-vs-rest on all cores")
-    if "xgb" in a.peers:
-        log("fmnist: xgboost")
-        r = median_runs(lambda: peer(rn, "xgb", train, test, "fmnist: xgboost",
-                                     ["--booster", "gblinear", "--rounds",
-                                      "5" if a.quick else "100", "--eta", "0.5",
-                                      "--l2", "0.0001", "--target", str(target)]), a.repeats)
-        E["xgb"] = dict(r, system="XGBoost gblinear",
-                        config="multi:softprob, shotgun, eta 0.5, lambda 1e-4, 100 rounds")
+    fmnist_peers(a, rn, d, train, test, "fmnist", E, target)
     for k, e in E.items():
         if k.startswith("overcast"):
             continue
@@ -324,6 +325,94 @@ def part_fmnist(a, rn, work):
             e["seconds_to_target_upper_bound"] = e["fit_seconds"]
         e["reached_target"] = e["test_accuracy"] >= target
     res["ratios"] = ratios_to(E, "overcast_w2")
+    res["ovr"] = fmnist_ovr(a, rn, d, train, test)
+    return res
+
+
+def overcast_fits(a, rn, what, dataset, model, workers, extra, config, E):
+    """overcast `model` on `dataset` with each worker count, medians of the repeats, into
+    E["overcast_wN"] (fit seconds: train seconds); config(w) describes the entry."""
+    for w in workers:
+        log(f"{what}: overcast {model}, {w} workers")
+        r = median_runs(lambda w=w: overcast_train(
+            rn, a, f"{what}: overcast {model} {w} workers", dataset, model, w, extra), a.repeats)
+        r["fit_seconds"] = r["train_seconds"]
+        E[f"overcast_w{w}"] = dict(r, system="overcast", config=config(w))
+
+
+def fmnist_peers(a, rn, d, train, test, what, E, target=None):
+    """The peers of the Fashion-MNIST part on one pair of files, with the same settings for the
+    10-class files (`target` given: XGBoost times its rounds to it) and the binary ones of the
+    one-vs-rest task; fills E."""
+    multi = target is not None
+    if "liblinear" in a.peers:
+        log(f"{what}: liblinear")
+        r = median_runs(lambda: liblinear(rn, train, test, d, ["-s", "0", "-c", "1"], what),
+                        a.repeats)
+        E["liblinear"] = dict(r, system="liblinear 2.3 (liblinear-train)",
+                              config=f"-s 0 -c 1 ({'one-vs-rest ' if multi else ''}logreg, "
+                                     "trust-region Newton)")
+    if "sk-logreg" in a.peers:
+        log(f"{what}: sklearn LogisticRegression")
+        r = median_runs(lambda: peer(rn, "sk-logreg", train, test, f"{what}: sklearn logreg",
+                                     ["--dense", "--max-iter", "200"]), a.repeats)
+        E["sk_logreg"] = dict(r, system="scikit-learn LogisticRegression",
+                              config=f"lbfgs, {'multinomial, ' if multi else ''}C=1, "
+                                     "max_iter=200, dense float64")
+    if "sk-sgd" in a.peers:
+        log(f"{what}: sklearn SGDClassifier")
+        r = median_runs(lambda: peer(rn, "sk-sgd", train, test, f"{what}: sklearn SGD",
+                                     ["--dense", "--alpha", "1e-4", "--tol", "1e-3",
+                                      "--max-iter", "1000"]), a.repeats)
+        E["sk_sgd"] = dict(r, system="scikit-learn SGDClassifier",
+                           config="log_loss, alpha=1e-4, tol=1e-3" +
+                                  (", one-vs-rest on all cores" if multi else ""))
+    if "xgb" in a.peers:
+        log(f"{what}: xgboost")
+        r = median_runs(lambda: peer(rn, "xgb", train, test, f"{what}: xgboost",
+                                     ["--booster", "gblinear", "--rounds",
+                                      "5" if a.quick else "100", "--eta", "0.5",
+                                      "--l2", "0.0001"] +
+                                     (["--target", str(target)] if multi else [])), a.repeats)
+        E["xgb"] = dict(r, system="XGBoost gblinear",
+                        config=f"{'multi:softprob' if multi else 'binary:logistic'}, shotgun, "
+                               "eta 0.5, lambda 1e-4, 100 rounds")
+
+
+def binary_copy(src, dst, positive):
+    """A LIBSVM file with each label replaced by 1 (== positive) or 0."""
+    with open(src) as f, open(dst, "w") as g:
+        for line in f:
+            y, sep, rest = line.rstrip("\n").partition(" ")
+            g.write(("1" if float(y) == positive else "0") + sep + rest + "\n")
+
+
+def fmnist_ovr(a, rn, d, train, test):
+    """The one-vs-rest task of Fashion-MNIST: shirt (class 6, the hardest) against the other
+    nine, on the same scaled pixels. Every system fits the binary files; fit seconds, accuracy,
+    log-loss, AUC and peak RSS (no time-to-target: the issue sets no target for this task)."""
+    cls = OVR_CLASS
+    btrain, btest = os.path.join(d, "train01_ovr.svm"), os.path.join(d, "test01_ovr.svm")
+    binary_copy(train, btrain, cls)
+    binary_copy(test, btest, cls)
+    warm_cache(btrain, btest)
+    res = {"positive_class": cls, "entries": {}}
+    E = res["entries"]
+    load = overcast_load(rn, a, btrain, btest, "fmnist01ovr", "fmnist ovr: overcast load")
+    res["overcast_load_seconds"] = load["load_seconds"]
+    epochs = "2" if a.quick else str(a.fmnist_epochs)
+    overcast_fits(a, rn, "fmnist ovr", "fmnist01ovr", "logreg", a.workers, ["--epochs", epochs],
+                  lambda w: f"logreg, {w} workers, {epochs} epochs, defaults", E)
+    fmnist_peers(a, rn, d, btrain, btest, "fmnist ovr", E)
+    res["ratios"] = {}
+    if "overcast_w2" in E:
+        b = E["overcast_w2"]
+        for k, e in E.items():
+            if k == "overcast_w2":
+                continue
+            res["ratios"][f"{k}_fit_seconds_over_overcast_w2"] = e["fit_seconds"] / b["fit_seconds"]
+            if e.get("test_auc") is not None and b.get("test_auc") is not None:
+                res["ratios"][f"{k}_auc_minus_overcast_w2"] = e["test_auc"] - b["test_auc"]
     return res
 
 
@@ -425,13 +514,25 @@ def part_ctr(a, rn, work):
 
         def params(lr, base=base):
             return base + ([] if lr is None else [f"lr={lr}"])
-        # The learning rate is searched once, at the last worker count (2 by default), by test
-        # log-loss like SGDClassifier's alpha; the other counts run with the rate found.
+        # The learning rate is searched once, at the last worker count (2 by default), the other
+        # counts run with the rate found. The best rate reaches the target soonest; when none
+        # does, it has the lowest test log-loss, like SGDClassifier's alpha. (A run that stops
+        # at the target ends at a higher log-loss than one that trains on: log-loss alone would
+        # pick the rate that never got there.)
+        def rank(e):
+            return (0, e["seconds_to_target"]) if e["reached_target"] else (1, e["test_logloss"])
         for w in sorted(workers, key=lambda w: w != workers[-1]):
             log(f"ctr: overcast {key}, {w} workers")
             if best is None and len(lrs) > 1:
+                runs_by_lr = {}
+
+                def run_lr(lr):
+                    runs_by_lr[lr] = one(model, w, params(lr))
+                    return runs_by_lr[lr]
                 best, res["overcast_lr_search"][key], r = searched(
-                    lrs, lambda lr: one(model, w, params(lr)), "test_logloss", a.repeats)
+                    lrs, run_lr, "test_logloss", a.repeats, rank)
+                res.setdefault("overcast_lr_search_seconds_to_target", {})[key] = {
+                    str(lr): e["seconds_to_target"] for lr, e in runs_by_lr.items()}
             else:
                 best = best if best is not None else lrs[0]
                 r = median_runs(lambda: one(model, w, params(best)), a.repeats)
@@ -439,7 +540,8 @@ def part_ctr(a, rn, work):
                 r, system="overcast",
                 config=f"{model}, {w} workers, stop at target or {epochs} epochs, params "
                        f"{' '.join(params(best))}" +
-                       (f" (lr best of {lrs} by test log-loss)" if len(lrs) > 1 else ""))
+                       (f" (lr best of {lrs}: soonest to the target, else by test log-loss)"
+                        if len(lrs) > 1 else ""))
     if "sk-logreg" in a.peers:
         log("ctr: sklearn LogisticRegression")
         r = median_runs(lambda: peer(rn, "sk-logreg", train, test, "ctr: sklearn logreg",
@@ -518,15 +620,10 @@ def part_movielens(a, rn, work):
     load = overcast_load(rn, a, train, test, "ml", "movielens: overcast load", fmt="ratings")
     res["overcast_load_seconds"] = load["load_seconds"]
     epochs = "2" if a.quick else str(a.mf_epochs)
-    for w in a.mf_workers:
-        log(f"movielens: overcast mf, {w} workers")
-        r = median_runs(lambda w=w: overcast_train(
-            rn, a, f"movielens: overcast mf {w} workers", "ml", "mf", w,
-            ["--epochs", epochs] + sum((["--param", p] for p in a.mf_params), [])), a.repeats)
-        r["fit_seconds"] = r["train_seconds"]
-        E[f"overcast_w{w}"] = dict(r, system="overcast",
-                                   config=f"mf, {w} workers, {epochs} epochs, params "
-                                          f"{a.mf_params or 'default'}")
+    overcast_fits(a, rn, "movielens", "ml", "mf", a.mf_workers,
+                  ["--epochs", epochs] + sum((["--param", p] for p in a.mf_params), []),
+                  lambda w: f"mf, {w} workers, {epochs} epochs, params "
+                            f"{a.mf_params or 'default'}", E)
     iters = "3" if a.quick else "10"
     if "nmf" in a.peers:
         log("movielens: sklearn NMF")
@@ -616,6 +713,16 @@ def markdown(R):
               "Peers: fit time excludes reading the file; their time to target is per round for "
               "XGBoost, else the whole fit when the final model reached the target.", ""]
         L += ratio_lines(f["ratios"])
+        if "ovr" in f:
+            o = f["ovr"]
+            L += [f"### Fashion-MNIST one-vs-rest: class {o['positive_class']} (shirt) against "
+                  "the rest", ""]
+            L += table(o["entries"], [("fit_seconds", "fit s"), ("test_accuracy", "accuracy"),
+                                      ("test_logloss", "log-loss"), ("test_auc", "AUC"),
+                                      ("peak_rss_mb", "peak RSS MiB")])
+            L += ["", "Every system fits the same binary files (label 1 for the shirt class); "
+                  "overcast runs logreg's defaults. No target is set for this task.", ""]
+            L += ratio_lines(o["ratios"])
     if "ctr" in P:
         c = P["ctr"]
         gtr = c["generator"]["train"]
@@ -635,8 +742,10 @@ def markdown(R):
               f"{c['overcast_load_seconds']:.1f} s (not in fit s). rows/s and nnz/s are train "
               "rows (entries) over fit seconds.", ""]
         for model, srch in c.get("overcast_lr_search", {}).items():
-            L += [f"overcast {model} learning-rate search (test log-loss): " +
-                  ", ".join(f"{k}: {v:.5f}" for k, v in srch.items()), ""]
+            tt = c.get("overcast_lr_search_seconds_to_target", {}).get(model, {})
+            L += [f"overcast {model} learning-rate search (test log-loss; seconds to target): " +
+                  ", ".join(f"{k}: {v:.5f}; " + (f"{tt[k]:.1f} s" if tt.get(k) else "not reached")
+                            for k, v in srch.items()), ""]
         if "sk_sgd_alpha_search" in c:
             L += ["SGDClassifier alpha search (test log-loss): " +
                   ", ".join(f"{k}: {v:.5f}" for k, v in c["sk_sgd_alpha_search"].items()), ""]
