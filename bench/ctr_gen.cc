@@ -7,7 +7,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <optional>
+#include <string>
 #include <vector>
+
+#include "common/hash.h"
 
 namespace overcast::bench {
 namespace {
@@ -86,19 +90,93 @@ struct SplitFigures {
   uint64_t rows = 0, nnz = 0, positives = 0;
   double entropy_sum = 0;   // sum of H(p_i): the Bayes-optimal log-loss times rows
   double oracle_sum = 0;    // sum of -log P(y_i | p_i): the true model's log-loss on the labels
+  uint64_t crossed_nnz = 0;  // entries of the crossed copy, when one is written
 };
 
-Status WriteSplit(const Model& m, const std::string& path, uint64_t rows, uint64_t stream,
-                  SplitFigures* fig) {
-  const std::string tmp = path + ".tmp";
-  std::FILE* out = std::fopen(tmp.c_str(), "wb");
-  if (!out) return ErrnoStatus("open " + tmp, errno);
-  std::vector<char> buf(1 << 22);
-  size_t used = 0;
+// One LIBSVM output written through a buffer to a temporary name, renamed when complete.
+class SvmFile {
+ public:
+  explicit SvmFile(const std::string& path) : path_(path), tmp_(path + ".tmp"), buf_(1 << 22) {
+    out_ = std::fopen(tmp_.c_str(), "wb");
+    if (!out_) st_ = ErrnoStatus("open " + tmp_, errno);
+  }
+  ~SvmFile() {
+    if (out_) std::fclose(out_);
+    if (!done_) std::remove(tmp_.c_str());
+  }
+  const Status& status() const { return st_; }
+
+  // One row: the label, then `feats` (index, value), which must be ascending.
+  void Row(int y, const std::vector<std::pair<uint32_t, uint32_t>>& feats) {
+    if (!st_.ok()) return;
+    if (used_ + 16 * (feats.size() + 2) > buf_.size()) Flush();
+    char* p0 = buf_.data() + used_;
+    char* q = p0;
+    *q++ = static_cast<char>('0' + y);
+    for (auto [idx, cnt] : feats) {
+      *q++ = ' ';
+      q = PutUint(q, idx);
+      *q++ = ':';
+      q = PutUint(q, cnt);
+    }
+    *q++ = '\n';
+    used_ += static_cast<size_t>(q - p0);
+  }
+
+  Status Close() {
+    Flush();
+    if (out_ && std::fclose(out_) != 0 && st_.ok()) st_ = ErrnoStatus("close " + tmp_, errno);
+    out_ = nullptr;
+    if (st_.ok() && std::rename(tmp_.c_str(), path_.c_str()) != 0)
+      st_ = ErrnoStatus("rename " + tmp_ + " to " + path_, errno);
+    done_ = st_.ok();
+    return st_;
+  }
+
+ private:
+  void Flush() {
+    if (st_.ok() && used_ && std::fwrite(buf_.data(), 1, used_, out_) != used_)
+      st_ = ErrnoStatus("write " + tmp_, errno);
+    used_ = 0;
+  }
+
+  std::string path_, tmp_;
+  std::vector<char> buf_;
+  size_t used_ = 0;
+  std::FILE* out_ = nullptr;
+  Status st_ = Status::Ok();
+  bool done_ = false;
+};
+
+// Sorts (index, count) pairs and sums the counts of equal indices (a hash collision inside a
+// row adds up); liblinear requires ascending indices.
+void Merge(std::vector<std::pair<uint32_t, uint32_t>>* feats) {
+  std::sort(feats->begin(), feats->end());
+  size_t w = 0;
+  for (size_t j = 0; j < feats->size(); ++j) {
+    if (w > 0 && (*feats)[w - 1].first == (*feats)[j].first) {
+      (*feats)[w - 1].second += (*feats)[j].second;
+    } else {
+      (*feats)[w++] = (*feats)[j];
+    }
+  }
+  feats->resize(w);
+}
+
+// Writes `rows` rows to `path` and, when `crossed_path` is not empty, the same rows with one
+// more feature per interacting pair (CtrGenOptions::cross_train_path).
+Status WriteSplit(const Model& m, const std::string& path, const std::string& crossed_path,
+                  uint64_t rows, uint64_t stream, SplitFigures* fig) {
+  SvmFile out(path);
+  std::optional<SvmFile> crossed;
+  if (!crossed_path.empty()) crossed.emplace(crossed_path);
+  OC_RETURN_IF_ERROR(out.status());
+  if (crossed) OC_RETURN_IF_ERROR(crossed->status());
+  const uint32_t cross_base = 1 + (m.o.fields << m.o.field_bits);
+  const uint64_t cross_mask = (uint64_t{1} << m.o.cross_bits) - 1;
   std::vector<uint32_t> value(m.o.fields);
   std::vector<std::pair<uint32_t, uint32_t>> feats;  // (index, count)
-  Status st = Status::Ok();
-  for (uint64_t i = 0; i < rows; ++i) {
+  for (uint64_t i = 0; i < rows && out.status().ok(); ++i) {
     uint64_t h = Key(m.o.seed, 4 + stream, i);
     double logit = m.o.bias;
     feats.clear();
@@ -115,54 +193,35 @@ Status WriteSplit(const Model& m, const std::string& path, uint64_t rows, uint64
     fig->entropy_sum += -(p * std::log(p) + (1 - p) * std::log1p(-p));
     fig->oracle_sum += -(y ? std::log(p) : std::log1p(-p));
     fig->positives += y;
-    // Ascending indices (liblinear requires it); a hash collision inside a row adds up.
-    std::sort(feats.begin(), feats.end());
-    size_t w = 0;
-    for (size_t j = 0; j < feats.size(); ++j) {
-      if (w > 0 && feats[w - 1].first == feats[j].first) {
-        feats[w - 1].second += 1;
-      } else {
-        feats[w++] = feats[j];
+    Merge(&feats);
+    fig->nnz += feats.size();
+    out.Row(y, feats);
+    if (crossed) {
+      for (uint32_t k = 0; k < m.o.pairs && 2 * k + 1 < m.o.fields; ++k) {
+        const uint64_t a = m.Index(2 * k, value[2 * k]), b = m.Index(2 * k + 1, value[2 * k + 1]);
+        feats.emplace_back(cross_base + static_cast<uint32_t>(MixKey((a << 32) | b) & cross_mask),
+                           1);
       }
+      Merge(&feats);
+      fig->crossed_nnz += feats.size();
+      crossed->Row(y, feats);
     }
-    feats.resize(w);
-    fig->nnz += w;
-    if (used + 16 * (w + 2) > buf.size()) {
-      if (std::fwrite(buf.data(), 1, used, out) != used) {
-        st = ErrnoStatus("write " + tmp, errno);
-        break;
-      }
-      used = 0;
-    }
-    char* p0 = buf.data() + used;
-    char* q = p0;
-    *q++ = static_cast<char>('0' + y);
-    for (auto [idx, cnt] : feats) {
-      *q++ = ' ';
-      q = PutUint(q, idx);
-      *q++ = ':';
-      q = PutUint(q, cnt);
-    }
-    *q++ = '\n';
-    used += static_cast<size_t>(q - p0);
   }
   fig->rows = rows;
-  if (st.ok() && used && std::fwrite(buf.data(), 1, used, out) != used)
-    st = ErrnoStatus("write " + tmp, errno);
-  if (std::fclose(out) != 0 && st.ok()) st = ErrnoStatus("close " + tmp, errno);
-  if (st.ok() && std::rename(tmp.c_str(), path.c_str()) != 0)
-    st = ErrnoStatus("rename " + tmp + " to " + path, errno);
-  if (!st.ok()) std::remove(tmp.c_str());
-  return st;
+  OC_RETURN_IF_ERROR(out.Close());
+  if (crossed) OC_RETURN_IF_ERROR(crossed->Close());
+  return Status::Ok();
 }
 
 nlohmann::json Figures(const SplitFigures& f) {
   const double n = std::max<double>(1, f.rows);
-  return {{"rows", f.rows},
+  nlohmann::json j = {{"rows", f.rows},
           {"nnz", f.nnz},
           {"positive_rate", f.positives / n},
           {"optimal_logloss", f.entropy_sum / n},
           {"true_model_logloss", f.oracle_sum / n}};
+  if (f.crossed_nnz) j["crossed_nnz"] = f.crossed_nnz;
+  return j;
 }
 
 }  // namespace
@@ -176,10 +235,18 @@ Status GenerateCtr(const CtrGenOptions& o, nlohmann::json* summary) {
     return InvalidArgument("gen-ctr: fields x 2^field_bits must be below 2^31");
   if (o.train_path.empty() || o.test_path.empty())
     return InvalidArgument("gen-ctr: --train and --test output paths are required");
+  if (o.cross_train_path.empty() != o.cross_test_path.empty())
+    return InvalidArgument("gen-ctr: --cross-train and --cross-test go together");
+  if (!o.cross_train_path.empty() &&
+      (o.field_bits == 0 || o.cross_bits < 1 || o.cross_bits > 30 ||
+       (uint64_t{o.fields} << o.field_bits) + 1 + (uint64_t{1} << o.cross_bits) >= (1ULL << 31)))
+    return InvalidArgument(
+        "gen-ctr: crossed copies need --field-bits > 0 and fields x 2^field_bits + "
+        "2^cross_bits below 2^31");
   const Model m(o);
   SplitFigures train, test;
-  OC_RETURN_IF_ERROR(WriteSplit(m, o.train_path, o.rows, 0, &train));
-  OC_RETURN_IF_ERROR(WriteSplit(m, o.test_path, o.test_rows, 1, &test));
+  OC_RETURN_IF_ERROR(WriteSplit(m, o.train_path, o.cross_train_path, o.rows, 0, &train));
+  OC_RETURN_IF_ERROR(WriteSplit(m, o.test_path, o.cross_test_path, o.test_rows, 1, &test));
   nlohmann::json vocab = nlohmann::json::array();
   for (const auto& c : m.cdf) vocab.push_back(c.size());
   *summary = {{"model",
@@ -197,6 +264,11 @@ Status GenerateCtr(const CtrGenOptions& o, nlohmann::json* summary) {
               {"test", Figures(test)},
               {"train_path", o.train_path},
               {"test_path", o.test_path}};
+  if (!o.cross_train_path.empty()) {
+    (*summary)["model"]["cross_bits"] = o.cross_bits;
+    (*summary)["cross_train_path"] = o.cross_train_path;
+    (*summary)["cross_test_path"] = o.cross_test_path;
+  }
   return Status::Ok();
 }
 

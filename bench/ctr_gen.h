@@ -23,6 +23,11 @@ struct CtrGenOptions {
   // hash(field, value) mod 2^field_bits (a feature's field is (index - 1) >> field_bits, which
   // crosses need; hash_bits is then unused).
   uint32_t field_bits = 0;
+  // Both set (field_bits > 0): copies of the two splits with the interacting pairs crossed, for
+  // peers without crosses of their own: each row also has, for each pair (2k, 2k+1), the feature
+  // 1 + fields * 2^field_bits + MixKey((index_a << 32) | index_b) mod 2^cross_bits (value 1).
+  std::string cross_train_path, cross_test_path;
+  uint32_t cross_bits = 18;
   double bias = -1.2;           // true intercept
   double weight_std = 0.4;      // true weight of (field, value) ~ N(0, weight_std^2)
   uint32_t pairs = 6;           // interacting field pairs: (0,1), (2,3), ...

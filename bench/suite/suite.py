@@ -450,9 +450,15 @@ def part_ctr(a, rn, work):
     rows = a.ctr_rows
     test_rows = max(rows // 10, 1000)
     log(f"ctr: generating {rows} + {test_rows} rows")
+    # Crossed copies (the interacting pairs as one more feature each) for the peers that run on
+    # them too (--ctr-crossed-peers): what a user of a tool without crosses would feed it.
+    xtrain, xtest = os.path.join(d, "train_x.svm"), os.path.join(d, "test_x.svm")
+    crossed_peers = [p for p in a.ctr_crossed_peers if p in a.peers] if a.ctr_field_bits else []
     g = rn.json_line([a.bin, "bench", "gen-ctr", "--train", train, "--test", test, "--rows",
                       str(rows), "--test-rows", str(test_rows), "--hash-bits",
-                      str(a.ctr_hash_bits), "--field-bits", str(a.ctr_field_bits)],
+                      str(a.ctr_hash_bits), "--field-bits", str(a.ctr_field_bits),
+                      "--cross-bits", str(a.ctr_cross_bits)] +
+                     (["--cross-train", xtrain, "--cross-test", xtest] if crossed_peers else []),
                      "ctr: generate")
     gen = g["json"]
     opt = gen["test"]["optimal_logloss"]
@@ -475,6 +481,14 @@ def part_ctr(a, rn, work):
         E["liblinear"] = dict(r, system="liblinear 2.3 (liblinear-train)",
                               config="-s 0 -c 1 -B 1 (logreg with a bias term)")
         ref = res["liblinear_logloss"] = r["test_logloss"]
+    if "liblinear" in crossed_peers:
+        log("ctr: liblinear, crossed copy")
+        warm_cache(xtrain, xtest)
+        r = median_runs(lambda: liblinear(rn, xtrain, xtest, d, ["-s", "0", "-c", "1", "-B", "1"],
+                                          "ctr crossed"), a.repeats)
+        E["liblinear_cross"] = dict(r, system="liblinear 2.3 (liblinear-train)",
+                                    config="-s 0 -c 1 -B 1 on the crossed copy (the "
+                                           "interacting pairs as features)")
 
     def one(model, workers, params):
         t = overcast_train(rn, a, f"ctr: overcast {model} {workers} workers {' '.join(params)}",
@@ -569,13 +583,25 @@ def part_ctr(a, rn, work):
         E["xgb"] = dict(r, system="XGBoost gblinear",
                         config="binary:logistic, shotgun, eta 0.5, lambda 1e-6, up to 30 rounds, "
                                "stops at the target")
+    if "xgb" in crossed_peers:
+        log("ctr: xgboost gblinear, crossed copy")
+        r = median_runs(lambda: peer(rn, "xgb", xtrain, xtest, "ctr crossed: xgboost gblinear",
+                                     ["--booster", "gblinear", "--rounds",
+                                      "3" if a.quick else "30", "--eta", "0.5", "--l2", "1e-6",
+                                      "--target", f"{goal:.6f}", "--target-metric", "logloss",
+                                      "--stop-at-target"]), a.repeats)
+        E["xgb_cross"] = dict(r, system="XGBoost gblinear",
+                              config="as above, on the crossed copy")
     for k, e in E.items():
         e["logloss_over_optimal"] = e["test_logloss"] / opt
         if not k.startswith("overcast"):
             e["reached_target"] = e.get("seconds_to_target") is not None or \
                 e["test_logloss"] <= goal
         e["rows_per_second"] = rows / e["fit_seconds"] if e["fit_seconds"] > 0 else None
-        e["nnz_per_second"] = nnz / e["fit_seconds"] if e["fit_seconds"] > 0 else None
+        # A peer on the crossed copy reads that file's entries.
+        n = gen["train"].get("crossed_nnz", nnz) if k.endswith("_cross") and \
+            not k.startswith("overcast") else nnz
+        e["nnz_per_second"] = n / e["fit_seconds"] if e["fit_seconds"] > 0 else None
     base = "overcast_logreg_w2" if "overcast_logreg_w2" in E else next(iter(E))
     res["ratios"] = ratios_to(E, base)
     if base == "overcast_logreg_w2" and "overcast_logreg_cross_w2" in E:
@@ -740,7 +766,8 @@ def markdown(R):
                                   ("peak_rss_mb", "peak RSS MiB")])
         L += ["", f"Generated in {c['generate_seconds']:.1f} s; overcast load "
               f"{c['overcast_load_seconds']:.1f} s (not in fit s). rows/s and nnz/s are train "
-              "rows (entries) over fit seconds.", ""]
+              "rows (entries) over fit seconds; a peer on the crossed copy reads that copy's "
+              "entries.", ""]
         for model, srch in c.get("overcast_lr_search", {}).items():
             tt = c.get("overcast_lr_search_seconds_to_target", {}).get(model, {})
             L += [f"overcast {model} learning-rate search (test log-loss; seconds to target): " +
@@ -804,6 +831,9 @@ def main():
                          "space of 2^--ctr-hash-bits, and no crossed logreg run)")
     ap.add_argument("--ctr-cross-bits", type=int, default=18,
                     help="overcast logreg_cross hashes crossed pairs into 2^B weights")
+    ap.add_argument("--ctr-crossed-peers", default="liblinear,xgb",
+                    help="peers that also fit a copy of the CTR files with the interacting pairs "
+                         "crossed (of those in --peers; '' for none)")
     ap.add_argument("--ctr-epochs", type=int, default=3)
     ap.add_argument("--ctr-gap", type=float, default=0.01, help="target: optimal x (1 + gap)")
     ap.add_argument("--ctr-param", action="append", default=[],
@@ -833,6 +863,7 @@ def main():
             sys.exit(f"suite: unknown peer {p!r}; expected some of {','.join(ALL_PEERS)}")
     a.workers = [int(x) for x in a.workers.split(",")]
     a.ctr_workers = [int(x) for x in a.ctr_workers.split(",")]
+    a.ctr_crossed_peers = [p for p in a.ctr_crossed_peers.split(",") if p]
     a.mf_workers = [int(x) for x in a.mf_workers.split(",")]
     a.ctr_params = {}
     for s in a.ctr_param:

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <vector>
 
 #include "common/hash.h"
 
@@ -59,12 +60,29 @@ void Crosses::Expand(const data::Minibatch& in, uint64_t limit, data::OwnedMinib
   out->ids.clear();
   out->values.clear();
   const uint64_t mask = (uint64_t{1} << bits_) - 1;
-  const uint32_t* ids = in.ids.data();
+  std::vector<std::pair<uint32_t, float>> sorted;  // a row that came out of order, sorted
+  std::vector<uint32_t> sorted_ids;
+  std::vector<float> sorted_values;
   for (size_t r = 0; r < in.rows(); ++r) {
-    const uint32_t* b = ids + in.offsets[r];
-    // Entries at or past `limit` sit at the end of the (increasing) row: cut them off.
-    const uint32_t* e = std::lower_bound(b, ids + in.offsets[r + 1], limit);
+    const uint32_t* b = in.ids.data() + in.offsets[r];
+    const uint32_t* end = in.ids.data() + in.offsets[r + 1];
     const float* v = in.values.data() + in.offsets[r];
+    if (!std::is_sorted(b, end)) {  // rows from a request need not be in id order
+      sorted.clear();
+      for (const uint32_t* i = b; i < end; ++i) sorted.emplace_back(*i, v[i - b]);
+      std::sort(sorted.begin(), sorted.end());
+      sorted_ids.clear();
+      sorted_values.clear();
+      for (const auto& [id, x] : sorted) {
+        sorted_ids.push_back(id);
+        sorted_values.push_back(x);
+      }
+      b = sorted_ids.data();
+      end = b + sorted_ids.size();
+      v = sorted_values.data();
+    }
+    // Entries at or past `limit` sit at the end of the (increasing) row: cut them off.
+    const uint32_t* e = std::lower_bound(b, end, limit);
     out->ids.insert(out->ids.end(), b, e);
     out->values.insert(out->values.end(), v, v + (e - b));
     // A field's entries are a contiguous run of the increasing ids.

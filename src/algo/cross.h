@@ -33,7 +33,8 @@ class Crosses {
 
   // `out` = `in` with each row's crossed entries appended after its own (so ids are no longer
   // increasing within a row). Entries with id >= `limit` are dropped and never crossed (ids a
-  // model does not know). `in`'s ids must be increasing within each row.
+  // model does not know). A row of `in` whose ids are not increasing (a request's row) is
+  // sorted first.
   void Expand(const data::Minibatch& in, uint64_t limit, data::OwnedMinibatch* out) const;
 
  private:

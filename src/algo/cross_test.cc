@@ -67,6 +67,16 @@ TEST(CrossTest, ExpandAppendsOneProductPerPairOfFieldEntries) {
   c.Expand(Rows({{{1, 1.0f}, {5, 1.0f}}}).view, 40, &again);
   EXPECT_EQ(again.ids[2], out.ids[5]);
   EXPECT_EQ(out.view.labels.size(), 2u);
+
+  // A row out of id order (as a request may send it) crosses as the sorted row does.
+  data::OwnedMinibatch shuffled;
+  c.Expand(Rows({{{50, 7.0f}, {9, 4.0f}, {5, 3.0f}, {1, 2.0f}, {8, 1.0f}, {6, 0.5f}}}).view, 40,
+           &shuffled);
+  ASSERT_EQ(shuffled.offsets[1], 8u);
+  EXPECT_EQ(std::vector<uint32_t>(shuffled.ids.begin(), shuffled.ids.begin() + 8),
+            std::vector<uint32_t>(out.ids.begin(), out.ids.begin() + 8));
+  EXPECT_EQ(std::vector<float>(shuffled.values.begin(), shuffled.values.begin() + 8),
+            std::vector<float>(out.values.begin(), out.values.begin() + 8));
 }
 
 }  // namespace

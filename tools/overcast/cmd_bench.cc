@@ -302,6 +302,13 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
                   "If > 0, each field hashes into its own block of 2^K indices, so that a\n"
                   "feature's field is (index - 1) >> K (what train's cross=AxB reads)")
         ->capture_default_str();
+    c->add_option("--cross-train", o->cross_train_path,
+                  "Also write the train rows with the interacting pairs crossed (one more\n"
+                  "feature per pair, hashed after the field blocks; needs --field-bits), for\n"
+                  "peers that cannot cross features themselves");
+    c->add_option("--cross-test", o->cross_test_path, "The same for the test rows");
+    c->add_option("--cross-bits", o->cross_bits, "Crossed pairs hash into 2^B indices")
+        ->capture_default_str();
     c->add_option("--bias", o->bias, "True intercept")->capture_default_str();
     c->add_option("--weight-std", o->weight_std, "Std of the true weights")->capture_default_str();
     c->add_option("--pairs", o->pairs, "Interacting field pairs")->capture_default_str();
