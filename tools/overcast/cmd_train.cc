@@ -160,10 +160,16 @@ void AddTrainCommand(CLI::App& app, CommandContext& ctx) {
       "Each minibatch costs a worker one pull and one push, so on large sparse data larger\n"
       "batches pay: on 2 M generated CTR rows logreg with batch=1024 lr=0.1 ran 3.5x the\n"
       "samples/s of its default batch=64, to a lower test log-loss.\n"
+      "Linear models learn pairwise interactions through feature crosses: cross=0x1,2x3 adds\n"
+      "a hashed feature for each pair of a row's features from fields 0 and 1, and 2 and 3,\n"
+      "where a feature's field is its 0-based id >> field_bits (data hashed per field, as\n"
+      "`overcast bench gen-ctr --field-bits 17` writes it).\n"
       "Examples:\n"
       "  overcast train --dataset fmnist-mm --model softmax --workers 2 --epochs 10 --out m.ocm\n"
       "  overcast train --dataset ctr --model logreg --seconds 30 --param batch=1024 "
       "--param lr=0.1\n"
+      "  overcast train --dataset ctr --model logreg --param batch=1024 --param lr=0.1 \\\n"
+      "      --param cross=0x1,2x3,4x5 --param field_bits=17\n"
       "  overcast train --dataset fmnist-mm --model softmax --target accuracy>=0.84 --json");
   AddTrainFlags(cmd, f);
   cmd->add_option("--ps", f->ps, "Use these parameter servers (host:port,...) instead of an "
