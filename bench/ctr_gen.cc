@@ -231,7 +231,8 @@ Status GenerateCtr(const CtrGenOptions& o, nlohmann::json* summary) {
     return InvalidArgument("gen-ctr: need fields >= 1 and 1 <= min_vocab <= max_vocab");
   if (o.hash_bits < 8 || o.hash_bits > 31)
     return InvalidArgument("gen-ctr: hash_bits must be in 8..31");
-  if (o.field_bits > 0 && (o.field_bits > 30 || (uint64_t{o.fields} << o.field_bits) >= (1ULL << 31)))
+  if (o.field_bits > 0 &&
+      (o.field_bits > 30 || (uint64_t{o.fields} << o.field_bits) >= (1ULL << 31)))
     return InvalidArgument("gen-ctr: fields x 2^field_bits must be below 2^31");
   if (o.train_path.empty() || o.test_path.empty())
     return InvalidArgument("gen-ctr: --train and --test output paths are required");

@@ -573,25 +573,19 @@ def part_ctr(a, rn, work):
         E["sk_sgd"] = dict(r, system="scikit-learn SGDClassifier",
                            config=f"log_loss, alpha={best} (best of {alphas} by test log-loss), "
                                   "tol=1e-3, max_iter=20")
-    if "xgb" in a.peers:
-        log("ctr: xgboost gblinear")
-        r = median_runs(lambda: peer(rn, "xgb", train, test, "ctr: xgboost gblinear",
-                                     ["--booster", "gblinear", "--rounds",
-                                      "3" if a.quick else "30", "--eta", "0.5", "--l2", "1e-6",
-                                      "--target", f"{goal:.6f}", "--target-metric", "logloss",
-                                      "--stop-at-target"]), a.repeats)
-        E["xgb"] = dict(r, system="XGBoost gblinear",
-                        config="binary:logistic, shotgun, eta 0.5, lambda 1e-6, up to 30 rounds, "
-                               "stops at the target")
+    # XGBoost on the plain files, and on the crossed copy when it is one of the crossed peers.
+    xgb_runs = [("xgb", train, test, "", "binary:logistic, shotgun, eta 0.5, lambda 1e-6, up "
+                 "to 30 rounds, stops at the target")] if "xgb" in a.peers else []
     if "xgb" in crossed_peers:
-        log("ctr: xgboost gblinear, crossed copy")
-        r = median_runs(lambda: peer(rn, "xgb", xtrain, xtest, "ctr crossed: xgboost gblinear",
+        xgb_runs.append(("xgb_cross", xtrain, xtest, " crossed", "as above, on the crossed copy"))
+    for key, xtr, xte, which, config in xgb_runs:
+        log(f"ctr{which}: xgboost gblinear")
+        r = median_runs(lambda: peer(rn, "xgb", xtr, xte, f"ctr{which}: xgboost gblinear",
                                      ["--booster", "gblinear", "--rounds",
                                       "3" if a.quick else "30", "--eta", "0.5", "--l2", "1e-6",
                                       "--target", f"{goal:.6f}", "--target-metric", "logloss",
                                       "--stop-at-target"]), a.repeats)
-        E["xgb_cross"] = dict(r, system="XGBoost gblinear",
-                              config="as above, on the crossed copy")
+        E[key] = dict(r, system="XGBoost gblinear", config=config)
     for k, e in E.items():
         e["logloss_over_optimal"] = e["test_logloss"] / opt
         if not k.startswith("overcast"):

@@ -14,8 +14,8 @@ namespace {
 
 // One sparse table "w": key j < num_features holds feature j's weights (one per output), key
 // num_features holds the biases, and keys num_features + 1 + h hold the weights of crossed
-// features (algo/cross.h) when the model has crosses. The worker pushes the minibatch-mean gradient of the loss;
-// the server's optimizer (with its l1/l2) applies it.
+// features (algo/cross.h) when the model has crosses. The worker pushes the minibatch-mean
+// gradient of the loss; the server's optimizer (with its l1/l2) applies it.
 class Linear final : public Algorithm {
  public:
   Linear(Task task, const Params& p, const DataInfo& info, ps::OptimizerConfig opt,
