@@ -479,7 +479,8 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
                                 o.dense_mb, p.mb_per_s, stream, p.mb_per_s / stream,
                                 stream_table, p.mb_per_s / stream_table, stream_hashed,
                                 p.mb_per_s / stream_hashed, stream_hashed / stream,
-                                stream_same, p.mb_per_s / stream_same, changed_mb_per_s, changed_mb_per_s / stream));
+                                stream_same, p.mb_per_s / stream_same, changed_mb_per_s,
+                                changed_mb_per_s / stream));
     OC_RETURN_IF_ERROR(admin->DropTable("dense"));
   }
 
