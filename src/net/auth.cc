@@ -42,6 +42,11 @@ bool VerifyMac(std::string_view secret, const Nonce& nonce, std::string_view mac
   return CRYPTO_memcmp(want.data(), mac.data(), kMacSize) == 0;
 }
 
+bool SecretMatches(std::string_view secret, std::string_view presented) {
+  if (secret.empty() || presented.size() != secret.size()) return false;
+  return CRYPTO_memcmp(secret.data(), presented.data(), secret.size()) == 0;
+}
+
 bool IsLoopback(std::string_view host) {
   return host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127.");
 }

@@ -20,6 +20,10 @@ Mac ComputeMac(std::string_view secret, const Nonce& nonce);
 // Constant-time comparison of `mac` against the expected one.
 bool VerifyMac(std::string_view secret, const Nonce& nonce, std::string_view mac);
 
+// Constant-time comparison of a presented secret (a bearer token) against the real one; the
+// time taken depends on the lengths only.
+bool SecretMatches(std::string_view secret, std::string_view presented);
+
 // True for 127.0.0.0/8, ::1 and "localhost": the addresses that need no secret.
 bool IsLoopback(std::string_view host);
 

@@ -105,8 +105,13 @@ Result<LoadgenResult> RunLoadgen(const LoadgenOptions& o) {
   {
     httplib::Client c(o.host, o.port);
     c.set_connection_timeout(2, 0);
+    if (!o.bearer_token.empty()) c.set_bearer_token_auth(o.bearer_token);
     auto res = c.Get("/v1/models");
     if (!res) return Unavailable(fmt::format("cannot reach http://{}:{}/v1/models", o.host, o.port));
+    if (res->status == 401) {
+      return PermissionDenied(fmt::format("http://{}:{} refused the request (401): it needs the "
+                                          "server's secret (--secret-file)", o.host, o.port));
+    }
     auto j = nlohmann::json::parse(res->body, nullptr, false);
     bool found = false;
     if (j.is_object() && j.contains("models")) {
@@ -157,6 +162,7 @@ Result<LoadgenResult> RunLoadgen(const LoadgenOptions& o) {
   Clock::time_point start;
   auto worker = [&] {
     httplib::Client c(o.host, o.port);
+    if (!o.bearer_token.empty()) c.set_bearer_token_auth(o.bearer_token);
     c.set_keep_alive(true);
     c.set_tcp_nodelay(true);
     c.set_connection_timeout(2, 0);

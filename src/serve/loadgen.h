@@ -32,6 +32,7 @@ struct LoadgenOptions {
   bool poisson = true;         // exponential inter-arrivals, else evenly spaced
   double timeout_s = 10;
   uint64_t seed = 1;
+  std::string bearer_token;    // sent as `Authorization: Bearer ...` when not empty
 };
 
 struct LoadWindow {

@@ -21,6 +21,7 @@
 
 #include "common/fs.h"
 #include "common/log.h"
+#include "net/auth.h"
 #include "serve/api.h"
 #include "serve/predictor.h"
 
@@ -100,6 +101,7 @@ struct Server::Impl {
   bool stopped = false;
   std::atomic<size_t> inflight{0};
   std::atomic<uint64_t> rr{0};
+  std::atomic<uint64_t> unauthorized{0};  // requests refused for a missing or wrong secret
 
   mutable std::mutex metrics_mu;  // guards stats, window_*
   std::map<std::string, ModelStats> stats;
@@ -517,12 +519,11 @@ Status Server::Start() {
   if (o.replicas < 1) return InvalidArgument("--replicas must be at least 1");
   if (!(o.slo_p99_ms > 0)) return InvalidArgument("--slo-p99-ms must be positive");
   if (o.model_paths.empty()) return InvalidArgument("no --model given");
-  if (o.host != "127.0.0.1" && o.host != "localhost" && o.host != "::1") {
-    // DESIGN.md: nothing listens beyond loopback without a shared secret, and the predict API
-    // has no authentication yet.
+  if (!net::IsLoopback(o.host) && o.secret.empty()) {
+    // DESIGN.md: nothing listens beyond loopback unless asked, and then only with a secret.
     return InvalidArgument("--listen " + o.host +
-                           ": the server listens on loopback only (127.0.0.1, localhost, ::1) "
-                           "until request authentication exists; put a proxy in front");
+                           ": listening beyond loopback (127.0.0.0/8, localhost, ::1) needs "
+                           "--secret-file; clients then send `Authorization: Bearer SECRET`");
   }
   if (o.replica_bin.empty()) {
     std::error_code ec;
@@ -605,6 +606,29 @@ Status Server::Start() {
 
   httplib::Server& h = m.http;
   ConfigureHttpServer(h, o.threads, o.max_body_bytes);
+  if (!o.secret.empty()) {
+    // Before routing, so that an unauthenticated request learns nothing, not even whether a
+    // model exists. /healthz stays open for liveness probes; it tells only whether replicas are
+    // up. The token travels in clear: beyond a trusted network, put TLS in front.
+    h.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (req.method == "GET" && req.path == "/healthz") {
+        return httplib::Server::HandlerResponse::Unhandled;
+      }
+      const std::string auth = req.get_header_value("Authorization");
+      constexpr std::string_view kBearer = "Bearer ";
+      if (auth.starts_with(kBearer) &&
+          net::SecretMatches(impl_->o.secret, std::string_view(auth).substr(kBearer.size()))) {
+        return httplib::Server::HandlerResponse::Unhandled;
+      }
+      res.status = 401;
+      res.set_header("WWW-Authenticate", "Bearer realm=\"overcast\"");
+      res.set_content(JsonError(401, auth.empty() ? "missing Authorization: Bearer token"
+                                                  : "wrong bearer token"),
+                      "application/json");
+      impl_->unauthorized.fetch_add(1, std::memory_order_relaxed);
+      return httplib::Server::HandlerResponse::Handled;
+    });
+  }
   h.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
     int up = 0;
     for (auto& s : impl_->slots) up += s->up ? 1 : 0;
@@ -729,6 +753,10 @@ std::string Server::Metrics() const {
     for (auto& [name, ms] : m.stats)
       for (auto& [code, n] : ms.codes)
         fmt::format_to(out, "overcast_serve_requests_total{{model=\"{}\",code=\"{}\"}} {}\n", name, code, n);
+    s += "# HELP overcast_serve_unauthorized_total Requests refused for a missing or wrong "
+         "bearer token (--secret-file).\n"
+         "# TYPE overcast_serve_unauthorized_total counter\n";
+    fmt::format_to(out, "overcast_serve_unauthorized_total {}\n", m.unauthorized.load());
     s += "# HELP overcast_serve_request_duration_seconds Front-end latency of predict requests.\n"
          "# TYPE overcast_serve_request_duration_seconds histogram\n";
     for (auto& [name, ms] : m.stats) {

@@ -51,6 +51,9 @@ struct ServeOptions {
   double replica_idle_close_s = 2;
   size_t replica_warm_connections = 2;
   std::string replica_bin;       // default: /proc/self/exe
+  // A shared secret ("" = none): every request but GET /healthz must then carry
+  // `Authorization: Bearer SECRET` (else 401). Required to listen beyond loopback.
+  std::string secret;
 };
 
 struct ServerTotals {

@@ -169,6 +169,75 @@ TEST_F(ServerTest, PicksTheFastestVariantMeetingMinAccuracy) {
   EXPECT_GE(measured, 2);
 }
 
+TEST_F(ServerTest, BeyondLoopbackOnlyWithASecretAndEveryRequestMustCarryIt) {
+  // No secret: listening on every address is refused before anything starts.
+  ServeOptions open = Options();
+  open.host = "0.0.0.0";
+  {
+    Server s(open);
+    Status st = s.Start();
+    EXPECT_EQ(st.code(), Code::kInvalidArgument);
+    EXPECT_NE(st.message().find("--secret-file"), std::string::npos) << st.message();
+  }
+  ServeOptions o = Options();
+  o.host = "0.0.0.0";
+  o.secret = "s3cret-token";
+  StartServer(o);
+  auto c = Client();  // 127.0.0.1 reaches the wildcard listener
+  const std::string body = R"({"instances":[{"ids":[1,2]}]})";
+  auto h = c.Get("/healthz");  // liveness probes need no token
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  auto r = c.Post("/v1/models/ctr:predict", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_NE(ErrorMessage(r).find("missing"), std::string::npos);
+  EXPECT_EQ(r->get_header_value("WWW-Authenticate").rfind("Bearer", 0), 0u);
+  // An unknown model answers 401 too, not 404: nothing is revealed without the token.
+  r = c.Post("/v1/models/nosuch:predict", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  for (const std::string path : {"/metrics", "/v1/models"}) {
+    r = c.Get(path);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 401) << path;
+  }
+  c.set_bearer_token_auth("s3cret-tokeN");
+  r = c.Post("/v1/models/ctr:predict", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_NE(ErrorMessage(r).find("wrong"), std::string::npos);
+  c.set_bearer_token_auth("s3cret-token-and-more");
+  r = c.Post("/v1/models/ctr:predict", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+
+  c.set_bearer_token_auth("s3cret-token");
+  r = c.Post("/v1/models/ctr:predict", body, "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(nlohmann::json::parse(r->body)["predictions"].size(), 1u);
+  auto m = c.Get("/metrics");
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->status, 200);
+  EXPECT_NE(m->body.find("overcast_serve_unauthorized_total 6\n"), std::string::npos) << m->body;
+
+  // The load generator sends the token; without it, it stops with a clear error.
+  LoadgenOptions lo;
+  lo.port = server_->port();
+  lo.model = "ctr";
+  lo.rates = {50};
+  lo.connections = 2;
+  auto refused = RunLoadgen(lo);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Code::kPermissionDenied);
+  lo.bearer_token = "s3cret-token";
+  auto run = RunLoadgen(lo);
+  ASSERT_TRUE(run.ok()) << run.status().message();
+  EXPECT_GT(run->ok, 0u);
+  EXPECT_EQ(run->ok, run->sent);
+}
+
 TEST_F(ServerTest, LoadgenCountsEveryArrivalPerWindow) {
   StartServer(Options());
   LoadgenOptions lg;

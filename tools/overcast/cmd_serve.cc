@@ -45,6 +45,7 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     auto o = std::make_shared<serve::ServeOptions>();
     auto models = std::make_shared<std::vector<std::string>>();
     auto listen = std::make_shared<std::string>("127.0.0.1:8080");
+    auto secret_file = std::make_shared<std::string>();
     auto captain_target = std::make_shared<double>(0.05);
     auto* c = app.add_subcommand(
         "serve",
@@ -65,6 +66,10 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--listen", *listen, "HOST:PORT to listen on (port 0 = any free port)")
         ->capture_default_str();
     c->add_option("--port-file", o->port_file, "Write the bound port here once listening");
+    c->add_option("--secret-file", *secret_file,
+                  "File holding a shared secret: every request but GET /healthz must then send "
+                  "`Authorization: Bearer SECRET` (else 401). Needed to listen beyond loopback; "
+                  "the token travels in clear, so put TLS in front beyond a trusted network");
     c->add_option("--replicas", o->replicas, "Replica processes")->capture_default_str();
     c->add_option("--slo-p99-ms", o->slo_p99_ms, "Latency objective: p99 in milliseconds")
         ->capture_default_str();
@@ -136,9 +141,12 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
         ->capture_default_str();
     c->add_option("--max-body-bytes", o->max_body_bytes, "Larger request bodies get 413")
         ->capture_default_str();
-    c->callback([&ctx, o, models, listen, captain_target] {
+    c->callback([&ctx, o, models, listen, secret_file, captain_target] {
       ctx.exit_code = Finish([&]() -> Status {
         OC_RETURN_IF_ERROR(SplitHostPort(*listen, &o->host, &o->port));
+        if (!secret_file->empty()) {
+          OC_ASSIGN_OR_RETURN(o->secret, net::ReadSecretFile(*secret_file));
+        }
         o->model_paths = SplitList(*models);
         o->captain.target = *captain_target;
         BlockTermSignals();
@@ -189,6 +197,7 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     auto trace = std::make_shared<std::string>();
     auto pattern = std::make_shared<std::string>("constant");
     auto rate = std::make_shared<double>(100), peak = std::make_shared<double>(400);
+    auto secret_file = std::make_shared<std::string>();
     auto seconds = std::make_shared<int>(10);
     auto uniform = std::make_shared<bool>(false), json = std::make_shared<bool>(false);
     auto* c = app.add_subcommand(
@@ -211,11 +220,16 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--rows", o->rows_per_request, "Rows per request")->capture_default_str();
     c->add_option("--nnz", o->nnz, "Features per row")->capture_default_str();
     c->add_option("--seed", o->seed, "Random seed")->capture_default_str();
+    c->add_option("--secret-file", *secret_file,
+                  "The server's shared secret, sent as `Authorization: Bearer ...`");
     c->add_flag("--uniform", *uniform, "Evenly spaced arrivals instead of Poisson");
     c->add_flag("--json", *json, "End with one JSON line of results");
-    c->callback([&ctx, o, target, trace, pattern, rate, peak, seconds, uniform, json] {
+    c->callback([&ctx, o, target, trace, pattern, rate, peak, seconds, uniform, json, secret_file] {
       ctx.exit_code = Finish([&]() -> Status {
         OC_RETURN_IF_ERROR(SplitHostPort(*target, &o->host, &o->port));
+        if (!secret_file->empty()) {
+          OC_ASSIGN_OR_RETURN(o->bearer_token, net::ReadSecretFile(*secret_file));
+        }
         if (!trace->empty()) {
           OC_ASSIGN_OR_RETURN(o->rates, serve::ReadTraceCsv(*trace));
         } else {
