@@ -262,6 +262,27 @@ struct Server::Impl {
     }
   }
 
+  // With a secret, a request must carry `Authorization: Bearer SECRET`; otherwise this answers
+  // 401 and returns false. Checked first in each handler but /healthz (left open for liveness
+  // probes), so an unknown model answers 401 too, not 404. The token travels in clear: beyond a
+  // trusted network, put TLS in front.
+  bool Authorized(const httplib::Request& req, httplib::Response& res) {
+    if (o.secret.empty()) return true;
+    const std::string auth = req.get_header_value("Authorization");
+    constexpr std::string_view kBearer = "Bearer ";
+    if (auth.starts_with(kBearer) &&
+        net::SecretMatches(o.secret, std::string_view(auth).substr(kBearer.size()))) {
+      return true;
+    }
+    res.status = 401;
+    res.set_header("WWW-Authenticate", "Bearer realm=\"overcast\"");
+    res.set_content(JsonError(401, auth.empty() ? "missing Authorization: Bearer token"
+                                                : "wrong bearer token"),
+                    "application/json");
+    unauthorized.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+
   // Closes the slot's pooled connections idle for longer than o.replica_idle_close_s, keeping
   // the o.replica_warm_connections most recently used. An open keep-alive connection costs its
   // replica a thread that wakes about 90 times a second (cpp-httplib's keep-alive loop polls
@@ -606,29 +627,6 @@ Status Server::Start() {
 
   httplib::Server& h = m.http;
   ConfigureHttpServer(h, o.threads, o.max_body_bytes);
-  if (!o.secret.empty()) {
-    // Before routing, so that an unauthenticated request learns nothing, not even whether a
-    // model exists. /healthz stays open for liveness probes; it tells only whether replicas are
-    // up. The token travels in clear: beyond a trusted network, put TLS in front.
-    h.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-      if (req.method == "GET" && req.path == "/healthz") {
-        return httplib::Server::HandlerResponse::Unhandled;
-      }
-      const std::string auth = req.get_header_value("Authorization");
-      constexpr std::string_view kBearer = "Bearer ";
-      if (auth.starts_with(kBearer) &&
-          net::SecretMatches(impl_->o.secret, std::string_view(auth).substr(kBearer.size()))) {
-        return httplib::Server::HandlerResponse::Unhandled;
-      }
-      res.status = 401;
-      res.set_header("WWW-Authenticate", "Bearer realm=\"overcast\"");
-      res.set_content(JsonError(401, auth.empty() ? "missing Authorization: Bearer token"
-                                                  : "wrong bearer token"),
-                      "application/json");
-      impl_->unauthorized.fetch_add(1, std::memory_order_relaxed);
-      return httplib::Server::HandlerResponse::Handled;
-    });
-  }
   h.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
     int up = 0;
     for (auto& s : impl_->slots) up += s->up ? 1 : 0;
@@ -637,10 +635,12 @@ Status Server::Start() {
                                 up > 0 ? "ok" : "unavailable", up, impl_->slots.size()),
                     "application/json");
   });
-  h.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+  h.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!impl_->Authorized(req, res)) return;
     res.set_content(Metrics(), "text/plain; version=0.0.4");
   });
-  h.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+  h.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!impl_->Authorized(req, res)) return;
     std::string s = "{\"models\":[";
     bool first = true;
     for (auto& [name, info] : impl_->models) {
@@ -659,6 +659,7 @@ Status Server::Start() {
   });
   h.Post(R"(/v1/models/([^/]+):predict)", [this](const httplib::Request& req,
                                                  httplib::Response& res) {
+    if (!impl_->Authorized(req, res)) return;
     impl_->HandlePredict(req, res);
   });
   m.bound_port = BindHttpServer(h, o.host, o.port);

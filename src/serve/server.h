@@ -51,7 +51,7 @@ struct ServeOptions {
   double replica_idle_close_s = 2;
   size_t replica_warm_connections = 2;
   std::string replica_bin;       // default: /proc/self/exe
-  // A shared secret ("" = none): every request but GET /healthz must then carry
+  // A shared secret ("" = none): every endpoint but GET /healthz then needs
   // `Authorization: Bearer SECRET` (else 401). Required to listen beyond loopback.
   std::string secret;
 };

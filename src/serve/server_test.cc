@@ -1,5 +1,8 @@
 // The server with real replica processes: bad input, overload, and a replica killed under load.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -212,6 +215,47 @@ TEST_F(ServerTest, BeyondLoopbackOnlyWithASecretAndEveryRequestMustCarryIt) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 401);
 
+  // A refused POST leaves its keep-alive connection usable: its body is consumed, not parsed as
+  // the next request.
+  {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(server_->port()));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    auto send_all = [fd](const std::string& m) {
+      return ::send(fd, m.data(), m.size(), 0) == static_cast<ssize_t>(m.size());
+    };
+    const std::string post = "POST /v1/models/ctr:predict HTTP/1.1\r\nHost: x\r\n"
+                             "Content-Type: application/json\r\nContent-Length: " +
+                             std::to_string(body.size()) + "\r\n\r\n" + body;
+    ASSERT_TRUE(send_all(post));
+    std::string got;
+    char buf[4096];
+    // The whole 401: its headers, then Content-Length bytes of body.
+    for (;;) {
+      const size_t end = got.find("\r\n\r\n");
+      const size_t cl = got.find("Content-Length: ");
+      if (end != std::string::npos && cl != std::string::npos &&
+          got.size() >= end + 4 + std::stoul(got.substr(cl + 16))) {
+        break;
+      }
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      ASSERT_GT(n, 0) << got;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    EXPECT_EQ(got.rfind("HTTP/1.1 401", 0), 0u) << got;
+    ASSERT_TRUE(send_all("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    std::string second;
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+      second.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    EXPECT_EQ(second.rfind("HTTP/1.1 200", 0), 0u) << second;
+    EXPECT_NE(second.find("replicas_up"), std::string::npos) << second;
+  }
+
   c.set_bearer_token_auth("s3cret-token");
   r = c.Post("/v1/models/ctr:predict", body, "application/json");
   ASSERT_TRUE(r);
@@ -220,7 +264,7 @@ TEST_F(ServerTest, BeyondLoopbackOnlyWithASecretAndEveryRequestMustCarryIt) {
   auto m = c.Get("/metrics");
   ASSERT_TRUE(m);
   ASSERT_EQ(m->status, 200);
-  EXPECT_NE(m->body.find("overcast_serve_unauthorized_total 6\n"), std::string::npos) << m->body;
+  EXPECT_NE(m->body.find("overcast_serve_unauthorized_total 7\n"), std::string::npos) << m->body;
 
   // The load generator sends the token; without it, it stops with a clear error.
   LoadgenOptions lo;
