@@ -137,6 +137,7 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
   if (o.replica_connections > 0) base.replica_connections = o.replica_connections;
   if (o.captain_margin_gain >= 0) base.captain.margin_gain = o.captain_margin_gain;
   if (o.captain_initial_margin >= 0) base.captain.initial_margin = o.captain_initial_margin;
+  base.captain.fast_up_repay = o.captain_fast_up_repay;
 
   std::vector<Run> runs;
   for (const auto& c : o.controllers) {

@@ -42,6 +42,7 @@ struct ServeBenchOptions {
   double tower_slo_guard = 0.5;     // TowerOptions::slo_guard of the autothrottle runs
   double captain_margin_gain = -1;  // CaptainOptions::margin_gain (-1: its default)
   double captain_initial_margin = -1;  // CaptainOptions::initial_margin (-1: its default)
+  bool captain_fast_up_repay = true;  // CaptainOptions::fast_up_repay
   int replica_connections = -1;     // ServeOptions::replica_connections (-1: its default)
   double cfs_burst = 1.0;           // ServeOptions::cfs_burst, the same for every run
   double tower_interval_s = 2;

@@ -60,10 +60,24 @@ double Captain::OnSample(const CpuSample& s) {
   const double sample_r = dp ? double(dth) / dp : 0.0;
   if (!rolled_back && o_.fast_up_ratio > 0 && dth > 0 &&
       sample_r >= std::max(o_.fast_up_ratio, trigger)) {
+    if (before_up_ < 0) before_up_ = limit_;
+    up_used_ = up_span_ = 0;
     limit_ = std::min(o_.max_cores, limit_ * (1.0 + (sample_r - trigger)));
     before_down_ = -1;
     fast_up_in_interval_ = true;
     ++scale_ups;
+  } else if (before_up_ > 0) {
+    // The burst a fast scale-up answered has passed once a sample goes unthrottled.
+    up_used_ += cores * dt;
+    up_span_ += dt;
+    if (o_.fast_up_repay && dth == 0) {
+      const double next = std::max(before_up_, up_used_ / up_span_ / o_.down_headroom);
+      if (next < limit_) {
+        limit_ = next;
+        ++scale_downs;
+      }
+      before_up_ = -1;
+    }
   }
 
   if (++since_decision_ < o_.decide_every) return limit_;
@@ -75,6 +89,7 @@ double Captain::OnSample(const CpuSample& s) {
   used_acc_ = throttled_s_acc_ = span_acc_ = 0;
   margin_ = std::max(0.0, margin_ + o_.margin_gain * (r - o_.target));
   const bool fast_upped = std::exchange(fast_up_in_interval_, false);
+  const double decided_from = limit_;
   if (r > trigger) {
     // A fast scale-up in this interval already answered its throttling.
     if (!fast_upped) {
@@ -130,6 +145,9 @@ double Captain::OnSample(const CpuSample& s) {
     }
   }
   limit_ = std::clamp(limit_, o_.min_cores, o_.max_cores);
+  // A decision that moved the limit takes over from an unrepaid fast scale-up; one that held it
+  // leaves the repayment to the next unthrottled sample.
+  if (limit_ != decided_from) before_up_ = -1;
   return limit_;
 }
 

@@ -67,6 +67,12 @@ struct CaptainOptions {
   // multiplicative step, instead of waiting for the end of the decision interval; a load ramp
   // otherwise queues up to a second of requests behind the old quota. 0 turns it off.
   double fast_up_ratio = 0.5;
+  // Beyond the paper: a fast scale-up answers a burst, and bursts pass within a sample or two.
+  // Once a later sample of the same interval is unthrottled, the limit goes back towards where it
+  // was before the scale-up: to the larger of that limit and the usage since the scale-up over
+  // down_headroom. Without this the burst's extra quota is held until the interval's decision,
+  // and then stepped down from a window that includes the burst.
+  bool fast_up_repay = true;
 };
 
 // Autothrottle's Captain (NSDI'24 section 4): holds a throttle-ratio target.
@@ -98,6 +104,9 @@ class Captain final : public QuotaController {
   uint64_t down_periods_ = 0, down_throttled_ = 0;
   int down_age_ = 0;
   bool fast_up_in_interval_ = false;
+  // Fast scale-up not yet repaid: the limit before it (-1: none), and usage since it.
+  double before_up_ = -1;
+  double up_used_ = 0, up_span_ = 0;
 };
 
 struct HpaOptions {

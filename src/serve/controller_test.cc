@@ -258,6 +258,56 @@ TEST(Captain, FastScaleUpWithinTheDecisionInterval) {
   EXPECT_DOUBLE_EQ(off.limit(), 0.5);
 }
 
+TEST(Captain, FastScaleUpIsRepaidOnceTheBurstPasses) {
+  CaptainOptions o;
+  o.initial_cores = 0.5;
+  o.target = 0.1;  // trigger 0.3
+  auto burst = [&](Captain& cap, CpuSample& s, double& t) {
+    Feed(cap, s, t, 12, 0.46);      // a decision holds 0.5 (0.46 is above 0.9 x 0.5)
+    Feed(cap, s, t, 1, 0.5, 8, 6);  // the burst: raised to 0.725
+  };
+  {
+    Captain cap(o);
+    CpuSample s;
+    double t = 0;
+    burst(cap, s, t);
+    const double before = 0.5, raised = cap.limit();
+    ASSERT_NEAR(raised, 0.5 * (1 + 0.75 - 0.3), 1e-9);
+    // Still throttled in the next sample: the burst has not passed, the limit stays raised.
+    Feed(cap, s, t, 1, 0.5, 8, 2);
+    EXPECT_DOUBLE_EQ(cap.limit(), raised);
+    // The first unthrottled sample: back to the larger of the old limit and the usage since the
+    // scale-up over the headroom (0.5 / 0.9).
+    Feed(cap, s, t, 1, 0.5);
+    EXPECT_NEAR(cap.limit(), std::max(before, 0.5 / 0.9), 1e-9);
+    EXPECT_LT(cap.limit(), raised);
+    EXPECT_EQ(cap.scale_downs, 1u);
+  }
+  {
+    // A load that really rose (0.7 cores since the scale-up, over 0.9: above the raised limit)
+    // keeps the raised limit.
+    Captain cap(o);
+    CpuSample s;
+    double t = 0;
+    burst(cap, s, t);
+    const double raised = cap.limit();
+    Feed(cap, s, t, 1, 0.7);
+    EXPECT_DOUBLE_EQ(cap.limit(), raised);
+    EXPECT_EQ(cap.scale_downs, 0u);
+  }
+  {
+    // Off: the raised limit is held until the interval's decision.
+    o.fast_up_repay = false;
+    Captain cap(o);
+    CpuSample s;
+    double t = 0;
+    burst(cap, s, t);
+    const double raised = cap.limit();
+    Feed(cap, s, t, 3, 0.4);
+    EXPECT_DOUBLE_EQ(cap.limit(), raised);
+  }
+}
+
 // A Captain that scales down from the mean (with or without the trend fit), no margin, so a
 // test sees the base alone.
 CaptainOptions MeanBaseOptions(double initial_cores, bool trend) {
@@ -278,6 +328,9 @@ TEST(Captain, TrendGuardKeepsAScaleDownAboveARisingLoad) {
   for (bool guard : {true, false}) {
     CaptainOptions o = MeanBaseOptions(1.0, guard);
     o.target = 0.1;  // trigger 0.3
+    // The decision's base alone: no repayment of the fast scale-ups before it (that has its own
+    // test, FastScaleUpIsRepaidOnceTheBurstPasses).
+    o.fast_up_repay = false;
     Captain cap(o);
     CpuSample s;
     double t = 0;

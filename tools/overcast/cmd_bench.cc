@@ -178,6 +178,10 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--captain-initial-margin", o->captain_initial_margin,
                   "Captains' starting margin, in stdevs of 100-ms usage (-1: serve's default)")
         ->capture_default_str();
+    c->add_option("--captain-fast-up-repay", o->captain_fast_up_repay,
+                  "Captains return towards the limit before a fast scale-up once a later sample "
+                  "goes unthrottled")
+        ->capture_default_str();
     c->add_option("--cfs-burst", o->cfs_burst,
                   "CFS burst of every run's replicas, as a fraction of the quota (0 = off)")
         ->check(CLI::Range(0.0, 1.0))

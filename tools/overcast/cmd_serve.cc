@@ -95,6 +95,17 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--captain-margin-gain", o->captain.margin_gain,
                   "Captain: margin step per unit of (throttle ratio - target) each second")
         ->capture_default_str();
+    c->add_option("--captain-fast-up-ratio", o->captain.fast_up_ratio,
+                  "Captain: a 100-ms sample with this share of its CFS periods throttled scales\n"
+                  "up at once, not at the end of the second (0: off)")
+        ->capture_default_str();
+    c->add_option("--captain-fast-up-repay", o->captain.fast_up_repay,
+                  "Captain: once a sample after a fast scale-up goes unthrottled, return towards\n"
+                  "the limit before it (the burst it answered has passed)")
+        ->capture_default_str();
+    c->add_option("--captain-down-headroom", o->captain.down_headroom,
+                  "Captain: scale down only when the new limit is at most this fraction of the old")
+        ->capture_default_str();
     c->add_option("--hpa-utilization", o->hpa.utilization_target,
                   "HPA: usage / limit to aim for")->capture_default_str();
     c->add_option("--hpa-interval-s", o->hpa.interval_s, "HPA: seconds between decisions")
