@@ -21,6 +21,7 @@
 
 #include "bench/child.h"
 #include "common/hash.h"
+#include "common/memory.h"
 #include "ps/client.h"
 
 namespace overcast::bench {
@@ -207,7 +208,10 @@ Result<double> LoopbackStreamMBps(double seconds, size_t dest_bytes, size_t recv
   std::atomic<bool> stop{false};
   std::thread rx([&] {
     int fd = ::accept(lfd, nullptr, nullptr);
-    std::vector<char> buf(std::max(dest_bytes, recv_bytes));
+    // Table-sized buffers get huge pages, as the pull's destination and the server's table do.
+    std::vector<char> buf;
+    ReserveLarge(buf, std::max(dest_bytes, recv_bytes));
+    buf.resize(std::max(dest_bytes, recv_bytes));
     size_t at = 0;
     Checksummer sum;
     for (;;) {
@@ -226,7 +230,9 @@ Result<double> LoopbackStreamMBps(double seconds, size_t dest_bytes, size_t recv
   }
   // 1 MiB writes, cycling through the source buffer.
   constexpr size_t kWrite = 1 << 20;
-  std::vector<char> buf(std::max(src_bytes, kWrite), 'x');
+  std::vector<char> buf;
+  ReserveLarge(buf, std::max(src_bytes, kWrite));
+  buf.assign(std::max(src_bytes, kWrite), 'x');
   size_t from = 0;
   auto send_next = [&] {
     if (from + kWrite > buf.size()) from = 0;
@@ -386,7 +392,9 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
     d.length = o.dense_mb * (1 << 20) / sizeof(float);
     d.optimizer.kind = ps::OptimizerKind::kAdd;
     OC_RETURN_IF_ERROR(admin->CreateTable(d));
-    std::vector<float> out(d.length);
+    std::vector<float> out;
+    ReserveLarge(out, d.length);
+    out.resize(d.length);
     OC_RETURN_IF_ERROR(admin->PullDense("dense", 0, d.length, out.data()).get());  // warm-up
     // The two are measured in alternating slices, so that a change in the machine's load
     // during the run (other processes) weighs on both alike instead of on one of them.
