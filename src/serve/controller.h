@@ -68,10 +68,11 @@ struct CaptainOptions {
   // otherwise queues up to a second of requests behind the old quota. 0 turns it off.
   double fast_up_ratio = 0.5;
   // Beyond the paper: a fast scale-up answers a burst, and bursts pass within a sample or two.
-  // Once a later sample of the same interval is unthrottled, the limit goes back towards where it
-  // was before the scale-up: to the larger of that limit and the usage since the scale-up over
-  // down_headroom. Without this the burst's extra quota is held until the interval's decision,
-  // and then stepped down from a window that includes the burst.
+  // Once a later sample is unthrottled, the limit goes back towards where it was before the
+  // scale-up: to the larger of that limit and the usage since the scale-up over down_headroom.
+  // A decision that moves the limit first cancels this; one that holds it does not. Without it
+  // the burst's extra quota is held until a decision steps it down from a window that includes
+  // the burst.
   bool fast_up_repay = true;
 };
 
