@@ -258,53 +258,51 @@ TEST(Captain, FastScaleUpWithinTheDecisionInterval) {
   EXPECT_DOUBLE_EQ(off.limit(), 0.5);
 }
 
+// A Captain held at 0.5 cores (0.46 used: above 0.9 x 0.5, so its decision holds), then one
+// sample with 6 of its 8 periods throttled: a fast scale-up to 0.5 x (1 + 0.75 - 0.3).
+struct AfterBurst {
+  Captain cap;
+  CpuSample s;
+  double t = 0;
+  double raised = 0;
+  explicit AfterBurst(CaptainOptions o) : cap(o) {
+    Feed(cap, s, t, 12, 0.46);
+    Feed(cap, s, t, 1, 0.5, 8, 6);
+    raised = cap.limit();
+  }
+};
+
 TEST(Captain, FastScaleUpIsRepaidOnceTheBurstPasses) {
   CaptainOptions o;
   o.initial_cores = 0.5;
   o.target = 0.1;  // trigger 0.3
-  auto burst = [&](Captain& cap, CpuSample& s, double& t) {
-    Feed(cap, s, t, 12, 0.46);      // a decision holds 0.5 (0.46 is above 0.9 x 0.5)
-    Feed(cap, s, t, 1, 0.5, 8, 6);  // the burst: raised to 0.725
-  };
   {
-    Captain cap(o);
-    CpuSample s;
-    double t = 0;
-    burst(cap, s, t);
-    const double before = 0.5, raised = cap.limit();
-    ASSERT_NEAR(raised, 0.5 * (1 + 0.75 - 0.3), 1e-9);
+    AfterBurst b(o);
+    ASSERT_NEAR(b.raised, 0.5 * (1 + 0.75 - 0.3), 1e-9);
     // Still throttled in the next sample: the burst has not passed, the limit stays raised.
-    Feed(cap, s, t, 1, 0.5, 8, 2);
-    EXPECT_DOUBLE_EQ(cap.limit(), raised);
+    Feed(b.cap, b.s, b.t, 1, 0.5, 8, 2);
+    EXPECT_DOUBLE_EQ(b.cap.limit(), b.raised);
     // The first unthrottled sample: back to the larger of the old limit and the usage since the
     // scale-up over the headroom (0.5 / 0.9).
-    Feed(cap, s, t, 1, 0.5);
-    EXPECT_NEAR(cap.limit(), std::max(before, 0.5 / 0.9), 1e-9);
-    EXPECT_LT(cap.limit(), raised);
-    EXPECT_EQ(cap.scale_downs, 1u);
+    Feed(b.cap, b.s, b.t, 1, 0.5);
+    EXPECT_NEAR(b.cap.limit(), std::max(0.5, 0.5 / 0.9), 1e-9);
+    EXPECT_LT(b.cap.limit(), b.raised);
+    EXPECT_EQ(b.cap.scale_downs, 1u);
   }
   {
     // A load that really rose (0.7 cores since the scale-up, over 0.9: above the raised limit)
     // keeps the raised limit.
-    Captain cap(o);
-    CpuSample s;
-    double t = 0;
-    burst(cap, s, t);
-    const double raised = cap.limit();
-    Feed(cap, s, t, 1, 0.7);
-    EXPECT_DOUBLE_EQ(cap.limit(), raised);
-    EXPECT_EQ(cap.scale_downs, 0u);
+    AfterBurst b(o);
+    Feed(b.cap, b.s, b.t, 1, 0.7);
+    EXPECT_DOUBLE_EQ(b.cap.limit(), b.raised);
+    EXPECT_EQ(b.cap.scale_downs, 0u);
   }
   {
     // Off: the raised limit is held until the interval's decision.
     o.fast_up_repay = false;
-    Captain cap(o);
-    CpuSample s;
-    double t = 0;
-    burst(cap, s, t);
-    const double raised = cap.limit();
-    Feed(cap, s, t, 3, 0.4);
-    EXPECT_DOUBLE_EQ(cap.limit(), raised);
+    AfterBurst b(o);
+    Feed(b.cap, b.s, b.t, 3, 0.4);
+    EXPECT_DOUBLE_EQ(b.cap.limit(), b.raised);
   }
 }
 
