@@ -98,6 +98,7 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--captain-fast-up-ratio", o->captain.fast_up_ratio,
                   "Captain: a 100-ms sample with this share of its CFS periods throttled scales\n"
                   "up at once, not at the end of the second (0: off)")
+        ->check(CLI::Range(0.0, 1.0))
         ->capture_default_str();
     c->add_option("--captain-fast-up-repay", o->captain.fast_up_repay,
                   "Captain: once a sample after a fast scale-up goes unthrottled, return towards\n"
@@ -105,6 +106,7 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
         ->capture_default_str();
     c->add_option("--captain-down-headroom", o->captain.down_headroom,
                   "Captain: scale down only when the new limit is at most this fraction of the old")
+        ->check(CLI::Range(0.01, 1.0))
         ->capture_default_str();
     c->add_option("--hpa-utilization", o->hpa.utilization_target,
                   "HPA: usage / limit to aim for")->capture_default_str();
