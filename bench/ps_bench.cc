@@ -210,8 +210,7 @@ Result<double> LoopbackStreamMBps(double seconds, size_t dest_bytes, size_t recv
     int fd = ::accept(lfd, nullptr, nullptr);
     // Table-sized buffers get huge pages, as the pull's destination and the server's table do.
     std::vector<char> buf;
-    ReserveLarge(buf, std::max(dest_bytes, recv_bytes));
-    buf.resize(std::max(dest_bytes, recv_bytes));
+    ResizeForOverwrite(buf, std::max(dest_bytes, recv_bytes));
     size_t at = 0;
     Checksummer sum;
     for (;;) {
@@ -393,8 +392,7 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
     d.optimizer.kind = ps::OptimizerKind::kAdd;
     OC_RETURN_IF_ERROR(admin->CreateTable(d));
     std::vector<float> out;
-    ReserveLarge(out, d.length);
-    out.resize(d.length);
+    ResizeForOverwrite(out, d.length);
     OC_RETURN_IF_ERROR(admin->PullDense("dense", 0, d.length, out.data()).get());  // warm-up
     // The two are measured in alternating slices, so that a change in the machine's load
     // during the run (other processes) weighs on both alike instead of on one of them.

@@ -24,8 +24,7 @@ Status Shard::CreateTable(const TableSpec& spec, bool owns_dense) {
     size_t n = spec.end - spec.begin;
     // A large dense part is read whole by every pull (the kernel copies it into the socket) and
     // written whole by every push: huge pages spare those passes a TLB miss per 4 KiB.
-    ReserveLarge(t.weights, n);
-    t.weights.resize(n);
+    ResizeForOverwrite(t.weights, n);
     for (size_t i = 0; i < n; ++i) t.weights[i] = InitialValue(spec.init, spec.begin + i, 0);
     ReserveLarge(t.state, StateFloats(spec.optimizer.kind, n));
     t.state.assign(StateFloats(spec.optimizer.kind, n), 0.0f);
@@ -272,16 +271,14 @@ Status Shard::Load(
       OC_RETURN_IF_ERROR(r->Get(&n));
       if (n != spec.end - spec.begin) return Corruption("dense part length mismatch");
       OC_RETURN_IF_ERROR(r->GetView(n, 4, &p));
-      ReserveLarge(t.weights, n);
-      t.weights.resize(n);
+      ResizeForOverwrite(t.weights, n);
       std::memcpy(t.weights.data(), p, n * 4);
       OC_RETURN_IF_ERROR(r->Get(&n));
       if (n != StateFloats(spec.optimizer.kind, t.weights.size())) {
         return Corruption("dense state length mismatch");
       }
       OC_RETURN_IF_ERROR(r->GetView(n, 4, &p));
-      ReserveLarge(t.state, n);
-      t.state.resize(n);
+      ResizeForOverwrite(t.state, n);
       std::memcpy(t.state.data(), p, n * 4);
       OC_RETURN_IF_ERROR(dense_part(spec, t));
     }

@@ -60,7 +60,7 @@ double Captain::OnSample(const CpuSample& s) {
   const double sample_r = dp ? double(dth) / dp : 0.0;
   if (!rolled_back && o_.fast_up_ratio > 0 && dth > 0 &&
       sample_r >= std::max(o_.fast_up_ratio, trigger)) {
-    if (before_up_ < 0) before_up_ = limit_;
+    if (o_.fast_up_repay && before_up_ < 0) before_up_ = limit_;
     up_used_ = up_span_ = 0;
     limit_ = std::min(o_.max_cores, limit_ * (1.0 + (sample_r - trigger)));
     before_down_ = -1;
@@ -70,7 +70,7 @@ double Captain::OnSample(const CpuSample& s) {
     // The burst a fast scale-up answered has passed once a sample goes unthrottled.
     up_used_ += cores * dt;
     up_span_ += dt;
-    if (o_.fast_up_repay && dth == 0) {
+    if (dth == 0) {
       const double next = std::max(before_up_, up_used_ / up_span_ / o_.down_headroom);
       if (next < limit_) {
         limit_ = next;
