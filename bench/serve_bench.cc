@@ -131,6 +131,7 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
   base.initial_cores = 1.0;
   base.tower_interval_s = o.tower_interval_s;
   base.cfs_burst = o.cfs_burst;
+  base.cfs_period_max_us = o.cfs_period_max_us;
   base.captain.from_peak = o.captain_from_peak;
   base.tower.probe_up = o.tower_probe_up;
   base.tower.slo_guard = o.tower_slo_guard;

@@ -44,6 +44,7 @@ struct ServeBenchOptions {
   double captain_initial_margin = -1;  // CaptainOptions::initial_margin (-1: its default)
   bool captain_fast_up_repay = true;  // CaptainOptions::fast_up_repay
   int replica_connections = -1;     // ServeOptions::replica_connections (-1: its default)
+  int cfs_period_max_us = -1;       // ServeOptions::cfs_period_max_us, the same for every run
   double cfs_burst = 1.0;           // ServeOptions::cfs_burst, the same for every run
   double tower_interval_s = 2;
   int tower_passes = 1;  // untimed-for-the-bar replays that train the Tower before the warm run

@@ -99,16 +99,24 @@ class BurstWriter {
 class CgroupV1 final : public CpuCgroup {
  public:
   CgroupV1(std::string cpu, std::string acct, int period)
-      : cpu_(std::move(cpu)), acct_(std::move(acct)), period_(period) {}
+      : cpu_(std::move(cpu)), acct_(std::move(acct)), period_(period), max_period_(period),
+        written_period_(period) {}
   Status Init() {
     return WriteSmall(cpu_ + "/cpu.cfs_period_us", std::to_string(period_));
   }
   Status SetLimit(double cores) override {
-    const long quota = std::max(1000L, std::lround(cores * period_));
-    return burst_.Apply(cpu_ + "/cpu.cfs_burst_us", quota, [&](long q) {
-      return WriteSmall(cpu_ + "/cpu.cfs_quota_us", std::to_string(q));
+    const CfsQuota q = QuotaFor(cores, period_, max_period_);
+    return burst_.Apply(cpu_ + "/cpu.cfs_burst_us", q.quota_us, [&](long quota) {
+      // Every quota is at least the kernel's 1 ms, so the period may go first either way.
+      if (q.period_us != written_period_) {
+        OC_RETURN_IF_ERROR(WriteSmall(cpu_ + "/cpu.cfs_period_us", std::to_string(q.period_us)));
+        written_period_ = static_cast<int>(q.period_us);
+      }
+      return WriteSmall(cpu_ + "/cpu.cfs_quota_us", std::to_string(quota));
     });
   }
+  int period_us() const override { return written_period_; }
+  void set_max_period(int us) override { max_period_ = us; }
   void set_burst_fraction(double f) override { burst_.set_fraction(f); }
   Result<CpuStat> Read() override {
     CpuStat st;
@@ -131,19 +139,25 @@ class CgroupV1 final : public CpuCgroup {
 
  private:
   std::string cpu_, acct_;
-  int period_;
+  int period_, max_period_, written_period_;
   BurstWriter burst_;
 };
 
 class CgroupV2 final : public CpuCgroup {
  public:
-  CgroupV2(std::string dir, int period) : dir_(std::move(dir)), period_(period) {}
+  CgroupV2(std::string dir, int period)
+      : dir_(std::move(dir)), period_(period), max_period_(period), written_period_(period) {}
   Status SetLimit(double cores) override {
-    const long quota = std::max(1000L, std::lround(cores * period_));
-    return burst_.Apply(dir_ + "/cpu.max.burst", quota, [&](long q) {
-      return WriteSmall(dir_ + "/cpu.max", std::to_string(q) + " " + std::to_string(period_));
+    const CfsQuota q = QuotaFor(cores, period_, max_period_);
+    return burst_.Apply(dir_ + "/cpu.max.burst", q.quota_us, [&](long quota) {
+      OC_RETURN_IF_ERROR(WriteSmall(dir_ + "/cpu.max", std::to_string(quota) + " " +
+                                                           std::to_string(q.period_us)));
+      written_period_ = static_cast<int>(q.period_us);
+      return Status::Ok();
     });
   }
+  int period_us() const override { return written_period_; }
+  void set_max_period(int us) override { max_period_ = us; }
   void set_burst_fraction(double f) override { burst_.set_fraction(f); }
   Result<CpuStat> Read() override {
     CpuStat st;
@@ -159,7 +173,7 @@ class CgroupV2 final : public CpuCgroup {
 
  private:
   std::string dir_;
-  int period_;
+  int period_, max_period_, written_period_;
   BurstWriter burst_;
 };
 
@@ -216,6 +230,15 @@ std::string V2Root() {
 }
 
 }  // namespace
+
+CfsQuota QuotaFor(double cores, int period_us, int max_period_us) {
+  long period = period_us;
+  if (max_period_us > period_us && cores * period_us < kMinQuotaUs) {
+    const double stretched = std::ceil(kMinQuotaUs / std::max(cores, 1e-9));
+    period = std::min<long>(max_period_us, static_cast<long>(stretched));
+  }
+  return {std::max(kMinQuotaUs, std::lround(cores * period)), period};
+}
 
 Result<std::unique_ptr<CpuCgroup>> OpenCgroupV1(const std::string& cpu_dir,
                                                 const std::string& cpuacct_dir, int period_us,

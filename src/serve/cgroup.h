@@ -28,11 +28,29 @@ inline uint64_t CounterDelta(uint64_t now, uint64_t before) {
   return now >= before ? now - before : 0;
 }
 
+// The kernel's smallest CFS quota, in microseconds per period.
+inline constexpr long kMinQuotaUs = 1000;
+
+// The CFS quota and period that give `cores`: `period_us`, unless the quota would fall below
+// the kernel's 1 ms; then the period stretches, up to `max_period_us`, so that 1 ms a period is
+// `cores` (a quota still never goes below 1 ms: at the longest period, 1 ms / max_period_us is
+// the floor). A longer period lets a throttled group wait longer for its next quota, which is
+// why it is kept for limits that need it.
+struct CfsQuota {
+  long quota_us, period_us;
+};
+CfsQuota QuotaFor(double cores, int period_us, int max_period_us);
+
 // One replica's CPU group. Called from the server's control thread only.
 class CpuCgroup {
  public:
   virtual ~CpuCgroup() = default;
-  virtual Status SetLimit(double cores) = 0;  // quota = cores x period
+  virtual Status SetLimit(double cores) = 0;  // see QuotaFor
+  // The CFS period the last SetLimit wrote (0 for the kind that enforces nothing).
+  virtual int period_us() const { return 0; }
+  // Limits under 1 ms per period may stretch the period up to this (QuotaFor); at most the
+  // base period (the default) keeps it fixed. Applied by every later SetLimit.
+  virtual void set_max_period(int) {}
   virtual Result<CpuStat> Read() = 0;
   virtual Status AddProcess(pid_t pid) = 0;
   // The files a child writes its own pid into before exec (none for the /proc-only kind).

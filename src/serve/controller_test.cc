@@ -580,6 +580,82 @@ TEST(CgroupBurstReal, FollowsTheQuotaDownAndUp) {
   EXPECT_FALSE(fs::exists(dir));
 }
 
+// Below 1 ms of quota per base period the period stretches, up to its longest, so that 1 ms is
+// the limit; above, the base period holds. The longest period sets the floor.
+TEST(CfsQuota, StretchesThePeriodOnlyForLimitsUnderOneMillisecondAPeriod) {
+  auto q = QuotaFor(0.2, 12500, 25000);
+  EXPECT_EQ(q.quota_us, 2500);
+  EXPECT_EQ(q.period_us, 12500);
+  q = QuotaFor(0.08, 12500, 25000);  // exactly 1 ms a base period
+  EXPECT_EQ(q.quota_us, 1000);
+  EXPECT_EQ(q.period_us, 12500);
+  q = QuotaFor(0.05, 12500, 25000);
+  EXPECT_EQ(q.quota_us, 1000);
+  EXPECT_EQ(q.period_us, 20000);
+  q = QuotaFor(0.01, 12500, 25000);  // under the floor: 1 ms over the longest period
+  EXPECT_EQ(q.quota_us, 1000);
+  EXPECT_EQ(q.period_us, 25000);
+  q = QuotaFor(0.05, 12500, 12500);  // no stretching: the kernel's 1 ms over the base period
+  EXPECT_EQ(q.quota_us, 1000);
+  EXPECT_EQ(q.period_us, 12500);
+  q = QuotaFor(1.5, 12500, 25000);
+  EXPECT_EQ(q.quota_us, 18750);
+  EXPECT_EQ(q.period_us, 12500);
+}
+
+// In a file tree: the stretched period is written with its quota (v1: cpu.cfs_period_us, v2:
+// cpu.max's second field), and a limit above the floor brings the base period back.
+TEST(CfsQuota, CgroupWritesTheStretchedPeriodAndReturnsToTheBase) {
+  for (bool v2 : {false, true}) {
+    SimulatedCgroup sim(SimDir(v2 ? "stretch2" : "stretch1"), v2);
+    auto cg = v2 ? OpenCgroupV2(sim.dir(), 12500, false)
+                 : OpenCgroupV1(sim.dir(), sim.dir(), 12500, false);
+    ASSERT_TRUE(cg.ok()) << cg.status().message();
+    (*cg)->set_max_period(25000);
+    auto files = [&] {
+      if (v2) return Slurp(sim.dir() + "/cpu.max");
+      return Slurp(sim.dir() + "/cpu.cfs_quota_us") + " " + Slurp(sim.dir() + "/cpu.cfs_period_us");
+    };
+    ASSERT_TRUE((*cg)->SetLimit(0.05).ok());
+    EXPECT_EQ(files(), "1000 20000") << (v2 ? "v2" : "v1");
+    EXPECT_EQ((*cg)->period_us(), 20000);
+    EXPECT_NEAR(sim.Quota(), 0.05, 1e-9);
+    ASSERT_TRUE((*cg)->SetLimit(0.3).ok());
+    EXPECT_EQ(files(), "3750 12500") << (v2 ? "v2" : "v1");
+    EXPECT_EQ((*cg)->period_us(), 12500);
+    ASSERT_TRUE((*cg)->SetLimit(0.001).ok());
+    EXPECT_EQ(files(), "1000 25000") << (v2 ? "v2" : "v1");
+  }
+}
+
+// The kernel accepts every write of a stretched period beside its quota and burst, going down
+// into the stretched range and back up, and enforces what was asked.
+TEST(CfsQuotaReal, TheKernelTakesTheStretchedPeriods) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to create CPU cgroups";
+  if (::access("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", W_OK) != 0) {
+    GTEST_SKIP() << "no writable cgroup v1 cpu controller at /sys/fs/cgroup/cpu";
+  }
+  const std::string name = "test-stretch-" + std::to_string(::getpid());
+  auto cg = CreateReplicaCgroup("v1", name, 12500);
+  ASSERT_TRUE(cg.ok()) << cg.status().message();
+  (*cg)->set_burst_fraction(1.0);
+  (*cg)->set_max_period(25000);
+  const std::string dir = "/sys/fs/cgroup/cpu/overcast/" + name;
+  const bool has_burst = fs::exists(dir + "/cpu.cfs_burst_us");
+  for (double cores : {0.3, 0.05, 0.02, 0.06, 0.4, 0.045, 0.08}) {
+    ASSERT_TRUE((*cg)->SetLimit(cores).ok()) << cores << " cores";
+    const CfsQuota want = QuotaFor(cores, 12500, 25000);
+    EXPECT_EQ(std::stol(Slurp(dir + "/cpu.cfs_quota_us")), want.quota_us) << cores;
+    EXPECT_EQ(std::stol(Slurp(dir + "/cpu.cfs_period_us")), want.period_us) << cores;
+    if (has_burst) {
+      EXPECT_EQ(std::stol(Slurp(dir + "/cpu.cfs_burst_us")), want.quota_us) << cores;
+    }
+  }
+  cg->reset();
+  RemoveReplicaCgroup("v1", name);
+  EXPECT_FALSE(fs::exists(dir));
+}
+
 // A synthetic landscape: allocation falls as the throttle target rises, and each load level
 // has a highest target that still meets the SLO (lower under more load).
 double LandscapeCost(size_t bucket, size_t action, std::mt19937_64& rng) {

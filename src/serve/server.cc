@@ -560,8 +560,21 @@ Status Server::Start() {
   if (o.cfs_period_us < 1000 || o.cfs_period_us > 1000000) {
     return InvalidArgument("--cfs-period-us must be within 1000..1000000");
   }
-  // The kernel's smallest quota is 1 ms per period: no limit can go below that.
-  o.captain.min_cores = std::max(o.captain.min_cores, 1000.0 / o.cfs_period_us);
+  // By default a small limit may wait up to twice the base period, and never longer than the
+  // SLO, for its next quota.
+  if (o.cfs_period_max_us < 0) {
+    o.cfs_period_max_us = std::max(
+        o.cfs_period_us, static_cast<int>(std::min(o.slo_p99_ms * 1000.0, 2.0 * o.cfs_period_us)));
+  }
+  if (o.cfs_period_max_us < o.cfs_period_us || o.cfs_period_max_us > 1000000) {
+    return InvalidArgument(fmt::format("--cfs-period-max-us must be within the CFS period ({} us) "
+                                       "and 1000000",
+                                       o.cfs_period_us));
+  }
+  // The kernel's smallest quota is 1 ms per period: no limit can go below 1 ms over the
+  // longest period.
+  o.captain.min_cores =
+      std::max(o.captain.min_cores, double(kMinQuotaUs) / o.cfs_period_max_us);
   if (o.max_wait_us < 0) o.max_wait_us = static_cast<int>(std::min(1000.0, o.slo_p99_ms * 50));
   if (o.max_wait_us * 1e-3 >= o.slo_p99_ms) {
     return InvalidArgument(fmt::format("--max-wait-us {} would eat the whole SLO of {} ms",
@@ -609,6 +622,7 @@ Status Server::Start() {
     s->cg_name = tag + "-r" + std::to_string(i);
     OC_ASSIGN_OR_RETURN(s->cg, CreateReplicaCgroup(o.cgroup, s->cg_name, o.cfs_period_us));
     s->cg->set_burst_fraction(o.cfs_burst);
+    s->cg->set_max_period(o.cfs_period_max_us);
     if (o.controller == "static") {
       s->ctl = std::make_unique<StaticController>(o.static_cores);
     } else if (o.controller == "hpa") {
@@ -674,9 +688,10 @@ Status Server::Start() {
     OC_RETURN_IF_ERROR(WriteFileAtomic(o.port_file, std::to_string(m.bound_port)));
   }
   spdlog::info("serving {} model(s) on http://{}:{} with {} replica(s), controller {}, SLO p99 {} ms, "
-               "batch <= {} rows, wait <= {} us, CFS period {} us, burst {} x quota",
+               "batch <= {} rows, wait <= {} us, CFS period {} us (up to {} us under 1 ms of "
+               "quota), burst {} x quota",
                m.models.size(), o.host, m.bound_port, o.replicas, o.controller, o.slo_p99_ms,
-               o.max_batch_rows, o.max_wait_us, o.cfs_period_us, o.cfs_burst);
+               o.max_batch_rows, o.max_wait_us, o.cfs_period_us, o.cfs_period_max_us, o.cfs_burst);
   return Status::Ok();
 }
 
@@ -793,6 +808,8 @@ std::string Server::Metrics() const {
     const auto& r = *sp;
     const std::string lb = fmt::format("replica=\"{}\",controller=\"{}\"", r.index, r.ctl->name());
     fmt::format_to(out, "overcast_serve_replica_cpu_limit_cores{{{}}} {}\n", lb, r.limit.load());
+    // The quota's period: the base, or longer for a limit under 1 ms a base period (QuotaFor).
+    fmt::format_to(out, "overcast_serve_replica_cfs_period_us{{{}}} {}\n", lb, r.cg->period_us());
     fmt::format_to(out, "overcast_serve_replica_up{{{}}} {}\n", lb, r.up ? 1 : 0);
     fmt::format_to(out, "overcast_serve_replica_restarts{{{}}} {}\n", lb, r.restarts.load());
     {

@@ -36,6 +36,11 @@ struct ServeOptions {
   // period, so a period longer than the SLO turns any throttling into an SLO miss. -1: half the
   // SLO, within [10 ms, 100 ms] (Autothrottle's fixed 100 ms suits SLOs of hundreds of ms).
   int cfs_period_us = -1;
+  // Longest CFS period: a limit below the kernel's 1 ms of quota per cfs_period_us stretches
+  // its period up to this (see QuotaFor), so the floor of every controller is 1 ms over this
+  // rather than over the base period. -1: twice the base period, at most the SLO, at least
+  // the base period (with the default base period: the SLO, within [10 ms, 200 ms]).
+  int cfs_period_max_us = -1;
   // CFS burst per replica as a fraction of its quota (CpuCgroup::set_burst_fraction), for every
   // controller alike: 0 turns it off, 1 (the kernel's cap) lets a replica spend one period's
   // unused quota in a later period.

@@ -172,6 +172,16 @@ TEST_F(ServerTest, PicksTheFastestVariantMeetingMinAccuracy) {
   EXPECT_GE(measured, 2);
 }
 
+TEST_F(ServerTest, RefusesALongestCfsPeriodBelowTheBasePeriod) {
+  ServeOptions o = Options();
+  o.cfs_period_us = 20000;
+  o.cfs_period_max_us = 10000;
+  Server s(o);
+  Status st = s.Start();
+  EXPECT_EQ(st.code(), Code::kInvalidArgument);
+  EXPECT_NE(st.message().find("--cfs-period-max-us"), std::string::npos) << st.message();
+}
+
 TEST_F(ServerTest, BeyondLoopbackOnlyWithASecretAndEveryRequestMustCarryIt) {
   // No secret: listening on every address is refused before anything starts.
   ServeOptions open = Options();

@@ -182,6 +182,9 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
                   "Captains return towards the limit before a fast scale-up once a later sample "
                   "goes unthrottled")
         ->capture_default_str();
+    c->add_option("--cfs-period-max-us", o->cfs_period_max_us,
+                  "Longest CFS period of every run's replicas (-1: serve's default)")
+        ->capture_default_str();
     c->add_option("--cfs-burst", o->cfs_burst,
                   "CFS burst of every run's replicas, as a fraction of the quota (0 = off)")
         ->check(CLI::Range(0.0, 1.0))

@@ -134,6 +134,11 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--cfs-period-us", o->cfs_period_us,
                   "CFS period of the replicas' quota (-1: SLO/2 within 10-100 ms)")
         ->capture_default_str();
+    c->add_option("--cfs-period-max-us", o->cfs_period_max_us,
+                  "Longest CFS period: a limit under 1 ms of quota per period stretches its\n"
+                  "period up to this, lowering every controller's floor to 1 ms over it (-1: twice\n"
+                  "the CFS period, at most the SLO; the CFS period itself turns stretching off)")
+        ->capture_default_str();
     c->add_option("--cfs-burst", o->cfs_burst,
                   "CFS burst as a fraction of the quota (0-1): unused quota a replica may spend in\n"
                   "a later period, so a burst of requests is not held until the next period")
