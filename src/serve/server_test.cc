@@ -129,6 +129,7 @@ TEST_F(ServerTest, AnswersAndRefusesBadInputWithJsonErrors) {
   EXPECT_NE(m->body.find("overcast_serve_requests_total{model=\"ctr\",code=\"400\"} 2"), std::string::npos)
       << m->body;
   EXPECT_NE(m->body.find("overcast_serve_replica_cpu_limit_cores{replica=\"1\""), std::string::npos);
+  EXPECT_NE(m->body.find("overcast_serve_replica_cfs_period_us{replica=\"1\""), std::string::npos);
   EXPECT_NE(m->body.find("overcast_serve_request_duration_seconds_bucket"), std::string::npos);
 }
 

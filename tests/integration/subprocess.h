@@ -6,7 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -21,10 +24,34 @@ inline std::string OvercastBin() {
   return b ? b : "overcast";
 }
 
+// Every TempPath of this test program: removed at its end when every test passed, kept (and
+// named) when one failed, for its logs.
+class TempPaths : public ::testing::Environment {
+ public:
+  static std::vector<std::string>& List() {
+    static std::vector<std::string> paths;
+    return paths;
+  }
+  void TearDown() override {
+    const bool passed = ::testing::UnitTest::GetInstance()->Passed();
+    for (const auto& p : List()) {
+      if (passed) {
+        std::error_code ec;
+        std::filesystem::remove_all(p, ec);
+      } else if (std::filesystem::exists(p)) {
+        std::fprintf(stderr, "kept for its logs: %s\n", p.c_str());
+      }
+    }
+  }
+};
+inline const bool kTempPathsRegistered =
+    (::testing::AddGlobalTestEnvironment(new TempPaths), true);
+
 inline std::string TempPath(const std::string& name) {
   auto p = std::filesystem::temp_directory_path() /
            ("overcast-it-" + name + "-" + std::to_string(::getpid()));
   std::filesystem::remove_all(p);
+  TempPaths::List().push_back(p.string());
   return p.string();
 }
 
