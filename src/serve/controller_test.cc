@@ -629,7 +629,7 @@ TEST(CfsQuota, CgroupWritesTheStretchedPeriodAndReturnsToTheBase) {
 }
 
 // The kernel accepts every write of a stretched period beside its quota and burst, going down
-// into the stretched range and back up, and enforces what was asked.
+// into the stretched range and back up, and its files then hold what was asked.
 TEST(CfsQuotaReal, TheKernelTakesTheStretchedPeriods) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to create CPU cgroups";
   if (::access("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", W_OK) != 0) {
