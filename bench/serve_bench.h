@@ -40,6 +40,8 @@ struct ServeBenchOptions {
   bool captain_from_peak = false;
   bool tower_probe_up = false;      // TowerOptions::probe_up of the autothrottle runs
   double tower_slo_guard = 0.5;     // TowerOptions::slo_guard of the autothrottle runs
+  double tower_initial_target = -1; // TowerOptions::initial_target (-1: its default)
+  bool tower_rate_scaled_cost = false;  // TowerOptions::rate_scaled_cost
   double captain_margin_gain = -1;  // CaptainOptions::margin_gain (-1: its default)
   double captain_initial_margin = -1;  // CaptainOptions::initial_margin (-1: its default)
   bool captain_fast_up_repay = true;  // CaptainOptions::fast_up_repay

@@ -185,11 +185,28 @@ double HpaController::OnSample(const CpuSample& s) {
   return limit_;
 }
 
+double CaptainDescentSeconds(const CaptainOptions& o, double sample_interval_s) {
+  if (!(o.initial_cores > o.min_cores && o.min_cores > 0 && o.max_down_step > 0 &&
+        o.max_down_step < 1)) {
+    return 0;
+  }
+  const double steps =
+      std::ceil(std::log(o.min_cores / o.initial_cores) / std::log(o.max_down_step) - 1e-9);
+  return steps * o.decide_every * sample_interval_s;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tower
 
 Tower::Tower(TowerOptions o)
-    : o_(std::move(o)), cells_(o_.rate_buckets * o_.targets.size()), rng_(o_.seed) {}
+    : o_(std::move(o)), cells_(o_.rate_buckets * o_.targets.size()), rng_(o_.seed) {
+  for (size_t a = 1; a < o_.targets.size(); ++a) {
+    if (std::abs(o_.targets[a] - o_.initial_target) <
+        std::abs(o_.targets[initial_] - o_.initial_target)) {
+      initial_ = a;
+    }
+  }
+}
 
 size_t Tower::Bucket(double rate) const {
   if (!(rate >= o_.rate_base)) return 0;
@@ -197,10 +214,35 @@ size_t Tower::Bucket(double rate) const {
   return std::min<size_t>(static_cast<size_t>(b), o_.rate_buckets - 1);
 }
 
+double Tower::AtBucketRate(double alloc_fraction, double rate) const {
+  const size_t b = Bucket(rate);
+  if (!o_.rate_scaled_cost || b == 0 || !(rate > 0)) return alloc_fraction;
+  const double middle = o_.rate_base * std::exp2(static_cast<double>(b) - 0.5);
+  return alloc_fraction * std::clamp(middle / rate, 0.5, 2.0);
+}
+
 double Tower::Estimate(size_t bucket, size_t action) const {
   const size_t A = o_.targets.size();
   const Cell& c = cells_[bucket * A + action];
   if (c.n > 0) return c.cost;
+  const double e = Prior(bucket, action);
+  // While every target tried here missed the SLO or came close to it (cost >= 1: the guard's
+  // term), the one just below the lowest tried is the next to try: a lower target never needs
+  // less CPU, so it is the way back to headroom.
+  size_t lowest = A;
+  double best = 0;
+  for (size_t a = A; a-- > 0;) {
+    const Cell& o = cells_[bucket * A + a];
+    if (o.n == 0) continue;
+    best = lowest == A ? o.cost : std::min(best, o.cost);
+    lowest = a;
+  }
+  if (lowest < A && action + 1 == lowest && best >= 1.0) return std::min(e, best - 1e-6);
+  return e;
+}
+
+double Tower::Prior(size_t bucket, size_t action) const {
+  const size_t A = o_.targets.size();
   if (o_.probe_up && action > 0) {
     // The next target above the highest one tried here, when that one met the SLO.
     const Cell& below = cells_[bucket * A + action - 1];
@@ -223,13 +265,15 @@ double Tower::Estimate(size_t bucket, size_t action) const {
       if (o.n > 0) return o.cost;
     }
   }
-  // Never seen anywhere: worse than the best seen in this bucket, so only exploration tries it.
+  // Never seen anywhere: worse than the best seen in this bucket, so only exploration tries it;
+  // in a bucket with nothing seen, the initial target first, then the nearer to it the better.
   double best = -1;
   for (size_t a = 0; a < A; ++a) {
     const Cell& o = cells_[bucket * A + a];
     if (o.n > 0 && (best < 0 || o.cost < best)) best = o.cost;
   }
-  return best < 0 ? 1.0 : best + 1.0;
+  const double from_initial = std::abs(double(action) - double(initial_)) * 1e-3;
+  return (best < 0 ? 1.0 : best + 1.0) + from_initial;
 }
 
 size_t Tower::Greedy(size_t bucket) const {

@@ -76,6 +76,11 @@ struct CaptainOptions {
   bool fast_up_repay = true;
 };
 
+// Seconds a Captain sampled every `sample_interval_s` may take to come down from
+// initial_cores to min_cores, at most max_down_step a decision: the start-up descent, whose
+// allocation says nothing of the throttle target (the Tower learns nothing from it).
+double CaptainDescentSeconds(const CaptainOptions& o, double sample_interval_s);
+
 // Autothrottle's Captain (NSDI'24 section 4): holds a throttle-ratio target.
 class Captain final : public QuotaController {
  public:
@@ -168,6 +173,20 @@ struct TowerOptions {
   // the SLO misses it now and then, and a cost that sees only misses learns that late. 1 turns
   // it off (the paper's cost).
   double slo_guard = 0.5;
+  // Where a rate bucket with nothing learned (and no neighbour to borrow from) starts: the
+  // nearest of `targets` to this. Beyond the paper: starting at the most conservative target
+  // left the climb to exploration alone, and on `bench serve` one cold pass of the trace (20
+  // decisions) often never got above 0.04, after which the warm table held 0-0.04 at 1.4x the
+  // replicas' usage (src/serve/README.md). A start that misses the SLO, or comes close enough
+  // that the guard's term lifts its cost to 1 or more, is left downwards (see Tower).
+  double initial_target = 0.10;
+  // Beyond the paper: the allocation in the cost is scaled to the middle rate of its bucket
+  // (allocation x middle / rate; see Tower::AtBucketRate). A bucket spans 2x in load and the
+  // allocation follows the load, so without it a target tried while the load was falling looks
+  // cheaper than one tried while it rose, whatever either costs. Off by default: on `bench
+  // serve` the warm Tower then climbed to 0.15-0.20 and met the SLO in 0.925 of windows in one
+  // of two runs (src/serve/README.md).
+  bool rate_scaled_cost = false;
 };
 
 // Autothrottle's Tower: a contextual bandit over throttle targets. Context: the request rate
@@ -176,8 +195,11 @@ struct TowerOptions {
 // (above every feasible allocation). Greedy on per-cell running estimates; an unseen cell is,
 // with probe_up, optimistic when it is the next target above the bucket's highest feasible one;
 // else it borrows from the nearest seen bucket of that action, else from the bucket's best seen
-// action plus one (so it is tried only by exploration); with probability `explore` a
-// neighbouring target is tried. Not thread-safe.
+// action plus one (so it is tried only by exploration), or, in a bucket with nothing seen,
+// prefers `initial_target`. While every target tried in a bucket costs 1 or more (missed the
+// SLO, or came close to it), the untried one just below the lowest tried is estimated under
+// them (a lower target never needs less CPU, so it is the way back to headroom). With
+// probability `explore` a neighbouring target is tried. Not thread-safe.
 class Tower {
  public:
   explicit Tower(TowerOptions o);
@@ -189,6 +211,9 @@ class Tower {
   // Feeds back what the action chosen for `rate` cost.
   void Observe(double rate, size_t action, double cost);
   static double Cost(double alloc_fraction, double p99_ms, double slo_ms, double slo_guard = 1.0);
+  // `alloc_fraction` measured at `rate`, scaled to the middle (geometric) rate of rate's bucket
+  // when rate_scaled_cost is on; the scale stays within [1/2, 2] and bucket 0 is left alone.
+  double AtBucketRate(double alloc_fraction, double rate) const;
   size_t Bucket(double rate) const;
   double Estimate(size_t bucket, size_t action) const;
   size_t Greedy(size_t bucket) const;
@@ -201,7 +226,9 @@ class Tower {
     double cost = 0;
     uint64_t n = 0;
   };
+  double Prior(size_t bucket, size_t action) const;  // Estimate of an unseen cell, before the miss rule
   TowerOptions o_;
+  size_t initial_ = 0;       // index of the target nearest o_.initial_target
   std::vector<Cell> cells_;  // rate_buckets x targets
   std::mt19937_64 rng_;
   uint64_t decisions_ = 0, explorations_ = 0;

@@ -717,6 +717,76 @@ TEST(Tower, ProbingUpSettlesFasterThanExplorationAlone) {
   EXPECT_TRUE(without < 0 || without > 2 * with) << "with " << with << ", without " << without;
 }
 
+// A bucket with nothing learned starts at the initial target; when that misses the SLO, the
+// target below it is tried next, and so on down to the first that meets it, which greedy then
+// holds. Starting at the bottom, greedy holds the bottom and only exploration climbs.
+TEST(Tower, StartsAtTheInitialTargetAndStepsDownPastMisses) {
+  TowerOptions o;
+  o.explore = 0;
+  o.initial_target = 0.11;  // nearest: 0.10, index 4
+  Tower tower(o);
+  EXPECT_EQ(tower.Choose(100), 4u);
+  EXPECT_EQ(tower.Choose(0), 4u);
+  std::vector<size_t> tried;
+  for (int i = 0; i < 6; ++i) {
+    const size_t a = tower.Choose(100);
+    tried.push_back(a);
+    tower.Observe(100, a, Tower::Cost(0.5 - 0.05 * a, a <= 1 ? 10 : 30, 20));  // 0.02 fits
+  }
+  EXPECT_EQ(tried, (std::vector<size_t>{4, 3, 2, 1, 1, 1}));
+  // A neighbouring bucket borrows what this one learned.
+  EXPECT_EQ(tower.Choose(200), 1u);
+
+  o.initial_target = 0;
+  Tower bottom(o);
+  for (int i = 0; i < 5; ++i) {
+    const size_t a = bottom.Choose(100);
+    EXPECT_EQ(a, 0u);
+    bottom.Observe(100, a, Tower::Cost(0.5 - 0.05 * a, a <= 1 ? 10 : 30, 20));
+  }
+}
+
+// Allocation follows the load, and a bucket spans 2x of it. Target 0.06 costs 10% less CPU
+// than 0.10 at any rate, but 0.10 is only ever seen while the load falls through the bottom of
+// the bucket and 0.06 while it sits at the top: unscaled, 0.10 looks cheaper; scaled to the
+// bucket's middle rate, the cheaper target wins.
+TEST(Tower, RateScaledCostComparesTargetsAtOneLoad) {
+  auto pick = [](bool scaled) {
+    TowerOptions o;
+    o.rate_scaled_cost = scaled;
+    Tower tower(o);
+    const size_t t06 = 3, t10 = 4;
+    for (int i = 0; i < 10; ++i) {
+      for (auto [a, rate] : {std::pair{t06, 300.0}, std::pair{t10, 170.0}}) {
+        const double alloc = (a == t06 ? 0.9 : 1.0) * 0.001 * rate;  // per core-second
+        tower.Observe(rate, a, Tower::Cost(tower.AtBucketRate(alloc, rate), 5, 25, 0.5));
+      }
+    }
+    EXPECT_EQ(tower.Bucket(300), tower.Bucket(170));
+    return tower.Greedy(tower.Bucket(200));
+  };
+  EXPECT_EQ(pick(false), 4u);
+  EXPECT_EQ(pick(true), 3u);
+  TowerOptions o;
+  Tower tower(o);
+  EXPECT_DOUBLE_EQ(tower.AtBucketRate(0.2, 5), 0.2);  // bucket 0 is left alone
+  EXPECT_NEAR(tower.AtBucketRate(0.2, 10 * std::exp2(4.5)), 0.2, 1e-12);  // the middle
+  EXPECT_NEAR(tower.AtBucketRate(0.2, 160), 0.2 * std::sqrt(2.0), 1e-12);  // bucket's bottom
+}
+
+// From 1 core to the 0.04-core floor at half a step, one step a second: 1, .5, .25, .125,
+// .0625, then the floor: 5 s, in which the Tower learns nothing.
+TEST(Tower, StartUpDescentLastsUntilTheCaptainsCanReachTheirFloor) {
+  CaptainOptions c;
+  c.initial_cores = 1.0;
+  c.min_cores = 0.04;
+  EXPECT_DOUBLE_EQ(CaptainDescentSeconds(c, 0.1), 5.0);
+  c.min_cores = 0.0625;
+  EXPECT_DOUBLE_EQ(CaptainDescentSeconds(c, 0.1), 4.0);
+  c.initial_cores = 0.03;  // already below the floor: nothing to wait for
+  EXPECT_DOUBLE_EQ(CaptainDescentSeconds(c, 0.1), 0.0);
+}
+
 TEST(Tower, StateSurvivesRestart) {
   const std::string path = SimDir("tower") + "/tower.json";
   TowerOptions o;

@@ -307,6 +307,11 @@ struct Server::Impl {
     double last = next;
     double tower_start = next;
     double tower_alloc = 0;
+    // The Captains start every replica at --initial-cores and come down from there at most by
+    // max_down_step a decision; an interval that begins before that descent can have reached
+    // the floor is charged for the start-up, not for its target, so the Tower does not learn
+    // from it (it still chooses).
+    const double learn_from = next + CaptainDescentSeconds(o.captain, o.sample_interval_s);
     while (!stopping) {
       next += o.sample_interval_s;
       std::this_thread::sleep_until(Clock::time_point(std::chrono::duration_cast<Clock::duration>(
@@ -357,15 +362,17 @@ struct Server::Impl {
         tower_rate = n / span;
         tower_p99_ms = Percentile(lat, 0.99);
         const double max_alloc = slots.size() * o.captain.max_cores * span;
-        tower_cost = Tower::Cost(tower_alloc / max_alloc, tower_p99_ms, o.slo_p99_ms,
-                                 o.tower.slo_guard);
-        tower->Observe(tower_rate, tower_action, tower_cost);
+        tower_cost = Tower::Cost(tower->AtBucketRate(tower_alloc / max_alloc, tower_rate),
+                                 tower_p99_ms, o.slo_p99_ms, o.tower.slo_guard);
+        const bool learn = tower_start >= learn_from;
+        if (learn) tower->Observe(tower_rate, tower_action, tower_cost);
         tower_action = tower->Choose(tower_rate);
         for (auto& sp : slots) sp->ctl->set_target(tower->options().targets[tower_action]);
         Status sv = tower->Save();
         if (!sv.ok()) spdlog::warn("tower state: {}", sv.message());
-        spdlog::info("tower: rate {:.1f}/s p99 {:.2f} ms cost {:.3f} -> target {:.2f}", tower_rate,
-                     tower_p99_ms, tower_cost, tower->options().targets[tower_action]);
+        spdlog::info("tower: rate {:.1f}/s p99 {:.2f} ms cost {:.3f}{} -> target {:.2f}", tower_rate,
+                     tower_p99_ms, tower_cost, learn ? "" : " (start-up, not learned)",
+                     tower->options().targets[tower_action]);
         tower_start = t;
         tower_alloc = 0;
       }

@@ -167,6 +167,14 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
                   "Connections the front end may hold to each replica (-1: serve's default)")
         ->check(CLI::Range(-1, 1024))
         ->capture_default_str();
+    c->add_option("--tower-initial-target", o->tower_initial_target,
+                  "The Tower's starting throttle target for a load level it has not learned "
+                  "(-1: serve's default)")
+        ->check(CLI::Range(-1.0, 1.0))
+        ->capture_default_str();
+    c->add_option("--tower-rate-scaled-cost", o->tower_rate_scaled_cost,
+                  "The Tower scales an interval's allocation to the middle rate of its load level")
+        ->capture_default_str();
     c->add_option("--tower-slo-guard", o->tower_slo_guard,
                   "The Tower's near-miss cost starts at this fraction of the SLO (1: off)")
         ->check(CLI::Range(0.0, 1.0))

@@ -123,6 +123,15 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--tower-probe-up", o->tower.probe_up,
                   "Tower: try the next higher (cheaper) target while the highest tried meets the SLO")
         ->capture_default_str();
+    c->add_option("--tower-initial-target", o->tower.initial_target,
+                  "Tower: throttle target a load level with nothing learned starts at (the\n"
+                  "nearest of its targets); one that misses or nears the SLO is left downwards")
+        ->check(CLI::Range(0.0, 1.0))
+        ->capture_default_str();
+    c->add_option("--tower-rate-scaled-cost", o->tower.rate_scaled_cost,
+                  "Tower: scale an interval's allocation to the middle rate of its load level\n"
+                  "before comparing targets (false: the allocation as it was)")
+        ->capture_default_str();
     c->add_option("--tower-slo-guard", o->tower.slo_guard,
                   "Tower: intervals whose p99 is above this fraction of the SLO cost more, up to "
                   "allocation + 1 at the SLO (1: only misses cost more)")
