@@ -768,6 +768,8 @@ TEST(Tower, RateScaledCostComparesTargetsAtOneLoad) {
   EXPECT_EQ(pick(false), 4u);
   EXPECT_EQ(pick(true), 3u);
   TowerOptions o;
+  EXPECT_DOUBLE_EQ(Tower(o).AtBucketRate(0.2, 160), 0.2);  // off by default
+  o.rate_scaled_cost = true;
   Tower tower(o);
   EXPECT_DOUBLE_EQ(tower.AtBucketRate(0.2, 5), 0.2);  // bucket 0 is left alone
   EXPECT_NEAR(tower.AtBucketRate(0.2, 10 * std::exp2(4.5)), 0.2, 1e-12);  // the middle
