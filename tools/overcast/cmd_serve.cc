@@ -130,7 +130,7 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
         ->capture_default_str();
     c->add_option("--tower-rate-scaled-cost", o->tower.rate_scaled_cost,
                   "Tower: scale an interval's allocation to the middle rate of its load level\n"
-                  "before comparing targets (false: the allocation as it was)")
+                  "before comparing targets (off: the allocation as measured)")
         ->capture_default_str();
     c->add_option("--tower-slo-guard", o->tower.slo_guard,
                   "Tower: intervals whose p99 is above this fraction of the SLO cost more, up to "
