@@ -230,15 +230,21 @@ double Tower::Estimate(size_t bucket, size_t action) const {
   // term), the one just below the lowest tried is the next to try: a lower target never needs
   // less CPU, so it is the way back to headroom.
   size_t lowest = A;
-  double best = 0;
+  const double best = BestSeen(bucket, &lowest);
+  if (lowest < A && action + 1 == lowest && best >= 1.0) return std::min(e, best - 1e-6);
+  return e;
+}
+
+double Tower::BestSeen(size_t bucket, size_t* lowest) const {
+  const size_t A = o_.targets.size();
+  double best = -1;
   for (size_t a = A; a-- > 0;) {
     const Cell& o = cells_[bucket * A + a];
     if (o.n == 0) continue;
-    best = lowest == A ? o.cost : std::min(best, o.cost);
-    lowest = a;
+    if (best < 0 || o.cost < best) best = o.cost;
+    if (lowest) *lowest = a;
   }
-  if (lowest < A && action + 1 == lowest && best >= 1.0) return std::min(e, best - 1e-6);
-  return e;
+  return best;
 }
 
 double Tower::Prior(size_t bucket, size_t action) const {
@@ -248,14 +254,7 @@ double Tower::Prior(size_t bucket, size_t action) const {
     const Cell& below = cells_[bucket * A + action - 1];
     bool higher_seen = false;
     for (size_t a = action + 1; a < A; ++a) higher_seen |= cells_[bucket * A + a].n > 0;
-    if (below.n > 0 && below.cost < 2.0 && !higher_seen) {
-      double best = below.cost;
-      for (size_t a = 0; a < A; ++a) {
-        const Cell& o = cells_[bucket * A + a];
-        if (o.n > 0) best = std::min(best, o.cost);
-      }
-      return best - 1e-6;
-    }
+    if (below.n > 0 && below.cost < 2.0 && !higher_seen) return BestSeen(bucket) - 1e-6;
   }
   // Nearest seen bucket for this action.
   for (size_t d = 1; d < static_cast<size_t>(o_.rate_buckets); ++d) {
@@ -267,11 +266,7 @@ double Tower::Prior(size_t bucket, size_t action) const {
   }
   // Never seen anywhere: worse than the best seen in this bucket, so only exploration tries it;
   // in a bucket with nothing seen, the initial target first, then the nearer to it the better.
-  double best = -1;
-  for (size_t a = 0; a < A; ++a) {
-    const Cell& o = cells_[bucket * A + a];
-    if (o.n > 0 && (best < 0 || o.cost < best)) best = o.cost;
-  }
+  const double best = BestSeen(bucket);
   const double from_initial = std::abs(double(action) - double(initial_)) * 1e-3;
   return (best < 0 ? 1.0 : best + 1.0) + from_initial;
 }

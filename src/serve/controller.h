@@ -227,6 +227,8 @@ class Tower {
     uint64_t n = 0;
   };
   double Prior(size_t bucket, size_t action) const;  // Estimate of an unseen cell, before the miss rule
+  // The lowest cost seen in `bucket` (-1: none), and in *lowest the lowest target tried there.
+  double BestSeen(size_t bucket, size_t* lowest = nullptr) const;
   TowerOptions o_;
   size_t initial_ = 0;       // index of the target nearest o_.initial_target
   std::vector<Cell> cells_;  // rate_buckets x targets
