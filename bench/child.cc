@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -50,6 +51,19 @@ Result<int> Child::Wait() {
   }
   pid_ = -1;
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+ScratchDir::ScratchDir(const std::string& name)
+    : path_((std::filesystem::temp_directory_path() /
+             ("overcast-" + name + "-" + std::to_string(::getpid())))
+                .string()) {
+  std::filesystem::create_directories(path_);
+}
+
+ScratchDir::~ScratchDir() {
+  if (keep_) return;
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
 }
 
 Result<int> FreeLoopbackPort() {

@@ -28,6 +28,24 @@ class Child {
   pid_t pid_ = -1;
 };
 
+// A benchmark's scratch directory, $TMPDIR/overcast-NAME-PID, created at once and removed with
+// everything in it on every way out of the benchmark, unless Keep() was called (a log that an
+// error message points to).
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& name);
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  void Keep() { keep_ = true; }
+
+ private:
+  std::string path_;
+  bool keep_ = false;
+};
+
 // A TCP port on 127.0.0.1 that was free a moment ago.
 Result<int> FreeLoopbackPort();
 // Waits until 127.0.0.1:port accepts connections.

@@ -97,15 +97,8 @@ Status RunLoadgenCheck(const LoadgenCheckOptions& o, nlohmann::json* result) {
   }
   std::string bin = o.overcast;
   if (bin == "/proc/self/exe") bin = fs::read_symlink("/proc/self/exe").string();
-  const fs::path dir = fs::temp_directory_path() / fmt::format("overcast-loadgen-check-{}", ::getpid());
-  fs::create_directories(dir);
-  struct Cleanup {
-    fs::path d;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove_all(d, ec);
-    }
-  } cleanup{dir};
+  const ScratchDir scratch("loadgen-check");
+  const fs::path dir = scratch.path();
 
   // One body, the shape loadgen sends, for wrk to repeat.
   const std::string model = (dir / "ctr.model").string();

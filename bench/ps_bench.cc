@@ -12,7 +12,6 @@
 #include <chrono>
 #include <cstdio>
 #include <deque>
-#include <filesystem>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -266,10 +265,8 @@ void Say(bool on, const std::string& s) {
 
 Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
   nlohmann::json figures = nlohmann::json::object(), ratios = nlohmann::json::object();
-  std::string dir = (std::filesystem::temp_directory_path() /
-                     ("overcast-bench-ps-" + std::to_string(::getpid())))
-                        .string();
-  std::filesystem::create_directories(dir);
+  ScratchDir scratch("bench-ps");  // before the children: they are killed before it goes
+  const std::string& dir = scratch.path();
 
   // The parameter server, as its own process.
   OC_ASSIGN_OR_RETURN(int ps_port, FreeLoopbackPort());
@@ -316,7 +313,10 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
                                     "127.0.0.1", "--save", "", "--appendonly", "no"},
                                    dir + "/redis.log"));
     Status up = WaitForPort(redis_port, 10);
-    if (!up.ok()) return Unavailable("redis-server did not start (see " + dir + "/redis.log)");
+    if (!up.ok()) {
+      scratch.Keep();
+      return Unavailable("redis-server did not start (see " + dir + "/redis.log)");
+    }
     // Fill the same universe so MGET finds every key.
     redisContext* c = redisConnect("127.0.0.1", redis_port);
     if (!c || c->err) return Unavailable("cannot connect to redis");
@@ -535,7 +535,6 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
   }
   admin.reset();
   ps.Kill();
-  std::filesystem::remove_all(dir);
   (*result) = {{"bench", "ps"}, {"figures", figures}, {"ratios", ratios}};
   (*result)["figures"]["redis_ran"] = have_redis;
   return Status::Ok();

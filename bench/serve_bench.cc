@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "bench/child.h"
 #include "serve/loadgen.h"
 #include "serve/predictor.h"
 #include "serve/server.h"
@@ -116,8 +117,8 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
   }
   std::string bin = o.overcast;
   if (bin == "/proc/self/exe") bin = fs::read_symlink("/proc/self/exe").string();
-  const fs::path dir = fs::temp_directory_path() / fmt::format("overcast-serve-bench-{}", ::getpid());
-  fs::create_directories(dir);
+  const ScratchDir scratch("serve-bench");
+  const fs::path dir = scratch.path();
   const std::string model = (dir / "ctr.model").string();
   OC_RETURN_IF_ERROR(serve::WriteRandomLinearModel(model, "ctr", serve::Task::kBinary, o.features, 2, o.seed));
 
@@ -289,8 +290,6 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
   }
   *result = {{"bench", "serve"}, {"figures", figures}, {"ratios", ratios}, {"per_window", per_window},
              {"per_window_cpu", per_window_cpu}};
-  std::error_code ec;
-  fs::remove_all(dir, ec);
   return Status::Ok();
 }
 

@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "bench/child.h"
+
 namespace overcast::bench {
 namespace {
 
@@ -60,9 +62,8 @@ Status OneVsRest(const std::string& in, const std::string& out, int positive) {
 
 Status RunTuneBench(const TuneBenchOptions& o, nlohmann::json* result) {
   namespace fs = std::filesystem;
-  std::string dir = (fs::temp_directory_path() / ("overcast-bench-tune-" + std::to_string(getpid())))
-                        .string();
-  fs::create_directories(dir);
+  const ScratchDir scratch("bench-tune");
+  const std::string& dir = scratch.path();
   std::string converter = o.converter;
   if (converter.empty()) converter = std::string(OVERCAST_SOURCE_DIR) + "/scripts/fashion_mnist_to_libsvm.py";
   std::string limit = o.limit ? " --limit " + std::to_string(o.limit) : "";
@@ -122,7 +123,6 @@ Status RunTuneBench(const TuneBenchOptions& o, nlohmann::json* result) {
                    policy, loss, ws, stopped);
     }
   }
-  fs::remove_all(dir);
   *result = {{"bench", "tune"}, {"figures", figures}, {"ratios", ratios}};
   return Status::Ok();
 }

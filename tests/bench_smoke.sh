@@ -1,14 +1,38 @@
 #!/usr/bin/env bash
 # Keeps a benchmark harness from rotting: runs `overcast bench NAME --quick --json` (seconds)
-# and checks that its JSON result has every part measured. NAME is ps (Redis included) or
-# loadgen (wrk included). No speed, and no agreement between tools, is asserted.
+# and checks that its JSON result has every part measured. NAME is ps (Redis included),
+# loadgen (wrk included) or serve (a 4 s trace, 2 rounds of autothrottle, one HPA target and
+# static). No speed, no agreement between tools, and no controller's quality is asserted.
 set -euo pipefail
 bin=${1:?overcast binary}
 name=${2:-ps}
-line=$("$bin" bench "$name" --quick --json | tail -1)
+case "$name" in
+  serve) args=(--seconds 4 --warmup-s 1 --base-rate 100 --peak-rate 400
+               --controllers autothrottle,hpa,static --hpa-targets 0.7 --repeats 2) ;;
+  *) args=(--quick) ;;
+esac
+line=$("$bin" bench "$name" "${args[@]}" --json | tail -1)
 /usr/bin/python3 - "$name" "$line" <<'PY'
 import json, sys
 name, j = sys.argv[1], json.loads(sys.argv[2])
+if name == "serve":
+    # Every run, every round: CPU allocated and used, an SLO share, one p99 and one CPU sample
+    # per second of the trace; the ratios that need no run to meet the SLO.
+    f, r = j["figures"], j["ratios"]
+    assert j["bench"] == "serve" and f["trace_seconds"] == 4 and f["repeats"] == 2, f
+    for run in ["autothrottle_cold", "autothrottle", "hpa_u70", "static"]:
+        assert f[run + "_cpu_core_seconds"] > 0, run
+        assert f[run + "_used_core_seconds"] > 0, run
+        assert 0 <= f[run + "_slo_window_share"] <= 1, run
+        assert f[run + "_requests"] > 0, run
+        assert len(f[run + "_cpu_core_seconds_rounds"]) == 2, run
+        for key in [run, run + "_round2"]:
+            assert len(j["per_window"][key]) == 4, key
+            assert len(j["per_window_cpu"][key]["allocated"]) == 4, key
+    for key in ["autothrottle_over_static_cpu", "autothrottle_warm_over_cold_cpu"]:
+        assert r[key] > 0, key
+    print("bench serve smoke: ok")
+    sys.exit(0)
 # Per bench: flags that must be true, figures and ratios that must be positive.
 expected = {
     "ps": (["redis_ran"],
