@@ -132,12 +132,14 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
   base.initial_cores = 1.0;
   base.tower_interval_s = o.tower_interval_s;
   base.cfs_burst = o.cfs_burst;
+  base.cfs_period_us = o.cfs_period_us;
   base.cfs_period_max_us = o.cfs_period_max_us;
   base.captain.from_peak = o.captain_from_peak;
   base.tower.probe_up = o.tower_probe_up;
   base.tower.slo_guard = o.tower_slo_guard;
   if (o.tower_initial_target >= 0) base.tower.initial_target = o.tower_initial_target;
   base.tower.rate_scaled_cost = o.tower_rate_scaled_cost;
+  if (!o.tower_targets.empty()) base.tower.targets = o.tower_targets;
   if (o.replica_connections > 0) base.replica_connections = o.replica_connections;
   if (o.captain_margin_gain >= 0) base.captain.margin_gain = o.captain_margin_gain;
   if (o.captain_initial_margin >= 0) base.captain.initial_margin = o.captain_initial_margin;

@@ -40,12 +40,14 @@ struct ServeBenchOptions {
   bool captain_from_peak = false;
   bool tower_probe_up = false;      // TowerOptions::probe_up of the autothrottle runs
   double tower_slo_guard = 0.5;     // TowerOptions::slo_guard of the autothrottle runs
+  std::vector<double> tower_targets;  // TowerOptions::targets (empty: its default)
   double tower_initial_target = -1; // TowerOptions::initial_target (-1: its default)
   bool tower_rate_scaled_cost = false;  // TowerOptions::rate_scaled_cost
   double captain_margin_gain = -1;  // CaptainOptions::margin_gain (-1: its default)
   double captain_initial_margin = -1;  // CaptainOptions::initial_margin (-1: its default)
   bool captain_fast_up_repay = true;  // CaptainOptions::fast_up_repay
   int replica_connections = -1;     // ServeOptions::replica_connections (-1: its default)
+  int cfs_period_us = -1;           // ServeOptions::cfs_period_us, the same for every run
   int cfs_period_max_us = -1;       // ServeOptions::cfs_period_max_us, the same for every run
   double cfs_burst = 1.0;           // ServeOptions::cfs_burst, the same for every run
   double tower_interval_s = 2;

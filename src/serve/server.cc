@@ -564,6 +564,17 @@ Status Server::Start() {
   if (!(o.cfs_burst >= 0 && o.cfs_burst <= 1)) {
     return InvalidArgument("--cfs-burst must be within 0..1 (a fraction of the quota)");
   }
+  {
+    const auto& t = o.tower.targets;
+    bool ok = !t.empty();
+    for (size_t i = 0; ok && i < t.size(); ++i) {
+      ok = t[i] >= 0 && t[i] < 1 && (i == 0 || t[i] > t[i - 1]);
+    }
+    if (!ok) {
+      return InvalidArgument(
+          "--tower-targets must be one or more throttle ratios within [0, 1), in rising order");
+    }
+  }
   if (o.cfs_period_us < 1000 || o.cfs_period_us > 1000000) {
     return InvalidArgument("--cfs-period-us must be within 1000..1000000");
   }

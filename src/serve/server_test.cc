@@ -183,6 +183,19 @@ TEST_F(ServerTest, RefusesALongestCfsPeriodBelowTheBasePeriod) {
   EXPECT_NE(st.message().find("--cfs-period-max-us"), std::string::npos) << st.message();
 }
 
+TEST_F(ServerTest, RefusesTowerTargetsOutOfOrderOrRange) {
+  for (std::vector<double> targets : {std::vector<double>{}, {0.1, 0.05}, {0, 0.1, 0.1}, {0, 1.0},
+                                      {-0.02, 0.1}}) {
+    ServeOptions o = Options();
+    o.controller = "autothrottle";
+    o.tower.targets = targets;
+    Server s(o);
+    Status st = s.Start();
+    EXPECT_EQ(st.code(), Code::kInvalidArgument) << targets.size();
+    EXPECT_NE(st.message().find("--tower-targets"), std::string::npos) << st.message();
+  }
+}
+
 TEST_F(ServerTest, BeyondLoopbackOnlyWithASecretAndEveryRequestMustCarryIt) {
   // No secret: listening on every address is refused before anything starts.
   ServeOptions open = Options();

@@ -175,6 +175,9 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--tower-rate-scaled-cost", o->tower_rate_scaled_cost,
                   "The Tower scales an interval's allocation to the middle rate of its load level")
         ->capture_default_str();
+    c->add_option("--tower-targets", o->tower_targets,
+                  "The Tower's throttle-ratio targets, rising (empty: serve's default)")
+        ->delimiter(',');
     c->add_option("--tower-slo-guard", o->tower_slo_guard,
                   "The Tower's near-miss cost starts at this fraction of the SLO (1: off)")
         ->check(CLI::Range(0.0, 1.0))
@@ -189,6 +192,9 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--captain-fast-up-repay", o->captain_fast_up_repay,
                   "Captains return towards the limit before a fast scale-up once a later sample "
                   "goes unthrottled")
+        ->capture_default_str();
+    c->add_option("--cfs-period-us", o->cfs_period_us,
+                  "CFS period of every run's replicas (-1: serve's default, SLO/2 within 10-100 ms)")
         ->capture_default_str();
     c->add_option("--cfs-period-max-us", o->cfs_period_max_us,
                   "Longest CFS period of every run's replicas (-1: serve's default)")

@@ -132,6 +132,11 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
                   "Tower: scale an interval's allocation to the middle rate of its load level\n"
                   "before comparing targets (off: the allocation as measured)")
         ->capture_default_str();
+    c->add_option("--tower-targets", o->tower.targets,
+                  "Tower: the throttle-ratio targets it chooses from, rising (a table saved with\n"
+                  "other targets is refused)")
+        ->delimiter(',')
+        ->capture_default_str();
     c->add_option("--tower-slo-guard", o->tower.slo_guard,
                   "Tower: intervals whose p99 is above this fraction of the SLO cost more, up to "
                   "allocation + 1 at the SLO (1: only misses cost more)")
