@@ -278,7 +278,10 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
     ps_args.push_back(std::to_string(o.shards));
   }
   OC_RETURN_IF_ERROR(ps.Start(ps_args, dir + "/ps.log"));
-  OC_RETURN_IF_ERROR(WaitForPort(ps_port, 10).WithContext("overcast ps"));
+  if (Status up = WaitForPort(ps_port, 10); !up.ok()) {
+    scratch.Keep();
+    return up.WithContext("overcast ps (see " + dir + "/ps.log)");
+  }
   ps::ClientOptions co;
   co.servers = {"127.0.0.1:" + std::to_string(ps_port)};
   OC_ASSIGN_OR_RETURN(auto admin, ps::Client::Connect(co));
