@@ -1,4 +1,5 @@
-// Child processes for benchmarks: start with a port file or a fixed port, kill on exit.
+// Benchmark plumbing: child processes (started with a port file or a fixed port, killed on
+// exit), a scratch directory removed on every way out, loopback ports, resident memory.
 #pragma once
 
 #include <sys/types.h>
