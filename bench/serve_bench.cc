@@ -95,7 +95,7 @@ Result<Outcome> RunOne(const Run& run, const std::vector<double>& rates, const S
     out.window_p99.push_back(w.p99_ms);
     out.max_window_p99 = std::max(out.max_window_p99, w.p99_ms);
     // A window meets the SLO when its p99 is within it and nothing was refused or failed.
-    if (w.p99_ms <= o.slo_p99_ms && w.rejected == 0 && w.errors == 0) ++met;
+    if (w.p99_ms <= o.serve.slo_p99_ms && w.rejected == 0 && w.errors == 0) ++met;
   }
   out.slo_share = r->windows.empty() ? 0 : double(met) / r->windows.size();
   out.p99_ms = r->p99_ms;
@@ -122,28 +122,12 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
   const std::string model = (dir / "ctr.model").string();
   OC_RETURN_IF_ERROR(serve::WriteRandomLinearModel(model, "ctr", serve::Task::kBinary, o.features, 2, o.seed));
 
-  serve::ServeOptions base;
+  serve::ServeOptions base = o.serve;
   base.model_paths = {model};
   base.port = 0;
-  base.replicas = o.replicas;
-  base.slo_p99_ms = o.slo_p99_ms;
+  base.port_file.clear();
   base.replica_bin = bin;
-  base.cgroup = o.cgroup;
-  base.initial_cores = 1.0;
-  base.tower_interval_s = o.tower_interval_s;
-  base.cfs_burst = o.cfs_burst;
-  base.cfs_period_us = o.cfs_period_us;
-  base.cfs_period_max_us = o.cfs_period_max_us;
-  base.captain.from_peak = o.captain_from_peak;
-  base.tower.probe_up = o.tower_probe_up;
-  base.tower.slo_guard = o.tower_slo_guard;
-  if (o.tower_initial_target >= 0) base.tower.initial_target = o.tower_initial_target;
-  base.tower.rate_scaled_cost = o.tower_rate_scaled_cost;
-  if (!o.tower_targets.empty()) base.tower.targets = o.tower_targets;
-  if (o.replica_connections > 0) base.replica_connections = o.replica_connections;
-  if (o.captain_margin_gain >= 0) base.captain.margin_gain = o.captain_margin_gain;
-  if (o.captain_initial_margin >= 0) base.captain.initial_margin = o.captain_initial_margin;
-  base.captain.fast_up_repay = o.captain_fast_up_repay;
+  base.tower.state_path.clear();
 
   std::vector<Run> runs;
   for (const auto& c : o.controllers) {
@@ -158,21 +142,17 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
     } else if (c == "captain") {
       serve::ServeOptions a = base;
       a.controller = "captain";
-      a.captain.target = o.captain_target;
       runs.push_back({"captain", a});
     } else if (c == "hpa") {
       for (double t : o.hpa_targets) {
         serve::ServeOptions a = base;
         a.controller = "hpa";
         a.hpa.utilization_target = t;
-        a.hpa.interval_s = 1;
-        a.hpa.window_s = 20;
         runs.push_back({fmt::format("hpa_u{:02d}", static_cast<int>(std::lround(t * 100))), a});
       }
     } else if (c == "static") {
       serve::ServeOptions a = base;
       a.controller = "static";
-      a.static_cores = o.static_cores;
       runs.push_back({"static", a});
     } else {
       return InvalidArgument("unknown controller '" + c + "' (autothrottle, captain, hpa, static)");
@@ -184,15 +164,15 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
   double total = 0;
   for (double r : rates) total += r;
   figures["trace_mean_rate"] = total / rates.size();
-  figures["slo_p99_ms"] = o.slo_p99_ms;
-  figures["replicas"] = o.replicas;
+  figures["slo_p99_ms"] = o.serve.slo_p99_ms;
+  figures["replicas"] = o.serve.replicas;
   std::map<std::string, std::vector<Outcome>> rounds;  // run name -> its outcome in each round
   if (o.progress) {
     std::cerr << fmt::format("serve bench: {} runs x {} rounds of a {} s {} trace (mean {:.0f} "
                              "req/s), SLO p99 {} ms\n",
                              runs.size(), o.repeats, rates.size(),
                              o.trace_csv.empty() ? o.pattern : o.trace_csv, total / rates.size(),
-                             o.slo_p99_ms);
+                             o.serve.slo_p99_ms);
     std::cerr << fmt::format("{:<18} {:>10} {:>10} {:>9} {:>9} {:>10} {:>8} {:>6}\n", "run", "cpu_alloc",
                              "cpu_used", "slo_share", "p99_ms", "worst_win", "ok", "503");
   }

@@ -9,10 +9,18 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
+#include "serve/server.h"
 
 namespace overcast::bench {
 
 struct ServeBenchOptions {
+  ServeBenchOptions() {
+    serve.slo_p99_ms = 25;
+    serve.tower_interval_s = 2;  // a 40 s trace: 20 decisions
+    // The fast HPA variant: decide every 1 s over a 20 s window, as the trace is short.
+    serve.hpa.interval_s = 1;
+    serve.hpa.window_s = 20;
+  }
   std::string overcast = "/proc/self/exe";  // binary whose `serve-replica` runs the replicas
   std::string trace_csv;          // a CSV of one rate per second; empty: a generated trace
   std::string pattern = "diurnal";  // constant|diurnal|bursty, for the generated trace
@@ -22,41 +30,25 @@ struct ServeBenchOptions {
   double base_rate = 250, peak_rate = 2000;
   int seconds = 40;               // generated trace length
   // Unmeasured seconds at the trace's first rate before it, in which every controller settles
-  // from the initial limit (1 core per replica).
+  // from the initial limit (`serve.initial_cores` per replica).
   int warmup_s = 10;
-  double slo_p99_ms = 25;
-  int replicas = 2;
+  // The deployment every run starts from: replicas, SLO, quotas, batching, and the tuning of
+  // every controller (`overcast serve`'s options). Each run sets its controller, and the HPA
+  // runs their utilisation target; the model, port and Tower state are the bench's own.
+  serve::ServeOptions serve;
   int rows_per_request = 4, nnz = 64;
   uint64_t features = 100000;
   // Controllers, each run once over the trace: autothrottle (`tower_passes` runs that train
   // the Tower from nothing, the first reported as autothrottle_cold, then a warm run from the
-  // saved state), captain (fixed target), hpa at each utilisation
-  // target (the fast variant: decide every 1 s over a 20 s window, as the trace is short),
-  // static (a fixed quota per replica).
+  // saved state), captain (fixed target `serve.captain.target`), hpa at each utilisation
+  // target, static (`serve.static_cores` per replica).
   std::vector<std::string> controllers{"autothrottle", "hpa", "static"};
   std::vector<double> hpa_targets{0.3, 0.5, 0.7};
-  double static_cores = 1.0;
-  double captain_target = 0.05;
-  bool captain_from_peak = false;
-  bool tower_probe_up = false;      // TowerOptions::probe_up of the autothrottle runs
-  double tower_slo_guard = 0.5;     // TowerOptions::slo_guard of the autothrottle runs
-  std::vector<double> tower_targets;  // TowerOptions::targets (empty: its default)
-  double tower_initial_target = -1; // TowerOptions::initial_target (-1: its default)
-  bool tower_rate_scaled_cost = false;  // TowerOptions::rate_scaled_cost
-  double captain_margin_gain = -1;  // CaptainOptions::margin_gain (-1: its default)
-  double captain_initial_margin = -1;  // CaptainOptions::initial_margin (-1: its default)
-  bool captain_fast_up_repay = true;  // CaptainOptions::fast_up_repay
-  int replica_connections = -1;     // ServeOptions::replica_connections (-1: its default)
-  int cfs_period_us = -1;           // ServeOptions::cfs_period_us, the same for every run
-  int cfs_period_max_us = -1;       // ServeOptions::cfs_period_max_us, the same for every run
-  double cfs_burst = 1.0;           // ServeOptions::cfs_burst, the same for every run
-  double tower_interval_s = 2;
   int tower_passes = 1;  // untimed-for-the-bar replays that train the Tower before the warm run
   double window_s = 1;
   // Rounds of the whole list of runs; each run's figures are then the median over its rounds
   // (CPU, p99) and the share of all its windows meeting the SLO.
   int repeats = 1;
-  std::string cgroup = "auto";
   uint64_t seed = 7;
   bool progress = true;
 };

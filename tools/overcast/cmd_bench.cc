@@ -28,11 +28,9 @@ int Report(const Status& st, const nlohmann::json& result, bool json) {
   return 0;
 }
 
-// The options the serving benches share: replica processes and the shape of a request's body.
+// The options the serving benches share: the shape of a request's body.
 template <typename Options>
-void AddServingShapeOptions(CLI::App* c, Options* o) {
-  c->add_option("--replicas", o->replicas, "Replica processes")->check(CLI::Range(1, 64))
-      ->capture_default_str();
+void AddRequestShapeOptions(CLI::App* c, Options* o) {
   c->add_option("--rows-per-request", o->rows_per_request, "Rows in each request's body")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
@@ -130,12 +128,11 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--seconds", o->seconds, "Length of the generated trace")->capture_default_str();
     c->add_option("--warmup-s", o->warmup_s,
                   "Unmeasured seconds at the trace's first rate before it (controllers settle "
-                  "from 1 core per replica)")
+                  "from --initial-cores per replica)")
         ->check(CLI::Range(0, 600))
         ->capture_default_str();
     c->add_option("--pattern", o->pattern, "constant, diurnal or bursty")->capture_default_str();
     c->add_option("--trace", o->trace_csv, "A CSV of one request rate per second instead");
-    c->add_option("--slo-p99-ms", o->slo_p99_ms, "The latency objective")->capture_default_str();
     c->add_option("--controllers", o->controllers,
                   "Controllers to run, in order: autothrottle, captain, hpa, static")
         ->delimiter(',')
@@ -152,57 +149,13 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
                   "Replays of the trace that train the Tower before its measured (warm) run")
         ->check(CLI::Range(0, 100))
         ->capture_default_str();
-    AddServingShapeOptions(c, o.get());
+    AddRequestShapeOptions(c, o.get());
     c->add_option("--peak-rate", o->peak_rate, "Generated trace: highest request rate (req/s)")
         ->capture_default_str();
     c->add_option("--base-rate", o->base_rate, "Generated trace: lowest request rate (req/s)")
         ->capture_default_str();
-    c->add_option("--captain-from-peak", o->captain_from_peak,
-                  "Captains scale down from the usage window's peak (true) or trend (false)")
-        ->capture_default_str();
-    c->add_option("--tower-probe-up", o->tower_probe_up,
-                  "The Tower tries the next higher target while the highest tried meets the SLO")
-        ->capture_default_str();
-    c->add_option("--replica-connections", o->replica_connections,
-                  "Connections the front end may hold to each replica (-1: serve's default)")
-        ->check(CLI::Range(-1, 1024))
-        ->capture_default_str();
-    c->add_option("--tower-initial-target", o->tower_initial_target,
-                  "The Tower's starting throttle target for a load level it has not learned "
-                  "(-1: serve's default)")
-        ->check(CLI::Range(-1.0, 1.0))
-        ->capture_default_str();
-    c->add_option("--tower-rate-scaled-cost", o->tower_rate_scaled_cost,
-                  "The Tower scales an interval's allocation to the middle rate of its load level")
-        ->capture_default_str();
-    c->add_option("--tower-targets", o->tower_targets,
-                  "The Tower's throttle-ratio targets, rising (empty: serve's default)")
-        ->delimiter(',');
-    c->add_option("--tower-slo-guard", o->tower_slo_guard,
-                  "The Tower's near-miss cost starts at this fraction of the SLO (1: off)")
-        ->check(CLI::Range(0.0, 1.0))
-        ->capture_default_str();
-    c->add_option("--captain-margin-gain", o->captain_margin_gain,
-                  "Captains' margin step per unit of (throttle ratio - target) each second (-1: "
-                  "serve's default)")
-        ->capture_default_str();
-    c->add_option("--captain-initial-margin", o->captain_initial_margin,
-                  "Captains' starting margin, in stdevs of 100-ms usage (-1: serve's default)")
-        ->capture_default_str();
-    c->add_option("--captain-fast-up-repay", o->captain_fast_up_repay,
-                  "Captains return towards the limit before a fast scale-up once a later sample "
-                  "goes unthrottled")
-        ->capture_default_str();
-    c->add_option("--cfs-period-us", o->cfs_period_us,
-                  "CFS period of every run's replicas (-1: serve's default, SLO/2 within 10-100 ms)")
-        ->capture_default_str();
-    c->add_option("--cfs-period-max-us", o->cfs_period_max_us,
-                  "Longest CFS period of every run's replicas (-1: serve's default)")
-        ->capture_default_str();
-    c->add_option("--cfs-burst", o->cfs_burst,
-                  "CFS burst of every run's replicas, as a fraction of the quota (0 = off)")
-        ->check(CLI::Range(0.0, 1.0))
-        ->capture_default_str();
+    // Every run's deployment, as `overcast serve` takes it (each run sets its controller).
+    AddDeploymentOptions(c, &o->serve);
     c->callback([o, json, &ctx] {
       nlohmann::json result;
       Status st = bench::RunServeBench(*o, &result);
@@ -226,7 +179,9 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--seconds", o->seconds, "Seconds per phase (four phases)")
         ->check(CLI::Range(1.0, 600.0))
         ->capture_default_str();
-    AddServingShapeOptions(c, o.get());
+    c->add_option("--replicas", o->replicas, "Replica processes")->check(CLI::Range(1, 64))
+        ->capture_default_str();
+    AddRequestShapeOptions(c, o.get());
     c->add_option("--cores", o->cores, "Static CPU quota of each replica")
         ->check(CLI::Range(0.05, 64.0))
         ->capture_default_str();

@@ -39,6 +39,103 @@ Status SplitHostPort(const std::string& s, std::string* host, int* port) {
 
 }  // namespace
 
+void AddDeploymentOptions(CLI::App* c, serve::ServeOptions* o) {
+  c->add_option("--replicas", o->replicas, "Replica processes")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  c->add_option("--slo-p99-ms", o->slo_p99_ms, "Latency objective: p99 in milliseconds")
+      ->capture_default_str();
+  c->add_option("--initial-cores", o->initial_cores, "Each replica's first CPU limit (cores)")
+      ->capture_default_str();
+  c->add_option("--max-cores", o->max_cores, "Upper bound per replica (0 = machine's cores)")
+      ->capture_default_str();
+  c->add_option("--static-cores", o->static_cores, "Limit per replica under the static controller")
+      ->capture_default_str();
+  c->add_option("--captain-target", o->captain.target,
+                "Fixed throttle-ratio target of the captain controller")
+      ->capture_default_str();
+  c->add_option("--captain-from-peak", o->captain.from_peak,
+                "Captain: scale down from the usage window's peak (true, Autothrottle's rule) or\n"
+                "its trend line's value now (false), the margin x stdev covering bursts")
+      ->capture_default_str();
+  c->add_option("--captain-initial-margin", o->captain.initial_margin,
+                "Captain: starting margin, in stdevs of 100-ms usage above the scale-down base")
+      ->capture_default_str();
+  c->add_option("--captain-margin-gain", o->captain.margin_gain,
+                "Captain: margin step per unit of (throttle ratio - target) each second")
+      ->capture_default_str();
+  c->add_option("--captain-fast-up-ratio", o->captain.fast_up_ratio,
+                "Captain: a 100-ms sample with this share of its CFS periods throttled scales\n"
+                "up at once, not at the end of the second (0: off)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  c->add_option("--captain-fast-up-repay", o->captain.fast_up_repay,
+                "Captain: once a sample after a fast scale-up goes unthrottled, return towards\n"
+                "the limit before it (the burst it answered has passed)")
+      ->capture_default_str();
+  c->add_option("--captain-down-headroom", o->captain.down_headroom,
+                "Captain: scale down only when the new limit is at most this fraction of the old")
+      ->check(CLI::Range(0.01, 1.0))
+      ->capture_default_str();
+  c->add_option("--hpa-interval-s", o->hpa.interval_s, "HPA: seconds between decisions")
+      ->capture_default_str();
+  c->add_option("--hpa-window-s", o->hpa.window_s, "HPA: stabilisation window (max usage over it)")
+      ->capture_default_str();
+  c->add_option("--tower-interval-s", o->tower_interval_s, "Tower: seconds between decisions")
+      ->capture_default_str();
+  c->add_option("--tower-explore", o->tower.explore, "Tower: probability of trying a neighbour")
+      ->capture_default_str();
+  c->add_option("--tower-probe-up", o->tower.probe_up,
+                "Tower: try the next higher (cheaper) target while the highest tried meets the SLO")
+      ->capture_default_str();
+  c->add_option("--tower-initial-target", o->tower.initial_target,
+                "Tower: throttle target a load level with nothing learned starts at (the\n"
+                "nearest of its targets); one that misses or nears the SLO is left downwards")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  c->add_option("--tower-rate-scaled-cost", o->tower.rate_scaled_cost,
+                "Tower: scale an interval's allocation to the middle rate of its load level\n"
+                "before comparing targets (off: the allocation as measured)")
+      ->capture_default_str();
+  c->add_option("--tower-targets", o->tower.targets,
+                "Tower: the throttle-ratio targets it chooses from, rising (a table saved with\n"
+                "other targets is refused)")
+      ->delimiter(',')
+      ->capture_default_str();
+  c->add_option("--tower-slo-guard", o->tower.slo_guard,
+                "Tower: intervals whose p99 is above this fraction of the SLO cost more, up to "
+                "allocation + 1 at the SLO (1: only misses cost more)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  c->add_option("--cgroup", o->cgroup, "auto|v1|v2|none (none: no quota, usage from /proc)")
+      ->check(CLI::IsMember({"auto", "v1", "v2", "none"}))
+      ->capture_default_str();
+  c->add_option("--cfs-period-us", o->cfs_period_us,
+                "CFS period of the replicas' quota (-1: SLO/2 within 10-100 ms)")
+      ->capture_default_str();
+  c->add_option("--cfs-period-max-us", o->cfs_period_max_us,
+                "Longest CFS period: a limit under 1 ms of quota per period stretches its\n"
+                "period up to this, lowering every controller's floor to 1 ms over it (-1: twice\n"
+                "the CFS period, at most the SLO; the CFS period itself turns stretching off)")
+      ->capture_default_str();
+  c->add_option("--cfs-burst", o->cfs_burst,
+                "CFS burst as a fraction of the quota (0-1): unused quota a replica may spend in\n"
+                "a later period, so a burst of requests is not held until the next period")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  c->add_option("--max-batch", o->max_batch_rows, "Dynamic batching: rows per batch at most")
+      ->capture_default_str();
+  c->add_option("--max-wait-us", o->max_wait_us,
+                "Dynamic batching: longest wait for a fuller batch; 0 batches what queued while\n"
+                "the previous batch was predicted (-1: min(1 ms, SLO/20))")
+      ->capture_default_str();
+  c->add_option("--replica-connections", o->replica_connections,
+                "Keep-alive connections the front end may hold to each replica, i.e. its "
+                "requests in flight there; more wait in the front end")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+}
+
 void AddServeCommands(CLI::App& app, CommandContext& ctx) {
   // ---- serve
   {
@@ -46,7 +143,6 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     auto models = std::make_shared<std::vector<std::string>>();
     auto listen = std::make_shared<std::string>("127.0.0.1:8080");
     auto secret_file = std::make_shared<std::string>();
-    auto captain_target = std::make_shared<double>(0.05);
     auto* c = app.add_subcommand(
         "serve",
         "Serve models over HTTP/JSON with N replica processes, each in a CPU cgroup whose quota\n"
@@ -70,117 +166,25 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
                   "File holding a shared secret: every request but GET /healthz must then send "
                   "`Authorization: Bearer SECRET` (else 401). Needed to listen beyond loopback; "
                   "the token travels in clear, so put TLS in front beyond a trusted network");
-    c->add_option("--replicas", o->replicas, "Replica processes")->capture_default_str();
-    c->add_option("--slo-p99-ms", o->slo_p99_ms, "Latency objective: p99 in milliseconds")
-        ->capture_default_str();
     c->add_option("--controller", o->controller, "autothrottle|captain|hpa|static")
         ->check(CLI::IsMember({"autothrottle", "captain", "hpa", "static"}))
         ->capture_default_str();
-    c->add_option("--initial-cores", o->initial_cores, "Each replica's first CPU limit (cores)")
-        ->capture_default_str();
-    c->add_option("--max-cores", o->max_cores, "Upper bound per replica (0 = machine's cores)")
-        ->capture_default_str();
-    c->add_option("--static-cores", o->static_cores, "Limit per replica for --controller static")
-        ->capture_default_str();
-    c->add_option("--captain-target", *captain_target,
-                  "Throttle-ratio target for --controller captain")
-        ->capture_default_str();
-    c->add_option("--captain-from-peak", o->captain.from_peak,
-                  "Captain: scale down from the usage window's peak (true, Autothrottle's rule) or\n"
-                  "its trend line's value now (false), the margin x stdev covering bursts")
-        ->capture_default_str();
-    c->add_option("--captain-initial-margin", o->captain.initial_margin,
-                  "Captain: starting margin, in stdevs of 100-ms usage above the scale-down base")
-        ->capture_default_str();
-    c->add_option("--captain-margin-gain", o->captain.margin_gain,
-                  "Captain: margin step per unit of (throttle ratio - target) each second")
-        ->capture_default_str();
-    c->add_option("--captain-fast-up-ratio", o->captain.fast_up_ratio,
-                  "Captain: a 100-ms sample with this share of its CFS periods throttled scales\n"
-                  "up at once, not at the end of the second (0: off)")
-        ->check(CLI::Range(0.0, 1.0))
-        ->capture_default_str();
-    c->add_option("--captain-fast-up-repay", o->captain.fast_up_repay,
-                  "Captain: once a sample after a fast scale-up goes unthrottled, return towards\n"
-                  "the limit before it (the burst it answered has passed)")
-        ->capture_default_str();
-    c->add_option("--captain-down-headroom", o->captain.down_headroom,
-                  "Captain: scale down only when the new limit is at most this fraction of the old")
-        ->check(CLI::Range(0.01, 1.0))
-        ->capture_default_str();
+    AddDeploymentOptions(c, o.get());
     c->add_option("--hpa-utilization", o->hpa.utilization_target,
                   "HPA: usage / limit to aim for")->capture_default_str();
-    c->add_option("--hpa-interval-s", o->hpa.interval_s, "HPA: seconds between decisions")
-        ->capture_default_str();
-    c->add_option("--hpa-window-s", o->hpa.window_s, "HPA: stabilisation window (max usage over it)")
-        ->capture_default_str();
-    c->add_option("--tower-interval-s", o->tower_interval_s, "Tower: seconds between decisions")
-        ->capture_default_str();
     c->add_option("--tower-state", o->tower.state_path,
                   "Tower: file its learned table is kept in (survives restarts)");
-    c->add_option("--tower-explore", o->tower.explore, "Tower: probability of trying a neighbour")
-        ->capture_default_str();
-    c->add_option("--tower-probe-up", o->tower.probe_up,
-                  "Tower: try the next higher (cheaper) target while the highest tried meets the SLO")
-        ->capture_default_str();
-    c->add_option("--tower-initial-target", o->tower.initial_target,
-                  "Tower: throttle target a load level with nothing learned starts at (the\n"
-                  "nearest of its targets); one that misses or nears the SLO is left downwards")
-        ->check(CLI::Range(0.0, 1.0))
-        ->capture_default_str();
-    c->add_option("--tower-rate-scaled-cost", o->tower.rate_scaled_cost,
-                  "Tower: scale an interval's allocation to the middle rate of its load level\n"
-                  "before comparing targets (off: the allocation as measured)")
-        ->capture_default_str();
-    c->add_option("--tower-targets", o->tower.targets,
-                  "Tower: the throttle-ratio targets it chooses from, rising (a table saved with\n"
-                  "other targets is refused)")
-        ->delimiter(',')
-        ->capture_default_str();
-    c->add_option("--tower-slo-guard", o->tower.slo_guard,
-                  "Tower: intervals whose p99 is above this fraction of the SLO cost more, up to "
-                  "allocation + 1 at the SLO (1: only misses cost more)")
-        ->check(CLI::Range(0.0, 1.0))
-        ->capture_default_str();
-    c->add_option("--cgroup", o->cgroup, "auto|v1|v2|none (none: no quota, usage from /proc)")
-        ->check(CLI::IsMember({"auto", "v1", "v2", "none"}))
-        ->capture_default_str();
-    c->add_option("--cfs-period-us", o->cfs_period_us,
-                  "CFS period of the replicas' quota (-1: SLO/2 within 10-100 ms)")
-        ->capture_default_str();
-    c->add_option("--cfs-period-max-us", o->cfs_period_max_us,
-                  "Longest CFS period: a limit under 1 ms of quota per period stretches its\n"
-                  "period up to this, lowering every controller's floor to 1 ms over it (-1: twice\n"
-                  "the CFS period, at most the SLO; the CFS period itself turns stretching off)")
-        ->capture_default_str();
-    c->add_option("--cfs-burst", o->cfs_burst,
-                  "CFS burst as a fraction of the quota (0-1): unused quota a replica may spend in\n"
-                  "a later period, so a burst of requests is not held until the next period")
-        ->check(CLI::Range(0.0, 1.0))
-        ->capture_default_str();
-    c->add_option("--max-batch", o->max_batch_rows, "Dynamic batching: rows per batch at most")
-        ->capture_default_str();
-    c->add_option("--max-wait-us", o->max_wait_us,
-                  "Dynamic batching: longest wait for a fuller batch; 0 batches what queued while\n"
-                  "the previous batch was predicted (-1: min(1 ms, SLO/20))")
-        ->capture_default_str();
-    c->add_option("--replica-connections", o->replica_connections,
-                  "Keep-alive connections the front end may hold to each replica, i.e. its "
-                  "requests in flight there; more wait in the front end")
-        ->check(CLI::Range(1, 1024))
-        ->capture_default_str();
     c->add_option("--max-inflight", o->max_inflight, "Requests in flight before answering 503")
         ->capture_default_str();
     c->add_option("--max-body-bytes", o->max_body_bytes, "Larger request bodies get 413")
         ->capture_default_str();
-    c->callback([&ctx, o, models, listen, secret_file, captain_target] {
+    c->callback([&ctx, o, models, listen, secret_file] {
       ctx.exit_code = Finish([&]() -> Status {
         OC_RETURN_IF_ERROR(SplitHostPort(*listen, &o->host, &o->port));
         if (!secret_file->empty()) {
           OC_ASSIGN_OR_RETURN(o->secret, net::ReadSecretFile(*secret_file));
         }
         o->model_paths = SplitList(*models);
-        o->captain.target = *captain_target;
         BlockTermSignals();
         serve::Server server(*o);
         OC_RETURN_IF_ERROR(server.Start());

@@ -5,6 +5,10 @@
 
 #include "common/status.h"
 
+namespace overcast::serve {
+struct ServeOptions;
+}
+
 namespace overcast::cli {
 
 // Filled in by whichever subcommand ran; main() returns it.
@@ -30,6 +34,10 @@ void AddLoadCommand(CLI::App& app, CommandContext& ctx);
 void AddNormalizeCommand(CLI::App& app, CommandContext& ctx);
 // serve, serve-replica, loadgen, make-model
 void AddServeCommands(CLI::App& app, CommandContext& ctx);
+// A deployment's options that `serve` and `bench serve` share, bound to `o`: replicas, SLO,
+// quotas and CFS periods, batching, and the tuning of every controller (Captain, Tower, HPA,
+// static). One registration, so both commands name, check and explain them alike.
+void AddDeploymentOptions(CLI::App* c, serve::ServeOptions* o);
 void AddTrainCommand(CLI::App& app, CommandContext& ctx);
 void AddCoordinatorCommand(CLI::App& app, CommandContext& ctx);
 void AddWorkerCommand(CLI::App& app, CommandContext& ctx);
