@@ -106,6 +106,39 @@ Result<Outcome> RunOne(const Run& run, const std::vector<double>& rates, const S
   return out;
 }
 
+// The deployment every run started from, keyed by `overcast serve`'s flag names (-1: serve's
+// default, resolved at start), so that a saved result says how it was run.
+nlohmann::json DeploymentJson(const serve::ServeOptions& s) {
+  return {{"replicas", s.replicas},
+          {"slo_p99_ms", s.slo_p99_ms},
+          {"initial_cores", s.initial_cores},
+          {"max_cores", s.max_cores},
+          {"static_cores", s.static_cores},
+          {"captain_target", s.captain.target},
+          {"captain_from_peak", s.captain.from_peak},
+          {"captain_initial_margin", s.captain.initial_margin},
+          {"captain_margin_gain", s.captain.margin_gain},
+          {"captain_fast_up_ratio", s.captain.fast_up_ratio},
+          {"captain_fast_up_repay", s.captain.fast_up_repay},
+          {"captain_down_headroom", s.captain.down_headroom},
+          {"hpa_interval_s", s.hpa.interval_s},
+          {"hpa_window_s", s.hpa.window_s},
+          {"tower_interval_s", s.tower_interval_s},
+          {"tower_explore", s.tower.explore},
+          {"tower_probe_up", s.tower.probe_up},
+          {"tower_initial_target", s.tower.initial_target},
+          {"tower_rate_scaled_cost", s.tower.rate_scaled_cost},
+          {"tower_targets", s.tower.targets},
+          {"tower_slo_guard", s.tower.slo_guard},
+          {"cgroup", s.cgroup},
+          {"cfs_period_us", s.cfs_period_us},
+          {"cfs_period_max_us", s.cfs_period_max_us},
+          {"cfs_burst", s.cfs_burst},
+          {"max_batch", s.max_batch_rows},
+          {"max_wait_us", s.max_wait_us},
+          {"replica_connections", s.replica_connections}};
+}
+
 }  // namespace
 
 Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
@@ -270,8 +303,9 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
     ratios["autothrottle_warm_over_cold_cpu"] =
         outcomes["autothrottle"].cpu_core_seconds / outcomes["autothrottle_cold"].cpu_core_seconds;
   }
-  *result = {{"bench", "serve"}, {"figures", figures}, {"ratios", ratios}, {"per_window", per_window},
-             {"per_window_cpu", per_window_cpu}};
+  *result = {{"bench", "serve"},       {"figures", figures},
+             {"ratios", ratios},         {"per_window", per_window},
+             {"per_window_cpu", per_window_cpu}, {"deployment", DeploymentJson(o.serve)}};
   return Status::Ok();
 }
 

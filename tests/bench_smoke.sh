@@ -7,15 +7,33 @@ set -euo pipefail
 bin=${1:?overcast binary}
 name=${2:-ps}
 case "$name" in
+  # Deployment options other than the bench's defaults, to check that they reach every run.
   serve) args=(--seconds 4 --warmup-s 1 --base-rate 100 --peak-rate 400
-               --controllers autothrottle,hpa,static --hpa-targets 0.7 --repeats 2) ;;
+               --controllers autothrottle,hpa,static --hpa-targets 0.7 --repeats 2
+               --slo-p99-ms 30 --max-batch 16 --tower-targets 0,0.05,0.1) ;;
   *) args=(--quick) ;;
 esac
-line=$("$bin" bench "$name" "${args[@]}" --json | tail -1)
-/usr/bin/python3 - "$name" "$line" <<'PY'
-import json, sys
-name, j = sys.argv[1], json.loads(sys.argv[2])
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! line=$("$bin" bench "$name" "${args[@]}" --json 2>"$log" | tail -1); then
+  cat "$log" >&2
+  exit 1
+fi
+/usr/bin/python3 - "$name" "$line" "$log" <<'PY'
+import json, re, sys
+name, j, log = sys.argv[1], json.loads(sys.argv[2]), open(sys.argv[3]).read()
 if name == "serve":
+    # The deployment options given reached the result and every run's server (its start line)
+    # and Tower (its decisions).
+    d = j["deployment"]
+    assert d["slo_p99_ms"] == 30 and d["max_batch"] == 16, d
+    assert d["tower_targets"] == [0, 0.05, 0.1], d
+    starts = [l for l in log.splitlines() if "serving 1 model(s)" in l]
+    assert len(starts) == 8, f"{len(starts)} server starts, expected 4 runs x 2 rounds:\n{log}"
+    for l in starts:
+        assert "SLO p99 30 ms" in l and "batch <= 16 rows" in l, l
+    chosen = {float(t) for t in re.findall(r"tower: .* -> target ([0-9.]+)", log)}
+    assert chosen and chosen <= {0, 0.05, 0.1}, chosen
     # Every run, every round: CPU allocated and used, an SLO share, one p99 and one CPU sample
     # per second of the trace; the ratios that need no run to meet the SLO.
     f, r = j["figures"], j["ratios"]
