@@ -303,9 +303,12 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
     ratios["autothrottle_warm_over_cold_cpu"] =
         outcomes["autothrottle"].cpu_core_seconds / outcomes["autothrottle_cold"].cpu_core_seconds;
   }
-  *result = {{"bench", "serve"},       {"figures", figures},
-             {"ratios", ratios},         {"per_window", per_window},
-             {"per_window_cpu", per_window_cpu}, {"deployment", DeploymentJson(o.serve)}};
+  *result = {{"bench", "serve"},
+             {"figures", figures},
+             {"ratios", ratios},
+             {"per_window", per_window},
+             {"per_window_cpu", per_window_cpu},
+             {"deployment", DeploymentJson(o.serve)}};
   return Status::Ok();
 }
 
