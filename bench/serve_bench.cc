@@ -107,7 +107,8 @@ Result<Outcome> RunOne(const Run& run, const std::vector<double>& rates, const S
 }
 
 // The deployment every run started from, keyed by `overcast serve`'s flag names (-1: serve's
-// default, resolved at start), so that a saved result says how it was run.
+// default, resolved at start), so that a saved result says how it was run. The same options as
+// tools/overcast's AddDeploymentOptions registers: one added there belongs here too.
 nlohmann::json DeploymentJson(const serve::ServeOptions& s) {
   return {{"replicas", s.replicas},
           {"slo_p99_ms", s.slo_p99_ms},

@@ -36,7 +36,8 @@ void AddNormalizeCommand(CLI::App& app, CommandContext& ctx);
 void AddServeCommands(CLI::App& app, CommandContext& ctx);
 // A deployment's options that `serve` and `bench serve` share, bound to `o`: replicas, SLO,
 // quotas and CFS periods, batching, and the tuning of every controller (Captain, Tower, HPA,
-// static). One registration, so both commands name, check and explain them alike.
+// static). One registration, so both commands name, check and explain them alike. An option
+// added here also belongs in bench/serve_bench.cc's DeploymentJson (the result's record).
 void AddDeploymentOptions(CLI::App* c, serve::ServeOptions* o);
 void AddTrainCommand(CLI::App& app, CommandContext& ctx);
 void AddCoordinatorCommand(CLI::App& app, CommandContext& ctx);
