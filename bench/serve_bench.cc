@@ -126,6 +126,7 @@ nlohmann::json DeploymentJson(const serve::ServeOptions& s) {
           {"hpa_window_s", s.hpa.window_s},
           {"tower_interval_s", s.tower_interval_s},
           {"tower_explore", s.tower.explore},
+          {"tower_seed", s.tower.seed},
           {"tower_probe_up", s.tower.probe_up},
           {"tower_initial_target", s.tower.initial_target},
           {"tower_rate_scaled_cost", s.tower.rate_scaled_cost},
@@ -216,6 +217,9 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
     for (Run run : runs) {
       if (!run.opts.tower.state_path.empty()) {
         run.opts.tower.state_path = (dir / fmt::format("tower-{}.json", k)).string();
+        // Each round's Tower draws its own explorations: with one seed, every round's cold pass
+        // explored at the same decisions, and the rounds were not independent samples of it.
+        run.opts.tower.seed = o.serve.tower.seed + static_cast<uint64_t>(k);
       }
       auto r = RunOne(run, rates, o, "ctr");
       if (!r.ok()) return r.status().WithContext("run " + run.name);

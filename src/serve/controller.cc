@@ -286,7 +286,13 @@ size_t Tower::Greedy(size_t bucket) const {
 
 size_t Tower::Choose(double rate) {
   ++decisions_;
-  const size_t g = Greedy(Bucket(rate));
+  const size_t b = Bucket(rate);
+  const size_t g = Greedy(b);
+  // Exploration tries a neighbour of what was learned. A greedy choice with nothing learned
+  // behind it (a new load level's initial target, or the step down past a miss) is taken as it
+  // is: a neighbour tried first would take the bucket's only learned cell, and greedy would
+  // stay there, so where a load level settles would be decided by one random draw.
+  if (cells_[b * o_.targets.size() + g].n == 0) return g;
   std::uniform_real_distribution<double> u(0, 1);
   if (u(rng_) >= o_.explore) return g;
   ++explorations_;
@@ -349,6 +355,9 @@ Status Tower::Load() {
       cells_[i].n = cells[i].at(1).get<uint64_t>();
     }
     decisions_ = j.value("decisions", uint64_t{0});
+    // A restarted Tower goes on with fresh draws instead of replaying the exploration of the
+    // run that saved the table, decision for decision.
+    rng_.seed(o_.seed ^ (decisions_ * 0x9e3779b97f4a7c15ULL));
   } catch (const std::exception& e) {
     return bad(e.what());
   }

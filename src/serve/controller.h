@@ -160,7 +160,7 @@ struct TowerOptions {
   double rate_base = 10;    // context buckets: [0, base), [base, 2 base), [2 base, 4 base) ...
   int rate_buckets = 12;
   std::string state_path;   // where the table persists ("" = in memory only)
-  uint64_t seed = 1;
+  uint64_t seed = 1;         // exploration's draws (a restored table re-seeds from it and its decisions)
   // Beyond the paper: a higher target never needs more CPU, so in a rate bucket whose highest
   // tried target met the SLO, the next higher untried one is estimated just below the best
   // seen cost, and greedy tries it next. The search climbs until a target misses the SLO.
@@ -199,7 +199,8 @@ struct TowerOptions {
 // prefers `initial_target`. While every target tried in a bucket costs 1 or more (missed the
 // SLO, or came close to it), the untried one just below the lowest tried is estimated under
 // them (a lower target never needs less CPU, so it is the way back to headroom). With
-// probability `explore` a neighbouring target is tried. Not thread-safe.
+// probability `explore` a neighbouring target is tried, once the greedy target has been learned
+// in that bucket (a choice with nothing learned behind it is taken as it is). Not thread-safe.
 class Tower {
  public:
   explicit Tower(TowerOptions o);

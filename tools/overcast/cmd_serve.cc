@@ -85,6 +85,10 @@ void AddDeploymentOptions(CLI::App* c, serve::ServeOptions* o) {
       ->capture_default_str();
   c->add_option("--tower-explore", o->tower.explore, "Tower: probability of trying a neighbour")
       ->capture_default_str();
+  c->add_option("--tower-seed", o->tower.seed,
+                "Tower: seed of its exploration draws (a restored table goes on from it and the\n"
+                "decisions it holds, not replaying the saved run's draws)")
+      ->capture_default_str();
   c->add_option("--tower-probe-up", o->tower.probe_up,
                 "Tower: try the next higher (cheaper) target while the highest tried meets the SLO")
       ->capture_default_str();
