@@ -21,6 +21,7 @@
 #include "bench/child.h"
 #include "common/hash.h"
 #include "common/memory.h"
+#include "net/tcp.h"
 #include "ps/client.h"
 
 namespace overcast::bench {
@@ -192,7 +193,10 @@ Phase RedisPhase(int port, bool set, int k, int conns, int depth, double seconds
 // this kind of machine (64 KiB receives ran 1.3-1.8x faster than 1 MiB ones), so the dense
 // phase measures both and takes the faster as the loopback limit. With `hash`, the receiver
 // checksums each piece right after it lands, as overcast's client checks a frame's payload.
-Result<double> LoopbackStreamMBps(double seconds, size_t dest_bytes, size_t recv_bytes,
+// Both ends take `congestion` as overcast's connections do (net/tcp.h), so the stream and the
+// pull move their bytes under the same TCP congestion control.
+Result<double> LoopbackStreamMBps(double seconds, const std::string& congestion,
+                                  size_t dest_bytes, size_t recv_bytes,
                                   bool hash = false, size_t src_bytes = 1 << 20) {
   int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -207,6 +211,7 @@ Result<double> LoopbackStreamMBps(double seconds, size_t dest_bytes, size_t recv
   std::atomic<bool> stop{false};
   std::thread rx([&] {
     int fd = ::accept(lfd, nullptr, nullptr);
+    if (fd >= 0 && !net::ApplyCongestion(fd, congestion).ok()) std::abort();  // validated
     // Table-sized buffers get huge pages, as the pull's destination and the server's table do.
     std::vector<char> buf;
     ResizeForOverwrite(buf, std::max(dest_bytes, recv_bytes));
@@ -226,6 +231,7 @@ Result<double> LoopbackStreamMBps(double seconds, size_t dest_bytes, size_t recv
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
     return ErrnoStatus("loopback connect", errno);
   }
+  OC_RETURN_IF_ERROR(net::ApplyCongestion(fd, congestion));
   // 1 MiB writes, cycling through the source buffer.
   constexpr size_t kWrite = 1 << 20;
   std::vector<char> buf;
@@ -265,6 +271,7 @@ void Say(bool on, const std::string& s) {
 
 Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
   nlohmann::json figures = nlohmann::json::object(), ratios = nlohmann::json::object();
+  OC_RETURN_IF_ERROR(net::ValidateCongestion(o.tcp_congestion));
   ScratchDir scratch("bench-ps");  // before the children: they are killed before it goes
   const std::string& dir = scratch.path();
 
@@ -273,6 +280,8 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
   Child ps;
   std::vector<std::string> ps_args = {o.overcast, "ps", "--listen",
                                       "127.0.0.1:" + std::to_string(ps_port)};
+  ps_args.push_back("--tcp-congestion");
+  ps_args.push_back(o.tcp_congestion);
   if (o.shards) {
     ps_args.push_back("--shards");
     ps_args.push_back(std::to_string(o.shards));
@@ -284,6 +293,7 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
   }
   ps::ClientOptions co;
   co.servers = {"127.0.0.1:" + std::to_string(ps_port)};
+  co.tcp_congestion = o.tcp_congestion;
   OC_ASSIGN_OR_RETURN(auto admin, ps::Client::Connect(co));
   ps::TableSpec spec;
   spec.name = "bench";
@@ -435,17 +445,17 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
         };
       });
       const size_t table_bytes = d.length * sizeof(float);
-      OC_ASSIGN_OR_RETURN(double s_big, LoopbackStreamMBps(slice, 1 << 20, 1 << 20));
-      OC_ASSIGN_OR_RETURN(double s_small, LoopbackStreamMBps(slice, 1 << 20, 64 << 10));
-      OC_ASSIGN_OR_RETURN(double st_big, LoopbackStreamMBps(slice, table_bytes, 1 << 20));
-      OC_ASSIGN_OR_RETURN(double st_small, LoopbackStreamMBps(slice, table_bytes, 64 << 10));
+      OC_ASSIGN_OR_RETURN(double s_big, LoopbackStreamMBps(slice, o.tcp_congestion, 1 << 20, 1 << 20));
+      OC_ASSIGN_OR_RETURN(double s_small, LoopbackStreamMBps(slice, o.tcp_congestion, 1 << 20, 64 << 10));
+      OC_ASSIGN_OR_RETURN(double st_big, LoopbackStreamMBps(slice, o.tcp_congestion, table_bytes, 1 << 20));
+      OC_ASSIGN_OR_RETURN(double st_small, LoopbackStreamMBps(slice, o.tcp_congestion, table_bytes, 64 << 10));
       OC_ASSIGN_OR_RETURN(double st_hashed,
-                          LoopbackStreamMBps(slice, table_bytes, 64 << 10, /*hash=*/true));
+                          LoopbackStreamMBps(slice, o.tcp_congestion, table_bytes, 64 << 10, /*hash=*/true));
       OC_ASSIGN_OR_RETURN(double st_same,
-                          LoopbackStreamMBps(slice, table_bytes, 64 << 10, /*hash=*/true,
+                          LoopbackStreamMBps(slice, o.tcp_congestion, table_bytes, 64 << 10, /*hash=*/true,
                                              /*src_bytes=*/table_bytes));
       OC_ASSIGN_OR_RETURN(double st_copy,
-                          LoopbackStreamMBps(slice, table_bytes, 64 << 10, /*hash=*/false,
+                          LoopbackStreamMBps(slice, o.tcp_congestion, table_bytes, 64 << 10, /*hash=*/false,
                                              /*src_bytes=*/table_bytes));
       stream_same += st_same / kRounds;
       stream_copy += st_copy / kRounds;
@@ -538,7 +548,10 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
   }
   admin.reset();
   ps.Kill();
-  (*result) = {{"bench", "ps"}, {"figures", figures}, {"ratios", ratios}};
+  (*result) = {{"bench", "ps"},
+               {"tcp_congestion", o.tcp_congestion},
+               {"figures", figures},
+               {"ratios", ratios}};
   (*result)["figures"]["redis_ran"] = have_redis;
   return Status::Ok();
 }

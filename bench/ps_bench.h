@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
+#include "net/tcp.h"
 
 namespace overcast::bench {
 
@@ -22,12 +23,13 @@ struct PsBenchOptions {
   uint64_t memory_keys = 10'000'000;        // keys of width 2 for the memory figure
   uint64_t dense_mb = 16;                   // dense table size for the bandwidth figure
   uint32_t shards = 0;                      // server shard threads (0: one per core)
+  std::string tcp_congestion = net::kDefaultCongestion;  // every connection and stream (net/tcp.h)
   std::string only;                         // "sparse", "dense" or "memory": that phase alone
   bool progress = true;
 };
 
-// Fills `result` with {"bench": "ps", "figures": {...}, "ratios": {...}}; bench/README.md
-// names every key. The server and Redis run as child processes on free loopback ports.
+// Fills `result` with {"bench": "ps", "tcp_congestion": ..., "figures": {...}, "ratios":
+// {...}}; bench/README.md names every key. The server and Redis run as child processes on free loopback ports.
 Status RunPsBench(const PsBenchOptions& options, nlohmann::json* result);
 
 }  // namespace overcast::bench

@@ -314,6 +314,9 @@ Result<asio::ip::tcp::socket> ConnectAndHandshake(asio::io_context& io, const st
   asio::connect(s, endpoints, ec);
   if (ec) return Unavailable("connect " + address + ": " + ec.message());
   s.set_option(asio::ip::tcp::no_delay(true), ec);
+  if (Status c = ApplyCongestion(s.native_handle(), options.congestion); !c.ok()) {
+    spdlog::warn("{}: {}", address, c.ToString());
+  }
   const int t = options.timeout_ms;
   FrameHeader h;
   std::string payload;

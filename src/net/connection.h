@@ -12,6 +12,7 @@
 #include "common/status.h"
 #include "net/auth.h"
 #include "net/frame.h"
+#include "net/tcp.h"
 
 namespace overcast::net {
 
@@ -94,6 +95,7 @@ struct ConnectOptions {
   std::string secret;  // empty: none
   FrameLimits limits;
   int timeout_ms = 5000;
+  std::string congestion = kDefaultCongestion;
 };
 
 // Client side: connects to host:port and performs the handshake synchronously, then returns

@@ -53,6 +53,7 @@ class Client::Impl {
 
   Status Init() {
     if (opts_.servers.empty()) return InvalidArgument("no servers given");
+    OC_RETURN_IF_ERROR(net::ValidateCongestion(opts_.tcp_congestion));
     servers_.resize(opts_.servers.size());
     for (uint32_t i = 0; i < servers_.size(); ++i) {
       OC_ASSIGN_OR_RETURN(auto conn, Open(i));
@@ -65,7 +66,7 @@ class Client::Impl {
 
   // Connects and authenticates to server i (blocking, on the calling thread).
   Result<std::shared_ptr<net::Connection>> Open(uint32_t i) {
-    net::ConnectOptions co{opts_.secret, opts_.limits, opts_.timeout_ms};
+    net::ConnectOptions co{opts_.secret, opts_.limits, opts_.timeout_ms, opts_.tcp_congestion};
     uint32_t id = 0;
     OC_ASSIGN_OR_RETURN(auto sock, net::ConnectAndHandshake(io_, opts_.servers[i], co, &id));
     if (id != i) {

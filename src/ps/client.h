@@ -12,6 +12,7 @@
 
 #include "common/status.h"
 #include "net/frame.h"
+#include "net/tcp.h"
 #include "ps/checkpoint.h"
 #include "ps/table_spec.h"
 
@@ -24,6 +25,7 @@ struct ClientOptions {
   net::Compression compression = net::Compression::kNone;  // for large requests
   size_t compress_threshold = 64 << 10;
   int timeout_ms = 5000;  // connect and handshake
+  std::string tcp_congestion = net::kDefaultCongestion;  // of its connections (net/tcp.h)
 };
 
 // Thread-safe: any thread may call any method; replies are handled on the client's own I/O

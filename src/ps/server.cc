@@ -143,6 +143,7 @@ Status Server::Impl::Init() {
     return InvalidArgument("refusing to listen on " + opts_.listen +
                            " without a shared secret: pass --secret-file, or bind 127.0.0.1");
   }
+  OC_RETURN_IF_ERROR(net::ValidateCongestion(opts_.tcp_congestion));
   uint32_t n = opts_.shards ? opts_.shards : std::max(1u, std::thread::hardware_concurrency());
   for (uint32_t i = 0; i < n; ++i) shards_.push_back(std::make_unique<ShardThread>(i));
   if (opts_.restore) {
@@ -233,6 +234,9 @@ void Server::Impl::Accept() {
         Accept();
       }
       return;
+    }
+    if (Status c = net::ApplyCongestion(sock.native_handle(), opts_.tcp_congestion); !c.ok()) {
+      spdlog::warn("accept: {}", c.ToString());
     }
     auto conn = std::make_shared<Connection>(std::move(sock), opts_.limits);
     conns_.insert(conn);

@@ -7,6 +7,7 @@
 
 #include "common/status.h"
 #include "net/frame.h"
+#include "net/tcp.h"
 
 namespace overcast::ps {
 
@@ -22,6 +23,7 @@ struct ServerOptions {
   double checkpoint_every_seconds = 0;  // 0: only on request
   int keep_checkpoints = 3;
   bool restore = false;                 // load the newest valid checkpoint of checkpoint_dir
+  std::string tcp_congestion = net::kDefaultCongestion;  // of accepted connections (net/tcp.h)
 };
 
 // Threads: one I/O thread runs every connection and dispatches each request to the shard

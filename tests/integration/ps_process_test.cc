@@ -258,6 +258,23 @@ TEST(PsProcess, HostileBytesCloseOnlyThatConnection) {
   EXPECT_NE(testing::ReadAll(p.log).find("closing connection"), std::string::npos);
 }
 
+TEST(PsProcess, AnUnknownCongestionControlIsRefusedAtStart) {
+  std::string dir = TempPath("congestion");
+  std::filesystem::create_directories(dir);
+  Subprocess refused({OvercastBin(), "ps", "--listen", "127.0.0.1:0", "--tcp-congestion",
+                      "no-such-algorithm"},
+                     dir + "/refused.log");
+  EXPECT_EQ(refused.Wait(), 2);
+  const std::string log = testing::ReadAll(dir + "/refused.log");
+  EXPECT_NE(log.find("--tcp-congestion 'no-such-algorithm'"), std::string::npos) << log;
+  EXPECT_NE(log.find("reno"), std::string::npos) << log;
+  // A server with an explicit algorithm serves as usual.
+  PsProcess p = StartPs("reno-ps", {"--tcp-congestion", "reno"});
+  ASSERT_GT(p.port, 0);
+  auto c = Connect({p.address});
+  ASSERT_TRUE(c->CreateTable(AddTable("t", 1)).ok());
+}
+
 TEST(PsProcess, NonLoopbackNeedsASecretAndAWrongSecretIsRefused) {
   std::string dir = TempPath("secret");
   std::filesystem::create_directories(dir);

@@ -69,6 +69,11 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
         ->check(CLI::IsMember({"sparse", "dense", "memory"}));
     c->add_option("--redis", o->redis, "redis-server binary (\"\" to skip the peer)")
         ->capture_default_str();
+    c->add_option("--tcp-congestion", o->tcp_congestion,
+                  "TCP congestion control of the server's and the client's connections and of "
+                  "the reference streams (as overcast ps --tcp-congestion; Redis keeps the "
+                  "kernel's default)")
+        ->capture_default_str();
     c->callback([o, json, quick, dense, &ctx] {
       if (*quick) {
         o->seconds = std::min(o->seconds, 0.3);

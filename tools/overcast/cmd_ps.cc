@@ -26,6 +26,7 @@ struct PsFlags {
   std::string port_file;
   std::string compress = "none";
   size_t max_frame_mb = 256;
+  std::string tcp_congestion = net::kDefaultCongestion;
 };
 
 Status RunPs(const PsFlags& f) {
@@ -37,6 +38,7 @@ Status RunPs(const PsFlags& f) {
   o.checkpoint_every_seconds = f.checkpoint_every;
   o.keep_checkpoints = f.keep;
   o.limits.max_frame_bytes = f.max_frame_mb << 20;
+  o.tcp_congestion = f.tcp_congestion;
   o.compression = f.compress == "lz4"    ? net::Compression::kLz4
                   : f.compress == "zstd" ? net::Compression::kZstd
                                          : net::Compression::kNone;
@@ -107,6 +109,12 @@ void AddPsCommand(CLI::App& app, CommandContext& ctx) {
       ->check(CLI::IsMember({"none", "lz4", "zstd"}))
       ->capture_default_str();
   cmd->add_option("--max-frame-mb", flags->max_frame_mb, "Largest frame accepted, in MiB")
+      ->capture_default_str();
+  cmd->add_option("--tcp-congestion", flags->tcp_congestion,
+                  "TCP congestion control of its connections: auto (reno between two loopback "
+                  "addresses, where a pacing algorithm such as BBR only slows bulk replies; the "
+                  "kernel's default elsewhere), system (the kernel's default everywhere) or an "
+                  "algorithm's name")
       ->capture_default_str();
   cmd->callback([flags, &ctx] { ctx.exit_code = Finish(RunPs(*flags)); });
 }
