@@ -21,6 +21,7 @@
 #include "bench/child.h"
 #include "common/hash.h"
 #include "common/memory.h"
+#include "net/connection.h"
 #include "net/tcp.h"
 #include "ps/client.h"
 
@@ -190,11 +191,12 @@ Phase RedisPhase(int port, bool set, int k, int conns, int depth, double seconds
 // 1 MiB writes, cycling through a buffer of `src_bytes` (1 MiB stays in cache; a table-sized
 // one is read from memory, as a reply sent from the table is), another receives `recv_bytes`
 // per call into a buffer of `dest_bytes`, cycling through it. The receive size matters on
-// this kind of machine (64 KiB receives ran 1.3-1.8x faster than 1 MiB ones), so the dense
-// phase measures both and takes the faster as the loopback limit. With `hash`, the receiver
-// checksums each piece right after it lands, as overcast's client checks a frame's payload.
-// Both ends take `congestion` as overcast's connections do (net/tcp.h), so the stream and the
-// pull move their bytes under the same TCP congestion control.
+// this kind of machine (under BBR's pacing 64 KiB receives ran 1.3-1.8x faster than 1 MiB
+// ones; under reno 1 MiB ones ran faster), so the dense phase measures 64 KiB, 1 MiB and the
+// client's own piece (net::kReadPiece) and takes the fastest as the loopback limit. With
+// `hash`, the receiver checksums each piece right after it lands, as overcast's client checks
+// a frame's payload. Both ends take `congestion` as overcast's connections do (net/tcp.h), so
+// the stream and the pull move their bytes under the same TCP congestion control.
 Result<double> LoopbackStreamMBps(double seconds, const std::string& congestion,
                                   size_t dest_bytes, size_t recv_bytes,
                                   bool hash = false, size_t src_bytes = 1 << 20) {
@@ -412,7 +414,8 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
     constexpr int kRounds = 5;
     const double slice = o.seconds / kRounds;
     Phase p, changed;
-    double stream_1m = 0, stream_64k = 0, stream_table_1m = 0, stream_table_64k = 0;
+    double stream_1m = 0, stream_64k = 0, stream_piece = 0, stream_table_1m = 0,
+           stream_table_64k = 0;
     double stream_hashed = 0, stream_same = 0, stream_copy = 0;
     std::vector<double> p50s;
     const float one = 0.0f;
@@ -445,34 +448,39 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
         };
       });
       const size_t table_bytes = d.length * sizeof(float);
-      OC_ASSIGN_OR_RETURN(double s_big, LoopbackStreamMBps(slice, o.tcp_congestion, 1 << 20, 1 << 20));
-      OC_ASSIGN_OR_RETURN(double s_small, LoopbackStreamMBps(slice, o.tcp_congestion, 1 << 20, 64 << 10));
-      OC_ASSIGN_OR_RETURN(double st_big, LoopbackStreamMBps(slice, o.tcp_congestion, table_bytes, 1 << 20));
-      OC_ASSIGN_OR_RETURN(double st_small, LoopbackStreamMBps(slice, o.tcp_congestion, table_bytes, 64 << 10));
-      OC_ASSIGN_OR_RETURN(double st_hashed,
-                          LoopbackStreamMBps(slice, o.tcp_congestion, table_bytes, 64 << 10, /*hash=*/true));
+      auto stream = [&](size_t dest, size_t recv, bool hash = false, size_t src = 1 << 20) {
+        return LoopbackStreamMBps(slice, o.tcp_congestion, dest, recv, hash, src);
+      };
+      OC_ASSIGN_OR_RETURN(double s_big, stream(1 << 20, 1 << 20));
+      OC_ASSIGN_OR_RETURN(double s_small, stream(1 << 20, 64 << 10));
+      OC_ASSIGN_OR_RETURN(double s_piece, stream(1 << 20, net::kReadPiece));
+      OC_ASSIGN_OR_RETURN(double st_big, stream(table_bytes, 1 << 20));
+      OC_ASSIGN_OR_RETURN(double st_small, stream(table_bytes, 64 << 10));
+      // The checked streams receive in the client's pieces, as a pull's reply is received.
+      const size_t piece = net::kReadPiece;
+      OC_ASSIGN_OR_RETURN(double st_hashed, stream(table_bytes, piece, /*hash=*/true));
       OC_ASSIGN_OR_RETURN(double st_same,
-                          LoopbackStreamMBps(slice, o.tcp_congestion, table_bytes, 64 << 10, /*hash=*/true,
-                                             /*src_bytes=*/table_bytes));
+                          stream(table_bytes, piece, /*hash=*/true, /*src=*/table_bytes));
       OC_ASSIGN_OR_RETURN(double st_copy,
-                          LoopbackStreamMBps(slice, o.tcp_congestion, table_bytes, 64 << 10, /*hash=*/false,
-                                             /*src_bytes=*/table_bytes));
+                          stream(table_bytes, piece, /*hash=*/false, /*src=*/table_bytes));
       stream_same += st_same / kRounds;
       stream_copy += st_copy / kRounds;
       p.mb_per_s += r.mb_per_s / kRounds;  // equal slices: the mean rate is total over time
       changed.p50_us += c.p50_us / kRounds;
       stream_1m += s_big / kRounds;
       stream_64k += s_small / kRounds;
+      stream_piece += s_piece / kRounds;
       stream_table_1m += st_big / kRounds;
       stream_table_64k += st_small / kRounds;
       stream_hashed += st_hashed / kRounds;
       p50s.push_back(r.p50_us);
     }
     p.p50_us = Percentile(p50s, 0.5);
-    const double stream = std::max(stream_1m, stream_64k);
+    const double stream = std::max({stream_1m, stream_64k, stream_piece});
     const double stream_table = std::max(stream_table_1m, stream_table_64k);
     figures["loopback_stream_1mib_reads_mb_per_s"] = stream_1m;
     figures["loopback_stream_64kib_reads_mb_per_s"] = stream_64k;
+    figures["loopback_stream_client_piece_reads_mb_per_s"] = stream_piece;
     figures["loopback_stream_into_table_1mib_reads_mb_per_s"] = stream_table_1m;
     figures["loopback_stream_into_table_64kib_reads_mb_per_s"] = stream_table_64k;
     figures["ps_dense_pull_mb_per_s"] = p.mb_per_s;
@@ -494,7 +502,8 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
     ratios["hashed_loopback_over_loopback"] = stream_hashed / stream;
     ratios["ps_dense_pull_changed_over_loopback"] = changed_mb_per_s / stream;
     Say(o.progress, fmt::format("dense pull of {} MB: {:.0f} MB/s; one loopback TCP stream: "
-                                "{:.0f} MB/s, the faster of 1 MiB and 64 KiB reads ({:.2f} of it), "
+                                "{:.0f} MB/s, the fastest of 64 KiB, {} KiB and 1 MiB reads "
+                                "({:.2f} of it), "
                                 "into a table-sized buffer: "
                                 "{:.0f} MB/s ({:.2f} of it); hashing each piece there as the "
                                 "client does: {:.0f} MB/s ({:.2f} of it; itself {:.2f} of the "
@@ -502,7 +511,8 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
                                 "{:.0f} MB/s ({:.2f} of it), and without the hash: {:.0f} MB/s "
                                 "({:.2f} of it); a pull after each push (hashed "
                                 "again): {:.0f} MB/s ({:.2f})",
-                                o.dense_mb, p.mb_per_s, stream, p.mb_per_s / stream,
+                                o.dense_mb, p.mb_per_s, stream, net::kReadPiece >> 10,
+                                p.mb_per_s / stream,
                                 stream_table, p.mb_per_s / stream_table, stream_hashed,
                                 p.mb_per_s / stream_hashed, stream_hashed / stream,
                                 stream_same, p.mb_per_s / stream_same, stream_copy,

@@ -17,14 +17,6 @@ struct TransferRest {
   }
 };
 
-// A payload is read in pieces of at most this many bytes, each hashed right after it arrives
-// while it is still in cache: one pass over memory instead of two, which matters for
-// multi-megabyte frames (dense pulls), where the kernel's copy is otherwise all the work.
-// Measured with a plain loopback client that reads 4 MiB replies and hashes each piece
-// (3 alternating runs each, this project's 2-core machine): 16 KiB 2.9-3.4 GB/s, 32 KiB
-// 3.8-4.7, 64 KiB 3.8-4.8, 128 KiB 3.0-3.8, 256 KiB 2.8-3.1. Small pieces keep the kernel's
-// copy and the hash inside the core's own cache.
-constexpr size_t kReadPiece = size_t{64} << 10;
 }  // namespace
 
 Connection::Connection(asio::ip::tcp::socket socket, FrameLimits limits)
