@@ -366,13 +366,15 @@ struct Server::Impl {
                                  tower_p99_ms, o.slo_p99_ms, o.tower.slo_guard);
         const bool learn = tower_start >= learn_from;
         if (learn) tower->Observe(tower_rate, tower_action, tower_cost);
+        const uint64_t explored_before = tower->explorations();
         tower_action = tower->Choose(tower_rate);
+        const bool explored = tower->explorations() != explored_before;
         for (auto& sp : slots) sp->ctl->set_target(tower->options().targets[tower_action]);
         Status sv = tower->Save();
         if (!sv.ok()) spdlog::warn("tower state: {}", sv.message());
-        spdlog::info("tower: rate {:.1f}/s p99 {:.2f} ms cost {:.3f}{} -> target {:.2f}", tower_rate,
-                     tower_p99_ms, tower_cost, learn ? "" : " (start-up, not learned)",
-                     tower->options().targets[tower_action]);
+        spdlog::info("tower: rate {:.1f}/s p99 {:.2f} ms cost {:.3f}{} -> target {:.2f}{}",
+                     tower_rate, tower_p99_ms, tower_cost, learn ? "" : " (start-up, not learned)",
+                     tower->options().targets[tower_action], explored ? " (exploring)" : "");
         tower_start = t;
         tower_alloc = 0;
       }
