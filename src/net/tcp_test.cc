@@ -1,12 +1,11 @@
 #include "net/tcp.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <asio.hpp>
 #include <fstream>
 #include <string>
 
@@ -29,26 +28,15 @@ std::string KernelDefault() {
 
 // A connected pair over 127.0.0.1: [0] the client's end, [1] the accepted end.
 struct LoopbackPair {
+  asio::io_context io;
+  asio::ip::tcp::socket client{io}, accepted{io};
   int fd[2] = {-1, -1};
   LoopbackPair() {
-    int l = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    if (::bind(l, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(l, 1) != 0 ||
-        ::getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      ::close(l);
-      return;
-    }
-    fd[0] = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (::connect(fd[0], reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
-      fd[1] = ::accept(l, nullptr, nullptr);
-    }
-    ::close(l);
-  }
-  ~LoopbackPair() {
-    for (int f : fd) if (f >= 0) ::close(f);
+    std::error_code ec;
+    asio::ip::tcp::acceptor acceptor(io, {asio::ip::address_v4::loopback(), 0});
+    client.connect(acceptor.local_endpoint(), ec);
+    if (!ec) acceptor.accept(accepted, ec);
+    if (!ec) fd[0] = client.native_handle(), fd[1] = accepted.native_handle();
   }
 };
 
