@@ -453,11 +453,12 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
       };
       OC_ASSIGN_OR_RETURN(double s_big, stream(1 << 20, 1 << 20));
       OC_ASSIGN_OR_RETURN(double s_small, stream(1 << 20, 64 << 10));
-      OC_ASSIGN_OR_RETURN(double s_piece, stream(1 << 20, net::kReadPiece));
+      // The client's receive size: one more plain stream, and every checked stream below
+      // receives in these pieces, as a pull's reply is received.
+      const size_t piece = net::kReadPiece;
+      OC_ASSIGN_OR_RETURN(double s_piece, stream(1 << 20, piece));
       OC_ASSIGN_OR_RETURN(double st_big, stream(table_bytes, 1 << 20));
       OC_ASSIGN_OR_RETURN(double st_small, stream(table_bytes, 64 << 10));
-      // The checked streams receive in the client's pieces, as a pull's reply is received.
-      const size_t piece = net::kReadPiece;
       OC_ASSIGN_OR_RETURN(double st_hashed, stream(table_bytes, piece, /*hash=*/true));
       OC_ASSIGN_OR_RETURN(double st_same,
                           stream(table_bytes, piece, /*hash=*/true, /*src=*/table_bytes));

@@ -29,7 +29,8 @@ struct PsBenchOptions {
 };
 
 // Fills `result` with {"bench": "ps", "tcp_congestion": ..., "figures": {...}, "ratios":
-// {...}}; bench/README.md names every key. The server and Redis run as child processes on free loopback ports.
+// {...}}; bench/README.md names every key. The server and Redis run as child processes on free
+// loopback ports.
 Status RunPsBench(const PsBenchOptions& options, nlohmann::json* result);
 
 }  // namespace overcast::bench

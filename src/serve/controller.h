@@ -160,7 +160,8 @@ struct TowerOptions {
   double rate_base = 10;    // context buckets: [0, base), [base, 2 base), [2 base, 4 base) ...
   int rate_buckets = 12;
   std::string state_path;   // where the table persists ("" = in memory only)
-  uint64_t seed = 1;         // exploration's draws (a restored table re-seeds from it and its decisions)
+  uint64_t seed = 1;         // exploration's draws; a restored table re-seeds from it and its
+                             // decisions
   // Beyond the paper: a higher target never needs more CPU, so in a rate bucket whose highest
   // tried target met the SLO, the next higher untried one is estimated just below the best
   // seen cost, and greedy tries it next. The search climbs until a target misses the SLO.
