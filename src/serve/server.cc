@@ -18,6 +18,7 @@
 
 #include <fmt/format.h>
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 
 #include "common/fs.h"
 #include "common/log.h"
@@ -46,6 +47,51 @@ struct ModelStats {
   uint64_t count = 0;
 };
 
+// What the front end routes by: the models the replicas serve and the INFaaS-style groups of
+// variants. Immutable once built; a reload builds a new one and swaps the pointer.
+struct Catalog {
+  std::map<std::string, ModelInfo> models;
+  std::map<std::string, std::vector<std::string>> groups;  // group -> variant names
+};
+
+// Reads and checks every model file (the replicas will read the same files).
+Result<std::shared_ptr<const Catalog>> LoadCatalog(const std::vector<std::string>& paths) {
+  auto c = std::make_shared<Catalog>();
+  for (const auto& p : paths) {
+    auto loaded = LoadModel(p);
+    if (!loaded.ok() && loaded.status().code() == Code::kNotFound) {
+      return InvalidArgument("model file " + p + " does not exist");  // bad usage: exit 2
+    }
+    OC_ASSIGN_OR_RETURN(auto model, std::move(loaded));
+    const ModelInfo& info = model->info();
+    for (char ch : info.name) {
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') {
+        return InvalidArgument("model " + p + ": name '" + info.name +
+                               "' may hold only letters, digits, '-', '_' and '.'");
+      }
+    }
+    if (c->models.count(info.name)) return InvalidArgument("two models named '" + info.name + "'");
+    c->models[info.name] = info;
+    c->groups[info.group.empty() ? info.name : info.group].push_back(info.name);
+  }
+  return std::shared_ptr<const Catalog>(std::move(c));
+}
+
+// SIGTERM, then SIGKILL if `pid` has not exited within 3 s; reaps it either way.
+void StopProcess(pid_t pid) {
+  ::kill(pid, SIGTERM);
+  int st;
+  const double until = Now() + 3;
+  while (::waitpid(pid, &st, WNOHANG) == 0) {
+    if (Now() > until) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &st, 0);
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 double Percentile(std::vector<float>& v, double q) {
   if (v.empty()) return 0;
   size_t k = static_cast<size_t>(std::ceil(q * v.size())) - 1;
@@ -69,6 +115,9 @@ struct Server::Impl {
     pid_t pid = -1;
     int port = 0;
     uint64_t generation = 0;
+    // Requests in flight per generation (one generation per replica process): a reload waits
+    // for the replaced process's count to reach zero before stopping it.
+    std::map<uint64_t, int> gen_inflight;
     // Pooled keep-alive connections, most recently used last, each with when it went idle.
     struct IdleConn {
       std::unique_ptr<httplib::Client> cli;
@@ -88,8 +137,8 @@ struct Server::Impl {
   };
 
   ServeOptions o;
-  std::map<std::string, ModelInfo> models;
-  std::map<std::string, std::vector<std::string>> groups;  // group -> variant names
+  mutable std::mutex catalog_mu;  // guards the pointer; the Catalog itself is immutable
+  std::shared_ptr<const Catalog> catalog;
   std::string tmpdir;
   std::vector<std::unique_ptr<Slot>> slots;
   httplib::Server http;
@@ -102,6 +151,13 @@ struct Server::Impl {
   std::atomic<size_t> inflight{0};
   std::atomic<uint64_t> rr{0};
   std::atomic<uint64_t> unauthorized{0};  // requests refused for a missing or wrong secret
+
+  // Reloads, run by the supervisor thread (which owns starting replicas); guarded by reload_mu.
+  std::mutex reload_mu;
+  std::condition_variable reload_cv;
+  uint64_t reloads_asked = 0, reloads_begun = 0, reloads_ended = 0;
+  Status last_reload;
+  std::atomic<uint64_t> reloads_ok{0}, reloads_refused{0}, reloads_failed{0};
 
   mutable std::mutex metrics_mu;  // guards stats, window_*
   std::map<std::string, ModelStats> stats;
@@ -116,6 +172,11 @@ struct Server::Impl {
   double tower_p99_ms = 0, tower_rate = 0, tower_cost = 0;
 
   explicit Impl(ServeOptions opts) : o(std::move(opts)) {}
+
+  std::shared_ptr<const Catalog> Models() const {
+    std::lock_guard<std::mutex> l(catalog_mu);
+    return catalog;
+  }
 
   std::string ReplicaPath(const Slot&) const { return o.replica_bin; }
 
@@ -226,6 +287,21 @@ struct Server::Impl {
 
   void SupervisorLoop() {
     while (!stopping) {
+      bool reload = false;
+      {
+        std::lock_guard<std::mutex> l(reload_mu);
+        if (reloads_begun < reloads_asked) {
+          reloads_begun = reloads_asked;  // the asks so far are answered by this one reload
+          reload = true;
+        }
+      }
+      if (reload) {
+        Status r = RunReload();
+        std::lock_guard<std::mutex> l(reload_mu);
+        last_reload = r;
+        reloads_ended = reloads_begun;
+        reload_cv.notify_all();
+      }
       for (auto& sp : slots) {
         Slot& s = *sp;
         pid_t pid;
@@ -260,6 +336,73 @@ struct Server::Impl {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
+  }
+
+  // Starts a replica on the model files as they are now beside the slot's running one, routes
+  // the slot's new requests to it, waits for the requests still on the old process, then stops
+  // that one: the slot serves throughout, so even one replica reloads without a refused request.
+  Status RollSlot(Slot& s) {
+    pid_t old_pid;
+    uint64_t old_gen;
+    {
+      std::lock_guard<std::mutex> l(s.mu);
+      old_pid = s.pid;
+      old_gen = s.generation;
+    }
+    if (old_pid <= 0) return Status::Ok();  // down: the supervisor starts it on the new files
+    // The old process is out of s.pid while the new one starts: only this thread waits for it.
+    Status started = Spawn(s);
+    if (!started.ok()) {
+      pid_t failed;
+      {
+        std::lock_guard<std::mutex> l(s.mu);
+        failed = s.pid;
+        s.pid = old_pid;  // s.port and the pool still point at the old process
+      }
+      if (failed > 0 && failed != old_pid) StopProcess(failed);
+      return started;
+    }
+    {
+      std::unique_lock<std::mutex> l(s.mu);
+      s.conn_cv.wait_for(l, std::chrono::seconds(35),  // past the read timeout of a request
+                         [&] { return stopping || !s.gen_inflight.count(old_gen); });
+    }
+    StopProcess(old_pid);
+    return Status::Ok();
+  }
+
+  // Checks the model files first: a file that does not load leaves every replica as it was.
+  Status RunReload() {
+    const double t0 = Now();
+    auto next = LoadCatalog(o.model_paths);
+    if (!next.ok()) {
+      ++reloads_refused;
+      spdlog::error("reload refused, still serving the models loaded before: {}",
+                    next.status().message());
+      return next.status();
+    }
+    for (auto& sp : slots) {
+      if (stopping) return Unavailable("reload: the server is stopping");
+      Status r = RollSlot(*sp);
+      if (!r.ok() && stopping) return Unavailable("reload: the server is stopping");
+      if (!r.ok()) {
+        ++reloads_failed;
+        spdlog::error("reload stopped at replica {} (replicas before it serve the new files, it "
+                      "and those after it the old ones): {}",
+                      sp->index, r.message());
+        return r.WithContext(fmt::format("reload stopped at replica {}", sp->index));
+      }
+    }
+    std::string names;
+    for (const auto& [name, info] : (*next)->models) names += (names.empty() ? "" : ", ") + name;
+    {
+      std::lock_guard<std::mutex> l(catalog_mu);
+      catalog = std::move(*next);
+    }
+    ++reloads_ok;
+    spdlog::info("reloaded {} ({} replica(s) restarted in {:.2f} s)", names, slots.size(),
+                 Now() - t0);
+    return Status::Ok();
   }
 
   // With a secret, a request must carry `Authorization: Bearer SECRET`; otherwise this answers
@@ -440,6 +583,7 @@ struct Server::Impl {
       }
       if (!s.up) return false;
       gen = s.generation;
+      ++s.gen_inflight[gen];
       if (!s.idle.empty()) {
         cli = std::move(s.idle.back().cli);
         s.idle.pop_back();
@@ -454,6 +598,10 @@ struct Server::Impl {
     auto res = cli->Post(path, body, "application/json");
     --s.inflight;
     std::lock_guard<std::mutex> l(s.mu);
+    if (auto g = s.gen_inflight.find(gen); g != s.gen_inflight.end() && --g->second == 0) {
+      s.gen_inflight.erase(g);
+      s.conn_cv.notify_all();
+    }
     if (!res) {
       if (s.generation == gen) --s.open_conns;
       s.conn_cv.notify_one();
@@ -479,16 +627,17 @@ struct Server::Impl {
         return InvalidArgument("min_accuracy must be a number in [0, 1], got '" + v + "'");
       }
     }
-    auto m = models.find(*model);
-    if (m != models.end() && min_acc < 0) return Status::Ok();
-    const std::string group = m != models.end() ? m->second.group : *model;
-    auto g = groups.find(group);
-    if (g == groups.end()) return NotFound("unknown model '" + *model + "'");
+    const std::shared_ptr<const Catalog> cat = Models();
+    auto m = cat->models.find(*model);
+    if (m != cat->models.end() && min_acc < 0) return Status::Ok();
+    const std::string group = m != cat->models.end() ? m->second.group : *model;
+    auto g = cat->groups.find(group);
+    if (g == cat->groups.end()) return NotFound("unknown model '" + *model + "'");
     std::string best;
     double best_ms = 0, best_acc = -1;
     std::lock_guard<std::mutex> l(metrics_mu);
     for (const std::string& v : g->second) {
-      const ModelInfo& info = models.at(v);
+      const ModelInfo& info = cat->models.at(v);
       best_acc = std::max(best_acc, info.accuracy);
       if (min_acc >= 0 && info.accuracy < min_acc) continue;
       const double ms = ewma_ms.count(v) ? ewma_ms.at(v) : 0;
@@ -514,7 +663,7 @@ struct Server::Impl {
     if (!pick.ok()) {
       code = HttpCodeFor(pick);
       body = JsonError(code, pick.message());
-      if (!models.count(model)) model = "_unknown";
+      if (!Models()->models.count(model)) model = "_unknown";
     } else if (inflight.fetch_add(1) >= o.max_inflight) {
       inflight.fetch_sub(1);
       code = 503;
@@ -600,23 +749,7 @@ Status Server::Start() {
     return InvalidArgument(fmt::format("--max-wait-us {} would eat the whole SLO of {} ms",
                                        o.max_wait_us, o.slo_p99_ms));
   }
-  for (const auto& p : o.model_paths) {
-    auto loaded = LoadModel(p);
-    if (!loaded.ok() && loaded.status().code() == Code::kNotFound) {
-      return InvalidArgument("model file " + p + " does not exist");  // bad usage: exit 2
-    }
-    OC_ASSIGN_OR_RETURN(auto model, std::move(loaded));
-    const ModelInfo& info = model->info();
-    for (char c : info.name) {
-      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
-        return InvalidArgument("model " + p + ": name '" + info.name +
-                               "' may hold only letters, digits, '-', '_' and '.'");
-      }
-    }
-    if (m.models.count(info.name)) return InvalidArgument("two models named '" + info.name + "'");
-    m.models[info.name] = info;
-    m.groups[info.group.empty() ? info.name : info.group].push_back(info.name);
-  }
+  OC_ASSIGN_OR_RETURN(m.catalog, LoadCatalog(o.model_paths));
   static std::atomic<int> counter{0};
   const std::string tag = fmt::format("serve-{}-{}", ::getpid(), counter++);
   m.tmpdir = (std::filesystem::temp_directory_path() / ("overcast-" + tag)).string();
@@ -677,7 +810,7 @@ Status Server::Start() {
     if (!impl_->Authorized(req, res)) return;
     std::string s = "{\"models\":[";
     bool first = true;
-    for (auto& [name, info] : impl_->models) {
+    for (auto& [name, info] : impl_->Models()->models) {
       double ms = -1;
       {
         std::lock_guard<std::mutex> l(impl_->metrics_mu);
@@ -690,6 +823,18 @@ Status Server::Start() {
       first = false;
     }
     res.set_content(s + "]}", "application/json");
+  });
+  h.Post("/v1/reload", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!impl_->Authorized(req, res)) return;
+    Status r = Reload();
+    if (!r.ok()) {
+      res.status = r.code() == Code::kUnavailable ? 503 : 409;
+      res.set_content(JsonError(res.status, r.message()), "application/json");
+      return;
+    }
+    nlohmann::json names = nlohmann::json::array();
+    for (const auto& [name, info] : impl_->Models()->models) names.push_back(name);
+    res.set_content(nlohmann::json{{"reloaded", names}}.dump(), "application/json");
   });
   h.Post(R"(/v1/models/([^/]+):predict)", [this](const httplib::Request& req,
                                                  httplib::Response& res) {
@@ -710,7 +855,7 @@ Status Server::Start() {
   spdlog::info("serving {} model(s) on http://{}:{} with {} replica(s), controller {}, SLO p99 {} ms, "
                "batch <= {} rows, wait <= {} us, CFS period {} us (up to {} us under 1 ms of "
                "quota), burst {} x quota",
-               m.models.size(), o.host, m.bound_port, o.replicas, o.controller, o.slo_p99_ms,
+               m.catalog->models.size(), o.host, m.bound_port, o.replicas, o.controller, o.slo_p99_ms,
                o.max_batch_rows, o.max_wait_us, o.cfs_period_us, o.cfs_period_max_us, o.cfs_burst);
   return Status::Ok();
 }
@@ -718,6 +863,10 @@ Status Server::Start() {
 void Server::Stop() {
   Impl& m = *impl_;
   if (m.stopping.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> l(m.reload_mu);  // a reload waiting on a stopped supervisor
+    m.reload_cv.notify_all();
+  }
   m.http.stop();
   if (m.http_thread.joinable()) m.http_thread.join();
   if (m.supervisor.joinable()) m.supervisor.join();
@@ -726,20 +875,11 @@ void Server::Stop() {
     std::lock_guard<std::mutex> l(s->mu);
     s->idle.clear();  // close keep-alive connections so the replicas' threads can finish
     s->up = false;
-    if (s->pid > 0) ::kill(s->pid, SIGTERM);
+    if (s->pid > 0) ::kill(s->pid, SIGTERM);  // all at once; StopProcess then waits for each
   }
   for (auto& s : m.slots) {
     if (s->pid <= 0) continue;
-    int st;
-    const double until = Now() + 3;
-    while (::waitpid(s->pid, &st, WNOHANG) == 0) {
-      if (Now() > until) {
-        ::kill(s->pid, SIGKILL);
-        ::waitpid(s->pid, &st, 0);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    StopProcess(s->pid);
     s->pid = -1;
   }
   for (auto& s : m.slots) {
@@ -760,6 +900,21 @@ void Server::Wait() {
   impl_->stop_cv.wait(l, [&] { return impl_->stopped; });
 }
 
+void Server::RequestReload() {
+  std::lock_guard<std::mutex> l(impl_->reload_mu);
+  ++impl_->reloads_asked;
+}
+
+Status Server::Reload() {
+  Impl& m = *impl_;
+  if (!m.supervisor.joinable()) return Unavailable("reload: the server is not running");
+  std::unique_lock<std::mutex> l(m.reload_mu);
+  const uint64_t ticket = ++m.reloads_asked;
+  m.reload_cv.wait(l, [&] { return m.stopping || m.reloads_ended >= ticket; });
+  if (m.reloads_ended < ticket) return Unavailable("reload: the server is stopping");
+  return m.last_reload;
+}
+
 int Server::port() const { return impl_->bound_port; }
 int Server::replica_count() const { return static_cast<int>(impl_->slots.size()); }
 
@@ -775,6 +930,9 @@ ServerTotals Server::totals() const {
     t = impl_->tot;
   }
   for (const auto& s : impl_->slots) t.replica_connects += s->connects.load();
+  t.reloads = impl_->reloads_ok.load();
+  t.reloads_refused = impl_->reloads_refused.load();
+  t.reloads_failed = impl_->reloads_failed.load();
   return t;
 }
 
@@ -817,6 +975,15 @@ std::string Server::Metrics() const {
                    "overcast_serve_replica_restarts_total {}\n",
                    m.tot.allocated_core_seconds, m.tot.used_core_seconds, m.tot.replica_restarts);
   }
+  fmt::format_to(out,
+                 "# HELP overcast_serve_reloads_total Reloads of the model files (SIGHUP, POST "
+                 "/v1/reload): ok, refused (a file did not load; nothing changed) or failed (a "
+                 "replica did not start on the new files).\n"
+                 "# TYPE overcast_serve_reloads_total counter\n"
+                 "overcast_serve_reloads_total{{result=\"ok\"}} {}\n"
+                 "overcast_serve_reloads_total{{result=\"refused\"}} {}\n"
+                 "overcast_serve_reloads_total{{result=\"failed\"}} {}\n",
+                 m.reloads_ok.load(), m.reloads_refused.load(), m.reloads_failed.load());
   fmt::format_to(out,
                  "# TYPE overcast_serve_inflight gauge\novercast_serve_inflight {}\n"
                  "# TYPE overcast_serve_slo_p99_seconds gauge\novercast_serve_slo_p99_seconds {}\n",

@@ -68,6 +68,9 @@ struct ServerTotals {
   uint64_t replica_restarts = 0;
   // Summed over the replicas: CFS periods, those throttled, and keep-alive connections opened.
   uint64_t cfs_periods = 0, cfs_throttled_periods = 0, replica_connects = 0;
+  // Reloads of the model files: done, refused (a file did not load), failed (a replica did not
+  // start on the new files).
+  uint64_t reloads = 0, reloads_refused = 0, reloads_failed = 0;
 };
 
 // Start() then serve until Stop(); all public methods are thread-safe.
@@ -82,6 +85,13 @@ class Server {
   void Stop();
   // Blocks until Stop() is called from another thread (or a signal handler thread).
   void Wait();
+  // Re-reads the model files (same paths) and moves every replica onto them, one at a time:
+  // a new process starts beside the old one, takes the slot's new requests, and the old one
+  // stops once its requests in flight are answered. Files that do not load are refused before
+  // any replica is touched, and the old models go on serving. Reload() blocks until done and
+  // returns its outcome; RequestReload() only asks (for a signal handler thread).
+  Status Reload();
+  void RequestReload();
   int port() const;
   std::string Metrics() const;
   ServerTotals totals() const;

@@ -1,4 +1,5 @@
-// The server with real replica processes: bad input, overload, and a replica killed under load.
+// The server with real replica processes: bad input, overload, a replica killed under load, and
+// a reload of the model files under load.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "common/fs.h"
 #include "serve/loadgen.h"
 #include "serve/predictor.h"
 #include "serve/server.h"
@@ -496,6 +498,99 @@ TEST_F(ServerTest, ReplicaKilledUnderLoadIsRestartedAndTrafficGoesOn) {
   EXPECT_EQ(server_->totals().replica_restarts, 1u);
   EXPECT_EQ(::kill(now, 0), 0);
 }
+
+// The probability of class 1 the server gives one fixed row of the ctr model.
+double CtrProbability(httplib::Client& c) {
+  auto r = c.Post("/v1/models/ctr:predict", R"({"instances":[{"ids":[1,2,3,500],"values":[1,2,3,4]}]})",
+                  "application/json");
+  EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
+  if (!r || r->status != 200) return -1;
+  return nlohmann::json::parse(r->body)["predictions"][0]["probabilities"][1].get<double>();
+}
+
+// One replica is the hard case: there is no other to retry on while its process is replaced.
+class ReloadTest : public ServerTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(ReloadTest, MovesEveryReplicaToTheNewFilesWithoutAFailedRequest) {
+  ServeOptions o = Options();
+  o.replicas = GetParam();
+  StartServer(o);
+  auto c = Client();
+  const double before = CtrProbability(c);
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::mutex mu;
+  std::string first_failure;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t) {
+    ts.emplace_back([&] {
+      auto tc = Client();
+      while (!stop) {
+        auto r = tc.Post("/v1/models/ctr:predict", R"({"instances":[{"ids":[1,2,3]}]})",
+                         "application/json");
+        if (r && r->status == 200) {
+          ++ok;
+          continue;
+        }
+        ++failed;
+        std::lock_guard<std::mutex> l(mu);
+        if (first_failure.empty()) first_failure = r ? r->body : httplib::to_string(r.error());
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::vector<pid_t> old_pids;
+  for (int i = 0; i < o.replicas; ++i) old_pids.push_back(server_->replica_pid(i));
+  // New weights under the same name and path, then a reload while the load goes on.
+  ASSERT_TRUE(WriteRandomLinearModel(dir_ + "/ctr.model", "ctr", Task::kBinary, 1000, 2, 7).ok());
+  Status r = server_->Reload();
+  ASSERT_TRUE(r.ok()) << r.message();
+  const int ok_at_reload = ok.load();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  stop = true;
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(failed.load(), 0) << "first failure: " << first_failure;
+  EXPECT_GT(ok.load(), ok_at_reload) << "traffic did not go on after the reload";
+  // Every replica is a new process, the old ones are gone, and a reload is not a crash.
+  std::vector<pid_t> new_pids;
+  for (int i = 0; i < o.replicas; ++i) {
+    new_pids.push_back(server_->replica_pid(i));
+    EXPECT_GT(new_pids[i], 0);
+    EXPECT_NE(new_pids[i], old_pids[i]);
+    EXPECT_NE(::kill(old_pids[i], 0), 0) << "the replaced replica " << old_pids[i] << " still runs";
+  }
+  EXPECT_EQ(server_->totals().reloads, 1u);
+  EXPECT_EQ(server_->totals().replica_restarts, 0u);
+  // Every replica answers with the new weights.
+  const double after = CtrProbability(c);
+  EXPECT_NE(after, before);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(CtrProbability(c), after);
+
+  // A file that does not load is refused before any replica is touched.
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/ctr.model", "not a model").ok());
+  r = server_->Reload();
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.message().find("ctr.model"), std::string::npos) << r.message();
+  for (int i = 0; i < o.replicas; ++i) EXPECT_EQ(server_->replica_pid(i), new_pids[i]);
+  EXPECT_EQ(server_->totals().reloads_refused, 1u);
+  EXPECT_EQ(CtrProbability(c), after);
+
+  // The same over HTTP: 409 with a JSON error, then 200 naming the models once the file loads.
+  auto h = c.Post("/v1/reload", "", "application/json");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 409);
+  EXPECT_NE(ErrorMessage(h).find("ctr.model"), std::string::npos);
+  ASSERT_TRUE(WriteRandomLinearModel(dir_ + "/ctr.model", "ctr", Task::kBinary, 1000, 2, 1).ok());
+  h = c.Post("/v1/reload", "", "application/json");
+  ASSERT_TRUE(h);
+  ASSERT_EQ(h->status, 200) << h->body;
+  EXPECT_EQ(nlohmann::json::parse(h->body)["reloaded"], nlohmann::json({"ctr", "digits"}));
+  EXPECT_EQ(CtrProbability(c), before);  // seed 1 again: the first weights
+  EXPECT_NE(server_->Metrics().find("overcast_serve_reloads_total{result=\"ok\"} 2"),
+            std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Replicas, ReloadTest, ::testing::Values(1, 2));
 
 }  // namespace
 }  // namespace overcast::serve

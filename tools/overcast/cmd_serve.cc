@@ -18,13 +18,20 @@
 namespace overcast::cli {
 namespace {
 
-// Blocks SIGINT/SIGTERM in this thread and every thread started after, so one thread can
-// sigwait for them.
-void BlockTermSignals() {
+// The signals `overcast serve` answers: SIGINT and SIGTERM stop it, SIGHUP reloads the models.
+sigset_t ServeSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+
+// Blocks them in this thread and every thread started after, so one thread can sigwait for
+// them (a replica waits for SIGINT/SIGTERM only and so ignores SIGHUP).
+void BlockTermSignals() {
+  const sigset_t set = ServeSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 }
@@ -155,7 +162,10 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
         "       -> {\"model\":NAME,\"predictions\":[{\"label\":1,\"probabilities\":[0.2,0.8]}, ...]}\n"
         "  POST /v1/models/GROUP:predict?min_accuracy=0.9  the fastest variant of GROUP (make-model\n"
         "       --group) whose recorded accuracy is >= 0.9\n"
-        "  GET  /healthz   GET /metrics (Prometheus)   GET /v1/models\n\n"
+        "  GET  /healthz   GET /metrics (Prometheus)   GET /v1/models\n"
+        "  POST /v1/reload  (or SIGHUP) re-read the --model files and move the replicas onto them\n"
+        "       one at a time, each new process started before the old one stops; a file that\n"
+        "       does not load is refused (409) and the old models go on serving\n\n"
         "Controllers: autothrottle = a Captain per replica holding a CPU-throttle target, and a\n"
         "Tower (contextual bandit) choosing that target from request rate and p99 vs the SLO;\n"
         "captain = Captains with a fixed target; hpa = Kubernetes-HPA-style utilisation rule;\n"
@@ -193,12 +203,12 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
         serve::Server server(*o);
         OC_RETURN_IF_ERROR(server.Start());
         std::thread waiter([&server] {
-          sigset_t set;
-          sigemptyset(&set);
-          sigaddset(&set, SIGTERM);
-          sigaddset(&set, SIGINT);
+          const sigset_t set = ServeSignals();
           int sig;
-          sigwait(&set, &sig);
+          while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+            spdlog::info("SIGHUP: reloading the model files");
+            server.RequestReload();  // the outcome is logged; this thread goes on waiting
+          }
           spdlog::info("signal {}: stopping", sig);
           server.Stop();
         });
