@@ -10,7 +10,7 @@ PACKAGES=(
   libzstd-dev liblz4-dev libxxhash-dev libssl-dev libhiredis-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev libeigen3-dev
   redis-server dataset-fashion-mnist liblinear-tools
-  libcpp-httplib-dev wrk python3 time
+  libcpp-httplib-dev wrk python3 time openssl
   r-cran-dslabs python3-sklearn
 )
 bash scripts/ensure_packages.sh setup "${PACKAGES[@]}"

@@ -98,19 +98,40 @@ std::string PredictBody(int rows, int nnz, uint64_t num_features, std::mt19937_6
   return b + "]}";
 }
 
+// A client of the server under test: HTTPS when asked, the server's certificate checked against
+// o.ca_cert or the system's store, and the bearer token on every request.
+httplib::Client NewClient(const LoadgenOptions& o) {
+  httplib::Client c(fmt::format("{}://{}:{}", o.tls ? "https" : "http", o.host, o.port));
+  if (o.tls) {
+    c.enable_server_certificate_verification(true);
+    if (!o.ca_cert.empty()) c.set_ca_cert_path(o.ca_cert);
+  }
+  if (!o.bearer_token.empty()) c.set_bearer_token_auth(o.bearer_token);
+  return c;
+}
+
 Result<LoadgenResult> RunLoadgen(const LoadgenOptions& o) {
   if (o.rates.empty()) return InvalidArgument("empty trace");
   if (o.connections < 1) return InvalidArgument("--connections must be >= 1");
   uint64_t num_features = o.num_features;
   {
-    httplib::Client c(o.host, o.port);
+    httplib::Client c = NewClient(o);
     c.set_connection_timeout(2, 0);
-    if (!o.bearer_token.empty()) c.set_bearer_token_auth(o.bearer_token);
+    const std::string url = fmt::format("{}://{}:{}", o.tls ? "https" : "http", o.host, o.port);
     auto res = c.Get("/v1/models");
-    if (!res) return Unavailable(fmt::format("cannot reach http://{}:{}/v1/models", o.host, o.port));
+    if (!res) {
+      std::string why = httplib::to_string(res.error());
+      if (const long v = o.tls ? c.get_openssl_verify_result() : X509_V_OK; v != X509_V_OK) {
+        why += fmt::format(": {} (--ca-cert names the certificate to trust)",
+                           X509_verify_cert_error_string(v));
+      } else if (!o.tls && res.error() == httplib::Error::Read) {
+        why += " (does the server speak HTTPS? then add --tls)";
+      }
+      return Unavailable(fmt::format("cannot reach {}/v1/models: {}", url, why));
+    }
     if (res->status == 401) {
-      return PermissionDenied(fmt::format("http://{}:{} refused the request (401): it needs the "
-                                          "server's secret (--secret-file)", o.host, o.port));
+      return PermissionDenied(fmt::format("{} refused the request (401): it needs the server's "
+                                          "secret (--secret-file)", url));
     }
     auto j = nlohmann::json::parse(res->body, nullptr, false);
     bool found = false;
@@ -161,8 +182,7 @@ Result<LoadgenResult> RunLoadgen(const LoadgenOptions& o) {
   std::atomic<bool> go{false};
   Clock::time_point start;
   auto worker = [&] {
-    httplib::Client c(o.host, o.port);
-    if (!o.bearer_token.empty()) c.set_bearer_token_auth(o.bearer_token);
+    httplib::Client c = NewClient(o);
     c.set_keep_alive(true);
     c.set_tcp_nodelay(true);
     c.set_connection_timeout(2, 0);

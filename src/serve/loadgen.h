@@ -33,6 +33,9 @@ struct LoadgenOptions {
   double timeout_s = 10;
   uint64_t seed = 1;
   std::string bearer_token;    // sent as `Authorization: Bearer ...` when not empty
+  bool tls = false;            // HTTPS (a server with --tls-cert), the certificate verified
+  std::string ca_cert;         // PEM file of the CA (or self-signed certificate) to trust;
+                               // "": the system's CA store
 };
 
 struct LoadWindow {

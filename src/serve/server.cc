@@ -141,7 +141,7 @@ struct Server::Impl {
   std::shared_ptr<const Catalog> catalog;
   std::string tmpdir;
   std::vector<std::unique_ptr<Slot>> slots;
-  httplib::Server http;
+  std::unique_ptr<httplib::Server> http;  // an httplib::SSLServer with --tls-cert/--tls-key
   int bound_port = 0;
   std::thread http_thread, supervisor, control;
   std::atomic<bool> stopping{false};
@@ -407,8 +407,8 @@ struct Server::Impl {
 
   // With a secret, a request must carry `Authorization: Bearer SECRET`; otherwise this answers
   // 401 and returns false. Checked first in each handler but /healthz (left open for liveness
-  // probes), so an unknown model answers 401 too, not 404. The token travels in clear: beyond a
-  // trusted network, put TLS in front.
+  // probes), so an unknown model answers 401 too, not 404. The token travels in clear unless the
+  // front end serves HTTPS (--tls-cert, --tls-key).
   bool Authorized(const httplib::Request& req, httplib::Response& res) {
     if (o.secret.empty()) return true;
     const std::string auth = req.get_header_value("Authorization");
@@ -704,6 +704,24 @@ Status Server::Start() {
                            ": listening beyond loopback (127.0.0.0/8, localhost, ::1) needs "
                            "--secret-file; clients then send `Authorization: Bearer SECRET`");
   }
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    return InvalidArgument("--tls-cert and --tls-key go together (a certificate and its key)");
+  }
+  if (o.tls_cert.empty()) {
+    m.http = std::make_unique<httplib::Server>();
+  } else {
+    for (const std::string* f : {&o.tls_cert, &o.tls_key}) {
+      if (!std::filesystem::is_regular_file(*f)) {
+        return InvalidArgument("TLS file " + *f + " does not exist");
+      }
+    }
+    m.http = std::make_unique<httplib::SSLServer>(o.tls_cert.c_str(), o.tls_key.c_str());
+    if (!m.http->is_valid()) {
+      return InvalidArgument(fmt::format("--tls-cert {} / --tls-key {}: not a PEM certificate and "
+                                         "its matching private key (OpenSSL refused them)",
+                                         o.tls_cert, o.tls_key));
+    }
+  }
   if (o.replica_bin.empty()) {
     std::error_code ec;
     o.replica_bin = std::filesystem::read_symlink("/proc/self/exe", ec).string();
@@ -792,7 +810,7 @@ Status Server::Start() {
   }
   for (auto& s : m.slots) OC_RETURN_IF_ERROR(m.Spawn(*s));
 
-  httplib::Server& h = m.http;
+  httplib::Server& h = *m.http;
   ConfigureHttpServer(h, o.threads, o.max_body_bytes);
   h.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
     int up = 0;
@@ -852,10 +870,10 @@ Status Server::Start() {
   if (!o.port_file.empty()) {
     OC_RETURN_IF_ERROR(WriteFileAtomic(o.port_file, std::to_string(m.bound_port)));
   }
-  spdlog::info("serving {} model(s) on http://{}:{} with {} replica(s), controller {}, SLO p99 {} ms, "
+  spdlog::info("serving {} model(s) on {}://{}:{} with {} replica(s), controller {}, SLO p99 {} ms, "
                "batch <= {} rows, wait <= {} us, CFS period {} us (up to {} us under 1 ms of "
                "quota), burst {} x quota",
-               m.catalog->models.size(), o.host, m.bound_port, o.replicas, o.controller, o.slo_p99_ms,
+               m.catalog->models.size(), o.tls_cert.empty() ? "http" : "https", o.host, m.bound_port, o.replicas, o.controller, o.slo_p99_ms,
                o.max_batch_rows, o.max_wait_us, o.cfs_period_us, o.cfs_period_max_us, o.cfs_burst);
   return Status::Ok();
 }
@@ -867,7 +885,7 @@ void Server::Stop() {
     std::lock_guard<std::mutex> l(m.reload_mu);  // a reload waiting on a stopped supervisor
     m.reload_cv.notify_all();
   }
-  m.http.stop();
+  if (m.http) m.http->stop();
   if (m.http_thread.joinable()) m.http_thread.join();
   if (m.supervisor.joinable()) m.supervisor.join();
   if (m.control.joinable()) m.control.join();

@@ -59,6 +59,9 @@ struct ServeOptions {
   // A shared secret ("" = none): every endpoint but GET /healthz then needs
   // `Authorization: Bearer SECRET` (else 401). Required to listen beyond loopback.
   std::string secret;
+  // PEM certificate (chain) and private key: the front end then speaks HTTPS only, so the bearer
+  // token and the rows travel encrypted. Both or neither. The replicas stay on loopback HTTP.
+  std::string tls_cert, tls_key;
 };
 
 struct ServerTotals {

@@ -328,6 +328,77 @@ TEST_F(ServerTest, LoadgenCountsEveryArrivalPerWindow) {
   EXPECT_EQ(RunLoadgen(lg).status().code(), Code::kInvalidArgument);
 }
 
+// With --tls-cert/--tls-key the front end speaks HTTPS only; a client that trusts the
+// certificate gets answers, one that does not (or speaks plain HTTP) gets none.
+TEST_F(ServerTest, ServesHttpsWithTheGivenCertificate) {
+  const std::string cert = dir_ + "/cert.pem", key = dir_ + "/key.pem";
+  const std::string make_cert = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "
+                                "/CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout " +
+                                key + " -out " + cert + " 2>/dev/null";
+  ASSERT_EQ(std::system(make_cert.c_str()), 0) << "needs the openssl command (Debian: openssl)";
+  ServeOptions o = Options();
+  o.tls_cert = cert;
+  o.tls_key = key;
+  o.secret = "a-shared-secret";
+  StartServer(o);
+  const std::string url = "https://127.0.0.1:" + std::to_string(server_->port());
+  const std::string row = R"({"instances":[{"ids":[1,2,3]}]})";
+  {
+    httplib::Client c(url);
+    c.enable_server_certificate_verification(true);
+    c.set_ca_cert_path(cert);
+    c.set_bearer_token_auth(o.secret);
+    auto r = c.Post("/v1/models/ctr:predict", row, "application/json");
+    ASSERT_TRUE(r) << httplib::to_string(r.error());
+    EXPECT_EQ(r->status, 200) << r->body;
+  }
+  {
+    httplib::Client untrusting(url);  // the system's CA store does not know a self-signed one
+    untrusting.enable_server_certificate_verification(true);
+    untrusting.set_bearer_token_auth(o.secret);
+    auto r = untrusting.Post("/v1/models/ctr:predict", row, "application/json");
+    EXPECT_FALSE(r);
+    if (!r) EXPECT_EQ(r.error(), httplib::Error::SSLServerVerification);
+  }
+  {
+    httplib::Client plain("127.0.0.1", server_->port());
+    plain.set_read_timeout(2, 0);
+    EXPECT_FALSE(plain.Post("/v1/models/ctr:predict", row, "application/json"));
+  }
+  LoadgenOptions lg;
+  lg.port = server_->port();
+  lg.model = "ctr";
+  lg.rates = {40};
+  lg.poisson = false;
+  lg.connections = 4;
+  lg.bearer_token = o.secret;
+  lg.tls = true;
+  lg.ca_cert = cert;
+  auto r = RunLoadgen(lg);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->ok, 40u);
+  EXPECT_EQ(r->errors, 0u);
+  lg.ca_cert.clear();
+  auto refused = RunLoadgen(lg);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("--ca-cert"), std::string::npos)
+      << refused.status().message();
+
+  // A key without its certificate, or files OpenSSL cannot read, are refused at start.
+  server_.reset();
+  ServeOptions half = Options();
+  half.tls_key = key;
+  Server no_cert(half);
+  EXPECT_EQ(no_cert.Start().code(), Code::kInvalidArgument);
+  ServeOptions swapped = Options();
+  swapped.tls_cert = key;
+  swapped.tls_key = cert;
+  Server bad(swapped);
+  Status st = bad.Start();
+  EXPECT_EQ(st.code(), Code::kInvalidArgument);
+  EXPECT_NE(st.message().find("OpenSSL refused"), std::string::npos) << st.message();
+}
+
 // Reads replica 0's gauge `name` from the server's metrics; -1 when absent.
 double ReplicaGauge(const Server& server, const std::string& name) {
   const std::string m = server.Metrics();

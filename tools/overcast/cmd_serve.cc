@@ -179,7 +179,11 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--secret-file", *secret_file,
                   "File holding a shared secret: every request but GET /healthz must then send "
                   "`Authorization: Bearer SECRET` (else 401). Needed to listen beyond loopback; "
-                  "the token travels in clear, so put TLS in front beyond a trusted network");
+                  "the token travels in clear unless --tls-cert/--tls-key are given");
+    c->add_option("--tls-cert", o->tls_cert,
+                  "PEM certificate (chain) to serve HTTPS with, beside --tls-key: the token and "
+                  "the rows then travel encrypted (clients: loadgen --tls --ca-cert)");
+    c->add_option("--tls-key", o->tls_key, "PEM private key of --tls-cert");
     c->add_option("--controller", o->controller, "autothrottle|captain|hpa|static")
         ->check(CLI::IsMember({"autothrottle", "captain", "hpa", "static"}))
         ->capture_default_str();
@@ -272,6 +276,11 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--seed", o->seed, "Random seed")->capture_default_str();
     c->add_option("--secret-file", *secret_file,
                   "The server's shared secret, sent as `Authorization: Bearer ...`");
+    c->add_flag("--tls", o->tls, "HTTPS (a server started with --tls-cert); its certificate is "
+                "verified against --ca-cert, else the system's CA store");
+    c->add_option("--ca-cert", o->ca_cert,
+                  "PEM file of the CA, or the self-signed certificate, to trust (implies --tls)")
+        ->check(CLI::ExistingFile);
     c->add_flag("--uniform", *uniform, "Evenly spaced arrivals instead of Poisson");
     c->add_flag("--json", *json, "End with one JSON line of results");
     c->callback([&ctx, o, target, trace, pattern, rate, peak, seconds, uniform, json, secret_file] {
@@ -280,6 +289,7 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
         if (!secret_file->empty()) {
           OC_ASSIGN_OR_RETURN(o->bearer_token, net::ReadSecretFile(*secret_file));
         }
+        if (!o->ca_cert.empty()) o->tls = true;
         if (!trace->empty()) {
           OC_ASSIGN_OR_RETURN(o->rates, serve::ReadTraceCsv(*trace));
         } else {
