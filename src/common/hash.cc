@@ -1,5 +1,7 @@
 #include "common/hash.h"
 
+#include <algorithm>
+
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -41,6 +43,49 @@ void Checksummer::Update(const void* data, size_t size) {
 void Checksummer::Reset() { XXH3_64bits_reset(static_cast<XXH3_state_t*>(state_)); }
 uint64_t Checksummer::Digest() const {
   return XXH3_64bits_digest(static_cast<const XXH3_state_t*>(state_));
+}
+
+uint64_t BlockChecksum64(const void* data, size_t size) {
+  BlockChecksummer b;
+  b.Update(data, size);
+  return b.Finish();
+}
+
+void BlockChecksummer::EndBlock(uint64_t digest) { digests_.Update(&digest, sizeof(digest)); }
+
+void BlockChecksummer::Update(const void* data, size_t size) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    if (in_block_ == 0 && size >= kChecksumBlock) {  // a whole block at once, the common case
+      EndBlock(Checksum64(p, kChecksumBlock));
+      p += kChecksumBlock;
+      size -= kChecksumBlock;
+      continue;
+    }
+    const size_t take = std::min(size, kChecksumBlock - in_block_);
+    block_.Update(p, take);
+    in_block_ += take;
+    p += take;
+    size -= take;
+    if (in_block_ == kChecksumBlock) {
+      EndBlock(block_.Digest());
+      block_.Reset();
+      in_block_ = 0;
+    }
+  }
+}
+
+uint64_t BlockChecksummer::Finish() {
+  if (in_block_ > 0) EndBlock(block_.Digest());
+  const uint64_t sum = digests_.Digest();
+  Reset();
+  return sum;
+}
+
+void BlockChecksummer::Reset() {
+  block_.Reset();
+  digests_.Reset();
+  in_block_ = 0;
 }
 
 }  // namespace overcast

@@ -27,6 +27,25 @@ class Checksummer {
   void* state_;
 };
 
+// Block checksums: XXH3-64 over the XXH3-64 digests (little-endian u64s) of consecutive
+// kChecksumBlock-byte blocks of the data, the last block possibly shorter. Whoever keeps the
+// digests of blocks it has not changed (a dense table) hashes only the blocks changed since.
+inline constexpr size_t kChecksumBlock = size_t{64} << 10;
+uint64_t BlockChecksum64(const void* data, size_t size);
+
+// The same, fed in pieces of any size (a payload as the kernel hands it over).
+class BlockChecksummer {
+ public:
+  void Update(const void* data, size_t size);
+  uint64_t Finish();  // the checksum; the object is then Reset() for the next data
+  void Reset();
+
+ private:
+  void EndBlock(uint64_t digest);
+  Checksummer block_, digests_;
+  size_t in_block_ = 0;  // bytes of the current block seen so far
+};
+
 // A bijective 64-bit mixer (splitmix64 finaliser): spreads sequential keys over shards.
 inline uint64_t MixKey(uint64_t x) {
   x ^= x >> 30;

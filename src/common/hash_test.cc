@@ -4,6 +4,7 @@
 
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace overcast {
 namespace {
@@ -33,6 +34,31 @@ TEST(Checksum, MatchesReferenceXxh3AtEverySize) {
     c.Update(s.data(), s.size());
     EXPECT_EQ(c.Digest(), want) << "after Reset, " << n;
   }
+}
+
+// A block checksum is XXH3-64 of the blocks' digests, however the data is fed: whole, in pieces
+// that straddle block boundaries, or one byte at a time around a boundary.
+TEST(BlockChecksum, IsTheDigestOfTheBlocksDigestsInAnyPieces) {
+  for (size_t n : {size_t{0}, size_t{1}, kChecksumBlock - 1, kChecksumBlock, kChecksumBlock + 1,
+                   3 * kChecksumBlock + 4097}) {
+    std::string s = Bytes(n);
+    std::vector<uint64_t> digests;
+    for (size_t at = 0; at < n; at += kChecksumBlock) {
+      digests.push_back(Checksum64(s.data() + at, std::min(kChecksumBlock, n - at)));
+    }
+    const uint64_t want = Checksum64(digests.data(), digests.size() * sizeof(uint64_t));
+    EXPECT_EQ(BlockChecksum64(s.data(), n), want) << n;
+    BlockChecksummer b;
+    for (size_t piece : {size_t{1}, size_t{4099}, kChecksumBlock + 7}) {
+      for (size_t at = 0; at < n; at += piece) b.Update(s.data() + at, std::min(piece, n - at));
+      EXPECT_EQ(b.Finish(), want) << n << " in pieces of " << piece;
+    }
+  }
+  // A changed byte anywhere changes it.
+  std::string s = Bytes(2 * kChecksumBlock);
+  const uint64_t before = BlockChecksum64(s.data(), s.size());
+  s[kChecksumBlock + 5] ^= 1;
+  EXPECT_NE(BlockChecksum64(s.data(), s.size()), before);
 }
 
 }  // namespace

@@ -65,6 +65,7 @@ void Connection::ReadPayload() {
     dst = payload_.data();
   }
   payload_hash_.Reset();
+  payload_blocks_.Reset();
   if (hdr_.wire_length == 0) {
     PayloadDone();
   } else {
@@ -81,7 +82,11 @@ void Connection::ReadPayloadSome(char* dst, size_t done) {
     const size_t want = std::min<size_t>(hdr_.wire_length - done, kReadPiece);
     ssize_t got = ::recv(fd, dst + done, want, MSG_DONTWAIT);
     if (got > 0) {
-      payload_hash_.Update(dst + done, static_cast<size_t>(got));
+      if (hdr_.block_checksum()) {
+        payload_blocks_.Update(dst + done, static_cast<size_t>(got));
+      } else {
+        payload_hash_.Update(dst + done, static_cast<size_t>(got));
+      }
       done += static_cast<size_t>(got);
       continue;
     }
@@ -110,7 +115,8 @@ void Connection::ReadPayloadSome(char* dst, size_t done) {
 }
 
 void Connection::PayloadDone() {
-  Status s = CheckPayloadChecksum(hdr_, payload_hash_.Digest());
+  Status s = CheckPayloadChecksum(
+      hdr_, hdr_.block_checksum() ? payload_blocks_.Finish() : payload_hash_.Digest());
   if (s.ok() && !direct_) s = DecompressPayload(hdr_, &payload_);
   if (!s.ok()) {
     Close(s);

@@ -84,6 +84,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   CloseHandler on_close_;
   PayloadSink sink_;
   Checksummer payload_hash_;  // of the payload being read, updated as each piece arrives
+  BlockChecksummer payload_blocks_;  // the same, for a frame with kFlagBlockChecksum
   bool direct_ = false;       // the payload being read goes where sink_ said
   bool closed_ = false;
   char header_[kHeaderSize];

@@ -112,7 +112,9 @@ Status DecompressPayload(const FrameHeader& h, std::string* payload) {
 Status DecodePayload(const FrameHeader& h, const FrameLimits& limits, std::string* payload) {
   (void)limits;
   if (payload->size() != h.wire_length) return Corruption("payload length mismatch");
-  OC_RETURN_IF_ERROR(CheckPayloadChecksum(h, Checksum64(payload->data(), payload->size())));
+  OC_RETURN_IF_ERROR(CheckPayloadChecksum(h, h.block_checksum()
+                                                 ? BlockChecksum64(payload->data(), payload->size())
+                                                 : Checksum64(payload->data(), payload->size())));
   return DecompressPayload(h, payload);
 }
 

@@ -11,16 +11,19 @@
 namespace overcast::net {
 
 inline constexpr uint32_t kMagic = 0x3143564F;  // "OVC1" as little-endian bytes
-inline constexpr uint8_t kVersion = 1;
+inline constexpr uint8_t kVersion = 2;  // 2: the block-checksum flag
 inline constexpr size_t kHeaderSize = 32;
 inline constexpr size_t kDefaultMaxFrameBytes = size_t{256} << 20;
 
 enum class Compression : uint8_t { kNone = 0, kLz4 = 1, kZstd = 2 };
 
-// flags byte: bits 0-1 compression, bit 7 set on responses.
+// flags byte: bits 0-1 compression, bit 2 block checksum, bit 7 set on responses.
 inline constexpr uint8_t kFlagCompressionMask = 0x03;
+// The payload checksum is BlockChecksum64 (common/hash.h) of the wire payload instead of its
+// XXH3-64: a dense table keeps its blocks' digests, so a pull hashes only blocks changed since.
+inline constexpr uint8_t kFlagBlockChecksum = 0x04;
 inline constexpr uint8_t kFlagResponse = 0x80;
-inline constexpr uint8_t kFlagsKnown = kFlagCompressionMask | kFlagResponse;
+inline constexpr uint8_t kFlagsKnown = kFlagCompressionMask | kFlagBlockChecksum | kFlagResponse;
 
 // Message types shared by every service; services number their own from 16 up.
 enum MessageType : uint8_t {
@@ -43,6 +46,7 @@ struct FrameHeader {
     return static_cast<Compression>(flags & kFlagCompressionMask);
   }
   bool is_response() const { return flags & kFlagResponse; }
+  bool block_checksum() const { return flags & kFlagBlockChecksum; }
 };
 
 struct FrameLimits {
@@ -59,7 +63,7 @@ Status DecodePayload(const FrameHeader& h, const FrameLimits& limits, std::strin
 
 // The two halves of DecodePayload, for a receiver that hashes the payload as it arrives
 // (while each piece is still in cache) instead of in a second pass over all of it:
-// `checksum64` is XXH3-64 of the wire payload.
+// `checksum64` is XXH3-64 of the wire payload, or its BlockChecksum64 when h.block_checksum().
 Status CheckPayloadChecksum(const FrameHeader& h, uint64_t checksum64);
 Status DecompressPayload(const FrameHeader& h, std::string* payload);
 
@@ -96,7 +100,8 @@ class FrameBuilder {
 };
 
 // The header alone of an uncompressed frame whose payload (`payload_size` bytes with XXH3-64
-// `checksum64`) is sent from where it lives instead of being copied behind the header.
+// `checksum64`, or its BlockChecksum64 with kFlagBlockChecksum in `flags`) is sent from where
+// it lives instead of being copied behind the header.
 std::string MakeHeader(uint8_t type, uint64_t request_id, uint8_t flags, uint8_t status,
                        size_t payload_size, uint64_t checksum64);
 

@@ -4,6 +4,8 @@
 
 #include <random>
 
+#include "common/hash.h"
+
 namespace overcast::net {
 namespace {
 
@@ -56,6 +58,28 @@ TEST_P(FrameRoundTrip, PayloadSurvivesAndCompressesWhenItPays) {
 INSTANTIATE_TEST_SUITE_P(All, FrameRoundTrip,
                          ::testing::Values(Compression::kNone, Compression::kLz4,
                                            Compression::kZstd));
+
+// A lent dense reply: the payload checksum is the block checksum, and a receiver checks that
+// one, not the plain XXH3-64, when the flag says so.
+TEST(Frame, BlockChecksumFramesAreCheckedByTheirBlocks) {
+  const std::string body = Payload(3 * kChecksumBlock + 100, false);
+  const uint8_t flags = kFlagResponse | kFlagBlockChecksum;
+  std::string frame = MakeHeader(21, 9, flags, 0, body.size(),
+                                 BlockChecksum64(body.data(), body.size())) + body;
+  FrameHeader h;
+  std::string got;
+  ASSERT_TRUE(DecodeWhole(frame, &h, &got).ok());
+  EXPECT_TRUE(h.block_checksum());
+  EXPECT_EQ(got, body);
+  frame[kHeaderSize + 2 * kChecksumBlock + 1] ^= 0x10;  // one bit in the third block
+  EXPECT_EQ(DecodeWhole(frame, &h, &got).code(), Code::kCorruption);
+  // The plain checksum under the block flag (and the other way round) is refused.
+  std::string plain = MakeHeader(21, 9, flags, 0, body.size(), Checksum64(body)) + body;
+  EXPECT_EQ(DecodeWhole(plain, &h, &got).code(), Code::kCorruption);
+  std::string unflagged = MakeHeader(21, 9, kFlagResponse, 0, body.size(),
+                                     BlockChecksum64(body.data(), body.size())) + body;
+  EXPECT_EQ(DecodeWhole(unflagged, &h, &got).code(), Code::kCorruption);
+}
 
 TEST(Frame, RejectsBadMagicVersionChecksumsAndSize) {
   std::string good = MakeFrame(20, 9, "hello world");

@@ -209,7 +209,7 @@ Status Server::Impl::Restore() {
           ensure(spec);
           TablePart* t = shards_[DenseOwner(spec.name)]->shard_for_setup().Find(spec.name);
           t->weights = part.weights;
-          t->lent_hashes.clear();
+          t->block_digests.clear();
           t->state = part.state;
           t->step = part.step;
           rows += part.weights.size();
@@ -461,10 +461,12 @@ Status Server::Impl::HandleDense(const ConnPtr& c, const FrameHeader& h, std::st
     if (t && lend) {
       net::OutFrame f;
       uint64_t checksum = 0;
-      Status s = sh.LendDense(*t, req.offset, req.count, &f.tail, &f.keep, &checksum);
+      bool blocks = false;
+      Status s = sh.LendDense(*t, req.offset, req.count, &f.tail, &f.keep, &checksum, &blocks);
       if (s.ok()) {
         f.tail_size = req.count * sizeof(float);
-        f.bytes = net::MakeHeader(p->type, p->id, net::kFlagResponse, 0, f.tail_size, checksum);
+        const uint8_t flags = net::kFlagResponse | (blocks ? net::kFlagBlockChecksum : 0);
+        f.bytes = net::MakeHeader(p->type, p->id, flags, 0, f.tail_size, checksum);
         p->conn->Send(std::move(f));
         return;
       }

@@ -6,6 +6,7 @@
 #include <numeric>
 #include <thread>
 
+#include "common/hash.h"
 #include "ps/client.h"
 #include "ps/server.h"
 
@@ -170,9 +171,9 @@ TEST(PsServer, LargeDenseRangesGoInPiecesAndComeBackInOrder) {
   for (size_t i = 0; i < part.size(); ++i) ASSERT_EQ(part[i], g[123'457 + i]) << i;
 }
 
-// A large range is asked for in pieces; each piece's checksum is kept until the weights change,
-// so pulling an unchanged table again hashes nothing, and a push makes the next pull hash it
-// all again (a stale checksum would fail the pull).
+// A dense table keeps the digest of each 64 KiB block until a push changes the block, so
+// pulling an unchanged table again hashes nothing, and a pull after a push hashes only the
+// blocks the push touched (a stale digest would fail the pull's checksum).
 TEST(PsServer, UnchangedDenseRangesAreNotHashedAgain) {
   Cluster cluster(1, 1);
   auto client = cluster.Connect();
@@ -196,6 +197,22 @@ TEST(PsServer, UnchangedDenseRangesAreNotHashedAgain) {
   ASSERT_TRUE(client->PullDense("big", 0, d.length, out.data()).get().ok());
   EXPECT_EQ(out, ones);
   EXPECT_EQ(hashed(), 2 * table_bytes);
+  // One float inside a block, then two floats across a block boundary.
+  constexpr uint64_t kBlockFloats = kChecksumBlock / sizeof(float);
+  const float two = 2.0f;
+  ASSERT_TRUE(client->PushDense("big", 3 * kBlockFloats + 5, std::span<const float>(&two, 1))
+                  .get().ok());
+  ASSERT_TRUE(client->PullDense("big", 0, d.length, out.data()).get().ok());
+  EXPECT_EQ(out[3 * kBlockFloats + 5], 3.0f);
+  EXPECT_EQ(hashed(), 2 * table_bytes + kChecksumBlock);
+  const float pair[2] = {2.0f, 2.0f};
+  ASSERT_TRUE(client->PushDense("big", 7 * kBlockFloats - 1, std::span<const float>(pair, 2))
+                  .get().ok());
+  ASSERT_TRUE(client->PullDense("big", 0, d.length, out.data()).get().ok());
+  EXPECT_EQ(hashed(), 2 * table_bytes + 3 * kChecksumBlock);
+  ones[3 * kBlockFloats + 5] = 3.0f;
+  ones[7 * kBlockFloats - 1] = ones[7 * kBlockFloats] = 3.0f;
+  EXPECT_EQ(out, ones);
 }
 
 // Dense pull replies are received straight into the caller's buffer: an odd-sized range that

@@ -38,7 +38,6 @@ namespace {
 // them keep the array as it is (moved into the loan, so their pointers stay valid) and the
 // table goes on with a copy (`dropping`: with nothing). Without such replies nothing moves.
 void EndLoan(TablePart& t, bool dropping = false) {
-  t.lent_hashes.clear();
   if (!t.loan) return;
   if (t.loan.use_count() > 1) {
     t.loan->weights = std::move(t.weights);
@@ -157,25 +156,44 @@ Status Shard::PullDense(TablePart& t, uint64_t offset, uint64_t count, std::stri
 }
 
 Status Shard::LendDense(TablePart& t, uint64_t offset, uint64_t count, const char** data,
-                        std::shared_ptr<const void>* keep, uint64_t* checksum) {
+                        std::shared_ptr<const void>* keep, uint64_t* checksum,
+                        bool* block_checksum) {
   if (offset < t.spec.begin || offset + count > t.spec.end || offset + count < offset) {
     return InvalidArgument("dense range outside this server's part of " + t.spec.name);
   }
   if (!t.loan) t.loan = std::make_shared<DenseLoan>();
-  *data = reinterpret_cast<const char*>(t.weights.data() + (offset - t.spec.begin));
+  const char* base = reinterpret_cast<const char*>(t.weights.data());
+  const size_t first = (offset - t.spec.begin) * sizeof(float), bytes = count * sizeof(float);
+  *data = base + first;
   *keep = t.loan;
-  auto& hashes = t.lent_hashes;
-  auto it = std::find_if(hashes.begin(), hashes.end(), [&](const TablePart::LentHash& h) {
-    return h.offset == offset && h.count == count;
-  });
-  if (it == hashes.end()) {
-    if (hashes.size() == TablePart::kMaxLentHashes) hashes.erase(hashes.begin());
-    hashes.push_back({offset, count, Checksum64(*data, count * sizeof(float))});
-    dense_bytes_hashed += count * sizeof(float);
-    it = hashes.end() - 1;
-  }
-  *checksum = it->checksum;
   keys_pulled += count;
+  *block_checksum = first % kChecksumBlock == 0;
+  if (!*block_checksum) {  // not on the grid of the kept digests: hashed whole
+    *checksum = Checksum64(*data, bytes);
+    dense_bytes_hashed += bytes;
+    return Status::Ok();
+  }
+  const size_t part_bytes = t.weights.size() * sizeof(float);
+  const size_t nblocks = (part_bytes + kChecksumBlock - 1) / kChecksumBlock;
+  if (t.block_digests.size() != nblocks) t.block_digests.assign(nblocks, 0);
+  thread_local std::vector<uint64_t> digests;
+  digests.clear();
+  for (size_t at = first; at < first + bytes; at += kChecksumBlock) {
+    const size_t block_end = std::min(at + kChecksumBlock, part_bytes);
+    const size_t n = std::min(block_end, first + bytes) - at;
+    if (n < block_end - at) {  // the range ends inside a block: its part is hashed, not kept
+      digests.push_back(Checksum64(base + at, n));
+      dense_bytes_hashed += n;
+      break;
+    }
+    uint64_t& d = t.block_digests[at / kChecksumBlock];
+    if (d == 0) {  // (a block whose digest is 0 is hashed every time: harmless)
+      d = Checksum64(base + at, n);
+      dense_bytes_hashed += n;
+    }
+    digests.push_back(d);
+  }
+  *checksum = Checksum64(digests.data(), digests.size() * sizeof(uint64_t));
   return Status::Ok();
 }
 
@@ -186,6 +204,12 @@ Status Shard::PushDense(TablePart& t, uint64_t offset, uint64_t count, const cha
   EndLoan(t);
   const size_t n = t.weights.size();
   const size_t at = offset - t.spec.begin;
+  // The blocks the update touches are hashed again when next lent; the others keep theirs.
+  if (count > 0 && !t.block_digests.empty()) {
+    const size_t b0 = at * sizeof(float) / kChecksumBlock;
+    const size_t b1 = ((at + count) * sizeof(float) - 1) / kChecksumBlock;
+    std::fill(t.block_digests.begin() + b0, t.block_digests.begin() + b1 + 1, 0);
+  }
   std::vector<float> g(count);
   std::memcpy(g.data(), grads, count * sizeof(float));
   const OptimizerKind kind = t.spec.optimizer.kind;

@@ -36,15 +36,13 @@ struct TablePart {
   // Shared with every reply being sent from `weights` (LendDense); null or held by the table
   // alone when none is.
   std::shared_ptr<DenseLoan> loan;
-  // XXH3-64 of the ranges lent, kept until the weights next change (EndLoan): pulls of an
-  // unchanged range, such as every worker of a synchronous step pulling the same weights, are
-  // answered without hashing it again. Several, because a client asks for a large range in
-  // pieces (4 MiB each); the oldest goes first past kMaxLentHashes.
-  struct LentHash {
-    uint64_t offset = 0, count = 0, checksum = 0;
-  };
-  static constexpr size_t kMaxLentHashes = 16;
-  std::vector<LentHash> lent_hashes;
+  // XXH3-64 of each kChecksumBlock bytes of `weights` (common/hash.h; the last block may be
+  // shorter), 0 for a block not hashed since it last changed. A lent reply's checksum is the
+  // block checksum of its range (net::kFlagBlockChecksum), made from these: pulls of unchanged
+  // weights, such as every worker of a synchronous step pulling the same ones, hash nothing,
+  // and a pull after a push hashes only the blocks the push touched. Sized on first use;
+  // cleared when `weights` is replaced as a whole.
+  std::vector<uint64_t> block_digests;
 };
 
 // The data of one shard. Only its own thread touches it (see ShardThread), so nothing here
@@ -68,9 +66,11 @@ class Shard {
   Status PushDense(TablePart& t, uint64_t offset, uint64_t count, const char* grads);
   // Dense pull without a copy: *data points at the weights of [offset, offset + count), which
   // stay valid and unchanged while *keep is held (a push meanwhile goes to a copy of the
-  // array); *checksum is XXH3-64 of those bytes. *keep may be released on any thread.
+  // array). *checksum is the block checksum of those bytes when the range starts on a block
+  // of the table's part (*block_checksum set; the client's pieces do), else their XXH3-64.
+  // *keep may be released on any thread.
   Status LendDense(TablePart& t, uint64_t offset, uint64_t count, const char** data,
-                   std::shared_ptr<const void>* keep, uint64_t* checksum);
+                   std::shared_ptr<const void>* keep, uint64_t* checksum, bool* block_checksum);
 
   std::unordered_map<std::string, std::string>& blobs() { return blobs_; }
 
@@ -82,7 +82,7 @@ class Shard {
 
   nlohmann::json Stats() const;
   uint64_t keys_pulled = 0, keys_pushed = 0, requests = 0;
-  uint64_t dense_bytes_hashed = 0;  // by LendDense: bytes of dense replies hashed, not cached
+  uint64_t dense_bytes_hashed = 0;  // by LendDense: bytes hashed, not taken from block_digests
 
   const std::map<std::string, TablePart>& tables() const { return tables_; }
 

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "common/hash.h"
 #include "net/frame.h"
 #include "ps/protocol.h"
 #include "ps/table_spec.h"
@@ -51,6 +52,16 @@ int main(int argc, char** argv) {
     frame(ps::kCreateTable, spec_bytes, c);
   }
   frame(ps::kStats, "", net::Compression::kNone);
+  {
+    // A dense pull's reply as a server lends it: the table's floats under a block checksum.
+    std::string floats;
+    ByteWriter w(&floats);
+    for (int i = 0; i < 24; ++i) w.Put<float>(0.25f * static_cast<float>(i));
+    seeds.push_back(net::MakeHeader(ps::kPullDense, seeds.size() + 1,
+                                    net::kFlagResponse | net::kFlagBlockChecksum, 0,
+                                    floats.size(), BlockChecksum64(floats.data(), floats.size())) +
+                    floats);
+  }
   for (size_t i = 0; i < seeds.size(); ++i) {
     std::ofstream(dir + "/seed-" + std::to_string(i), std::ios::binary) << seeds[i];
   }
