@@ -76,6 +76,49 @@ std::string ErrorMessage(const httplib::Result& r) {
   return j["error"]["message"].get<std::string>();
 }
 
+// Client threads that post one predict request after another to `port` until stopped,
+// counting answers that are 200 and those that are not (the first failure kept for messages).
+class Traffic {
+ public:
+  Traffic(int port, int threads) {
+    for (int t = 0; t < threads; ++t) {
+      threads_.emplace_back([this, port] {
+        httplib::Client c("127.0.0.1", port);
+        c.set_read_timeout(10, 0);
+        while (!stop_) {
+          auto r = c.Post("/v1/models/ctr:predict", R"({"instances":[{"ids":[1,2,3]}]})",
+                          "application/json");
+          if (r && r->status == 200) {
+            ++ok_;
+            continue;
+          }
+          ++failed_;
+          std::lock_guard<std::mutex> l(mu_);
+          if (first_failure_.empty()) first_failure_ = r ? r->body : httplib::to_string(r.error());
+        }
+      });
+    }
+  }
+  ~Traffic() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    for (auto& t : threads_) if (t.joinable()) t.join();
+  }
+  int ok() const { return ok_; }
+  int failed() const { return failed_; }
+  std::string first_failure() {
+    std::lock_guard<std::mutex> l(mu_);
+    return first_failure_;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<int> ok_{0}, failed_{0};
+  std::mutex mu_;
+  std::string first_failure_;
+  std::vector<std::thread> threads_;
+};
+
 TEST_F(ServerTest, AnswersAndRefusesBadInputWithJsonErrors) {
   StartServer(Options());
   auto c = Client();
@@ -533,19 +576,7 @@ TEST_F(ServerTest, OverloadGets503AndServiceResumes) {
 
 TEST_F(ServerTest, ReplicaKilledUnderLoadIsRestartedAndTrafficGoesOn) {
   StartServer(Options());
-  std::atomic<bool> stop{false};
-  std::atomic<int> ok{0}, failed{0};
-  std::vector<std::thread> ts;
-  for (int t = 0; t < 4; ++t) {
-    ts.emplace_back([&] {
-      auto c = Client();
-      while (!stop) {
-        auto r = c.Post("/v1/models/ctr:predict", R"({"instances":[{"ids":[1,2,3]}]})", "application/json");
-        if (r && r->status == 200) ++ok;
-        else ++failed;
-      }
-    });
-  }
+  Traffic traffic(server_->port(), 4);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const pid_t victim = server_->replica_pid(0);
   ASSERT_GT(victim, 0);
@@ -559,13 +590,13 @@ TEST_F(ServerTest, ReplicaKilledUnderLoadIsRestartedAndTrafficGoesOn) {
   }
   EXPECT_NE(now, victim);
   EXPECT_GT(now, 0);
-  const int ok_at_restart = ok.load();
+  const int ok_at_restart = traffic.ok();
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  stop = true;
-  for (auto& t : ts) t.join();
-  EXPECT_GT(ok.load(), ok_at_restart + 10) << "traffic did not go on after the restart";
+  traffic.Stop();
+  EXPECT_GT(traffic.ok(), ok_at_restart + 10) << "traffic did not go on after the restart";
   // Requests in flight on the killed replica are retried on the other one.
-  EXPECT_LE(failed.load(), 4) << "ok=" << ok.load();
+  EXPECT_LE(traffic.failed(), 4) << "ok=" << traffic.ok() << ", first failure "
+                                 << traffic.first_failure();
   EXPECT_EQ(server_->totals().replica_restarts, 1u);
   EXPECT_EQ(::kill(now, 0), 0);
 }
@@ -588,27 +619,7 @@ TEST_P(ReloadTest, MovesEveryReplicaToTheNewFilesWithoutAFailedRequest) {
   StartServer(o);
   auto c = Client();
   const double before = CtrProbability(c);
-  std::atomic<bool> stop{false};
-  std::atomic<int> ok{0}, failed{0};
-  std::mutex mu;
-  std::string first_failure;
-  std::vector<std::thread> ts;
-  for (int t = 0; t < 4; ++t) {
-    ts.emplace_back([&] {
-      auto tc = Client();
-      while (!stop) {
-        auto r = tc.Post("/v1/models/ctr:predict", R"({"instances":[{"ids":[1,2,3]}]})",
-                         "application/json");
-        if (r && r->status == 200) {
-          ++ok;
-          continue;
-        }
-        ++failed;
-        std::lock_guard<std::mutex> l(mu);
-        if (first_failure.empty()) first_failure = r ? r->body : httplib::to_string(r.error());
-      }
-    });
-  }
+  Traffic traffic(server_->port(), 4);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   std::vector<pid_t> old_pids;
   for (int i = 0; i < o.replicas; ++i) old_pids.push_back(server_->replica_pid(i));
@@ -616,12 +627,11 @@ TEST_P(ReloadTest, MovesEveryReplicaToTheNewFilesWithoutAFailedRequest) {
   ASSERT_TRUE(WriteRandomLinearModel(dir_ + "/ctr.model", "ctr", Task::kBinary, 1000, 2, 7).ok());
   Status r = server_->Reload();
   ASSERT_TRUE(r.ok()) << r.message();
-  const int ok_at_reload = ok.load();
+  const int ok_at_reload = traffic.ok();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  stop = true;
-  for (auto& t : ts) t.join();
-  EXPECT_EQ(failed.load(), 0) << "first failure: " << first_failure;
-  EXPECT_GT(ok.load(), ok_at_reload) << "traffic did not go on after the reload";
+  traffic.Stop();
+  EXPECT_EQ(traffic.failed(), 0) << "first failure: " << traffic.first_failure();
+  EXPECT_GT(traffic.ok(), ok_at_reload) << "traffic did not go on after the reload";
   // Every replica is a new process, the old ones are gone, and a reload is not a crash.
   std::vector<pid_t> new_pids;
   for (int i = 0; i < o.replicas; ++i) {
