@@ -77,6 +77,27 @@ Result<std::shared_ptr<const Catalog>> LoadCatalog(const std::vector<std::string
   return std::shared_ptr<const Catalog>(std::move(c));
 }
 
+// The files to serve: `paths`, then those of `dir` (ServeOptions::model_dir) in name order.
+Result<std::vector<std::string>> ModelFiles(const std::vector<std::string>& paths,
+                                            const std::string& dir) {
+  std::vector<std::string> files = paths;
+  if (dir.empty()) return files;
+  std::error_code ec;
+  std::vector<std::string> found;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_regular_file() || name.starts_with(".") || name.find(".tmp") != std::string::npos) {
+      continue;
+    }
+    found.push_back(e.path().string());
+  }
+  if (ec) return InvalidArgument("--model-dir " + dir + ": " + ec.message());
+  if (found.empty()) return InvalidArgument("--model-dir " + dir + " holds no model file");
+  std::sort(found.begin(), found.end());
+  files.insert(files.end(), found.begin(), found.end());
+  return files;
+}
+
 // SIGTERM, then SIGKILL if `pid` has not exited within 3 s; reaps it either way.
 void StopProcess(pid_t pid) {
   ::kill(pid, SIGTERM);
@@ -137,6 +158,9 @@ struct Server::Impl {
   };
 
   ServeOptions o;
+  // The model files replicas start from: o.model_paths and o.model_dir's files as listed at
+  // start or at the last reload (the supervisor thread's, which starts replicas and reloads).
+  std::vector<std::string> model_files;
   mutable std::mutex catalog_mu;  // guards the pointer; the Catalog itself is immutable
   std::shared_ptr<const Catalog> catalog;
   std::string tmpdir;
@@ -186,7 +210,7 @@ struct Server::Impl {
                                   "--max-wait-us", std::to_string(o.max_wait_us),
                                   "--threads", std::to_string(o.replica_connections + 8),
                                   "--max-body-bytes", std::to_string(o.max_body_bytes)};
-    for (const auto& m : o.model_paths) {
+    for (const auto& m : model_files) {
       a.push_back("--model");
       a.push_back(m);
     }
@@ -374,13 +398,16 @@ struct Server::Impl {
   // Checks the model files first: a file that does not load leaves every replica as it was.
   Status RunReload() {
     const double t0 = Now();
-    auto next = LoadCatalog(o.model_paths);
+    auto files = ModelFiles(o.model_paths, o.model_dir);
+    Result<std::shared_ptr<const Catalog>> next =
+        files.ok() ? LoadCatalog(*files) : Result<std::shared_ptr<const Catalog>>(files.status());
     if (!next.ok()) {
       ++reloads_refused;
       spdlog::error("reload refused, still serving the models loaded before: {}",
                     next.status().message());
       return next.status();
     }
+    model_files = std::move(*files);  // what replicas started from now on read
     for (auto& sp : slots) {
       if (stopping) return Unavailable("reload: the server is stopping");
       Status r = RollSlot(*sp);
@@ -697,7 +724,9 @@ Status Server::Start() {
   ServeOptions& o = m.o;
   if (o.replicas < 1) return InvalidArgument("--replicas must be at least 1");
   if (!(o.slo_p99_ms > 0)) return InvalidArgument("--slo-p99-ms must be positive");
-  if (o.model_paths.empty()) return InvalidArgument("no --model given");
+  if (o.model_paths.empty() && o.model_dir.empty()) {
+    return InvalidArgument("no --model or --model-dir given");
+  }
   if (!net::IsLoopback(o.host) && o.secret.empty()) {
     // DESIGN.md: nothing listens beyond loopback unless asked, and then only with a secret.
     return InvalidArgument("--listen " + o.host +
@@ -767,7 +796,8 @@ Status Server::Start() {
     return InvalidArgument(fmt::format("--max-wait-us {} would eat the whole SLO of {} ms",
                                        o.max_wait_us, o.slo_p99_ms));
   }
-  OC_ASSIGN_OR_RETURN(m.catalog, LoadCatalog(o.model_paths));
+  OC_ASSIGN_OR_RETURN(m.model_files, ModelFiles(o.model_paths, o.model_dir));
+  OC_ASSIGN_OR_RETURN(m.catalog, LoadCatalog(m.model_files));
   static std::atomic<int> counter{0};
   const std::string tag = fmt::format("serve-{}-{}", ::getpid(), counter++);
   m.tmpdir = (std::filesystem::temp_directory_path() / ("overcast-" + tag)).string();

@@ -16,6 +16,10 @@ namespace overcast::serve {
 
 struct ServeOptions {
   std::vector<std::string> model_paths;
+  // A directory of model files, served beside model_paths: every regular file in it except
+  // hidden ones and the temporary files of an atomic write (".tmp" in the name). It is listed
+  // again at each reload, so a file added there is served and one removed is no longer.
+  std::string model_dir;
   std::string host = "127.0.0.1";
   int port = 8080;          // 0: any free port (see port(), port_file)
   std::string port_file;    // written once listening

@@ -673,5 +673,44 @@ TEST_P(ReloadTest, MovesEveryReplicaToTheNewFilesWithoutAFailedRequest) {
 
 INSTANTIATE_TEST_SUITE_P(Replicas, ReloadTest, ::testing::Values(1, 2));
 
+// --model-dir: the directory is listed again at each reload, so a model file added there is
+// served after the reload and one removed is no longer; a directory left empty is refused.
+TEST_F(ServerTest, ReloadServesTheModelDirectoryAsItIsNow) {
+  const std::string models = dir_ + "/models";
+  fs::create_directories(models);
+  fs::copy_file(dir_ + "/ctr.model", models + "/ctr.model");
+  ServeOptions o = Options();
+  o.model_paths.clear();
+  o.model_dir = models;
+  StartServer(o);
+  auto c = Client();
+  const std::string dense = nlohmann::json({{"instances", {std::vector<float>(784, 0.5f)}}}).dump();
+  auto status = [&](const std::string& model, const std::string& body) {
+    auto r = c.Post("/v1/models/" + model + ":predict", body, "application/json");
+    return r ? r->status : -1;
+  };
+  const std::string row = R"({"instances":[{"ids":[1,2,3]}]})";
+  EXPECT_EQ(status("ctr", row), 200);
+  EXPECT_EQ(status("digits", dense), 404);
+  // Half-written files of an atomic write are not models yet: not listed.
+  ASSERT_TRUE(WriteFileAtomic(models + "/.hidden", "not a model").ok());
+  ASSERT_TRUE(WriteFileAtomic(models + "/digits.model.tmp-1", "not a model").ok());
+  fs::copy_file(dir_ + "/digits.model", models + "/digits.model");
+  Status r = server_->Reload();
+  ASSERT_TRUE(r.ok()) << r.message();
+  EXPECT_EQ(status("digits", dense), 200);
+  EXPECT_EQ(status("ctr", row), 200);
+  fs::remove(models + "/ctr.model");
+  r = server_->Reload();
+  ASSERT_TRUE(r.ok()) << r.message();
+  EXPECT_EQ(status("ctr", row), 404);
+  EXPECT_EQ(status("digits", dense), 200);
+  fs::remove(models + "/digits.model");
+  r = server_->Reload();
+  EXPECT_EQ(r.code(), Code::kInvalidArgument);
+  EXPECT_NE(r.message().find("holds no model file"), std::string::npos) << r.message();
+  EXPECT_EQ(status("digits", dense), 200);  // refused: the last good models go on serving
+}
+
 }  // namespace
 }  // namespace overcast::serve

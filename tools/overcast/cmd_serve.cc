@@ -163,16 +163,21 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
         "  POST /v1/models/GROUP:predict?min_accuracy=0.9  the fastest variant of GROUP (make-model\n"
         "       --group) whose recorded accuracy is >= 0.9\n"
         "  GET  /healthz   GET /metrics (Prometheus)   GET /v1/models\n"
-        "  POST /v1/reload  (or SIGHUP) re-read the --model files and move the replicas onto them\n"
-        "       one at a time, each new process started before the old one stops; a file that\n"
-        "       does not load is refused (409) and the old models go on serving\n\n"
+        "  POST /v1/reload  (or SIGHUP) re-read the model files (and list --model-dir again)\n"
+        "       and move the replicas onto them one at a time, each new process started before\n"
+        "       the old one stops; a file that does not load is refused (409) and the old\n"
+        "       models go on serving\n\n"
         "Controllers: autothrottle = a Captain per replica holding a CPU-throttle target, and a\n"
         "Tower (contextual bandit) choosing that target from request rate and p99 vs the SLO;\n"
         "captain = Captains with a fixed target; hpa = Kubernetes-HPA-style utilisation rule;\n"
         "static = a fixed quota. Example:\n"
         "  overcast make-model --out /tmp/m.model --name ctr --features 100000\n"
         "  overcast serve --model /tmp/m.model --replicas 2 --slo-p99-ms 20");
-    c->add_option("--model", *models, "Model file(s), comma-separated or repeated")->required();
+    c->add_option("--model", *models, "Model file(s), comma-separated or repeated");
+    c->add_option("--model-dir", o->model_dir,
+                  "Serve every model file in DIR too (not hidden or .tmp files); listed again at\n"
+                  "each reload, so files added there are served and removed ones are not")
+        ->check(CLI::ExistingDirectory);
     c->add_option("--listen", *listen, "HOST:PORT to listen on (port 0 = any free port)")
         ->capture_default_str();
     c->add_option("--port-file", o->port_file, "Write the bound port here once listening");
