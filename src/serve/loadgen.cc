@@ -98,10 +98,14 @@ std::string PredictBody(int rows, int nnz, uint64_t num_features, std::mt19937_6
   return b + "]}";
 }
 
+std::string BaseUrl(const LoadgenOptions& o) {
+  return fmt::format("{}://{}:{}", o.tls ? "https" : "http", o.host, o.port);
+}
+
 // A client of the server under test: HTTPS when asked, the server's certificate checked against
 // o.ca_cert or the system's store, and the bearer token on every request.
 httplib::Client NewClient(const LoadgenOptions& o) {
-  httplib::Client c(fmt::format("{}://{}:{}", o.tls ? "https" : "http", o.host, o.port));
+  httplib::Client c(BaseUrl(o));
   if (o.tls) {
     c.enable_server_certificate_verification(true);
     if (!o.ca_cert.empty()) c.set_ca_cert_path(o.ca_cert);
@@ -117,7 +121,7 @@ Result<LoadgenResult> RunLoadgen(const LoadgenOptions& o) {
   {
     httplib::Client c = NewClient(o);
     c.set_connection_timeout(2, 0);
-    const std::string url = fmt::format("{}://{}:{}", o.tls ? "https" : "http", o.host, o.port);
+    const std::string url = BaseUrl(o);
     auto res = c.Get("/v1/models");
     if (!res) {
       std::string why = httplib::to_string(res.error());

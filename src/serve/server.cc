@@ -398,16 +398,18 @@ struct Server::Impl {
   // Checks the model files first: a file that does not load leaves every replica as it was.
   Status RunReload() {
     const double t0 = Now();
-    auto files = ModelFiles(o.model_paths, o.model_dir);
-    Result<std::shared_ptr<const Catalog>> next =
-        files.ok() ? LoadCatalog(*files) : Result<std::shared_ptr<const Catalog>>(files.status());
+    std::vector<std::string> files;
+    auto next = [&]() -> Result<std::shared_ptr<const Catalog>> {
+      OC_ASSIGN_OR_RETURN(files, ModelFiles(o.model_paths, o.model_dir));
+      return LoadCatalog(files);
+    }();
     if (!next.ok()) {
       ++reloads_refused;
       spdlog::error("reload refused, still serving the models loaded before: {}",
                     next.status().message());
       return next.status();
     }
-    model_files = std::move(*files);  // what replicas started from now on read
+    model_files = std::move(files);  // what replicas started from now on read
     for (auto& sp : slots) {
       if (stopping) return Unavailable("reload: the server is stopping");
       Status r = RollSlot(*sp);
@@ -903,8 +905,9 @@ Status Server::Start() {
   spdlog::info("serving {} model(s) on {}://{}:{} with {} replica(s), controller {}, SLO p99 {} ms, "
                "batch <= {} rows, wait <= {} us, CFS period {} us (up to {} us under 1 ms of "
                "quota), burst {} x quota",
-               m.catalog->models.size(), o.tls_cert.empty() ? "http" : "https", o.host, m.bound_port, o.replicas, o.controller, o.slo_p99_ms,
-               o.max_batch_rows, o.max_wait_us, o.cfs_period_us, o.cfs_period_max_us, o.cfs_burst);
+               m.catalog->models.size(), o.tls_cert.empty() ? "http" : "https", o.host,
+               m.bound_port, o.replicas, o.controller, o.slo_p99_ms, o.max_batch_rows,
+               o.max_wait_us, o.cfs_period_us, o.cfs_period_max_us, o.cfs_burst);
   return Status::Ok();
 }
 
