@@ -46,7 +46,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // returns where to put the payload (exactly h.wire_length bytes, valid until the frame's
   // handler runs) or nullptr for the connection's own buffer. A frame received this way
   // reaches the frame handler with an empty payload string; the bytes are in the given place
-  // and their checksum has been verified.
+  // and their checksum has been verified (unless the sink was set with verify false).
   using PayloadSink = std::function<char*(const FrameHeader&)>;
 
   Connection(asio::ip::tcp::socket socket, FrameLimits limits);
@@ -58,8 +58,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Replaces the frame handler once the current frame's handler returns (a handler may call
   // this on itself).
   void SetFrameHandler(FrameHandler on_frame) { next_on_frame_ = std::move(on_frame); }
-  // Before Start(), or on the io thread.
-  void SetPayloadSink(PayloadSink sink) { sink_ = std::move(sink); }
+  // Before Start(), or on the io thread. With `verify` false, payloads that go to the sink
+  // are not hashed and their checksum is not checked (the header's still is): for a receiver
+  // whose bytes never cross a wire, where checking is most of its work beyond the kernel's
+  // copy (ps::ClientOptions::verify_dense_pulls).
+  void SetPayloadSink(PayloadSink sink, bool verify = true) {
+    sink_ = std::move(sink);
+    verify_sink_ = verify;
+  }
 
   void Send(std::string frame);       // any thread
   void SendOnIo(std::string frame);   // io thread
@@ -86,6 +92,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Checksummer payload_hash_;  // of the payload being read, updated as each piece arrives
   BlockChecksummer payload_blocks_;  // the same, for a frame with kFlagBlockChecksum
   bool direct_ = false;       // the payload being read goes where sink_ said
+  bool verify_sink_ = true;   // whether payloads read into the sink are checked
+  bool check_ = true;         // whether the payload being read is hashed and checked
   bool closed_ = false;
   char header_[kHeaderSize];
   FrameHeader hdr_;

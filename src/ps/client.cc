@@ -77,7 +77,8 @@ class Client::Impl {
   }
 
   void Start(uint32_t i, const std::shared_ptr<net::Connection>& conn) {
-    conn->SetPayloadSink([this, i](const FrameHeader& h) { return ReplyInto(i, h); });
+    conn->SetPayloadSink([this, i](const FrameHeader& h) { return ReplyInto(i, h); },
+                         opts_.verify_dense_pulls);
     conn->Start(
         [this, i](const FrameHeader& h, std::string&& payload) {
           OnReply(i, h, std::move(payload));

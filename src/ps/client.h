@@ -26,6 +26,14 @@ struct ClientOptions {
   size_t compress_threshold = 64 << 10;
   int timeout_ms = 5000;  // connect and handshake
   std::string tcp_congestion = net::kDefaultCongestion;  // of its connections (net/tcp.h)
+  // Whether a dense pull's reply is checked against its frame checksum as it lands. Checking
+  // reads every byte once more after the kernel's copy, which on loopback is about a quarter
+  // of the receiving thread's work (the copy leaves the bytes out of the core's caches: the
+  // check reads them at 31-34 GB/s, a second pass at 65-68). Unchecked 16 MB pulls ran 2-11%
+  // faster in four runs of `overcast bench ps --only dense` (figures.ps_dense_pull_unchecked_*)
+  // and 10-15% faster in pull-only runs (docs/wire_protocol.md). Turn it off only where no
+  // wire lies between the two ends; every other reply is always checked.
+  bool verify_dense_pulls = true;
 };
 
 // Thread-safe: any thread may call any method; replies are handled on the client's own I/O

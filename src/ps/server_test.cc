@@ -216,34 +216,40 @@ TEST(PsServer, UnchangedDenseRangesAreNotHashedAgain) {
 }
 
 // Dense pull replies are received straight into the caller's buffer: an odd-sized range that
-// starts mid-piece and spans several pieces on both servers fills exactly its floats.
+// starts mid-piece and spans several pieces on both servers fills exactly its floats, whether
+// the client checks them as they land or not (ClientOptions::verify_dense_pulls).
 TEST(PsServer, DensePullLandsExactlyInTheCallersRange) {
   Cluster cluster(2);
-  auto client = cluster.Connect();
+  auto writer = cluster.Connect();
   // 20 MB: each server's part is more than two 4 MiB pieces.
   TableSpec d = Dense("big", 5'000'011);
-  ASSERT_TRUE(client->CreateTable(d).ok());
+  ASSERT_TRUE(writer->CreateTable(d).ok());
   std::vector<float> g(d.length);
   for (size_t i = 0; i < g.size(); ++i) g[i] = static_cast<float>(i % 1'000'003) + 0.25f;
-  ASSERT_TRUE(client->PushDense("big", 0, g).get().ok());
-  const uint64_t offset = 1'048'573, count = 3'500'017;  // crosses pieces and the server split
-  constexpr size_t kGuard = 1000;
-  std::vector<float> buf(kGuard + count + kGuard, -7.0f);
-  ASSERT_TRUE(client->PullDense("big", offset, count, buf.data() + kGuard).get().ok());
-  for (size_t i = 0; i < kGuard; ++i) {
-    ASSERT_EQ(buf[i], -7.0f) << "before the range, " << i;
-    ASSERT_EQ(buf[kGuard + count + i], -7.0f) << "after the range, " << i;
+  ASSERT_TRUE(writer->PushDense("big", 0, g).get().ok());
+  for (bool verify : {true, false}) {
+    SCOPED_TRACE(verify ? "checked" : "unchecked");
+    cluster.client_options.verify_dense_pulls = verify;
+    auto client = cluster.Connect();
+    const uint64_t offset = 1'048'573, count = 3'500'017;  // crosses pieces and the server split
+    constexpr size_t kGuard = 1000;
+    std::vector<float> buf(kGuard + count + kGuard, -7.0f);
+    ASSERT_TRUE(client->PullDense("big", offset, count, buf.data() + kGuard).get().ok());
+    for (size_t i = 0; i < kGuard; ++i) {
+      ASSERT_EQ(buf[i], -7.0f) << "before the range, " << i;
+      ASSERT_EQ(buf[kGuard + count + i], -7.0f) << "after the range, " << i;
+    }
+    for (size_t i = 0; i < count; ++i) ASSERT_EQ(buf[kGuard + i], g[offset + i]) << i;
+    // Several pulls in flight at once, into neighbouring ranges of one buffer.
+    std::vector<float> all(d.length, -1.0f);
+    std::vector<std::future<Status>> fs;
+    for (uint64_t at = 0; at < d.length; at += 777'777) {
+      uint64_t n = std::min<uint64_t>(777'777, d.length - at);
+      fs.push_back(client->PullDense("big", at, n, all.data() + at));
+    }
+    for (auto& f : fs) ASSERT_TRUE(f.get().ok());
+    EXPECT_EQ(all, g);
   }
-  for (size_t i = 0; i < count; ++i) ASSERT_EQ(buf[kGuard + i], g[offset + i]) << i;
-  // Several pulls in flight at once, into neighbouring ranges of one buffer.
-  std::vector<float> all(d.length, -1.0f);
-  std::vector<std::future<Status>> fs;
-  for (uint64_t at = 0; at < d.length; at += 777'777) {
-    uint64_t n = std::min<uint64_t>(777'777, d.length - at);
-    fs.push_back(client->PullDense("big", at, n, all.data() + at));
-  }
-  for (auto& f : fs) ASSERT_TRUE(f.get().ok());
-  EXPECT_EQ(all, g);
 }
 
 // A server that compresses its replies: the client cannot receive those in place and copies
