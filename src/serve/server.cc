@@ -326,39 +326,47 @@ struct Server::Impl {
         reloads_ended = reloads_begun;
         reload_cv.notify_all();
       }
-      for (auto& sp : slots) {
-        Slot& s = *sp;
-        pid_t pid;
+      RestartExited();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+  // Restarts every replica whose process has exited, and retries one that failed to start.
+  // Supervisor thread only (a reload's roll calls it while it waits, so that a crash then is
+  // not left down until the roll is done).
+  void RestartExited() {
+    for (auto& sp : slots) {
+      if (stopping) return;
+      Slot& s = *sp;
+      pid_t pid;
+      {
+        std::lock_guard<std::mutex> l(s.mu);
+        pid = s.pid;
+      }
+      int st = 0;
+      if (pid > 0 && ::waitpid(pid, &st, WNOHANG) == pid) {
+        s.up = false;
         {
           std::lock_guard<std::mutex> l(s.mu);
-          pid = s.pid;
+          s.pid = -1;
+          s.idle.clear();
+          s.open_conns = 0;
         }
-        int st = 0;
-        if (pid > 0 && ::waitpid(pid, &st, WNOHANG) == pid) {
-          s.up = false;
-          {
-            std::lock_guard<std::mutex> l(s.mu);
-            s.pid = -1;
-            s.idle.clear();
-            s.open_conns = 0;
-          }
-          if (stopping) break;
-          spdlog::warn("replica {} (pid {}) {}; restarting", s.index, pid,
-                       WIFSIGNALED(st) ? fmt::format("killed by signal {}", WTERMSIG(st))
-                                       : fmt::format("exited with {}", WEXITSTATUS(st)));
-          ++s.restarts;
-          {
-            std::lock_guard<std::mutex> l(metrics_mu);
-            ++tot.replica_restarts;
-          }
-          Status r = Spawn(s);
-          if (!r.ok()) spdlog::error("restart of replica {} failed: {}", s.index, r.message());
-        } else if (pid <= 0 && !stopping) {
-          Status r = Spawn(s);  // a failed restart is retried here
-          if (!r.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        if (stopping) return;
+        spdlog::warn("replica {} (pid {}) {}; restarting", s.index, pid,
+                     WIFSIGNALED(st) ? fmt::format("killed by signal {}", WTERMSIG(st))
+                                     : fmt::format("exited with {}", WEXITSTATUS(st)));
+        ++s.restarts;
+        {
+          std::lock_guard<std::mutex> l(metrics_mu);
+          ++tot.replica_restarts;
         }
+        Status r = Spawn(s);
+        if (!r.ok()) spdlog::error("restart of replica {} failed: {}", s.index, r.message());
+      } else if (pid <= 0) {
+        Status r = Spawn(s);  // a failed restart is retried here
+        if (!r.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   }
 
@@ -386,10 +394,18 @@ struct Server::Impl {
       if (failed > 0 && failed != old_pid) StopProcess(failed);
       return started;
     }
-    {
-      std::unique_lock<std::mutex> l(s.mu);
-      s.conn_cv.wait_for(l, std::chrono::seconds(35),  // past the read timeout of a request
-                         [&] { return stopping || !s.gen_inflight.count(old_gen); });
+    // Waits past the read timeout of a request, restarting meanwhile any replica that exits.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(35);
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> l(s.mu);
+        if (s.conn_cv.wait_for(l, std::chrono::milliseconds(20),
+                               [&] { return stopping || !s.gen_inflight.count(old_gen); })) {
+          break;
+        }
+      }
+      if (std::chrono::steady_clock::now() >= give_up) break;
+      RestartExited();
     }
     StopProcess(old_pid);
     return Status::Ok();

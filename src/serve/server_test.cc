@@ -401,7 +401,9 @@ TEST_F(ServerTest, ServesHttpsWithTheGivenCertificate) {
     untrusting.set_bearer_token_auth(o.secret);
     auto r = untrusting.Post("/v1/models/ctr:predict", row, "application/json");
     EXPECT_FALSE(r);
-    if (!r) EXPECT_EQ(r.error(), httplib::Error::SSLServerVerification);
+    if (!r) {
+      EXPECT_EQ(r.error(), httplib::Error::SSLServerVerification);
+    }
   }
   {
     httplib::Client plain("127.0.0.1", server_->port());
@@ -672,6 +674,61 @@ TEST_P(ReloadTest, MovesEveryReplicaToTheNewFilesWithoutAFailedRequest) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Replicas, ReloadTest, ::testing::Values(1, 2));
+
+// A reload waits for the requests still on a replica's old process before it moves on; a
+// replica that crashes meanwhile is restarted at once, not when the reload is done.
+TEST_F(ServerTest, ACrashDuringAReloadIsRestartedWithoutWaitingForIt) {
+  StartServer(Options());
+  const pid_t old0 = server_->replica_pid(0), old1 = server_->replica_pid(1);
+  ASSERT_GT(old0, 0);
+  ASSERT_GT(old1, 0);
+  // Replica 0 stops answering; requests are sent one by one until one is held there (the
+  // front end sends each to the replica with the fewest in flight).
+  ASSERT_EQ(::kill(old0, SIGSTOP), 0);
+  std::atomic<int> answered{0}, ok{0};
+  std::vector<std::thread> held;
+  for (int i = 0; i < 8 && answered.load() == static_cast<int>(held.size()); ++i) {
+    held.emplace_back([&] {
+      httplib::Client c("127.0.0.1", server_->port());
+      c.set_read_timeout(60, 0);
+      auto r = c.Post("/v1/models/ctr:predict", R"({"instances":[{"ids":[1],"values":[1]}]})",
+                      "application/json");
+      if (r && r->status == 200) ++ok;
+      ++answered;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  ASSERT_LT(answered.load(), static_cast<int>(held.size())) << "no request is held by replica 0";
+  // The reload starts replica 0's new process and waits for the held request.
+  server_->RequestReload();
+  for (int i = 0; i < 500 && server_->replica_pid(0) == old0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_NE(server_->replica_pid(0), old0) << "the reload did not start replica 0 again";
+  // Now replica 1 crashes: it is back long before the held request could time out (30 s).
+  ASSERT_EQ(::kill(old1, SIGKILL), 0);
+  pid_t now1 = old1;
+  for (int i = 0; i < 500; ++i) {
+    now1 = server_->replica_pid(1);
+    if (now1 > 0 && now1 != old1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_GT(now1, 0);
+  EXPECT_NE(now1, old1) << "replica 1 was not restarted while the reload waited";
+  EXPECT_EQ(server_->totals().replica_restarts, 1u);
+  EXPECT_EQ(server_->totals().reloads, 0u) << "the reload should still be waiting";
+  // Replica 0's old process answers its request, and the reload finishes.
+  ASSERT_EQ(::kill(old0, SIGCONT), 0);
+  for (auto& t : held) t.join();
+  EXPECT_EQ(ok.load(), static_cast<int>(held.size()));
+  for (int i = 0; i < 500 && server_->totals().reloads == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(server_->totals().reloads, 1u);
+  EXPECT_NE(::kill(old0, 0), 0) << "replica 0's old process still runs";
+  auto c = Client();
+  EXPECT_GE(CtrProbability(c), 0.0);
+}
 
 // --model-dir: the directory is listed again at each reload, so a model file added there is
 // served after the reload and one removed is no longer; a directory left empty is refused.
