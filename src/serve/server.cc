@@ -54,15 +54,46 @@ struct Catalog {
   std::map<std::string, std::vector<std::string>> groups;  // group -> variant names
 };
 
-// Reads and checks every model file (the replicas will read the same files).
-Result<std::shared_ptr<const Catalog>> LoadCatalog(const std::vector<std::string>& paths) {
-  auto c = std::make_shared<Catalog>();
-  for (const auto& p : paths) {
-    auto loaded = LoadModel(p);
-    if (!loaded.ok() && loaded.status().code() == Code::kNotFound) {
-      return InvalidArgument("model file " + p + " does not exist");  // bad usage: exit 2
+// Copies the model files into the new directory `dir`, as "<i>-<file name>", and returns the
+// copies' paths in order. Replicas read the copies: a file rewritten or removed after a reload
+// changes nothing a replica started later (a restart after a crash) serves.
+Result<std::vector<std::string>> CopyModelFiles(const std::vector<std::string>& files,
+                                                const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return IoError("create " + dir + ": " + ec.message());
+  std::vector<std::string> copies;
+  for (size_t i = 0; i < files.size(); ++i) {
+    const std::string to =
+        dir + "/" + std::to_string(i) + "-" + fs::path(files[i]).filename().string();
+    if (!fs::copy_file(files[i], to, fs::copy_options::overwrite_existing, ec)) {
+      if (!fs::exists(files[i])) {
+        return InvalidArgument("model file " + files[i] + " does not exist");  // exit 2
+      }
+      return IoError(fmt::format("copy model file {} to {}: {}", files[i], to, ec.message()));
     }
-    OC_ASSIGN_OR_RETURN(auto model, std::move(loaded));
+    copies.push_back(to);
+  }
+  return copies;
+}
+
+// Reads and checks every model file at `paths` (the copies replicas will read), naming each
+// by its `shown` path (the file the user gave) in errors.
+Result<std::shared_ptr<const Catalog>> LoadCatalog(const std::vector<std::string>& paths,
+                                                   const std::vector<std::string>& shown) {
+  auto c = std::make_shared<Catalog>();
+  for (size_t i = 0; i < paths.size(); ++i) {
+    const std::string& p = shown[i];
+    auto loaded = LoadModel(paths[i]);
+    if (!loaded.ok()) {
+      std::string m = loaded.status().message();
+      for (size_t at; (at = m.find(paths[i])) != std::string::npos;) {
+        m.replace(at, paths[i].size(), p);
+      }
+      return Status(loaded.status().code(), m);
+    }
+    auto model = std::move(loaded).value();
     const ModelInfo& info = model->info();
     for (char ch : info.name) {
       if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') {
@@ -160,7 +191,9 @@ struct Server::Impl {
   ServeOptions o;
   // The model files replicas start from: o.model_paths and o.model_dir's files as listed at
   // start or at the last reload (the supervisor thread's, which starts replicas and reloads).
-  std::vector<std::string> model_files;
+  std::vector<std::string> model_files;  // the copies replicas read (PrepareModels)
+  std::vector<std::string> model_dirs;   // the directories of copies replicas may still read
+  int model_copies = 0;                  // sets of copies made
   mutable std::mutex catalog_mu;  // guards the pointer; the Catalog itself is immutable
   std::shared_ptr<const Catalog> catalog;
   std::string tmpdir;
@@ -411,21 +444,37 @@ struct Server::Impl {
     return Status::Ok();
   }
 
+  // Lists the model files (--model, --model-dir), copies them into a new directory under
+  // tmpdir and checks the copies: the catalog they make, and in `copies` the files replicas
+  // are to read. Nothing is left behind when a file does not load.
+  Result<std::shared_ptr<const Catalog>> PrepareModels(std::vector<std::string>* copies) {
+    OC_ASSIGN_OR_RETURN(auto files, ModelFiles(o.model_paths, o.model_dir));
+    const std::string dir = tmpdir + "/models-" + std::to_string(model_copies++);
+    auto copied = CopyModelFiles(files, dir);
+    auto next = copied.ok() ? LoadCatalog(*copied, files)
+                            : Result<std::shared_ptr<const Catalog>>(copied.status());
+    if (!next.ok()) {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+      return next.status();
+    }
+    model_dirs.push_back(dir);
+    *copies = std::move(copied).value();
+    return next;
+  }
+
   // Checks the model files first: a file that does not load leaves every replica as it was.
   Status RunReload() {
     const double t0 = Now();
-    std::vector<std::string> files;
-    auto next = [&]() -> Result<std::shared_ptr<const Catalog>> {
-      OC_ASSIGN_OR_RETURN(files, ModelFiles(o.model_paths, o.model_dir));
-      return LoadCatalog(files);
-    }();
+    std::vector<std::string> copies;
+    auto next = PrepareModels(&copies);
     if (!next.ok()) {
       ++reloads_refused;
       spdlog::error("reload refused, still serving the models loaded before: {}",
                     next.status().message());
       return next.status();
     }
-    model_files = std::move(files);  // what replicas started from now on read
+    model_files = std::move(copies);  // what replicas started from now on read
     for (auto& sp : slots) {
       if (stopping) return Unavailable("reload: the server is stopping");
       Status r = RollSlot(*sp);
@@ -444,6 +493,12 @@ struct Server::Impl {
       std::lock_guard<std::mutex> l(catalog_mu);
       catalog = std::move(*next);
     }
+    // Every replica reads the newest copies now: the older ones go.
+    for (size_t i = 0; i + 1 < model_dirs.size(); ++i) {
+      std::error_code ec;
+      std::filesystem::remove_all(model_dirs[i], ec);
+    }
+    model_dirs.erase(model_dirs.begin(), model_dirs.end() - 1);
     ++reloads_ok;
     spdlog::info("reloaded {} ({} replica(s) restarted in {:.2f} s)", names, slots.size(),
                  Now() - t0);
@@ -814,12 +869,18 @@ Status Server::Start() {
     return InvalidArgument(fmt::format("--max-wait-us {} would eat the whole SLO of {} ms",
                                        o.max_wait_us, o.slo_p99_ms));
   }
-  OC_ASSIGN_OR_RETURN(m.model_files, ModelFiles(o.model_paths, o.model_dir));
-  OC_ASSIGN_OR_RETURN(m.catalog, LoadCatalog(m.model_files));
   static std::atomic<int> counter{0};
   const std::string tag = fmt::format("serve-{}-{}", ::getpid(), counter++);
   m.tmpdir = (std::filesystem::temp_directory_path() / ("overcast-" + tag)).string();
   std::filesystem::create_directories(m.tmpdir);
+  auto models = m.PrepareModels(&m.model_files);
+  if (!models.ok()) {
+    std::error_code ec;
+    std::filesystem::remove_all(m.tmpdir, ec);
+    m.tmpdir.clear();
+    return models.status();
+  }
+  m.catalog = std::move(models).value();
 
   o.captain.initial_cores = o.initial_cores;
   o.captain.max_cores = o.max_cores;

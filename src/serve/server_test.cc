@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -728,6 +729,53 @@ TEST_F(ServerTest, ACrashDuringAReloadIsRestartedWithoutWaitingForIt) {
   EXPECT_NE(::kill(old0, 0), 0) << "replica 0's old process still runs";
   auto c = Client();
   EXPECT_GE(CtrProbability(c), 0.0);
+}
+
+// Replicas read copies of the model files made at start and at each reload: a replica
+// restarted after a crash serves what was loaded, whatever happened to the files since.
+TEST_F(ServerTest, AReplicaRestartedAfterItsFilesChangedServesWhatWasLoaded) {
+  const std::string models = dir_ + "/models";
+  fs::create_directories(models);
+  fs::copy_file(dir_ + "/ctr.model", models + "/ctr.model");
+  ServeOptions o = Options();
+  o.model_paths = {dir_ + "/digits.model"};
+  o.model_dir = models;
+  StartServer(o);
+  auto c = Client();
+  const double before = CtrProbability(c);
+  // One file goes from the directory, the other is overwritten in place with garbage.
+  fs::remove(models + "/ctr.model");
+  {
+    std::ofstream f(dir_ + "/digits.model", std::ios::trunc);
+    f << "not a model";
+  }
+  for (int i = 0; i < 2; ++i) {
+    const pid_t victim = server_->replica_pid(i);
+    ASSERT_GT(victim, 0);
+    ASSERT_EQ(::kill(victim, SIGKILL), 0);
+    pid_t now = victim;
+    for (int k = 0; k < 500; ++k) {
+      now = server_->replica_pid(i);
+      if (now > 0 && now != victim && server_->totals().replica_restarts >= unsigned(i + 1)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_GT(now, 0);
+    EXPECT_NE(now, victim) << "replica " << i << " did not restart";
+  }
+  // Both restarted replicas serve both models as they were loaded.
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(CtrProbability(c), before);
+  const std::string dense = nlohmann::json({{"instances", {std::vector<float>(784, 0.5f)}}}).dump();
+  for (int i = 0; i < 4; ++i) {
+    auto r = c.Post("/v1/models/digits:predict", dense, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << r->body;
+  }
+  // A reload reads the files as they are now: refused, naming the user's file, not a copy.
+  fs::copy_file(dir_ + "/ctr.model", models + "/ctr.model");
+  Status r = server_->Reload();
+  EXPECT_EQ(r.code(), Code::kInvalidArgument) << r.message();
+  EXPECT_NE(r.message().find(dir_ + "/digits.model"), std::string::npos) << r.message();
+  EXPECT_EQ(CtrProbability(c), before);
 }
 
 // --model-dir: the directory is listed again at each reload, so a model file added there is
