@@ -17,6 +17,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -52,6 +53,7 @@ struct ModelStats {
 struct Catalog {
   std::map<std::string, ModelInfo> models;
   std::map<std::string, std::vector<std::string>> groups;  // group -> variant names
+  std::vector<std::string> file_models;  // the model each file holds, in the files' order
 };
 
 // Copies the model files into the new directory `dir`, as "<i>-<file name>", and returns the
@@ -103,6 +105,7 @@ Result<std::shared_ptr<const Catalog>> LoadCatalog(const std::vector<std::string
     }
     if (c->models.count(info.name)) return InvalidArgument("two models named '" + info.name + "'");
     c->models[info.name] = info;
+    c->file_models.push_back(info.name);
     c->groups[info.group.empty() ? info.name : info.group].push_back(info.name);
   }
   return std::shared_ptr<const Catalog>(std::move(c));
@@ -192,6 +195,7 @@ struct Server::Impl {
   // The model files replicas start from: o.model_paths and o.model_dir's files as listed at
   // start or at the last reload (the supervisor thread's, which starts replicas and reloads).
   std::vector<std::string> model_files;  // the copies replicas read (PrepareModels)
+  std::vector<std::string> model_file_models;  // the model in each of model_files
   std::vector<std::string> model_dirs;   // the directories of copies replicas may still read
   int model_copies = 0;                  // sets of copies made
   mutable std::mutex catalog_mu;  // guards the pointer; the Catalog itself is immutable
@@ -243,9 +247,10 @@ struct Server::Impl {
                                   "--max-wait-us", std::to_string(o.max_wait_us),
                                   "--threads", std::to_string(o.replica_connections + 8),
                                   "--max-body-bytes", std::to_string(o.max_body_bytes)};
-    for (const auto& m : model_files) {
+    for (size_t i = 0; i < model_files.size(); ++i) {
+      if (!Hosts(s.index, model_file_models[i])) continue;
       a.push_back("--model");
-      a.push_back(m);
+      a.push_back(model_files[i]);
     }
     return a;
   }
@@ -458,9 +463,36 @@ struct Server::Impl {
       std::filesystem::remove_all(dir, ec);
       return next.status();
     }
+    if (Status placed = CheckPlacement(**next); !placed.ok()) {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+      return placed;
+    }
     model_dirs.push_back(dir);
     *copies = std::move(copied).value();
     return next;
+  }
+
+  // Whether replica `index` loads and serves `model` (ServeOptions::placement).
+  bool Hosts(int index, const std::string& model) const {
+    auto it = o.placement.find(model);
+    return it == o.placement.end() ||
+           std::find(it->second.begin(), it->second.end(), index) != it->second.end();
+  }
+
+  // Every model --place names must be in the files, and every replica must be left a model.
+  Status CheckPlacement(const Catalog& c) const {
+    for (const auto& [name, where] : o.placement) {
+      if (!c.models.count(name)) {
+        return InvalidArgument("--place names model '" + name + "', which no model file holds");
+      }
+    }
+    for (int i = 0; i < o.replicas; ++i) {
+      bool any = false;
+      for (const auto& name : c.file_models) any = any || Hosts(i, name);
+      if (!any) return InvalidArgument(fmt::format("--place leaves replica {} no model", i));
+    }
+    return Status::Ok();
   }
 
   // Checks the model files first: a file that does not load leaves every replica as it was.
@@ -475,6 +507,7 @@ struct Server::Impl {
       return next.status();
     }
     model_files = std::move(copies);  // what replicas started from now on read
+    model_file_models = (*next)->file_models;
     for (auto& sp : slots) {
       if (stopping) return Unavailable("reload: the server is stopping");
       Status r = RollSlot(*sp);
@@ -648,14 +681,15 @@ struct Server::Impl {
     }
   }
 
-  // Picks an up replica with the fewest requests in flight (round-robin among ties).
-  Slot* Pick(const Slot* avoid) {
+  // Picks an up replica serving `model` with the fewest requests in flight (round-robin among
+  // ties).
+  Slot* Pick(const std::string& model, const Slot* avoid) {
     Slot* best = nullptr;
     const size_t n = slots.size();
     const size_t start = rr++ % n;
     for (size_t k = 0; k < n; ++k) {
       Slot* s = slots[(start + k) % n].get();
-      if (!s->up || s == avoid) continue;
+      if (!s->up || s == avoid || !Hosts(s->index, model)) continue;
       if (!best || s->inflight < best->inflight) best = s;
     }
     return best;
@@ -770,15 +804,17 @@ struct Server::Impl {
       body = JsonError(503, fmt::format("server overloaded ({} requests in flight)", o.max_inflight));
     } else {
       const std::string path = "/v1/models/" + model + ":predict";
-      Slot* s = Pick(nullptr);
+      Slot* s = Pick(model, nullptr);
       bool sent = s && Forward(*s, path, req.body, &code, &body);
       if (!sent) {  // replica gone mid-request: predictions are idempotent, try another once
-        Slot* other = Pick(s);
+        Slot* other = Pick(model, s);
         sent = other && Forward(*other, path, req.body, &code, &body);
       }
       if (!sent) {
         code = 503;
-        body = JsonError(503, "no replica available; retry later");
+        body = JsonError(503, o.placement.count(model)
+                                  ? "no replica serving '" + model + "' available; retry later"
+                                  : "no replica available; retry later");
       }
       inflight.fetch_sub(1);
     }
@@ -869,6 +905,16 @@ Status Server::Start() {
     return InvalidArgument(fmt::format("--max-wait-us {} would eat the whole SLO of {} ms",
                                        o.max_wait_us, o.slo_p99_ms));
   }
+  for (const auto& [name, where] : o.placement) {
+    if (where.empty()) return InvalidArgument("--place " + name + "= names no replica");
+    for (int r : where) {
+      if (r < 0 || r >= o.replicas) {
+        return InvalidArgument(fmt::format("--place {}: replica {} is not within 0..{} "
+                                           "(--replicas {})",
+                                           name, r, o.replicas - 1, o.replicas));
+      }
+    }
+  }
   static std::atomic<int> counter{0};
   const std::string tag = fmt::format("serve-{}-{}", ::getpid(), counter++);
   m.tmpdir = (std::filesystem::temp_directory_path() / ("overcast-" + tag)).string();
@@ -881,6 +927,7 @@ Status Server::Start() {
     return models.status();
   }
   m.catalog = std::move(models).value();
+  m.model_file_models = m.catalog->file_models;
 
   o.captain.initial_cores = o.initial_cores;
   o.captain.max_cores = o.max_cores;
@@ -943,10 +990,14 @@ Status Server::Start() {
         std::lock_guard<std::mutex> l(impl_->metrics_mu);
         if (impl_->ewma_ms.count(name)) ms = impl_->ewma_ms.at(name);
       }
+      std::vector<int> on;  // the replicas serving it (--place)
+      for (int r = 0; r < impl_->o.replicas; ++r) {
+        if (impl_->Hosts(r, name)) on.push_back(r);
+      }
       s += fmt::format("{}{{\"name\":\"{}\",\"group\":\"{}\",\"task\":\"{}\",\"num_features\":{},"
-                       "\"num_classes\":{},\"accuracy\":{},\"latency_ms\":{}}}",
+                       "\"num_classes\":{},\"accuracy\":{},\"latency_ms\":{},\"replicas\":[{}]}}",
                        first ? "" : ",", name, info.group, TaskName(info.task), info.num_features,
-                       info.num_classes, info.accuracy, ms);
+                       info.num_classes, info.accuracy, ms, fmt::join(on, ","));
       first = false;
     }
     res.set_content(s + "]}", "application/json");

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,9 @@ struct ServeOptions {
   int port = 8080;          // 0: any free port (see port(), port_file)
   std::string port_file;    // written once listening
   int replicas = 2;
+  // Model name -> the replicas (0-based) that load and serve it; a model not named here is
+  // on every replica. Each replica must be left at least one model.
+  std::map<std::string, std::vector<int>> placement;
   double slo_p99_ms = 50;
   // autothrottle (Captain per replica + Tower), captain (fixed target), hpa, static.
   std::string controller = "autothrottle";

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -776,6 +777,64 @@ TEST_F(ServerTest, AReplicaRestartedAfterItsFilesChangedServesWhatWasLoaded) {
   EXPECT_EQ(r.code(), Code::kInvalidArgument) << r.message();
   EXPECT_NE(r.message().find(dir_ + "/digits.model"), std::string::npos) << r.message();
   EXPECT_EQ(CtrProbability(c), before);
+}
+
+// The command line a process was started with, arguments separated by spaces.
+std::string CommandLine(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline");  // size 0 to stat: read it all
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_FALSE(s.empty()) << "no command line for pid " << pid;
+  std::replace(s.begin(), s.end(), '\0', ' ');
+  return s;
+}
+
+// --place: a model placed on some replicas is loaded by those only, and its requests go only
+// there (a replica without it would answer 404), also after a reload.
+TEST_F(ServerTest, APlacedModelIsLoadedAndServedOnlyByItsReplicas) {
+  ServeOptions o = Options();
+  o.placement = {{"digits", {1}}};
+  StartServer(o);
+  auto c = Client();
+  const std::string dense = nlohmann::json({{"instances", {std::vector<float>(784, 0.5f)}}}).dump();
+  auto check = [&] {
+    const std::string r0 = CommandLine(server_->replica_pid(0));
+    const std::string r1 = CommandLine(server_->replica_pid(1));
+    EXPECT_EQ(r0.find("digits.model"), std::string::npos) << r0;
+    EXPECT_NE(r0.find("ctr.model"), std::string::npos) << r0;
+    EXPECT_NE(r1.find("digits.model"), std::string::npos) << r1;
+    EXPECT_NE(r1.find("ctr.model"), std::string::npos) << r1;
+    for (int i = 0; i < 10; ++i) {
+      auto r = c.Post("/v1/models/digits:predict", dense, "application/json");
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->status, 200) << r->body;
+      EXPECT_GE(CtrProbability(c), 0.0);
+    }
+  };
+  check();
+  auto listed = c.Get("/v1/models");
+  ASSERT_TRUE(listed && listed->status == 200);
+  for (const auto& m : nlohmann::json::parse(listed->body)["models"]) {
+    EXPECT_EQ(m["replicas"], m["name"] == "digits" ? nlohmann::json({1}) : nlohmann::json({0, 1}))
+        << m;
+  }
+  Status r = server_->Reload();
+  ASSERT_TRUE(r.ok()) << r.message();
+  check();
+  server_.reset();
+
+  // Placements that cannot be served are refused at start.
+  auto refused = [&](std::map<std::string, std::vector<int>> placement, const std::string& why) {
+    ServeOptions bad = Options();
+    bad.placement = std::move(placement);
+    Server s(bad);
+    Status st = s.Start();
+    EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.message();
+    EXPECT_NE(st.message().find(why), std::string::npos) << st.message();
+  };
+  refused({{"images", {0}}}, "no model file holds");
+  refused({{"digits", {2}}}, "replica 2 is not within 0..1");
+  refused({{"digits", {}}}, "names no replica");
+  refused({{"digits", {0}}, {"ctr", {0}}}, "leaves replica 1 no model");
 }
 
 // --model-dir: the directory is listed again at each reload, so a model file added there is

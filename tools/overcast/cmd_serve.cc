@@ -1,7 +1,9 @@
 // overcast serve / serve-replica / loadgen / make-model: the model server and its load generator.
 #include <signal.h>
 
+#include <charconv>
 #include <iostream>
+#include <map>
 #include <thread>
 
 #include <fmt/format.h>
@@ -43,6 +45,29 @@ Status SplitHostPort(const std::string& s, std::string* host, int* port) {
   return Status::Ok();
 }
 
+// "--place NAME=R[,R...]", repeated: model name -> replicas.
+Result<std::map<std::string, std::vector<int>>> ParsePlacement(
+    const std::vector<std::string>& places) {
+  std::map<std::string, std::vector<int>> out;
+  for (const std::string& p : places) {
+    const size_t eq = p.find('=');
+    const std::string name = p.substr(0, eq);
+    if (eq == std::string::npos || name.empty()) {
+      return InvalidArgument("--place " + p + ": expected NAME=R[,R...] (replicas from 0)");
+    }
+    if (out.count(name)) return InvalidArgument("--place names model '" + name + "' twice");
+    std::vector<int>& where = out[name];
+    for (const std::string& r : SplitList(p.substr(eq + 1))) {
+      int v = -1;
+      auto [end, ec] = std::from_chars(r.data(), r.data() + r.size(), v);
+      if (ec != std::errc() || end != r.data() + r.size() || v < 0) {
+        return InvalidArgument("--place " + p + ": '" + r + "' is not a replica number");
+      }
+      where.push_back(v);
+    }
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -154,6 +179,7 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     auto models = std::make_shared<std::vector<std::string>>();
     auto listen = std::make_shared<std::string>("127.0.0.1:8080");
     auto secret_file = std::make_shared<std::string>();
+    auto places = std::make_shared<std::vector<std::string>>();
     auto* c = app.add_subcommand(
         "serve",
         "Serve models over HTTP/JSON with N replica processes, each in a CPU cgroup whose quota\n"
@@ -178,6 +204,11 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
                   "Serve every model file in DIR too (not hidden or .tmp files); listed again at\n"
                   "each reload, so files added there are served and removed ones are not")
         ->check(CLI::ExistingDirectory);
+    c->add_option("--place", *places,
+                  "NAME=R[,R...]: only replicas R (0-based) load and serve model NAME, e.g.\n"
+                  "--place digits=1 --place ctr=0,1; repeat for more models. A model not named\n"
+                  "is on every replica; every replica must be left a model")
+        ->type_name("NAME=R,...");
     c->add_option("--listen", *listen, "HOST:PORT to listen on (port 0 = any free port)")
         ->capture_default_str();
     c->add_option("--port-file", o->port_file, "Write the bound port here once listening");
@@ -201,9 +232,10 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
         ->capture_default_str();
     c->add_option("--max-body-bytes", o->max_body_bytes, "Larger request bodies get 413")
         ->capture_default_str();
-    c->callback([&ctx, o, models, listen, secret_file] {
+    c->callback([&ctx, o, models, listen, secret_file, places] {
       ctx.exit_code = Finish([&]() -> Status {
         OC_RETURN_IF_ERROR(SplitHostPort(*listen, &o->host, &o->port));
+        OC_ASSIGN_OR_RETURN(o->placement, ParsePlacement(*places));
         if (!secret_file->empty()) {
           OC_ASSIGN_OR_RETURN(o->secret, net::ReadSecretFile(*secret_file));
         }
