@@ -111,6 +111,10 @@ Result<Outcome> RunOne(const Run& run, const std::vector<double>& rates, const S
 // tools/overcast's AddDeploymentOptions registers: one added there belongs here too.
 nlohmann::json DeploymentJson(const serve::ServeOptions& s) {
   return {{"replicas", s.replicas},
+          {"max_replicas", s.max_replicas},
+          {"scale_utilization", s.scale_utilization},
+          {"scale_interval_s", s.scale_interval_s},
+          {"scale_down_window_s", s.scale_down_window_s},
           {"slo_p99_ms", s.slo_p99_ms},
           {"initial_cores", s.initial_cores},
           {"max_cores", s.max_cores},

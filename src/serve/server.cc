@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <deque>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -181,6 +182,7 @@ struct Server::Impl {
     std::vector<IdleConn> idle;
     int open_conns = 0;
     // Lock-free for routing and metrics:
+    std::atomic<bool> active{false};  // to be running: not scaled in (ServeOptions::max_replicas)
     std::atomic<bool> up{false};
     std::atomic<int> inflight{0};
     std::atomic<uint64_t> restarts{0};
@@ -201,7 +203,24 @@ struct Server::Impl {
   mutable std::mutex catalog_mu;  // guards the pointer; the Catalog itself is immutable
   std::shared_ptr<const Catalog> catalog;
   std::string tmpdir;
-  std::vector<std::unique_ptr<Slot>> slots;
+  std::vector<std::unique_ptr<Slot>> slots;  // max(replicas, max_replicas); the first run
+  std::atomic<int> want_active{0};            // replicas the count rule wants running
+  // Control thread only: the count rule's CPU and time since its last decision, its recent
+  // decisions (time, replicas), and when it last changed the count.
+  double rule_used = 0, rule_span = 0, last_count_change = 0;
+  std::deque<std::pair<double, int>> wanted;
+  int SlotCount() const { return std::max(o.replicas, o.max_replicas); }
+  int ActiveCount() const {
+    int n = 0;
+    for (auto& sp : slots) n += sp->active ? 1 : 0;
+    return n;
+  }
+  // A replica's controller as --controller says, starting from its initial limit.
+  std::unique_ptr<QuotaController> NewController() const {
+    if (o.controller == "static") return std::make_unique<StaticController>(o.static_cores);
+    if (o.controller == "hpa") return std::make_unique<HpaController>(o.hpa);
+    return std::make_unique<Captain>(o.captain);
+  }
   std::unique_ptr<httplib::Server> http;  // an httplib::SSLServer with --tls-cert/--tls-key
   int bound_port = 0;
   std::thread http_thread, supervisor, control;
@@ -364,8 +383,87 @@ struct Server::Impl {
         reloads_ended = reloads_begun;
         reload_cv.notify_all();
       }
+      Rescale();
       RestartExited();
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+  // Starts or stops one replica when the count rule (ControlLoop) wants another count: the
+  // lowest slot not running starts; the highest running one is taken out of routing, drained
+  // of its requests in flight, then stopped. Supervisor thread only.
+  void Rescale() {
+    const int want = want_active.load();
+    const int n = ActiveCount();
+    if (want > n) {
+      for (auto& sp : slots) {
+        Slot& s = *sp;
+        if (s.active) continue;
+        {
+          std::lock_guard<std::mutex> cl(ctl_mu);  // a fresh controller, from the initial limit
+          s.ctl = NewController();
+          if (tower) s.ctl->set_target(tower->options().targets[tower_action]);
+          s.limit = s.ctl->limit();
+          if (Status w = s.cg->SetLimit(s.limit); !w.ok()) {
+            spdlog::warn("replica {}: set limit: {}", s.index, w.message());
+          }
+          s.last_limit_set = s.limit;
+        }
+        s.active = true;
+        {
+          std::lock_guard<std::mutex> l(metrics_mu);
+          ++tot.scale_outs;
+        }
+        spdlog::info("scaling out to {} replicas: starting replica {}", n + 1, s.index);
+        Status r = Spawn(s);  // a failure is retried by RestartExited
+        if (!r.ok()) spdlog::error("replica {} did not start: {}", s.index, r.message());
+        return;
+      }
+    } else if (want < n) {
+      for (auto it = slots.rbegin(); it != slots.rend(); ++it) {
+        Slot& s = **it;
+        if (!s.active) continue;
+        s.active = false;  // no new requests from here on
+        pid_t pid;
+        uint64_t gen;
+        {
+          std::lock_guard<std::mutex> l(s.mu);
+          pid = s.pid;
+          gen = s.generation;
+        }
+        spdlog::info("scaling in to {} replicas: stopping replica {}", n - 1, s.index);
+        WaitForGeneration(s, gen);
+        s.up = false;
+        {
+          std::lock_guard<std::mutex> l(s.mu);
+          s.pid = -1;
+          s.idle.clear();
+          s.open_conns = 0;
+        }
+        if (pid > 0) StopProcess(pid);
+        {
+          std::lock_guard<std::mutex> l(metrics_mu);
+          ++tot.scale_ins;
+        }
+        return;
+      }
+    }
+  }
+
+  // Waits until slot `s` holds no request of process generation `gen`, at most past the read
+  // timeout of a request, restarting meanwhile any replica that exits.
+  void WaitForGeneration(Slot& s, uint64_t gen) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(35);
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> l(s.mu);
+        if (s.conn_cv.wait_for(l, std::chrono::milliseconds(20),
+                               [&] { return stopping || !s.gen_inflight.count(gen); })) {
+          return;
+        }
+      }
+      if (std::chrono::steady_clock::now() >= give_up) return;
+      RestartExited();
     }
   }
 
@@ -376,6 +474,7 @@ struct Server::Impl {
     for (auto& sp : slots) {
       if (stopping) return;
       Slot& s = *sp;
+      if (!s.active) continue;
       pid_t pid;
       {
         std::lock_guard<std::mutex> l(s.mu);
@@ -432,19 +531,7 @@ struct Server::Impl {
       if (failed > 0 && failed != old_pid) StopProcess(failed);
       return started;
     }
-    // Waits past the read timeout of a request, restarting meanwhile any replica that exits.
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(35);
-    for (;;) {
-      {
-        std::unique_lock<std::mutex> l(s.mu);
-        if (s.conn_cv.wait_for(l, std::chrono::milliseconds(20),
-                               [&] { return stopping || !s.gen_inflight.count(old_gen); })) {
-          break;
-        }
-      }
-      if (std::chrono::steady_clock::now() >= give_up) break;
-      RestartExited();
-    }
+    WaitForGeneration(s, old_gen);
     StopProcess(old_pid);
     return Status::Ok();
   }
@@ -487,7 +574,7 @@ struct Server::Impl {
         return InvalidArgument("--place names model '" + name + "', which no model file holds");
       }
     }
-    for (int i = 0; i < o.replicas; ++i) {
+    for (int i = 0; i < SlotCount(); ++i) {
       bool any = false;
       for (const auto& name : c.file_models) any = any || Hosts(i, name);
       if (!any) return InvalidArgument(fmt::format("--place leaves replica {} no model", i));
@@ -600,6 +687,7 @@ struct Server::Impl {
       std::lock_guard<std::mutex> cl(ctl_mu);
       for (auto& sp : slots) {
         Slot& s = *sp;
+        if (!s.active && !s.up) continue;  // scaled in (a draining one still holds its quota)
         TrimIdle(s, t);
         // Allocation is charged for the limit in force over the interval just ended.
         alloc += s.limit.load() * dt;
@@ -625,6 +713,7 @@ struct Server::Impl {
         tot.cfs_throttled_periods += throttled;
       }
       tower_alloc += alloc;
+      if (o.max_replicas > o.replicas) CountRule(t, dt, used);
       if (tower && t - tower_start >= o.tower_interval_s) {
         std::vector<float> lat;
         uint64_t n;
@@ -637,7 +726,7 @@ struct Server::Impl {
         const double span = t - tower_start;
         tower_rate = n / span;
         tower_p99_ms = Percentile(lat, 0.99);
-        const double max_alloc = slots.size() * o.captain.max_cores * span;
+        const double max_alloc = ActiveCount() * o.captain.max_cores * span;
         tower_cost = Tower::Cost(tower->AtBucketRate(tower_alloc / max_alloc, tower_rate),
                                  tower_p99_ms, o.slo_p99_ms, o.tower.slo_guard);
         const bool learn = tower_start >= learn_from;
@@ -655,6 +744,38 @@ struct Server::Impl {
         tower_alloc = 0;
       }
     }
+  }
+
+  // The replica-count rule (ServeOptions::max_replicas), fed every sample: every
+  // scale_interval_s, the replicas that would carry the CPU used over it at scale_utilization
+  // of their capacity. More than running: start them now. Fewer for a whole
+  // scale_down_window_s since the last change: stop down to the most wanted in that window.
+  void CountRule(double t, double dt, double used) {
+    rule_used += used;
+    rule_span += dt;
+    if (rule_span < o.scale_interval_s) return;
+    const double cap = o.controller == "static" ? o.static_cores : o.max_cores;
+    const double cores = rule_used / rule_span;
+    rule_used = rule_span = 0;
+    const int desired = std::clamp(static_cast<int>(std::ceil(cores / (cap * o.scale_utilization))),
+                                   o.replicas, o.max_replicas);
+    wanted.push_back({t, desired});
+    while (!wanted.empty() && wanted.front().first < t - o.scale_down_window_s) wanted.pop_front();
+    int most = 0;
+    for (const auto& w : wanted) most = std::max(most, w.second);
+    const int now = want_active.load();
+    int next = now;
+    if (desired > now) {
+      next = desired;
+    } else if (most < now && t - last_count_change >= o.scale_down_window_s) {
+      next = most;
+    }
+    if (next == now) return;
+    spdlog::info("replica count: {:.2f} cores used, {} replica(s) would carry them at {:.0f}% of "
+                 "{} cores each: {} -> {}",
+                 cores, desired, o.scale_utilization * 100, cap, now, next);
+    want_active = next;
+    last_count_change = t;
   }
 
   void Record(const std::string& model, int code, double seconds) {
@@ -689,7 +810,7 @@ struct Server::Impl {
     const size_t start = rr++ % n;
     for (size_t k = 0; k < n; ++k) {
       Slot* s = slots[(start + k) % n].get();
-      if (!s->up || s == avoid || !Hosts(s->index, model)) continue;
+      if (!s->up || !s->active || s == avoid || !Hosts(s->index, model)) continue;
       if (!best || s->inflight < best->inflight) best = s;
     }
     return best;
@@ -905,13 +1026,23 @@ Status Server::Start() {
     return InvalidArgument(fmt::format("--max-wait-us {} would eat the whole SLO of {} ms",
                                        o.max_wait_us, o.slo_p99_ms));
   }
+  if (o.max_replicas != 0 && o.max_replicas < o.replicas) {
+    return InvalidArgument(fmt::format("--max-replicas {} is below --replicas {}", o.max_replicas,
+                                       o.replicas));
+  }
+  if (!(o.scale_utilization > 0 && o.scale_utilization <= 1) || !(o.scale_interval_s > 0) ||
+      !(o.scale_down_window_s >= 0)) {
+    return InvalidArgument("--scale-utilization must be in (0, 1], --scale-interval-s above 0 "
+                           "and --scale-down-window-s at least 0");
+  }
   for (const auto& [name, where] : o.placement) {
     if (where.empty()) return InvalidArgument("--place " + name + "= names no replica");
     for (int r : where) {
-      if (r < 0 || r >= o.replicas) {
+      if (r < 0 || r >= m.SlotCount()) {
         return InvalidArgument(fmt::format("--place {}: replica {} is not within 0..{} "
-                                           "(--replicas {})",
-                                           name, r, o.replicas - 1, o.replicas));
+                                           "(--replicas {}, --max-replicas {})",
+                                           name, r, m.SlotCount() - 1, o.replicas,
+                                           o.max_replicas));
       }
     }
   }
@@ -943,20 +1074,15 @@ Status Server::Start() {
     return InvalidArgument("unknown --controller '" + o.controller +
                            "' (autothrottle, captain, hpa or static)");
   }
-  for (int i = 0; i < o.replicas; ++i) {
+  for (int i = 0; i < m.SlotCount(); ++i) {
     auto s = std::make_unique<Impl::Slot>();
     s->index = i;
     s->cg_name = tag + "-r" + std::to_string(i);
     OC_ASSIGN_OR_RETURN(s->cg, CreateReplicaCgroup(o.cgroup, s->cg_name, o.cfs_period_us));
     s->cg->set_burst_fraction(o.cfs_burst);
     s->cg->set_max_period(o.cfs_period_max_us);
-    if (o.controller == "static") {
-      s->ctl = std::make_unique<StaticController>(o.static_cores);
-    } else if (o.controller == "hpa") {
-      s->ctl = std::make_unique<HpaController>(o.hpa);
-    } else {
-      s->ctl = std::make_unique<Captain>(o.captain);
-    }
+    s->ctl = m.NewController();
+    s->active = i < o.replicas;
     s->limit = s->ctl->limit();
     OC_RETURN_IF_ERROR(s->cg->SetLimit(s->limit));
     s->last_limit_set = s->limit;
@@ -964,16 +1090,19 @@ Status Server::Start() {
     if (i == 0) spdlog::info("replica CPU groups: {}", s->cg->describe());
     m.slots.push_back(std::move(s));
   }
-  for (auto& s : m.slots) OC_RETURN_IF_ERROR(m.Spawn(*s));
+  m.want_active = o.replicas;
+  for (auto& s : m.slots) {
+    if (s->active) OC_RETURN_IF_ERROR(m.Spawn(*s));
+  }
 
   httplib::Server& h = *m.http;
   ConfigureHttpServer(h, o.threads, o.max_body_bytes);
   h.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
     int up = 0;
-    for (auto& s : impl_->slots) up += s->up ? 1 : 0;
+    for (auto& s : impl_->slots) up += s->up && s->active ? 1 : 0;
     res.status = up > 0 ? 200 : 503;
     res.set_content(fmt::format("{{\"status\":\"{}\",\"replicas_up\":{},\"replicas\":{}}}",
-                                up > 0 ? "ok" : "unavailable", up, impl_->slots.size()),
+                                up > 0 ? "ok" : "unavailable", up, impl_->ActiveCount()),
                     "application/json");
   });
   h.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
@@ -991,7 +1120,7 @@ Status Server::Start() {
         if (impl_->ewma_ms.count(name)) ms = impl_->ewma_ms.at(name);
       }
       std::vector<int> on;  // the replicas serving it (--place)
-      for (int r = 0; r < impl_->o.replicas; ++r) {
+      for (int r = 0; r < impl_->SlotCount(); ++r) {
         if (impl_->Hosts(r, name)) on.push_back(r);
       }
       s += fmt::format("{}{{\"name\":\"{}\",\"group\":\"{}\",\"task\":\"{}\",\"num_features\":{},"
@@ -1030,11 +1159,13 @@ Status Server::Start() {
   if (!o.port_file.empty()) {
     OC_RETURN_IF_ERROR(WriteFileAtomic(o.port_file, std::to_string(m.bound_port)));
   }
-  spdlog::info("serving {} model(s) on {}://{}:{} with {} replica(s), controller {}, SLO p99 {} ms, "
-               "batch <= {} rows, wait <= {} us, CFS period {} us (up to {} us under 1 ms of "
-               "quota), burst {} x quota",
+  spdlog::info("serving {} model(s) on {}://{}:{} with {} replica(s){}, controller {}, SLO p99 "
+               "{} ms, batch <= {} rows, wait <= {} us, CFS period {} us (up to {} us under 1 ms "
+               "of quota), burst {} x quota",
                m.catalog->models.size(), o.tls_cert.empty() ? "http" : "https", o.host,
-               m.bound_port, o.replicas, o.controller, o.slo_p99_ms, o.max_batch_rows,
+               m.bound_port, o.replicas,
+               o.max_replicas > o.replicas ? fmt::format(" (up to {})", o.max_replicas) : "",
+               o.controller, o.slo_p99_ms, o.max_batch_rows,
                o.max_wait_us, o.cfs_period_us, o.cfs_period_max_us, o.cfs_burst);
   return Status::Ok();
 }
@@ -1096,6 +1227,7 @@ Status Server::Reload() {
 
 int Server::port() const { return impl_->bound_port; }
 int Server::replica_count() const { return static_cast<int>(impl_->slots.size()); }
+int Server::active_replicas() const { return impl_->ActiveCount(); }
 
 pid_t Server::replica_pid(int i) const {
   std::lock_guard<std::mutex> l(impl_->slots.at(i)->mu);
@@ -1163,6 +1295,17 @@ std::string Server::Metrics() const {
                  "overcast_serve_reloads_total{{result=\"refused\"}} {}\n"
                  "overcast_serve_reloads_total{{result=\"failed\"}} {}\n",
                  m.reloads_ok.load(), m.reloads_refused.load(), m.reloads_failed.load());
+  fmt::format_to(out,
+                 "# HELP overcast_serve_replicas Replicas running or starting, and the count the "
+                 "replica-count rule wants (--max-replicas).\n"
+                 "# TYPE overcast_serve_replicas gauge\n"
+                 "overcast_serve_replicas {}\n"
+                 "overcast_serve_replicas_wanted {}\n"
+                 "# TYPE overcast_serve_replica_scale_outs_total counter\n"
+                 "overcast_serve_replica_scale_outs_total {}\n"
+                 "# TYPE overcast_serve_replica_scale_ins_total counter\n"
+                 "overcast_serve_replica_scale_ins_total {}\n",
+                 m.ActiveCount(), m.want_active.load(), totals().scale_outs, totals().scale_ins);
   fmt::format_to(out,
                  "# TYPE overcast_serve_inflight gauge\novercast_serve_inflight {}\n"
                  "# TYPE overcast_serve_slo_p99_seconds gauge\novercast_serve_slo_p99_seconds {}\n",

@@ -25,6 +25,16 @@ struct ServeOptions {
   int port = 8080;          // 0: any free port (see port(), port_file)
   std::string port_file;    // written once listening
   int replicas = 2;
+  // Replica-count scaling, beside each replica's quota: 0 keeps `replicas` running. Above
+  // `replicas`, the front end starts another replica (up to max_replicas) when the running
+  // ones use more than scale_utilization of their capacity together (each: max_cores, or
+  // static_cores under --controller static), measured every scale_interval_s, and stops the
+  // newest when fewer would do for a whole scale_down_window_s (HPA's stabilisation window).
+  // `replicas` is the least ever running.
+  int max_replicas = 0;
+  double scale_utilization = 0.7;
+  double scale_interval_s = 5;
+  double scale_down_window_s = 60;
   // Model name -> the replicas (0-based) that load and serve it; a model not named here is
   // on every replica. Each replica must be left at least one model.
   std::map<std::string, std::vector<int>> placement;
@@ -77,6 +87,7 @@ struct ServerTotals {
   double used_core_seconds = 0;       // CPU the replicas used (from the cgroups)
   uint64_t requests = 0, ok = 0, client_errors = 0, rejected = 0, server_errors = 0;
   uint64_t replica_restarts = 0;
+  uint64_t scale_outs = 0, scale_ins = 0;  // replicas started and stopped by the count rule
   // Summed over the replicas: CFS periods, those throttled, and keep-alive connections opened.
   uint64_t cfs_periods = 0, cfs_throttled_periods = 0, replica_connects = 0;
   // Reloads of the model files: done, refused (a file did not load), failed (a replica did not
@@ -106,8 +117,9 @@ class Server {
   int port() const;
   std::string Metrics() const;
   ServerTotals totals() const;
-  pid_t replica_pid(int i) const;
-  int replica_count() const;
+  pid_t replica_pid(int i) const;  // -1 while replica i is down or not running (scaled in)
+  int replica_count() const;       // slots: max_replicas when it scales, else replicas
+  int active_replicas() const;     // those running or starting now
 
   struct Impl;
 

@@ -837,6 +837,85 @@ TEST_F(ServerTest, APlacedModelIsLoadedAndServedOnlyByItsReplicas) {
   refused({{"digits", {0}}, {"ctr", {0}}}, "leaves replica 1 no model");
 }
 
+// --max-replicas: under more load than one replica should carry a second one starts, and once
+// the load has been light for the down window it is drained and stopped, with no request
+// failing on the way.
+TEST_F(ServerTest, TheReplicaCountFollowsTheLoad) {
+  ServeOptions o = Options();
+  o.replicas = 1;
+  o.max_replicas = 2;
+  o.scale_utilization = 0.3;  // static 1 core each: above 0.3 cores used, two replicas
+  o.scale_interval_s = 0.5;
+  o.scale_down_window_s = 2;
+  o.max_body_bytes = 8 << 20;
+  StartServer(o);
+  EXPECT_EQ(server_->replica_count(), 2);
+  EXPECT_EQ(server_->active_replicas(), 1);
+  EXPECT_LE(server_->replica_pid(1), 0);
+  std::vector<std::vector<float>> rows(300, std::vector<float>(784, 0.25f));
+  const std::string heavy = nlohmann::json({{"instances", rows}}).dump();
+  std::atomic<bool> stop_heavy{false}, stop_light{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::mutex fail_mu;
+  std::string first_failure;
+  auto client = [&](const std::string& model, const std::string& body, std::atomic<bool>& stop,
+                    int pause_ms) {
+    return std::thread([&, model, body, pause_ms] {
+      auto c = Client();
+      while (!stop) {
+        auto r = c.Post("/v1/models/" + model + ":predict", body, "application/json");
+        if (r && r->status == 200) {
+          ++ok;
+        } else {
+          ++failed;
+          std::lock_guard<std::mutex> l(fail_mu);
+          if (first_failure.empty()) first_failure = r ? r->body : httplib::to_string(r.error());
+        }
+        if (pause_ms) std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+      }
+    });
+  };
+  std::vector<std::thread> heavies;
+  for (int i = 0; i < 4; ++i) heavies.push_back(client("digits", heavy, stop_heavy, 0));
+  pid_t added = -1;
+  for (int i = 0; i < 750 && added <= 0; ++i) {
+    added = server_->replica_pid(1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_GT(added, 0) << "no second replica under load";
+  EXPECT_EQ(server_->totals().scale_outs, 1u);
+  // Both replicas take the load for a moment, then it drops to one light client.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::thread light =
+      client("ctr", R"({"instances":[{"ids":[1,5],"values":[1,2]}]})", stop_light, 20);
+  stop_heavy = true;
+  for (auto& t : heavies) t.join();
+  for (int i = 0; i < 750 && server_->active_replicas() > 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (int i = 0; i < 250 && server_->replica_pid(1) > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const int ok_at_scale_in = ok.load();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  stop_light = true;
+  light.join();
+  EXPECT_EQ(server_->active_replicas(), 1) << "the second replica did not stop once idle";
+  EXPECT_LE(server_->replica_pid(1), 0);
+  if (added > 0) {
+    EXPECT_NE(::kill(added, 0), 0) << "the scaled-in replica still runs";
+  }
+  EXPECT_EQ(server_->totals().scale_ins, 1u);
+  EXPECT_EQ(failed.load(), 0) << "first failure: " << first_failure;
+  EXPECT_GT(ok.load(), ok_at_scale_in) << "traffic did not go on after the scale-in";
+  EXPECT_NE(server_->Metrics().find("overcast_serve_replicas 1\n"), std::string::npos);
+  // Out of range: fewer at most than at least.
+  ServeOptions bad = Options();
+  bad.max_replicas = 1;
+  Server refused(bad);
+  EXPECT_EQ(refused.Start().code(), Code::kInvalidArgument);
+}
+
 // --model-dir: the directory is listed again at each reload, so a model file added there is
 // served after the reload and one removed is no longer; a directory left empty is refused.
 TEST_F(ServerTest, ReloadServesTheModelDirectoryAsItIsNow) {

@@ -72,8 +72,25 @@ Result<std::map<std::string, std::vector<int>>> ParsePlacement(
 }  // namespace
 
 void AddDeploymentOptions(CLI::App* c, serve::ServeOptions* o) {
-  c->add_option("--replicas", o->replicas, "Replica processes")
+  c->add_option("--replicas", o->replicas,
+                "Replica processes (the least running under --max-replicas)")
       ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  c->add_option("--max-replicas", o->max_replicas,
+                "Scale the replica count too, up to this many: another replica starts when the\n"
+                "running ones use more than --scale-utilization of their capacity (--max-cores\n"
+                "each, --static-cores under static), and the newest stops once fewer would do\n"
+                "for a whole --scale-down-window-s (0: always --replicas)")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
+  c->add_option("--scale-utilization", o->scale_utilization,
+                "Replica count: share of the running replicas' capacity to aim for")
+      ->capture_default_str();
+  c->add_option("--scale-interval-s", o->scale_interval_s,
+                "Replica count: seconds of CPU usage behind each decision")
+      ->capture_default_str();
+  c->add_option("--scale-down-window-s", o->scale_down_window_s,
+                "Replica count: a replica stops only when fewer would have done for this long")
       ->capture_default_str();
   c->add_option("--slo-p99-ms", o->slo_p99_ms, "Latency objective: p99 in milliseconds")
       ->capture_default_str();
