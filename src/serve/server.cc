@@ -620,7 +620,7 @@ struct Server::Impl {
     }
     model_dirs.erase(model_dirs.begin(), model_dirs.end() - 1);
     ++reloads_ok;
-    spdlog::info("reloaded {} ({} replica(s) restarted in {:.2f} s)", names, slots.size(),
+    spdlog::info("reloaded {} ({} replica(s) restarted in {:.2f} s)", names, ActiveCount(),
                  Now() - t0);
     return Status::Ok();
   }
