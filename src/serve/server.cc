@@ -573,6 +573,13 @@ struct Server::Impl {
       if (!c.models.count(name)) {
         return InvalidArgument("--place names model '" + name + "', which no model file holds");
       }
+      // Slots beyond --replicas run only while the count rule wants them.
+      if (std::none_of(where.begin(), where.end(), [&](int r) { return r < o.replicas; })) {
+        return InvalidArgument(fmt::format("--place {}: none of its replicas is among the {} "
+                                           "always running (0..{}); --max-replicas starts the "
+                                           "others only under load",
+                                           name, o.replicas, o.replicas - 1));
+      }
     }
     for (int i = 0; i < SlotCount(); ++i) {
       bool any = false;

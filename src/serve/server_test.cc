@@ -823,9 +823,11 @@ TEST_F(ServerTest, APlacedModelIsLoadedAndServedOnlyByItsReplicas) {
   server_.reset();
 
   // Placements that cannot be served are refused at start.
-  auto refused = [&](std::map<std::string, std::vector<int>> placement, const std::string& why) {
+  auto refused = [&](std::map<std::string, std::vector<int>> placement, const std::string& why,
+                     int max_replicas = 0) {
     ServeOptions bad = Options();
     bad.placement = std::move(placement);
+    bad.max_replicas = max_replicas;
     Server s(bad);
     Status st = s.Start();
     EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.message();
@@ -835,6 +837,7 @@ TEST_F(ServerTest, APlacedModelIsLoadedAndServedOnlyByItsReplicas) {
   refused({{"digits", {2}}}, "replica 2 is not within 0..1");
   refused({{"digits", {}}}, "names no replica");
   refused({{"digits", {0}}, {"ctr", {0}}}, "leaves replica 1 no model");
+  refused({{"digits", {2}}}, "none of its replicas is among the 2 always running", 3);
 }
 
 // --max-replicas: under more load than one replica should carry a second one starts, and once
