@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include <future>
-#include <thread>
+#include <string>
+#include <vector>
 
 namespace overcast::net {
 namespace {
@@ -40,6 +40,7 @@ Received Deliver(const std::string& bytes, std::vector<char>* sink, bool verify)
   asio::write(writer, asio::buffer(bytes));
   writer.shutdown(asio::socket_base::shutdown_send);
   io.run();  // until the connection closes on the writer's end or on a bad frame
+  EXPECT_TRUE(r.did_close) << "the connection never reported its end";
   return r;
 }
 

@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <deque>
 #include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -433,13 +433,7 @@ struct Server::Impl {
         }
         spdlog::info("scaling in to {} replicas: stopping replica {}", n - 1, s.index);
         WaitForGeneration(s, gen);
-        s.up = false;
-        {
-          std::lock_guard<std::mutex> l(s.mu);
-          s.pid = -1;
-          s.idle.clear();
-          s.open_conns = 0;
-        }
+        MarkDown(s);
         if (pid > 0) StopProcess(pid);
         {
           std::lock_guard<std::mutex> l(metrics_mu);
@@ -448,6 +442,15 @@ struct Server::Impl {
         return;
       }
     }
+  }
+
+  // The slot's process is gone (or about to be stopped): out of routing, its pool emptied.
+  void MarkDown(Slot& s) {
+    s.up = false;
+    std::lock_guard<std::mutex> l(s.mu);
+    s.pid = -1;
+    s.idle.clear();
+    s.open_conns = 0;
   }
 
   // Waits until slot `s` holds no request of process generation `gen`, at most past the read
@@ -482,13 +485,7 @@ struct Server::Impl {
       }
       int st = 0;
       if (pid > 0 && ::waitpid(pid, &st, WNOHANG) == pid) {
-        s.up = false;
-        {
-          std::lock_guard<std::mutex> l(s.mu);
-          s.pid = -1;
-          s.idle.clear();
-          s.open_conns = 0;
-        }
+        MarkDown(s);
         if (stopping) return;
         spdlog::warn("replica {} (pid {}) {}; restarting", s.index, pid,
                      WIFSIGNALED(st) ? fmt::format("killed by signal {}", WTERMSIG(st))
@@ -545,15 +542,10 @@ struct Server::Impl {
     auto copied = CopyModelFiles(files, dir);
     auto next = copied.ok() ? LoadCatalog(*copied, files)
                             : Result<std::shared_ptr<const Catalog>>(copied.status());
-    if (!next.ok()) {
+    if (Status bad = next.ok() ? CheckPlacement(**next) : next.status(); !bad.ok()) {
       std::error_code ec;
       std::filesystem::remove_all(dir, ec);
-      return next.status();
-    }
-    if (Status placed = CheckPlacement(**next); !placed.ok()) {
-      std::error_code ec;
-      std::filesystem::remove_all(dir, ec);
-      return placed;
+      return bad;
     }
     model_dirs.push_back(dir);
     *copies = std::move(copied).value();
@@ -1302,6 +1294,7 @@ std::string Server::Metrics() const {
                  "overcast_serve_reloads_total{{result=\"refused\"}} {}\n"
                  "overcast_serve_reloads_total{{result=\"failed\"}} {}\n",
                  m.reloads_ok.load(), m.reloads_refused.load(), m.reloads_failed.load());
+  const ServerTotals scaled = totals();
   fmt::format_to(out,
                  "# HELP overcast_serve_replicas Replicas running or starting, and the count the "
                  "replica-count rule wants (--max-replicas).\n"
@@ -1312,7 +1305,7 @@ std::string Server::Metrics() const {
                  "overcast_serve_replica_scale_outs_total {}\n"
                  "# TYPE overcast_serve_replica_scale_ins_total counter\n"
                  "overcast_serve_replica_scale_ins_total {}\n",
-                 m.ActiveCount(), m.want_active.load(), totals().scale_outs, totals().scale_ins);
+                 m.ActiveCount(), m.want_active.load(), scaled.scale_outs, scaled.scale_ins);
   fmt::format_to(out,
                  "# TYPE overcast_serve_inflight gauge\novercast_serve_inflight {}\n"
                  "# TYPE overcast_serve_slo_p99_seconds gauge\novercast_serve_slo_p99_seconds {}\n",

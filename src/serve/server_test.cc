@@ -689,6 +689,17 @@ TEST_F(ServerTest, ACrashDuringAReloadIsRestartedWithoutWaitingForIt) {
   ASSERT_EQ(::kill(old0, SIGSTOP), 0);
   std::atomic<int> answered{0}, ok{0};
   std::vector<std::thread> held;
+  // On any early return (a failed ASSERT) the stopped replica goes on and the clients end.
+  struct Release {
+    pid_t pid;
+    std::vector<std::thread>& threads;
+    ~Release() {
+      ::kill(pid, SIGCONT);
+      for (auto& t : threads) {
+        if (t.joinable()) t.join();
+      }
+    }
+  } release{old0, held};
   for (int i = 0; i < 8 && answered.load() == static_cast<int>(held.size()); ++i) {
     held.emplace_back([&] {
       httplib::Client c("127.0.0.1", server_->port());
