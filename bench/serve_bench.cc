@@ -136,6 +136,7 @@ nlohmann::json DeploymentJson(const serve::ServeOptions& s) {
           {"tower_rate_scaled_cost", s.tower.rate_scaled_cost},
           {"tower_targets", s.tower.targets},
           {"tower_slo_guard", s.tower.slo_guard},
+          {"tower_groups", s.tower_groups},
           {"cgroup", s.cgroup},
           {"cfs_period_us", s.cfs_period_us},
           {"cfs_period_max_us", s.cfs_period_max_us},

@@ -158,6 +158,55 @@ double Percentile(std::vector<float>& v, double q) {
 
 }  // namespace
 
+std::vector<ServiceGroup> ServiceGroups(
+    int replicas, const std::vector<std::string>& models,
+    const std::function<bool(int, const std::string&)>& hosts) {
+  // Union-find over replicas: the replicas serving one model are one group.
+  std::vector<int> parent(static_cast<size_t>(std::max(0, replicas)));
+  for (size_t r = 0; r < parent.size(); ++r) parent[r] = static_cast<int>(r);
+  auto root = [&](int r) {
+    while (parent[r] != r) r = parent[r] = parent[parent[r]];
+    return r;
+  };
+  std::vector<std::string> sorted = models;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  for (const std::string& m : sorted) {
+    int first = -1;
+    for (int r = 0; r < replicas; ++r) {
+      if (!hosts(r, m)) continue;
+      if (first < 0) first = r;
+      else parent[root(r)] = root(first);
+    }
+  }
+  std::vector<ServiceGroup> groups;
+  std::map<int, size_t> of_root;  // a root -> its group
+  for (int r = 0; r < replicas; ++r) {
+    auto [it, fresh] = of_root.emplace(root(r), groups.size());
+    if (fresh) groups.emplace_back();
+    groups[it->second].replicas.push_back(r);
+  }
+  for (const std::string& m : sorted) {
+    for (int r = 0; r < replicas; ++r) {
+      if (!hosts(r, m)) continue;
+      groups[of_root.at(root(r))].models.push_back(m);
+      break;
+    }
+  }
+  // A replica serving nothing forms no group.
+  std::erase_if(groups, [](const ServiceGroup& g) { return g.models.empty(); });
+  for (ServiceGroup& g : groups) {
+    g.name = groups.size() == 1 ? "all" : fmt::format("{}", fmt::join(g.models, "+"));
+  }
+  return groups;
+}
+
+std::string TowerStatePath(const std::string& path, const std::string& name, size_t groups) {
+  if (path.empty() || groups <= 1) return path;
+  const std::filesystem::path p(path);
+  return (p.parent_path() / (p.stem().string() + "." + name + p.extension().string())).string();
+}
+
 struct Server::Impl {
   struct Slot {
     int index = 0;
@@ -191,6 +240,17 @@ struct Server::Impl {
     // Control thread only (copied into metrics under ctl_mu):
     CpuStat stat;
     double last_limit_set = -1;
+    int group = -1;  // its service group's index in `groups` (under ctl_mu; -1: none)
+  };
+
+  // A service group's Tower and what it last decided (ServeOptions::tower_groups).
+  struct GroupControl {
+    ServiceGroup g;
+    std::unique_ptr<Tower> tower;
+    size_t action = 0;
+    double p99_ms = 0, rate = 0, cost = 0;
+    double alloc = 0;  // control thread: core-seconds allocated since the last decision
+    double target() const { return tower->options().targets[action]; }
   };
 
   ServeOptions o;
@@ -242,14 +302,17 @@ struct Server::Impl {
   mutable std::mutex metrics_mu;  // guards stats, window_*
   std::map<std::string, ModelStats> stats;
   std::map<std::string, double> ewma_ms;  // running latency of successful requests per model
-  std::vector<float> window_ms;
-  uint64_t window_requests = 0;
+  // Per model, since the Towers' last decision: latencies (ms) and the count of the requests the
+  // SLO is about (answered or refused).
+  struct Window {
+    std::vector<float> ms;
+    uint64_t requests = 0;
+  };
+  std::map<std::string, Window> windows;
   ServerTotals tot;
 
-  mutable std::mutex ctl_mu;  // guards the controllers' state as seen by metrics, tower
-  std::unique_ptr<Tower> tower;
-  size_t tower_action = 0;
-  double tower_p99_ms = 0, tower_rate = 0, tower_cost = 0;
+  mutable std::mutex ctl_mu;  // guards the controllers' state as seen by metrics, groups
+  std::vector<GroupControl> groups;  // under autothrottle: one per service group
 
   explicit Impl(ServeOptions opts) : o(std::move(opts)) {}
 
@@ -402,7 +465,7 @@ struct Server::Impl {
         {
           std::lock_guard<std::mutex> cl(ctl_mu);  // a fresh controller, from the initial limit
           s.ctl = NewController();
-          if (tower) s.ctl->set_target(tower->options().targets[tower_action]);
+          if (s.group >= 0) s.ctl->set_target(groups[s.group].target());
           s.limit = s.ctl->limit();
           if (Status w = s.cg->SetLimit(s.limit); !w.ok()) {
             spdlog::warn("replica {}: set limit: {}", s.index, w.message());
@@ -559,6 +622,66 @@ struct Server::Impl {
            std::find(it->second.begin(), it->second.end(), index) != it->second.end();
   }
 
+  // The service groups of `c`'s models (ServeOptions::tower_groups), each with its Tower: a new
+  // group's Tower loads its state file (an error leaves everything as it was); a group there
+  // before gets its Tower back from InstallGroups (tower left empty here).
+  Result<std::vector<GroupControl>> BuildGroups(const Catalog& c) const {
+    std::vector<GroupControl> next;
+    if (o.controller != "autothrottle") return next;
+    std::vector<ServiceGroup> found = ServiceGroups(
+        SlotCount(), c.file_models,
+        [this](int r, const std::string& m) { return o.tower_groups == "one" || Hosts(r, m); });
+    std::lock_guard<std::mutex> cl(ctl_mu);
+    for (size_t k = 0; k < found.size(); ++k) {
+      GroupControl gc;
+      gc.g = std::move(found[k]);
+      const bool kept = std::any_of(groups.begin(), groups.end(),
+                                    [&](const GroupControl& x) { return x.g.name == gc.g.name; });
+      if (!kept) {
+        TowerOptions to = o.tower;
+        to.state_path = TowerStatePath(o.tower.state_path, gc.g.name, found.size());
+        to.seed = o.tower.seed + k;  // groups explore apart
+        gc.tower = std::make_unique<Tower>(to);
+        OC_RETURN_IF_ERROR(gc.tower->Load());
+        gc.action = gc.tower->Choose(0);
+      }
+      next.push_back(std::move(gc));
+    }
+    return next;
+  }
+
+  // Puts BuildGroups' groups in force: each replica's group and throttle target.
+  void InstallGroups(std::vector<GroupControl> next) {
+    std::lock_guard<std::mutex> cl(ctl_mu);
+    for (GroupControl& gc : next) {
+      if (gc.tower) continue;
+      for (GroupControl& old : groups) {
+        if (old.g.name != gc.g.name) continue;
+        gc.tower = std::move(old.tower);
+        gc.action = old.action;
+        gc.rate = old.rate;
+        gc.p99_ms = old.p99_ms;
+        gc.cost = old.cost;
+        gc.alloc = old.alloc;
+      }
+    }
+    groups = std::move(next);
+    for (auto& sp : slots) sp->group = -1;
+    for (size_t k = 0; k < groups.size(); ++k) {
+      for (int r : groups[k].g.replicas) {
+        slots[r]->group = static_cast<int>(k);
+        slots[r]->ctl->set_target(groups[k].target());
+      }
+    }
+    if (groups.size() > 1) {
+      std::vector<std::string> names;
+      for (const auto& gc : groups) {
+        names.push_back(fmt::format("{} on replica(s) {}", gc.g.name, fmt::join(gc.g.replicas, ",")));
+      }
+      spdlog::info("a Tower per service group: {}", fmt::join(names, "; "));
+    }
+  }
+
   // Every model --place names must be in the files, and every replica must be left a model.
   Status CheckPlacement(const Catalog& c) const {
     for (const auto& [name, where] : o.placement) {
@@ -592,6 +715,13 @@ struct Server::Impl {
                     next.status().message());
       return next.status();
     }
+    auto next_groups = BuildGroups(**next);
+    if (!next_groups.ok()) {
+      ++reloads_refused;
+      spdlog::error("reload refused, still serving the models loaded before: {}",
+                    next_groups.status().message());
+      return next_groups.status();
+    }
     model_files = std::move(copies);  // what replicas started from now on read
     model_file_models = (*next)->file_models;
     for (auto& sp : slots) {
@@ -612,6 +742,7 @@ struct Server::Impl {
       std::lock_guard<std::mutex> l(catalog_mu);
       catalog = std::move(*next);
     }
+    InstallGroups(std::move(next_groups).value());
     // Every replica reads the newest copies now: the older ones go.
     for (size_t i = 0; i + 1 < model_dirs.size(); ++i) {
       std::error_code ec;
@@ -668,7 +799,6 @@ struct Server::Impl {
     double next = Now();
     double last = next;
     double tower_start = next;
-    double tower_alloc = 0;
     // The Captains start every replica at --initial-cores and come down from there at most by
     // max_down_step a decision; an interval that begins before that descent can have reached
     // the floor is charged for the start-up, not for its target, so the Tower does not learn
@@ -690,6 +820,7 @@ struct Server::Impl {
         TrimIdle(s, t);
         // Allocation is charged for the limit in force over the interval just ended.
         alloc += s.limit.load() * dt;
+        if (s.group >= 0) groups[s.group].alloc += s.limit.load() * dt;
         auto st = s.cg->Read();
         if (!st.ok()) continue;
         used += CounterDelta(st->usage_usec, s.stat.usage_usec) / 1e6;
@@ -711,37 +842,51 @@ struct Server::Impl {
         tot.cfs_periods += periods;
         tot.cfs_throttled_periods += throttled;
       }
-      tower_alloc += alloc;
       if (o.max_replicas > o.replicas) CountRule(t, dt, used);
-      if (tower && t - tower_start >= o.tower_interval_s) {
-        std::vector<float> lat;
-        uint64_t n;
+      if (t - tower_start >= o.tower_interval_s) {
+        std::map<std::string, Window> w;  // taken every interval, with or without a Tower
         {
           std::lock_guard<std::mutex> l(metrics_mu);
-          lat.swap(window_ms);
-          n = window_requests;
-          window_requests = 0;
+          w.swap(windows);
         }
-        const double span = t - tower_start;
-        tower_rate = n / span;
-        tower_p99_ms = Percentile(lat, 0.99);
-        const double max_alloc = ActiveCount() * o.captain.max_cores * span;
-        tower_cost = Tower::Cost(tower->AtBucketRate(tower_alloc / max_alloc, tower_rate),
-                                 tower_p99_ms, o.slo_p99_ms, o.tower.slo_guard);
-        const bool learn = tower_start >= learn_from;
-        if (learn) tower->Observe(tower_rate, tower_action, tower_cost);
-        const uint64_t explored_before = tower->explorations();
-        tower_action = tower->Choose(tower_rate);
-        const bool explored = tower->explorations() != explored_before;
-        for (auto& sp : slots) sp->ctl->set_target(tower->options().targets[tower_action]);
-        Status sv = tower->Save();
-        if (!sv.ok()) spdlog::warn("tower state: {}", sv.message());
-        spdlog::info("tower: rate {:.1f}/s p99 {:.2f} ms cost {:.3f}{} -> target {:.2f}{}",
-                     tower_rate, tower_p99_ms, tower_cost, learn ? "" : " (start-up, not learned)",
-                     tower->options().targets[tower_action], explored ? " (exploring)" : "");
+        Decide(t - tower_start, tower_start >= learn_from, w);
         tower_start = t;
-        tower_alloc = 0;
       }
+    }
+  }
+
+  // Each service group's Tower learns what its last interval (`span` seconds) cost, from the
+  // group's own allocation, request rate and p99, and chooses its replicas' next throttle
+  // target. Control thread, under ctl_mu.
+  void Decide(double span, bool learn, std::map<std::string, Window>& w) {
+    for (GroupControl& gc : groups) {
+      std::vector<float> lat;
+      uint64_t n = 0;
+      for (const std::string& model : gc.g.models) {
+        auto it = w.find(model);
+        if (it == w.end()) continue;
+        lat.insert(lat.end(), it->second.ms.begin(), it->second.ms.end());
+        n += it->second.requests;
+      }
+      int active = 0;
+      for (int r : gc.g.replicas) active += slots[r]->active ? 1 : 0;
+      gc.rate = n / span;
+      gc.p99_ms = Percentile(lat, 0.99);
+      const double max_alloc = std::max(1, active) * o.captain.max_cores * span;
+      gc.cost = Tower::Cost(gc.tower->AtBucketRate(gc.alloc / max_alloc, gc.rate), gc.p99_ms,
+                            o.slo_p99_ms, o.tower.slo_guard);
+      gc.alloc = 0;
+      if (learn) gc.tower->Observe(gc.rate, gc.action, gc.cost);
+      const uint64_t explored_before = gc.tower->explorations();
+      gc.action = gc.tower->Choose(gc.rate);
+      const bool explored = gc.tower->explorations() != explored_before;
+      for (int r : gc.g.replicas) slots[r]->ctl->set_target(gc.target());
+      Status sv = gc.tower->Save();
+      if (!sv.ok()) spdlog::warn("tower state: {}", sv.message());
+      spdlog::info("tower{}: rate {:.1f}/s p99 {:.2f} ms cost {:.3f}{} -> target {:.2f}{}",
+                   groups.size() > 1 ? " (" + gc.g.name + ")" : "", gc.rate, gc.p99_ms, gc.cost,
+                   learn ? "" : " (start-up, not learned)", gc.target(),
+                   explored ? " (exploring)" : "");
     }
   }
 
@@ -796,8 +941,9 @@ struct Server::Impl {
     else if (code >= 400 && code < 500) ++tot.client_errors;
     else ++tot.server_errors;
     if (code == 200 || code == 503) {  // what the SLO is about: answered or refused requests
-      window_ms.push_back(static_cast<float>(seconds * 1e3));
-      ++window_requests;
+      Window& w = windows[model];
+      w.ms.push_back(static_cast<float>(seconds * 1e3));
+      ++w.requests;
     }
   }
 
@@ -1064,15 +1210,15 @@ Status Server::Start() {
   o.hpa.initial_cores = o.initial_cores;
   o.hpa.max_cores = o.max_cores;
   o.hpa.min_cores = o.captain.min_cores;
-  if (o.controller == "autothrottle") {
-    m.tower = std::make_unique<Tower>(o.tower);
-    OC_RETURN_IF_ERROR(m.tower->Load());
-    m.tower_action = m.tower->Choose(0);
-    o.captain.target = o.tower.targets[m.tower_action];
-  } else if (o.controller != "captain" && o.controller != "hpa" && o.controller != "static") {
+  if (o.controller != "autothrottle" && o.controller != "captain" && o.controller != "hpa" &&
+      o.controller != "static") {
     return InvalidArgument("unknown --controller '" + o.controller +
                            "' (autothrottle, captain, hpa or static)");
   }
+  if (o.tower_groups != "placement" && o.tower_groups != "one") {
+    return InvalidArgument("unknown --tower-groups '" + o.tower_groups + "' (placement or one)");
+  }
+  OC_ASSIGN_OR_RETURN(std::vector<Impl::GroupControl> groups, m.BuildGroups(*m.catalog));
   for (int i = 0; i < m.SlotCount(); ++i) {
     auto s = std::make_unique<Impl::Slot>();
     s->index = i;
@@ -1089,6 +1235,7 @@ Status Server::Start() {
     if (i == 0) spdlog::info("replica CPU groups: {}", s->cg->describe());
     m.slots.push_back(std::move(s));
   }
+  m.InstallGroups(std::move(groups));
   m.want_active = o.replicas;
   for (auto& s : m.slots) {
     if (s->active) OC_RETURN_IF_ERROR(m.Spawn(*s));
@@ -1344,18 +1491,22 @@ std::string Server::Metrics() const {
       }
     }
   }
-  if (m.tower) {
+  if (!m.groups.empty()) {
+    s += "# HELP overcast_serve_tower_target Throttle target the Tower of each service group "
+         "chose, and what it learned from.\n"
+         "# TYPE overcast_serve_tower_target gauge\n";
+  }
+  for (const auto& gc : m.groups) {
+    const std::string lb = fmt::format("group=\"{}\"", gc.g.name);
     fmt::format_to(out,
-                   "# HELP overcast_serve_tower_target Throttle target the Tower chose.\n"
-                   "# TYPE overcast_serve_tower_target gauge\n"
-                   "overcast_serve_tower_target {}\n"
-                   "overcast_serve_tower_decisions_total {}\n"
-                   "overcast_serve_tower_explorations_total {}\n"
-                   "overcast_serve_tower_last_rate {}\n"
-                   "overcast_serve_tower_last_p99_seconds {}\n"
-                   "overcast_serve_tower_last_cost {}\n",
-                   m.tower->options().targets[m.tower_action], m.tower->decisions(),
-                   m.tower->explorations(), m.tower_rate, m.tower_p99_ms / 1e3, m.tower_cost);
+                   "overcast_serve_tower_target{{{0}}} {1}\n"
+                   "overcast_serve_tower_decisions_total{{{0}}} {2}\n"
+                   "overcast_serve_tower_explorations_total{{{0}}} {3}\n"
+                   "overcast_serve_tower_last_rate{{{0}}} {4}\n"
+                   "overcast_serve_tower_last_p99_seconds{{{0}}} {5}\n"
+                   "overcast_serve_tower_last_cost{{{0}}} {6}\n",
+                   lb, gc.target(), gc.tower->decisions(), gc.tower->explorations(), gc.rate,
+                   gc.p99_ms / 1e3, gc.cost);
   }
   return s;
 }

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -48,6 +49,12 @@ struct ServeOptions {
   HpaOptions hpa;
   TowerOptions tower;
   double tower_interval_s = 60;
+  // Under autothrottle: "placement", a Tower per service group (ServiceGroups: the replicas
+  // --place gives different models differ in load, so each group learns its own throttle
+  // target from its own request rate and p99), or "one", a Tower for all replicas. Without
+  // --place there is one group either way. With several groups each Tower keeps its state in
+  // tower.state_path with ".GROUP" before the extension (TowerStatePath).
+  std::string tower_groups = "placement";
   double sample_interval_s = 0.1;
   std::string cgroup = "auto";  // auto|v1|v2|none
   // CFS period of the replicas' quota. A replica that runs out of quota waits for the next
@@ -94,6 +101,27 @@ struct ServerTotals {
   // start on the new files).
   uint64_t reloads = 0, reloads_refused = 0, reloads_failed = 0;
 };
+
+// A service group: replicas and the models they serve, closed under sharing: a model on two
+// replicas puts both in one group, and a replica serving two models puts both in one group. A
+// request is answered within its model's group, so the group's request rate and p99 are its
+// own, and its replicas' throttle target is chosen from them alone.
+struct ServiceGroup {
+  std::string name;                 // "all" when there is one group, else its models joined by '+'
+  std::vector<std::string> models;  // in name order
+  std::vector<int> replicas;        // rising
+};
+
+// The service groups of `replicas` replicas serving `models`, where hosts(r, model) says
+// whether replica r serves model; in order of their lowest replica. A model no replica serves
+// is in no group.
+std::vector<ServiceGroup> ServiceGroups(
+    int replicas, const std::vector<std::string>& models,
+    const std::function<bool(int, const std::string&)>& hosts);
+
+// Where group `name`'s Tower keeps its state: `path` itself when there is one group, else
+// ".NAME" before path's extension ("tower.json" -> "tower.a+b.json"); "" stays "".
+std::string TowerStatePath(const std::string& path, const std::string& name, size_t groups);
 
 // Start() then serve until Stop(); all public methods are thread-safe.
 class Server {

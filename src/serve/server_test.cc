@@ -11,9 +11,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -447,11 +449,16 @@ TEST_F(ServerTest, ServesHttpsWithTheGivenCertificate) {
 }
 
 // Reads replica 0's gauge `name` from the server's metrics; -1 when absent.
-double ReplicaGauge(const Server& server, const std::string& name) {
-  const std::string m = server.Metrics();
-  const size_t at = m.find(name + "{replica=\"0\"");
+// The value of the first series in `metrics` that begins with `series` (a name and the start
+// of its labels); -1 when there is none.
+double Metric(const std::string& metrics, const std::string& series) {
+  const size_t at = metrics.find("\n" + series);
   if (at == std::string::npos) return -1;
-  return std::strtod(m.c_str() + m.find("} ", at) + 2, nullptr);
+  return std::strtod(metrics.c_str() + metrics.find("} ", at) + 2, nullptr);
+}
+
+double ReplicaGauge(const Server& server, const std::string& name) {
+  return Metric(server.Metrics(), name + "{replica=\"0\"");
 }
 
 // Pooled connections a replica no longer needs are closed (each costs the replica a polling
@@ -849,6 +856,90 @@ TEST_F(ServerTest, APlacedModelIsLoadedAndServedOnlyByItsReplicas) {
   refused({{"digits", {}}}, "names no replica");
   refused({{"digits", {0}}, {"ctr", {0}}}, "leaves replica 1 no model");
   refused({{"digits", {2}}}, "none of its replicas is among the 2 always running", 3);
+}
+
+TEST(ServiceGroups, ReplicasSharingAModelAreOneGroup) {
+  using Placement = std::map<std::string, std::vector<int>>;
+  auto groups = [](int replicas, std::vector<std::string> models, Placement place) {
+    return ServiceGroups(replicas, models, [&](int r, const std::string& m) {
+      auto it = place.find(m);
+      return it == place.end() || std::count(it->second.begin(), it->second.end(), r) > 0;
+    });
+  };
+  // Nothing placed: every replica serves every model, one group.
+  auto one = groups(3, {"b", "a"}, {});
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].name, "all");
+  EXPECT_EQ(one[0].models, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(one[0].replicas, (std::vector<int>{0, 1, 2}));
+  // Apart: two groups, in order of their lowest replica, named by their models.
+  auto two = groups(4, {"a", "b", "c"}, {{"a", {2, 3}}, {"b", {0}}, {"c", {1, 0}}});
+  ASSERT_EQ(two.size(), 2u);
+  EXPECT_EQ(two[0].name, "b+c");
+  EXPECT_EQ(two[0].replicas, (std::vector<int>{0, 1}));
+  EXPECT_EQ(two[1].name, "a");
+  EXPECT_EQ(two[1].replicas, (std::vector<int>{2, 3}));
+  // A chain of shared replicas joins everything: a on 0-1, b on 1-2, c on 2-3.
+  auto chain = groups(4, {"a", "b", "c"}, {{"a", {0, 1}}, {"b", {1, 2}}, {"c", {2, 3}}});
+  ASSERT_EQ(chain.size(), 1u);
+  EXPECT_EQ(chain[0].replicas, (std::vector<int>{0, 1, 2, 3}));
+  // A replica serving nothing is in no group; a model nobody serves neither.
+  auto idle = groups(3, {"a", "b", "z"}, {{"a", {0}}, {"b", {2}}, {"z", {}}});
+  ASSERT_EQ(idle.size(), 2u);
+  EXPECT_EQ(idle[0].replicas, (std::vector<int>{0}));
+  EXPECT_EQ(idle[1].replicas, (std::vector<int>{2}));
+  EXPECT_EQ(idle[1].models, (std::vector<std::string>{"b"}));
+
+  EXPECT_EQ(TowerStatePath("/s/tower.json", "a+b", 2), "/s/tower.a+b.json");
+  EXPECT_EQ(TowerStatePath("/s/tower.json", "all", 1), "/s/tower.json");
+  EXPECT_EQ(TowerStatePath("tower", "a", 2), "tower.a");
+  EXPECT_EQ(TowerStatePath("", "a", 2), "");
+}
+
+// With models placed on different replicas, each service group's Tower learns from its own
+// requests: traffic to ctr alone shows in ctr's group and not in digits', each group's
+// replicas hold its target, and each Tower keeps its own state file. --tower-groups one puts
+// everything under one Tower again.
+TEST_F(ServerTest, EachServiceGroupsTowerLearnsFromItsOwnLoad) {
+  for (const std::string mode : {"placement", "one"}) {
+    SCOPED_TRACE(mode);
+    const std::string state = dir_ + "/" + mode + "/tower.json";
+    ServeOptions o = Options();
+    o.placement = {{"ctr", {0}}, {"digits", {1}}};
+    o.controller = "autothrottle";
+    o.tower_groups = mode;
+    o.tower_interval_s = 1;
+    o.tower.state_path = state;
+    StartServer(o);
+    std::string m;
+    {
+      Traffic traffic(server_->port(), 2);
+      std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+      m = server_->Metrics();  // the last decision saw only ctr's requests
+      traffic.Stop();
+      ASSERT_GT(traffic.ok(), 0);
+      ASSERT_EQ(traffic.failed(), 0) << traffic.first_failure();
+    }
+    if (mode == "placement") {
+      EXPECT_GT(Metric(m, "overcast_serve_tower_last_rate{group=\"ctr\""), 0) << m;
+      EXPECT_EQ(Metric(m, "overcast_serve_tower_last_rate{group=\"digits\""), 0) << m;
+      EXPECT_GE(Metric(m, "overcast_serve_tower_decisions_total{group=\"digits\""), 2) << m;
+      for (const auto& [replica, group] : {std::pair{0, "ctr"}, std::pair{1, "digits"}}) {
+        EXPECT_EQ(
+            Metric(m, fmt::format("overcast_serve_replica_throttle_target{{replica=\"{}\"", replica)),
+            Metric(m, fmt::format("overcast_serve_tower_target{{group=\"{}\"", group)))
+            << m;
+      }
+    } else {
+      EXPECT_GT(Metric(m, "overcast_serve_tower_last_rate{group=\"all\""), 0) << m;
+      EXPECT_EQ(m.find("group=\"ctr\""), std::string::npos) << m;
+    }
+    server_.reset();
+    const fs::path d = fs::path(state).parent_path();
+    EXPECT_EQ(fs::exists(d / "tower.json"), mode == "one");
+    EXPECT_EQ(fs::exists(d / "tower.ctr.json"), mode == "placement");
+    EXPECT_EQ(fs::exists(d / "tower.digits.json"), mode == "placement");
+  }
 }
 
 // --max-replicas: under more load than one replica should carry a second one starts, and once

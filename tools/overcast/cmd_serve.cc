@@ -160,6 +160,11 @@ void AddDeploymentOptions(CLI::App* c, serve::ServeOptions* o) {
                 "allocation + 1 at the SLO (1: only misses cost more)")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
+  c->add_option("--tower-groups", o->tower_groups,
+                "Tower: placement (one per service group: replicas --place gives other models\n"
+                "learn their own target from their own load) or one (one for all replicas)")
+      ->check(CLI::IsMember({"placement", "one"}))
+      ->capture_default_str();
   c->add_option("--cgroup", o->cgroup, "auto|v1|v2|none (none: no quota, usage from /proc)")
       ->check(CLI::IsMember({"auto", "v1", "v2", "none"}))
       ->capture_default_str();
