@@ -299,7 +299,7 @@ struct Server::Impl {
   Status last_reload;
   std::atomic<uint64_t> reloads_ok{0}, reloads_refused{0}, reloads_failed{0};
 
-  mutable std::mutex metrics_mu;  // guards stats, window_*
+  mutable std::mutex metrics_mu;  // guards stats, ewma_ms, windows, tot
   std::map<std::string, ModelStats> stats;
   std::map<std::string, double> ewma_ms;  // running latency of successful requests per model
   // Per model, since the Towers' last decision: latencies (ms) and the count of the requests the

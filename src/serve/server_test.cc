@@ -1060,5 +1060,57 @@ TEST_F(ServerTest, ReloadServesTheModelDirectoryAsItIsNow) {
   EXPECT_EQ(status("digits", dense), 200);  // refused: the last good models go on serving
 }
 
+// A reload whose models change the service groups moves the Towers with them: an unplaced
+// model puts every replica in one group; without it the placed models' groups come apart, each
+// with its own Tower. A new group's state file that does not load refuses the reload.
+TEST_F(ServerTest, AReloadThatChangesTheModelsRegroupsTheTowers) {
+  const std::string models = dir_ + "/models";
+  fs::create_directories(models);
+  fs::copy_file(dir_ + "/ctr.model", models + "/ctr.model");
+  fs::copy_file(dir_ + "/digits.model", models + "/digits.model");
+  ASSERT_TRUE(WriteRandomLinearModel(models + "/extra.model", "extra", Task::kBinary, 1000, 2, 3).ok());
+  ServeOptions o = Options();
+  o.model_paths.clear();
+  o.model_dir = models;
+  o.placement = {{"ctr", {0}}, {"digits", {1}}};
+  o.controller = "autothrottle";
+  o.tower_interval_s = 1;
+  o.tower.state_path = dir_ + "/towers/tower.json";
+  StartServer(o);
+  const std::string all = "overcast_serve_tower_target{group=\"all\"";
+  const std::string ctr = "overcast_serve_tower_target{group=\"ctr\"";
+  EXPECT_GE(Metric(server_->Metrics(), all), 0);
+  EXPECT_EQ(Metric(server_->Metrics(), ctr), -1);
+  Status r = server_->Reload();  // the same files: the same group
+  ASSERT_TRUE(r.ok()) << r.message();
+  EXPECT_GE(Metric(server_->Metrics(), all), 0);
+
+  fs::remove(models + "/extra.model");
+  fs::create_directories(dir_ + "/towers");
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/towers/tower.digits.json", "not a table").ok());
+  r = server_->Reload();
+  EXPECT_EQ(r.code(), Code::kInvalidArgument) << r.message();
+  EXPECT_NE(r.message().find("tower.digits.json"), std::string::npos) << r.message();
+  EXPECT_GE(Metric(server_->Metrics(), all), 0) << "refused: the groups stay as they were";
+  auto c = Client();
+  auto extra = c.Post("/v1/models/extra:predict", R"({"instances":[{"ids":[1,2,3]}]})",
+                      "application/json");
+  ASSERT_TRUE(extra);
+  EXPECT_EQ(extra->status, 200) << extra->body;
+
+  fs::remove(dir_ + "/towers/tower.digits.json");
+  r = server_->Reload();
+  ASSERT_TRUE(r.ok()) << r.message();
+  const std::string m = server_->Metrics();
+  EXPECT_EQ(Metric(m, all), -1) << m;
+  EXPECT_GE(Metric(m, ctr), 0) << m;
+  EXPECT_GE(Metric(m, "overcast_serve_tower_target{group=\"digits\""), 0) << m;
+  EXPECT_EQ(Metric(m, "overcast_serve_replica_throttle_target{replica=\"0\""), Metric(m, ctr));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a decision of each Tower
+  server_.reset();
+  EXPECT_TRUE(fs::exists(dir_ + "/towers/tower.ctr.json"));
+  EXPECT_TRUE(fs::exists(dir_ + "/towers/tower.digits.json"));
+}
+
 }  // namespace
 }  // namespace overcast::serve

@@ -249,7 +249,8 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--hpa-utilization", o->hpa.utilization_target,
                   "HPA: usage / limit to aim for")->capture_default_str();
     c->add_option("--tower-state", o->tower.state_path,
-                  "Tower: file its learned table is kept in (survives restarts)");
+                  "Tower: file its learned table is kept in (survives restarts); with several\n"
+                  "service groups, one file per group: tower.json -> tower.GROUP.json");
     c->add_option("--max-inflight", o->max_inflight, "Requests in flight before answering 503")
         ->capture_default_str();
     c->add_option("--max-body-bytes", o->max_body_bytes, "Larger request bodies get 413")
