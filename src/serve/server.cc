@@ -655,15 +655,10 @@ struct Server::Impl {
     std::lock_guard<std::mutex> cl(ctl_mu);
     for (GroupControl& gc : next) {
       if (gc.tower) continue;
-      for (GroupControl& old : groups) {
-        if (old.g.name != gc.g.name) continue;
-        gc.tower = std::move(old.tower);
-        gc.action = old.action;
-        gc.rate = old.rate;
-        gc.p99_ms = old.p99_ms;
-        gc.cost = old.cost;
-        gc.alloc = old.alloc;
-      }
+      // A group of the same name has the same models, so the same replicas: it goes on as it was.
+      auto old = std::find_if(groups.begin(), groups.end(),
+                              [&](const GroupControl& x) { return x.g.name == gc.g.name; });
+      if (old != groups.end()) gc = std::move(*old);
     }
     groups = std::move(next);
     for (auto& sp : slots) sp->group = -1;
@@ -819,8 +814,9 @@ struct Server::Impl {
         if (!s.active && !s.up) continue;  // scaled in (a draining one still holds its quota)
         TrimIdle(s, t);
         // Allocation is charged for the limit in force over the interval just ended.
-        alloc += s.limit.load() * dt;
-        if (s.group >= 0) groups[s.group].alloc += s.limit.load() * dt;
+        const double charged = s.limit.load() * dt;
+        alloc += charged;
+        if (s.group >= 0) groups[s.group].alloc += charged;
         auto st = s.cg->Read();
         if (!st.ok()) continue;
         used += CounterDelta(st->usage_usec, s.stat.usage_usec) / 1e6;
@@ -858,7 +854,7 @@ struct Server::Impl {
   // Each service group's Tower learns what its last interval (`span` seconds) cost, from the
   // group's own allocation, request rate and p99, and chooses its replicas' next throttle
   // target. Control thread, under ctl_mu.
-  void Decide(double span, bool learn, std::map<std::string, Window>& w) {
+  void Decide(double span, bool learn, const std::map<std::string, Window>& w) {
     for (GroupControl& gc : groups) {
       std::vector<float> lat;
       uint64_t n = 0;
