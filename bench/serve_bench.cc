@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -35,6 +36,7 @@ struct Outcome {
   // Per window, summed over the replicas: CFS periods throttled, and connections the front end
   // opened to replicas (each connects on the request's own first call).
   std::vector<uint64_t> window_throttled, window_connects;
+  std::vector<int> window_replicas;  // replicas running or starting at each window's end
 };
 
 Result<Outcome> RunOne(const Run& run, const std::vector<double>& rates, const ServeBenchOptions& o,
@@ -79,6 +81,7 @@ Result<Outcome> RunOne(const Run& run, const std::vector<double>& rates, const S
       out.window_used.push_back(now.used_core_seconds - last.used_core_seconds);
       out.window_throttled.push_back(now.cfs_throttled_periods - last.cfs_throttled_periods);
       out.window_connects.push_back(now.replica_connects - last.replica_connects);
+      out.window_replicas.push_back(server.active_replicas());
       last = now;
     }
   });
@@ -155,6 +158,11 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
   } else {
     OC_ASSIGN_OR_RETURN(rates, serve::MakeTrace(o.pattern, o.base_rate, o.peak_rate, o.seconds, o.seed));
   }
+  if (o.hpa_min_replicas < 1 || o.hpa_max_replicas < o.hpa_min_replicas) {
+    return InvalidArgument(fmt::format("--hpa-max-replicas {} must be at least --hpa-min-replicas {} "
+                                       "(at least 1)",
+                                       o.hpa_max_replicas, o.hpa_min_replicas));
+  }
   std::string bin = o.overcast;
   if (bin == "/proc/self/exe") bin = fs::read_symlink("/proc/self/exe").string();
   const ScratchDir scratch("serve-bench");
@@ -190,12 +198,30 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
         a.hpa.utilization_target = t;
         runs.push_back({fmt::format("hpa_u{:02d}", static_cast<int>(std::lround(t * 100))), a});
       }
+    } else if (c == "hpa-replicas") {
+      for (double cores : o.hpa_replica_cores) {
+        for (double t : o.hpa_targets) {
+          serve::ServeOptions a = base;
+          a.controller = "static";
+          a.static_cores = cores;
+          a.replicas = o.hpa_min_replicas;
+          a.max_replicas = o.hpa_max_replicas;
+          a.scale_utilization = t;
+          a.scale_interval_s = base.hpa.interval_s;
+          a.scale_down_window_s = base.hpa.window_s;
+          a.placement.clear();  // any replica may run: the count decides how many
+          runs.push_back({fmt::format("hpa_replicas_c{:02d}_u{:02d}",
+                                      static_cast<int>(std::lround(cores * 100)),
+                                      static_cast<int>(std::lround(t * 100))),
+                          a});
+        }
+      }
     } else if (c == "static") {
       serve::ServeOptions a = base;
       a.controller = "static";
       runs.push_back({"static", a});
     } else {
-      return InvalidArgument("unknown controller '" + c + "' (autothrottle, captain, hpa, static)");
+      return InvalidArgument("unknown controller '" + c + "' (autothrottle, captain, hpa, hpa-replicas, static)");
     }
   }
 
@@ -206,6 +232,11 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
   figures["trace_mean_rate"] = total / rates.size();
   figures["slo_p99_ms"] = o.serve.slo_p99_ms;
   figures["replicas"] = o.serve.replicas;
+  if (std::find(o.controllers.begin(), o.controllers.end(), "hpa-replicas") != o.controllers.end()) {
+    figures["hpa_replica_cores"] = o.hpa_replica_cores;
+    figures["hpa_min_replicas"] = o.hpa_min_replicas;
+    figures["hpa_max_replicas"] = o.hpa_max_replicas;
+  }
   std::map<std::string, std::vector<Outcome>> rounds;  // run name -> its outcome in each round
   if (o.progress) {
     std::cerr << fmt::format("serve bench: {} runs x {} rounds of a {} s {} trace (mean {:.0f} "
@@ -235,7 +266,8 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
       per_window_cpu[key] = {{"allocated", x.window_alloc},
                              {"used", x.window_used},
                              {"throttled_periods", x.window_throttled},
-                             {"connects", x.window_connects}};
+                             {"connects", x.window_connects},
+                             {"replicas", x.window_replicas}};
       if (o.progress) {
         std::cerr << fmt::format("{:<18} {:>10.2f} {:>10.2f} {:>9.3f} {:>9.2f} {:>10.2f} {:>8} {:>6}\n",
                                  key, x.cpu_core_seconds, x.used_core_seconds, x.slo_share,
@@ -282,18 +314,31 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
     }
   }
   figures["repeats"] = o.repeats;
-  // The best-tuned HPA: least CPU among the HPA runs that meet the SLO in >= 95% of windows
-  // (medians and shares over the rounds).
-  std::string best_hpa;
-  for (const auto& [name, x] : outcomes) {
-    if (name.rfind("hpa_", 0) != 0 || x.slo_share < 0.95) continue;
-    if (best_hpa.empty() || x.cpu_core_seconds < outcomes[best_hpa].cpu_core_seconds) best_hpa = name;
-  }
+  // The best-tuned HPA: least CPU among the HPA runs whose names start with `prefix` that meet
+  // the SLO in >= 95% of windows (medians and shares over the rounds); "" when none does.
+  auto best_of = [&outcomes](const std::string& prefix) {
+    std::string best;
+    for (const auto& [name, x] : outcomes) {
+      if (name.rfind(prefix, 0) != 0 || x.slo_share < 0.95) continue;
+      if (best.empty() || x.cpu_core_seconds < outcomes.at(best).cpu_core_seconds) best = name;
+    }
+    return best;
+  };
+  // The bar's baseline is the best of both kinds (hpa_: quota runs and hpa_replicas_ runs);
+  // each kind's best is reported beside it.
+  const std::string best_hpa = best_of("hpa_");
+  const std::string best_quota = best_of("hpa_u"), best_count = best_of("hpa_replicas_");
   if (!best_hpa.empty()) figures["best_hpa_run"] = best_hpa;
+  if (!best_quota.empty()) figures["best_hpa_quota_run"] = best_quota;
+  if (!best_count.empty()) figures["best_hpa_replicas_run"] = best_count;
   for (const std::string& a : {std::string("autothrottle"), std::string("captain")}) {
     if (!outcomes.count(a)) continue;
     const double cpu = outcomes[a].cpu_core_seconds;
     if (!best_hpa.empty()) ratios[a + "_over_best_hpa_cpu"] = cpu / outcomes[best_hpa].cpu_core_seconds;
+    if (!best_quota.empty() && !best_count.empty()) {
+      ratios[a + "_over_best_hpa_quota_cpu"] = cpu / outcomes[best_quota].cpu_core_seconds;
+      ratios[a + "_over_best_hpa_replicas_cpu"] = cpu / outcomes[best_count].cpu_core_seconds;
+    }
     if (outcomes.count("static")) ratios[a + "_over_static_cpu"] = cpu / outcomes["static"].cpu_core_seconds;
   }
   // The same comparison within each round, to show how far the rounds spread.

@@ -41,9 +41,17 @@ struct ServeBenchOptions {
   // Controllers, each run once over the trace: autothrottle (`tower_passes` runs that train
   // the Tower from nothing, the first reported as autothrottle_cold, then a warm run from the
   // saved state), captain (fixed target `serve.captain.target`), hpa at each utilisation
-  // target, static (`serve.static_cores` per replica).
+  // target (each replica's quota follows its use), hpa-replicas at each utilisation target
+  // (Kubernetes' horizontal HPA: the replica count follows the use), static
+  // (`serve.static_cores` per replica).
   std::vector<std::string> controllers{"autothrottle", "hpa", "static"};
   std::vector<double> hpa_targets{0.3, 0.5, 0.7};
+  // hpa-replicas: replicas of a fixed quota (each size in `hpa_replica_cores` is its own set of
+  // runs), counted by the replica-count rule (ServeOptions::max_replicas) between
+  // hpa_min_replicas and hpa_max_replicas at each of `hpa_targets`, deciding every
+  // `serve.hpa.interval_s` and scaling in after `serve.hpa.window_s`, as the quota HPA does.
+  std::vector<double> hpa_replica_cores{0.5};
+  int hpa_min_replicas = 1, hpa_max_replicas = 8;
   int tower_passes = 1;  // untimed-for-the-bar replays that train the Tower before the warm run
   double window_s = 1;
   // Rounds of the whole list of runs; each run's figures are then the median over its rounds

@@ -139,11 +139,28 @@ void AddBenchCommand(CLI::App& app, CommandContext& ctx) {
     c->add_option("--pattern", o->pattern, "constant, diurnal or bursty")->capture_default_str();
     c->add_option("--trace", o->trace_csv, "A CSV of one request rate per second instead");
     c->add_option("--controllers", o->controllers,
-                  "Controllers to run, in order: autothrottle, captain, hpa, static")
+                  "Controllers to run, in order: autothrottle, captain, hpa (each replica's "
+                  "quota follows its use), hpa-replicas (the replica count follows it, as "
+                  "Kubernetes' HPA), static")
         ->delimiter(',')
         ->capture_default_str();
-    c->add_option("--hpa-targets", o->hpa_targets, "Utilisation targets of the HPA-style runs")
+    c->add_option("--hpa-targets", o->hpa_targets,
+                  "Utilisation targets of the HPA-style runs (hpa and hpa-replicas)")
         ->delimiter(',')
+        ->capture_default_str();
+    c->add_option("--hpa-replica-cores", o->hpa_replica_cores,
+                  "hpa-replicas: each replica's fixed quota in cores; each size is its own set "
+                  "of runs (hpa_replicas_cSIZE_uTARGET)")
+        ->delimiter(',')
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    c->add_option("--hpa-min-replicas", o->hpa_min_replicas,
+                  "hpa-replicas: the fewest replicas running")
+        ->check(CLI::Range(1, 64))
+        ->capture_default_str();
+    c->add_option("--hpa-max-replicas", o->hpa_max_replicas,
+                  "hpa-replicas: the most replicas running")
+        ->check(CLI::Range(1, 64))
         ->capture_default_str();
     c->add_option("--repeats", o->repeats,
                   "Rounds of every run, interleaved; figures are medians over the rounds (CPU, "
