@@ -16,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -241,6 +242,19 @@ struct Server::Impl {
     CpuStat stat;
     double last_limit_set = -1;
     int group = -1;  // its service group's index in `groups` (under ctl_mu; -1: none)
+    double rule_used = 0;  // core-seconds used since the count rule last decided
+  };
+
+  // The replica-count rule of one service group (ServiceGroups by placement, whatever
+  // --tower-groups says: a replica started for one group's load does nothing for another's).
+  // Under ctl_mu: the control thread decides `want`, the supervisor starts and stops slots.
+  struct CountGroup {
+    std::string name;
+    std::vector<int> slots;  // rising
+    int least = 1;           // its slots among the first o.replicas, which always run
+    int want = 1;
+    double last_change = 0;
+    std::deque<std::pair<double, int>> wanted;  // recent decisions: (time, replicas)
   };
 
   // A service group's Tower and what it last decided (ServeOptions::tower_groups).
@@ -264,11 +278,9 @@ struct Server::Impl {
   std::shared_ptr<const Catalog> catalog;
   std::string tmpdir;
   std::vector<std::unique_ptr<Slot>> slots;  // max(replicas, max_replicas); the first run
-  std::atomic<int> want_active{0};            // replicas the count rule wants running
-  // Control thread only: the count rule's CPU and time since its last decision, its recent
-  // decisions (time, replicas), and when it last changed the count.
-  double rule_used = 0, rule_span = 0, last_count_change = 0;
-  std::deque<std::pair<double, int>> wanted;
+  std::atomic<int> want_active{0};            // replicas the count rule wants running, in all
+  std::vector<CountGroup> count_groups;       // under ctl_mu
+  double rule_span = 0;  // control thread: seconds since the count rule last decided
   int SlotCount() const { return std::max(o.replicas, o.max_replicas); }
   int ActiveCount() const {
     int n = 0;
@@ -452,58 +464,70 @@ struct Server::Impl {
     }
   }
 
-  // Starts or stops one replica when the count rule (ControlLoop) wants another count: the
-  // lowest slot not running starts; the highest running one is taken out of routing, drained
-  // of its requests in flight, then stopped. Supervisor thread only.
+  // Starts or stops one replica when the count rule (ControlLoop) wants another count in a
+  // service group: the group's lowest slot not running starts; its highest running one is taken
+  // out of routing, drained of its requests in flight, then stopped. Supervisor thread only.
   void Rescale() {
-    const int want = want_active.load();
-    const int n = ActiveCount();
-    if (want > n) {
-      for (auto& sp : slots) {
-        Slot& s = *sp;
-        if (s.active) continue;
-        {
-          std::lock_guard<std::mutex> cl(ctl_mu);  // a fresh controller, from the initial limit
-          s.ctl = NewController();
-          if (s.group >= 0) s.ctl->set_target(groups[s.group].target());
-          s.limit = s.ctl->limit();
-          if (Status w = s.cg->SetLimit(s.limit); !w.ok()) {
-            spdlog::warn("replica {}: set limit: {}", s.index, w.message());
-          }
-          s.last_limit_set = s.limit;
+    std::vector<std::pair<std::vector<int>, int>> plan;  // each group's slots and wanted count
+    {
+      std::lock_guard<std::mutex> cl(ctl_mu);
+      for (const CountGroup& cg : count_groups) plan.emplace_back(cg.slots, cg.want);
+    }
+    for (const auto& [members, want] : plan) {
+      int n = 0;
+      for (int r : members) n += slots[r]->active ? 1 : 0;
+      if (want > n) {
+        for (int r : members) {
+          if (!slots[r]->active) return StartSlot(*slots[r]);
         }
-        s.active = true;
-        {
-          std::lock_guard<std::mutex> l(metrics_mu);
-          ++tot.scale_outs;
+      } else if (want < n) {
+        for (auto it = members.rbegin(); it != members.rend(); ++it) {
+          if (slots[*it]->active) return StopSlot(*slots[*it]);
         }
-        spdlog::info("scaling out to {} replicas: starting replica {}", n + 1, s.index);
-        Status r = Spawn(s);  // a failure is retried by RestartExited
-        if (!r.ok()) spdlog::error("replica {} did not start: {}", s.index, r.message());
-        return;
       }
-    } else if (want < n) {
-      for (auto it = slots.rbegin(); it != slots.rend(); ++it) {
-        Slot& s = **it;
-        if (!s.active) continue;
-        s.active = false;  // no new requests from here on
-        pid_t pid;
-        uint64_t gen;
-        {
-          std::lock_guard<std::mutex> l(s.mu);
-          pid = s.pid;
-          gen = s.generation;
-        }
-        spdlog::info("scaling in to {} replicas: stopping replica {}", n - 1, s.index);
-        WaitForGeneration(s, gen);
-        MarkDown(s);
-        if (pid > 0) StopProcess(pid);
-        {
-          std::lock_guard<std::mutex> l(metrics_mu);
-          ++tot.scale_ins;
-        }
-        return;
+    }
+  }
+
+  // A slot the count rule starts: a fresh controller from the initial limit, its group's
+  // throttle target, then its process.
+  void StartSlot(Slot& s) {
+    {
+      std::lock_guard<std::mutex> cl(ctl_mu);  // a fresh controller, from the initial limit
+      s.ctl = NewController();
+      if (s.group >= 0) s.ctl->set_target(groups[s.group].target());
+      s.limit = s.ctl->limit();
+      if (Status w = s.cg->SetLimit(s.limit); !w.ok()) {
+        spdlog::warn("replica {}: set limit: {}", s.index, w.message());
       }
+      s.last_limit_set = s.limit;
+    }
+    s.active = true;
+    {
+      std::lock_guard<std::mutex> l(metrics_mu);
+      ++tot.scale_outs;
+    }
+    spdlog::info("scaling out to {} replicas: starting replica {}", ActiveCount(), s.index);
+    Status r = Spawn(s);  // a failure is retried by RestartExited
+    if (!r.ok()) spdlog::error("replica {} did not start: {}", s.index, r.message());
+  }
+
+  // A slot the count rule stops: out of routing, drained of its requests in flight, stopped.
+  void StopSlot(Slot& s) {
+    s.active = false;  // no new requests from here on
+    pid_t pid;
+    uint64_t gen;
+    {
+      std::lock_guard<std::mutex> l(s.mu);
+      pid = s.pid;
+      gen = s.generation;
+    }
+    spdlog::info("scaling in to {} replicas: stopping replica {}", ActiveCount(), s.index);
+    WaitForGeneration(s, gen);
+    MarkDown(s);
+    if (pid > 0) StopProcess(pid);
+    {
+      std::lock_guard<std::mutex> l(metrics_mu);
+      ++tot.scale_ins;
     }
   }
 
@@ -738,6 +762,7 @@ struct Server::Impl {
       catalog = std::move(*next);
     }
     InstallGroups(std::move(next_groups).value());
+    InstallCountGroups(*catalog);
     // Every replica reads the newest copies now: the older ones go.
     for (size_t i = 0; i + 1 < model_dirs.size(); ++i) {
       std::error_code ec;
@@ -819,7 +844,9 @@ struct Server::Impl {
         if (s.group >= 0) groups[s.group].alloc += charged;
         auto st = s.cg->Read();
         if (!st.ok()) continue;
-        used += CounterDelta(st->usage_usec, s.stat.usage_usec) / 1e6;
+        const double u = CounterDelta(st->usage_usec, s.stat.usage_usec) / 1e6;
+        used += u;
+        s.rule_used += u;
         periods += CounterDelta(st->nr_periods, s.stat.nr_periods);
         throttled += CounterDelta(st->nr_throttled, s.stat.nr_throttled);
         s.stat = *st;
@@ -838,7 +865,7 @@ struct Server::Impl {
         tot.cfs_periods += periods;
         tot.cfs_throttled_periods += throttled;
       }
-      if (o.max_replicas > o.replicas) CountRule(t, dt, used);
+      if (o.max_replicas > o.replicas) CountRule(t, dt);
       if (t - tower_start >= o.tower_interval_s) {
         std::map<std::string, Window> w;  // taken every interval, with or without a Tower
         {
@@ -887,35 +914,79 @@ struct Server::Impl {
   }
 
   // The replica-count rule (ServeOptions::max_replicas), fed every sample: every
-  // scale_interval_s, the replicas that would carry the CPU used over it at scale_utilization
-  // of their capacity. More than running: start them now. Fewer for a whole
-  // scale_down_window_s since the last change: stop down to the most wanted in that window.
-  void CountRule(double t, double dt, double used) {
-    rule_used += used;
+  // scale_interval_s, in each service group, the replicas that would carry the CPU its replicas
+  // used over it at scale_utilization of their capacity. More than running: start them now.
+  // Fewer for a whole scale_down_window_s since the group's last change: stop down to the most
+  // wanted in that window. Control thread, under ctl_mu.
+  void CountRule(double t, double dt) {
     rule_span += dt;
     if (rule_span < o.scale_interval_s) return;
     const double cap = o.controller == "static" ? o.static_cores : o.max_cores;
-    const double cores = rule_used / rule_span;
-    rule_used = rule_span = 0;
-    const int desired = std::clamp(static_cast<int>(std::ceil(cores / (cap * o.scale_utilization))),
-                                   o.replicas, o.max_replicas);
-    wanted.push_back({t, desired});
-    while (!wanted.empty() && wanted.front().first < t - o.scale_down_window_s) wanted.pop_front();
-    int most = 0;
-    for (const auto& w : wanted) most = std::max(most, w.second);
-    const int now = want_active.load();
-    int next = now;
-    if (desired > now) {
-      next = desired;
-    } else if (most < now && t - last_count_change >= o.scale_down_window_s) {
-      next = most;
+    const double span = rule_span;
+    rule_span = 0;
+    int total = 0;
+    for (CountGroup& cg : count_groups) {
+      double used = 0;
+      for (int r : cg.slots) used += std::exchange(slots[r]->rule_used, 0.0);
+      const double cores = used / span;
+      const int desired =
+          std::clamp(static_cast<int>(std::ceil(cores / (cap * o.scale_utilization))), cg.least,
+                     static_cast<int>(cg.slots.size()));
+      cg.wanted.push_back({t, desired});
+      while (!cg.wanted.empty() && cg.wanted.front().first < t - o.scale_down_window_s) {
+        cg.wanted.pop_front();
+      }
+      int most = 0;
+      for (const auto& w : cg.wanted) most = std::max(most, w.second);
+      int next = cg.want;
+      if (desired > cg.want) {
+        next = desired;
+      } else if (most < cg.want && t - cg.last_change >= o.scale_down_window_s) {
+        next = most;
+      }
+      if (next != cg.want) {
+        spdlog::info("replica count{}: {:.2f} cores used, {} replica(s) would carry them at "
+                     "{:.0f}% of {} cores each: {} -> {}",
+                     count_groups.size() > 1 ? " (" + cg.name + ")" : "", cores, desired,
+                     o.scale_utilization * 100, cap, cg.want, next);
+        cg.want = next;
+        cg.last_change = t;
+      }
+      total += cg.want;
     }
-    if (next == now) return;
-    spdlog::info("replica count: {:.2f} cores used, {} replica(s) would carry them at {:.0f}% of "
-                 "{} cores each: {} -> {}",
-                 cores, desired, o.scale_utilization * 100, cap, now, next);
-    want_active = next;
-    last_count_change = t;
+    want_active = total;
+  }
+
+  // The count rule's groups for catalog `c` (at start and after a reload). A group with the
+  // same replicas as before keeps its decisions; a new one wants the replicas of it running
+  // now, within its bounds.
+  void InstallCountGroups(const Catalog& c) {
+    std::vector<ServiceGroup> found = ServiceGroups(
+        SlotCount(), c.file_models, [this](int r, const std::string& m) { return Hosts(r, m); });
+    std::lock_guard<std::mutex> cl(ctl_mu);
+    std::vector<CountGroup> next;
+    int total = 0;
+    for (ServiceGroup& g : found) {
+      auto old = std::find_if(count_groups.begin(), count_groups.end(),
+                              [&](const CountGroup& x) { return x.slots == g.replicas; });
+      CountGroup cg;
+      if (old != count_groups.end()) {
+        cg = std::move(*old);
+      } else {
+        cg.slots = g.replicas;
+        cg.least = static_cast<int>(
+            std::count_if(g.replicas.begin(), g.replicas.end(), [&](int r) { return r < o.replicas; }));
+        int running = 0;
+        for (int r : g.replicas) running += slots[r]->active ? 1 : 0;
+        cg.want = std::clamp(running, cg.least, static_cast<int>(g.replicas.size()));
+        cg.last_change = Now();
+      }
+      cg.name = g.name;
+      total += cg.want;
+      next.push_back(std::move(cg));
+    }
+    count_groups = std::move(next);
+    want_active = total;
   }
 
   void Record(const std::string& model, int code, double seconds) {
@@ -1232,7 +1303,7 @@ Status Server::Start() {
     m.slots.push_back(std::move(s));
   }
   m.InstallGroups(std::move(groups));
-  m.want_active = o.replicas;
+  m.InstallCountGroups(*m.catalog);
   for (auto& s : m.slots) {
     if (s->active) OC_RETURN_IF_ERROR(m.Spawn(*s));
   }

@@ -80,18 +80,27 @@ std::string ErrorMessage(const httplib::Result& r) {
   return j["error"]["message"].get<std::string>();
 }
 
-// Client threads that post one predict request after another to `port` until stopped,
-// counting answers that are 200 and those that are not (the first failure kept for messages).
+// 300 dense rows for `digits`: a request that keeps a replica busy.
+std::string HeavyDigits() {
+  std::vector<std::vector<float>> rows(300, std::vector<float>(784, 0.25f));
+  return nlohmann::json({{"instances", rows}}).dump();
+}
+
+// Client threads that post one predict request after another to `port` until stopped (by
+// default a small `ctr` request, back to back; or `body` to `model`, pausing `pause_ms` after
+// each), counting answers that are 200 and those that are not (the first failure kept for
+// messages).
 class Traffic {
  public:
-  Traffic(int port, int threads) {
+  Traffic(int port, int threads, std::string model = "ctr",
+          std::string body = R"({"instances":[{"ids":[1,2,3]}]})", int pause_ms = 0) {
     for (int t = 0; t < threads; ++t) {
-      threads_.emplace_back([this, port] {
+      threads_.emplace_back([this, port, model, body, pause_ms] {
         httplib::Client c("127.0.0.1", port);
         c.set_read_timeout(10, 0);
         while (!stop_) {
-          auto r = c.Post("/v1/models/ctr:predict", R"({"instances":[{"ids":[1,2,3]}]})",
-                          "application/json");
+          auto r = c.Post("/v1/models/" + model + ":predict", body, "application/json");
+          if (pause_ms) std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
           if (r && r->status == 200) {
             ++ok_;
             continue;
@@ -957,31 +966,7 @@ TEST_F(ServerTest, TheReplicaCountFollowsTheLoad) {
   EXPECT_EQ(server_->replica_count(), 2);
   EXPECT_EQ(server_->active_replicas(), 1);
   EXPECT_LE(server_->replica_pid(1), 0);
-  std::vector<std::vector<float>> rows(300, std::vector<float>(784, 0.25f));
-  const std::string heavy = nlohmann::json({{"instances", rows}}).dump();
-  std::atomic<bool> stop_heavy{false}, stop_light{false};
-  std::atomic<int> ok{0}, failed{0};
-  std::mutex fail_mu;
-  std::string first_failure;
-  auto client = [&](const std::string& model, const std::string& body, std::atomic<bool>& stop,
-                    int pause_ms) {
-    return std::thread([&, model, body, pause_ms] {
-      auto c = Client();
-      while (!stop) {
-        auto r = c.Post("/v1/models/" + model + ":predict", body, "application/json");
-        if (r && r->status == 200) {
-          ++ok;
-        } else {
-          ++failed;
-          std::lock_guard<std::mutex> l(fail_mu);
-          if (first_failure.empty()) first_failure = r ? r->body : httplib::to_string(r.error());
-        }
-        if (pause_ms) std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
-      }
-    });
-  };
-  std::vector<std::thread> heavies;
-  for (int i = 0; i < 4; ++i) heavies.push_back(client("digits", heavy, stop_heavy, 0));
+  auto heavy = std::make_unique<Traffic>(server_->port(), 4, "digits", HeavyDigits());
   pid_t added = -1;
   for (int i = 0; i < 750 && added <= 0; ++i) {
     added = server_->replica_pid(1);
@@ -991,34 +976,80 @@ TEST_F(ServerTest, TheReplicaCountFollowsTheLoad) {
   EXPECT_EQ(server_->totals().scale_outs, 1u);
   // Both replicas take the load for a moment, then it drops to one light client.
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  std::thread light =
-      client("ctr", R"({"instances":[{"ids":[1,5],"values":[1,2]}]})", stop_light, 20);
-  stop_heavy = true;
-  for (auto& t : heavies) t.join();
+  Traffic light(server_->port(), 1, "ctr", R"({"instances":[{"ids":[1,5],"values":[1,2]}]})", 20);
+  heavy->Stop();
   for (int i = 0; i < 750 && server_->active_replicas() > 1; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   for (int i = 0; i < 250 && server_->replica_pid(1) > 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  const int ok_at_scale_in = ok.load();
+  const int ok_at_scale_in = light.ok();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  stop_light = true;
-  light.join();
+  light.Stop();
   EXPECT_EQ(server_->active_replicas(), 1) << "the second replica did not stop once idle";
   EXPECT_LE(server_->replica_pid(1), 0);
   if (added > 0) {
     EXPECT_NE(::kill(added, 0), 0) << "the scaled-in replica still runs";
   }
   EXPECT_EQ(server_->totals().scale_ins, 1u);
-  EXPECT_EQ(failed.load(), 0) << "first failure: " << first_failure;
-  EXPECT_GT(ok.load(), ok_at_scale_in) << "traffic did not go on after the scale-in";
+  EXPECT_EQ(heavy->failed(), 0) << "first failure: " << heavy->first_failure();
+  EXPECT_EQ(light.failed(), 0) << "first failure: " << light.first_failure();
+  EXPECT_GT(light.ok(), ok_at_scale_in) << "traffic did not go on after the scale-in";
   EXPECT_NE(server_->Metrics().find("overcast_serve_replicas 1\n"), std::string::npos);
   // Out of range: fewer at most than at least.
   ServeOptions bad = Options();
   bad.max_replicas = 1;
   Server refused(bad);
   EXPECT_EQ(refused.Start().code(), Code::kInvalidArgument);
+}
+
+// With --place, the count rule runs per service group: load on the model of replicas 1 and 3
+// starts replica 3, its group's idle slot, and not replica 2, the lowest idle slot, which
+// serves only the idle model; once the load is gone, replica 3 is stopped.
+TEST_F(ServerTest, TheReplicaCountFollowsEachServiceGroupsLoad) {
+  ServeOptions o = Options();
+  o.replicas = 2;
+  o.max_replicas = 4;
+  o.placement = {{"ctr", {0, 2}}, {"digits", {1, 3}}};
+  o.scale_utilization = 0.3;  // static 1 core each: above 0.3 cores used, two replicas
+  o.scale_interval_s = 0.5;
+  o.scale_down_window_s = 2;
+  o.max_body_bytes = 8 << 20;
+  StartServer(o);
+  EXPECT_EQ(server_->active_replicas(), 2);
+  Traffic heavy(server_->port(), 4, "digits", HeavyDigits());
+  pid_t added = -1;
+  bool wrong_group = false;
+  for (int i = 0; i < 750 && added <= 0; ++i) {
+    added = server_->replica_pid(3);
+    wrong_group = wrong_group || server_->replica_pid(2) > 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_GT(added, 0) << "no second replica for digits under its load";
+  // Both of digits' replicas carry the load for a moment; ctr's idle group stays at one.
+  for (int i = 0; i < 25; ++i) {
+    wrong_group = wrong_group || server_->replica_pid(2) > 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_FALSE(wrong_group) << "replica 2 (ctr's) was started for digits' load";
+  EXPECT_EQ(server_->active_replicas(), 3);
+  heavy.Stop();
+  // Counted once the process is stopped.
+  for (int i = 0; i < 1000 && server_->totals().scale_ins < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_LE(server_->replica_pid(3), 0) << "digits' second replica did not stop once idle";
+  if (added > 0) {
+    EXPECT_NE(::kill(added, 0), 0) << "the scaled-in replica still runs";
+  }
+  EXPECT_EQ(server_->active_replicas(), 2);
+  EXPECT_GT(server_->replica_pid(0), 0);
+  EXPECT_GT(server_->replica_pid(1), 0);
+  EXPECT_EQ(server_->totals().scale_outs, 1u);
+  EXPECT_EQ(server_->totals().scale_ins, 1u);
+  EXPECT_EQ(heavy.failed(), 0) << "first failure: " << heavy.first_failure();
+  EXPECT_GT(heavy.ok(), 0);
 }
 
 // --model-dir: the directory is listed again at each reload, so a model file added there is
