@@ -58,6 +58,18 @@ class ServerTest : public ::testing::Test {
     o.max_body_bytes = 64 * 1024;
     return o;
   }
+  // Replica-count scaling that answers within a test's seconds: static 1 core each, and above
+  // 0.3 cores used a group wants two replicas.
+  ServeOptions CountingOptions(int replicas, int max_replicas) {
+    ServeOptions o = Options();
+    o.replicas = replicas;
+    o.max_replicas = max_replicas;
+    o.scale_utilization = 0.3;
+    o.scale_interval_s = 0.5;
+    o.scale_down_window_s = 2;
+    o.max_body_bytes = 8 << 20;  // HeavyDigits' requests
+    return o;
+  }
   void StartServer(ServeOptions o) {
     server_ = std::make_unique<Server>(std::move(o));
     Status s = server_->Start();
@@ -955,13 +967,7 @@ TEST_F(ServerTest, EachServiceGroupsTowerLearnsFromItsOwnLoad) {
 // the load has been light for the down window it is drained and stopped, with no request
 // failing on the way.
 TEST_F(ServerTest, TheReplicaCountFollowsTheLoad) {
-  ServeOptions o = Options();
-  o.replicas = 1;
-  o.max_replicas = 2;
-  o.scale_utilization = 0.3;  // static 1 core each: above 0.3 cores used, two replicas
-  o.scale_interval_s = 0.5;
-  o.scale_down_window_s = 2;
-  o.max_body_bytes = 8 << 20;
+  ServeOptions o = CountingOptions(1, 2);
   StartServer(o);
   EXPECT_EQ(server_->replica_count(), 2);
   EXPECT_EQ(server_->active_replicas(), 1);
@@ -1008,14 +1014,8 @@ TEST_F(ServerTest, TheReplicaCountFollowsTheLoad) {
 // starts replica 3, its group's idle slot, and not replica 2, the lowest idle slot, which
 // serves only the idle model; once the load is gone, replica 3 is stopped.
 TEST_F(ServerTest, TheReplicaCountFollowsEachServiceGroupsLoad) {
-  ServeOptions o = Options();
-  o.replicas = 2;
-  o.max_replicas = 4;
+  ServeOptions o = CountingOptions(2, 4);
   o.placement = {{"ctr", {0, 2}}, {"digits", {1, 3}}};
-  o.scale_utilization = 0.3;  // static 1 core each: above 0.3 cores used, two replicas
-  o.scale_interval_s = 0.5;
-  o.scale_down_window_s = 2;
-  o.max_body_bytes = 8 << 20;
   StartServer(o);
   EXPECT_EQ(server_->active_replicas(), 2);
   Traffic heavy(server_->port(), 4, "digits", HeavyDigits());
