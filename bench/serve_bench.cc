@@ -221,7 +221,8 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
       a.controller = "static";
       runs.push_back({"static", a});
     } else {
-      return InvalidArgument("unknown controller '" + c + "' (autothrottle, captain, hpa, hpa-replicas, static)");
+      return InvalidArgument("unknown controller '" + c +
+                             "' (autothrottle, captain, hpa, hpa-replicas, static)");
     }
   }
 
@@ -244,7 +245,7 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
                              runs.size(), o.repeats, rates.size(),
                              o.trace_csv.empty() ? o.pattern : o.trace_csv, total / rates.size(),
                              o.serve.slo_p99_ms);
-    std::cerr << fmt::format("{:<18} {:>10} {:>10} {:>9} {:>9} {:>10} {:>8} {:>6}\n", "run", "cpu_alloc",
+    std::cerr << fmt::format("{:<28} {:>10} {:>10} {:>9} {:>9} {:>10} {:>8} {:>6}\n", "run", "cpu_alloc",
                              "cpu_used", "slo_share", "p99_ms", "worst_win", "ok", "503");
   }
   // Rounds run every controller in turn, so that a change in the machine's load weighs on all of
@@ -269,7 +270,7 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
                              {"connects", x.window_connects},
                              {"replicas", x.window_replicas}};
       if (o.progress) {
-        std::cerr << fmt::format("{:<18} {:>10.2f} {:>10.2f} {:>9.3f} {:>9.2f} {:>10.2f} {:>8} {:>6}\n",
+        std::cerr << fmt::format("{:<28} {:>10.2f} {:>10.2f} {:>9.3f} {:>9.2f} {:>10.2f} {:>8} {:>6}\n",
                                  key, x.cpu_core_seconds, x.used_core_seconds, x.slo_share,
                                  x.p99_ms, x.max_window_p99, x.ok, x.rejected + x.errors);
       }
