@@ -11,10 +11,12 @@
 # at the end the sums over the passes after the first with the ratio placement / one, and the
 # usual last line: {"bench": "serve_groups", "figures": {...}, "ratios": {...}}.
 #
-# Usage: bash bench/serve_groups.sh [PASSES]   (default 3; needs a built build/tools/overcast)
+# Usage: bash bench/serve_groups.sh [PASSES [SERVE OPTION...]]   (default 3; needs a built
+# build/tools/overcast). Options after PASSES go to both servers, e.g. --captain-fast-up-ratio 0.25.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PASSES=${1:-3}
+shift $(( $# > 0 ? 1 : 0 ))
 B=${OVERCAST_BIN:-$PWD/build/tools/overcast/overcast}
 [ -x "$B" ] || { echo "serve_groups: $B not built (scripts/setup.sh)" >&2; exit 2; }
 D=$(mktemp -d)
@@ -30,7 +32,7 @@ allocated() {
 for mode in placement one; do
   "$B" serve --model "$D/hot.model,$D/cold.model" --listen 127.0.0.1:0 --port-file "$D/port" \
     --replicas 2 --place hot=0 --place cold=1 --slo-p99-ms 25 --tower-interval-s 2 \
-    --tower-groups "$mode" --tower-state "$D/state-$mode/tower.json" \
+    --tower-groups "$mode" --tower-state "$D/state-$mode/tower.json" "$@" \
     > "$D/serve-$mode.log" 2>&1 &
   S=$!
   for _ in $(seq 100); do [ -s "$D/port" ] && break; sleep 0.1; done
