@@ -287,6 +287,12 @@ struct Server::Impl {
     for (auto& sp : slots) n += sp->active ? 1 : 0;
     return n;
   }
+  // Of the slots numbered in `which`, those running or starting (not scaled in).
+  int ActiveAmong(const std::vector<int>& which) const {
+    int n = 0;
+    for (int r : which) n += slots[r]->active ? 1 : 0;
+    return n;
+  }
   // A replica's controller as --controller says, starting from its initial limit.
   std::unique_ptr<QuotaController> NewController() const {
     if (o.controller == "static") return std::make_unique<StaticController>(o.static_cores);
@@ -474,8 +480,7 @@ struct Server::Impl {
       for (const CountGroup& cg : count_groups) plan.emplace_back(cg.slots, cg.want);
     }
     for (const auto& [members, want] : plan) {
-      int n = 0;
-      for (int r : members) n += slots[r]->active ? 1 : 0;
+      const int n = ActiveAmong(members);
       if (want > n) {
         for (int r : members) {
           if (!slots[r]->active) return StartSlot(*slots[r]);
@@ -891,8 +896,7 @@ struct Server::Impl {
         lat.insert(lat.end(), it->second.ms.begin(), it->second.ms.end());
         n += it->second.requests;
       }
-      int active = 0;
-      for (int r : gc.g.replicas) active += slots[r]->active ? 1 : 0;
+      const int active = ActiveAmong(gc.g.replicas);
       gc.rate = n / span;
       gc.p99_ms = Percentile(lat, 0.99);
       const double max_alloc = std::max(1, active) * o.captain.max_cores * span;
@@ -974,11 +978,10 @@ struct Server::Impl {
         cg = std::move(*old);
       } else {
         cg.slots = g.replicas;
-        cg.least = static_cast<int>(
-            std::count_if(g.replicas.begin(), g.replicas.end(), [&](int r) { return r < o.replicas; }));
-        int running = 0;
-        for (int r : g.replicas) running += slots[r]->active ? 1 : 0;
-        cg.want = std::clamp(running, cg.least, static_cast<int>(g.replicas.size()));
+        const int size = static_cast<int>(g.replicas.size());
+        cg.least = static_cast<int>(std::count_if(g.replicas.begin(), g.replicas.end(),
+                                                  [&](int r) { return r < o.replicas; }));
+        cg.want = std::clamp(ActiveAmong(g.replicas), cg.least, size);
         cg.last_change = Now();
       }
       cg.name = g.name;
