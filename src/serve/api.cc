@@ -77,6 +77,21 @@ Status ParsePredictRequest(std::string_view body, const ModelInfo& info, SparseB
   return ValidateBatch(info, *batch, first);  // only the rows just appended
 }
 
+Status CheckPredictOutputs(const ModelInfo& info, const float* outputs, size_t rows) {
+  const uint32_t outs = OutputsPerRow(info);
+  for (size_t r = 0; r < rows; ++r) {
+    for (uint32_t c = 0; c < outs; ++c) {
+      if (!std::isfinite(outputs[r * outs + c])) {
+        return InvalidArgument(fmt::format(
+            "row {}: model '{}' has no finite output for it (its feature values are too large "
+            "for the model's weights)",
+            r, info.name));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 std::string FormatPredictResponse(const ModelInfo& info, const float* outputs, size_t rows) {
   const uint32_t outs = OutputsPerRow(info);
   std::string s;

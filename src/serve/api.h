@@ -38,6 +38,12 @@ Status ParsePredictRequest(std::string_view body, const ModelInfo& info, SparseB
 // rows x OutputsPerRow(info) numbers.
 std::string FormatPredictResponse(const ModelInfo& info, const float* outputs, size_t rows);
 
+// InvalidArgument naming the first of `rows` rows whose outputs are not all finite, else Ok.
+// Finite feature values can still overflow a model's scores (a feature id repeated in one row,
+// values near the float range) into inf or NaN, which JSON cannot carry: such a request gets a
+// 400, never a 200 whose body is not JSON.
+Status CheckPredictOutputs(const ModelInfo& info, const float* outputs, size_t rows);
+
 // {"error": {"code": HTTP, "message": "..."}}
 std::string JsonError(int http_code, std::string_view message);
 

@@ -1,5 +1,8 @@
 // Model file round trip, corrupt files, request parsing and response formatting.
+#include <cmath>
 #include <filesystem>
+#include <functional>
+#include <random>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -204,6 +207,125 @@ TEST(Api, PredictPath) {
   auto j = nlohmann::json::parse(JsonError(400, "x \"y\""));
   EXPECT_EQ(j["error"]["code"], 400);
   EXPECT_EQ(j["error"]["message"], "x \"y\"");
+}
+
+// Linear models of every task, 10 features, for the request-to-response tests below.
+std::vector<std::unique_ptr<Predictor>> SmallModels() {
+  std::vector<std::unique_ptr<Predictor>> models;
+  const std::pair<Task, uint32_t> kinds[] = {
+      {Task::kBinary, 2}, {Task::kMulticlass, 3}, {Task::kRegression, 1}};
+  for (auto [task, classes] : kinds) {
+    const std::string p = Tmp(std::string("small-") + TaskName(task));
+    EXPECT_TRUE(WriteRandomLinearModel(p, TaskName(task), task, 10, classes, 5).ok());
+    auto m = LoadModel(p);
+    EXPECT_TRUE(m.ok()) << m.status().message();
+    if (m.ok()) models.push_back(std::move(*m));
+    std::filesystem::remove(p);
+  }
+  return models;
+}
+
+// What a replica answers for `body`: the parse error, the output check's error, or the
+// response body. Returns the status; *response is set only when it is Ok.
+Status Answer(const Predictor& m, const std::string& body, std::string* response) {
+  SparseBatch batch;
+  OC_RETURN_IF_ERROR(ParsePredictRequest(body, m.info(), &batch, 16));
+  std::vector<float> out;
+  m.Predict(batch, &out);
+  OC_RETURN_IF_ERROR(CheckPredictOutputs(m.info(), out.data(), batch.rows()));
+  *response = FormatPredictResponse(m.info(), out.data(), batch.rows());
+  return Status::Ok();
+}
+
+TEST(Api, ScoresThatOverflowGetAnErrorNotANanInTheAnswer) {
+  auto models = SmallModels();
+  ASSERT_EQ(models.size(), 3u);
+  // Every value is finite, but feature 1 two hundred times over sums past the float range.
+  std::string ids, values;
+  for (int k = 0; k < 200; ++k) {
+    ids += (k ? ",1" : "1");
+    values += (k ? ",3e38" : "3e38");
+  }
+  const std::string body =
+      R"({"instances":[{"ids":[2]},{"ids":[)" + ids + R"(],"values":[)" + values + "]}]}";
+  int refused = 0;
+  for (const auto& m : models) {
+    std::string response;
+    Status s = Answer(*m, body, &response);
+    if (s.ok()) {
+      // A sigmoid saturates to 0 or 1 on an infinite score: a binary model answers.
+      EXPECT_EQ(m->info().task, Task::kBinary) << response;
+      EXPECT_NO_THROW(nlohmann::json::parse(response)) << response;
+      continue;
+    }
+    ++refused;
+    EXPECT_EQ(s.code(), Code::kInvalidArgument);
+    EXPECT_NE(s.message().find("row 1:"), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find("no finite output"), std::string::npos) << s.message();
+  }
+  EXPECT_EQ(refused, 2) << "the multiclass and the regression model overflow";
+}
+
+// Hostile bodies, made by mutating valid ones with a fixed seed: each gets either an
+// InvalidArgument or a response that parses as JSON, has one prediction per row and holds only
+// finite numbers. Whatever the bytes, the answer is never a 200 whose body is not JSON.
+TEST(Api, AnyBodyGetsAnErrorOrAnAnswerThatIsJson) {
+  auto models = SmallModels();
+  ASSERT_EQ(models.size(), 3u);
+  const std::vector<std::string> seeds = {
+      R"({"instances":[{"ids":[0,2],"values":[2,4]},[0,1]]})",
+      R"({"rows":[{"ids":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1],)"
+      R"("values":[3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,)"
+      R"(3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38]}]})",
+      R"({"instances":[[0.5,-1,0,2,0,0,0,0,0,1],{"ids":[9]}]})",
+  };
+  const std::vector<std::string> tokens = {
+      "3e38", "-3e38", "1e39", "1e-45", "-0", "0", "9", "10", "-1", "18446744073709551615",
+      "18446744073709551616", "null", "true", "\"x\"", "[", "]", "{", "}", ",", ":", "\"ids\"",
+      "\"values\"", "\"instances\"", "[1,1,1,1,1,1,1,1]", "[3e38,3e38,3e38,3e38,3e38,3e38]",
+      "\\u0000", "\"", "1.5", "NaN", "Infinity"};
+  std::mt19937_64 rng(20261203);
+  auto pick = [&rng](size_t n) { return static_cast<size_t>(rng() % n); };
+  int refused = 0, overflowed = 0, answered = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string body = seeds[pick(seeds.size())];
+    const int ops = 1 + static_cast<int>(pick(4));
+    for (int k = 0; k < ops; ++k) {
+      const size_t at = pick(body.size() + 1), len = std::min(pick(9), body.size() - at);
+      switch (pick(4)) {
+        case 0: body.replace(at, len, tokens[pick(tokens.size())]); break;
+        case 1: body.erase(at, len); break;
+        case 2: if (at < body.size()) body[at] = static_cast<char>(rng()); break;
+        default: body.insert(at, body.substr(at, len)); break;
+      }
+    }
+    for (const auto& m : models) {
+      std::string response;
+      Status s = Answer(*m, body, &response);
+      if (!s.ok()) {
+        ASSERT_EQ(s.code(), Code::kInvalidArgument) << body << ": " << s.message();
+        ASSERT_FALSE(s.message().empty()) << body;
+        ++(s.message().find("no finite output") != std::string::npos ? overflowed : refused);
+        continue;
+      }
+      ++answered;
+      nlohmann::json j;
+      ASSERT_NO_THROW(j = nlohmann::json::parse(response)) << body << " -> " << response;
+      ASSERT_TRUE(j["predictions"].is_array()) << response;
+      std::function<bool(const nlohmann::json&)> finite = [&](const nlohmann::json& v) {
+        if (v.is_number()) return std::isfinite(v.get<double>());
+        for (const auto& e : v) {
+          if ((v.is_array() || v.is_object()) && !finite(e)) return false;
+        }
+        return true;
+      };
+      ASSERT_TRUE(finite(j)) << body << " -> " << response;
+    }
+  }
+  // The mutations reach all three outcomes; otherwise this test would check nothing.
+  EXPECT_GT(refused, 1000);
+  EXPECT_GT(overflowed, 10);
+  EXPECT_GT(answered, 1000);
 }
 
 TEST(Trace, GeneratedShapesAndCsv) {

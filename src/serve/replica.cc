@@ -67,6 +67,7 @@ Status RunReplica(const ReplicaOptions& o) {
     const ModelInfo& info = it->second.model->info();
     Status s = ParsePredictRequest(req.body, info, &rows, o.max_request_rows);
     if (s.ok()) s = it->second.batcher->Submit(rows, &out);
+    if (s.ok()) s = CheckPredictOutputs(info, out.data(), rows.rows());
     if (!s.ok()) {
       res.status = HttpCodeFor(s);
       res.set_content(JsonError(res.status, s.message()), "application/json");

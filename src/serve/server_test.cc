@@ -172,6 +172,19 @@ TEST_F(ServerTest, AnswersAndRefusesBadInputWithJsonErrors) {
   EXPECT_EQ(r->status, 400);
   EXPECT_NE(ErrorMessage(r).find("out of range"), std::string::npos);
 
+  // Finite values whose sum overflows the model's scores: a 400, not a 200 with a NaN in it.
+  std::string ids = "1", values = "3e38";
+  for (int k = 1; k < 200; ++k) {
+    ids += ",1";
+    values += ",3e38";
+  }
+  r = c.Post("/v1/models/digits:predict",
+             R"({"instances":[{"ids":[)" + ids + R"(],"values":[)" + values + "]}]}",
+             "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_NE(ErrorMessage(r).find("no finite output"), std::string::npos);
+
   r = c.Post("/v1/models/nosuch:predict", R"({"instances":[[1]]})", "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 404);
