@@ -131,7 +131,9 @@ std::string FormatPredictResponse(const ModelInfo& info, const float* outputs, s
 
 std::string JsonError(int http_code, std::string_view message) {
   nlohmann::json j = {{"error", {{"code", http_code}, {"message", std::string(message)}}}};
-  return j.dump();
+  // A message may quote the client's bytes (a model name from the path, a query value) that are
+  // not UTF-8: they become U+FFFD rather than an exception, so the client still gets its 4xx.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::string HttpReason(int code) {

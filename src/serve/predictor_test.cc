@@ -207,6 +207,9 @@ TEST(Api, PredictPath) {
   auto j = nlohmann::json::parse(JsonError(400, "x \"y\""));
   EXPECT_EQ(j["error"]["code"], 400);
   EXPECT_EQ(j["error"]["message"], "x \"y\"");
+  // Bytes that are not UTF-8 (a client's model name) are replaced, not thrown on.
+  j = nlohmann::json::parse(JsonError(404, "unknown model '\xff\xfe'"));
+  EXPECT_EQ(j["error"]["message"], "unknown model '\xef\xbf\xbd\xef\xbf\xbd'");
 }
 
 // Linear models of every task, 10 features, for the request-to-response tests below.

@@ -190,6 +190,17 @@ TEST_F(ServerTest, AnswersAndRefusesBadInputWithJsonErrors) {
   EXPECT_EQ(r->status, 404);
   EXPECT_NE(ErrorMessage(r).find("nosuch"), std::string::npos);
 
+  // Bytes that are not UTF-8 in the path or the query still get a JSON 4xx.
+  r = c.Post("/v1/models/%ff%fe:predict", R"({"instances":[[1]]})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404) << r->body;
+  EXPECT_NE(ErrorMessage(r).find("unknown model"), std::string::npos);
+  r = c.Post("/v1/models/ctr:predict?min_accuracy=%ff", R"({"instances":[[1]]})",
+             "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_NE(ErrorMessage(r).find("min_accuracy"), std::string::npos);
+
   r = c.Post("/v1/models/ctr:predict", std::string(100 * 1024, ' '), "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 413);
@@ -209,7 +220,7 @@ TEST_F(ServerTest, AnswersAndRefusesBadInputWithJsonErrors) {
   EXPECT_EQ(h->status, 200);
   auto m = c.Get("/metrics");
   ASSERT_TRUE(m);
-  EXPECT_NE(m->body.find("overcast_serve_requests_total{model=\"ctr\",code=\"400\"} 2"), std::string::npos)
+  EXPECT_NE(m->body.find("overcast_serve_requests_total{model=\"ctr\",code=\"400\"} 3"), std::string::npos)
       << m->body;
   EXPECT_NE(m->body.find("overcast_serve_replica_cpu_limit_cores{replica=\"1\""), std::string::npos);
   EXPECT_NE(m->body.find("overcast_serve_replica_cfs_period_us{replica=\"1\""), std::string::npos);
