@@ -4,7 +4,14 @@
 
 #include <httplib.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -168,8 +175,74 @@ bool ParsePredictPath(std::string_view path, std::string* model) {
   return !model->empty() && model->find('/') == std::string::npos;
 }
 
-void ConfigureHttpServer(httplib::Server& server, int threads, size_t max_body_bytes) {
-  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+namespace {
+
+// httplib's task queue, elastic: `least` threads always, one more for each connection that
+// arrives with none idle, up to `most`. Threads are detached; shutdown() waits for all to end.
+class ElasticPool final : public httplib::TaskQueue {
+ public:
+  ElasticPool(size_t least, size_t most) : least_(least), most_(std::max(least, most)) {
+    std::lock_guard<std::mutex> l(mu_);
+    for (size_t i = 0; i < least_; ++i) SpawnLocked();
+  }
+
+  void enqueue(std::function<void()> fn) override {
+    std::lock_guard<std::mutex> l(mu_);
+    jobs_.push_back(std::move(fn));
+    if (idle_ < jobs_.size() && live_ < most_) SpawnLocked();
+    work_.notify_one();
+  }
+
+  void shutdown() override {
+    std::unique_lock<std::mutex> l(mu_);
+    shutdown_ = true;
+    work_.notify_all();
+    ended_.wait(l, [this] { return live_ == 0; });
+  }
+
+ private:
+  static constexpr std::chrono::seconds kIdleEnd{30};
+
+  void SpawnLocked() {
+    ++live_;
+    std::thread([this] { Work(); }).detach();
+  }
+
+  void Work() {
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+      ++idle_;
+      const bool woken =
+          work_.wait_for(l, kIdleEnd, [this] { return !jobs_.empty() || shutdown_; });
+      --idle_;
+      if (jobs_.empty()) {
+        if (shutdown_ || (!woken && live_ > least_)) break;
+        continue;
+      }
+      std::function<void()> fn = std::move(jobs_.front());
+      jobs_.pop_front();
+      l.unlock();
+      fn();  // one connection, until it closes
+      l.lock();
+    }
+    if (--live_ == 0) ended_.notify_all();
+  }
+
+  const size_t least_, most_;
+  std::mutex mu_;
+  std::condition_variable work_, ended_;
+  std::deque<std::function<void()>> jobs_;
+  size_t live_ = 0, idle_ = 0;
+  bool shutdown_ = false;
+};
+
+}  // namespace
+
+void ConfigureHttpServer(httplib::Server& server, int threads, int max_threads,
+                         size_t max_body_bytes) {
+  const size_t most = static_cast<size_t>(std::max(1, max_threads));
+  const size_t least = std::min(most, static_cast<size_t>(std::max(1, threads)));
+  server.new_task_queue = [least, most] { return new ElasticPool(least, most); };
   server.set_tcp_nodelay(true);
   server.set_keep_alive_max_count(1u << 30);
   server.set_keep_alive_timeout(60);

@@ -14,10 +14,18 @@ class Server;
 
 namespace overcast::serve {
 
-// The settings every overcast HTTP server shares (front end and replicas): a pool of
-// `threads`, TCP_NODELAY (else Nagle + delayed ACK add ~40 ms per hop), long keep-alive, a
-// body limit, and JSON bodies for the errors httplib answers by itself.
-void ConfigureHttpServer(httplib::Server& server, int threads, size_t max_body_bytes);
+// The settings every overcast HTTP server shares (front end and replicas): a pool of `threads`
+// connection threads that grows up to `max_threads` (below), TCP_NODELAY (else Nagle + delayed
+// ACK add ~40 ms per hop), long keep-alive, a body limit, and JSON bodies for the errors httplib
+// answers by itself.
+//
+// httplib serves each connection on one pool thread for the connection's whole life, keep-alive
+// included. With a fixed pool, `threads` idle connections held every thread and every later
+// client, /healthz too, waited up to the keep-alive timeout (60 s). So a connection that finds
+// no thread idle starts one, up to `max_threads`; threads beyond `threads` end after 30 s idle.
+// Past `max_threads`, connections wait for a thread as before. `threads` is capped at it.
+void ConfigureHttpServer(httplib::Server& server, int threads, int max_threads,
+                         size_t max_body_bytes);
 
 // Binds `server` to host:port (0: any free port) and listens with a backlog of 1024; returns the
 // port, or -1. Debian's cpp-httplib is a shared library built with a backlog of 5, which a burst

@@ -40,7 +40,7 @@ Status RunReplica(const ReplicaOptions& o) {
   if (models.empty()) return InvalidArgument("no model given");
 
   httplib::Server svr;
-  ConfigureHttpServer(svr, o.threads, o.max_body_bytes);
+  ConfigureHttpServer(svr, o.threads, o.max_threads, o.max_body_bytes);
   svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("{\"status\":\"ok\"}", "application/json");
   });

@@ -19,6 +19,7 @@ struct ReplicaOptions {
   size_t max_request_rows = 1024;
   size_t max_body_bytes = 1 << 20;
   int threads = 64;        // HTTP connection threads (one per keep-alive connection)
+  int max_threads = 256;   // grown to when every thread holds a connection (ConfigureHttpServer)
 };
 
 // Serves until SIGTERM/SIGINT (the caller blocks those signals in every thread first and

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1261,6 +1262,24 @@ Status Server::Start() {
       }
     }
   }
+  if (o.max_connections < 1) return InvalidArgument("--max-connections must be at least 1");
+  {
+    // Each client connection is a descriptor, as are the pools to the replicas: raise the soft
+    // limit (often 1024) to the hard one when --max-connections needs more.
+    const rlim_t want = static_cast<rlim_t>(o.max_connections) + 256 +
+                        static_cast<rlim_t>(m.SlotCount()) * o.replica_connections;
+    rlimit nofile{};
+    if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < want) {
+      nofile.rlim_cur = std::min(want, nofile.rlim_max);
+      ::setrlimit(RLIMIT_NOFILE, &nofile);
+      if (nofile.rlim_cur < want) {
+        spdlog::warn("open files limited to {} (hard limit): fewer than the {} that "
+                     "--max-connections {} may need",
+                     static_cast<uint64_t>(nofile.rlim_cur), static_cast<uint64_t>(want),
+                     o.max_connections);
+      }
+    }
+  }
   static std::atomic<int> counter{0};
   const std::string tag = fmt::format("serve-{}-{}", ::getpid(), counter++);
   m.tmpdir = (std::filesystem::temp_directory_path() / ("overcast-" + tag)).string();
@@ -1312,7 +1331,7 @@ Status Server::Start() {
   }
 
   httplib::Server& h = *m.http;
-  ConfigureHttpServer(h, o.threads, o.max_body_bytes);
+  ConfigureHttpServer(h, o.threads, o.max_connections, o.max_body_bytes);
   h.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
     int up = 0;
     for (auto& s : impl_->slots) up += s->up && s->active ? 1 : 0;

@@ -74,7 +74,12 @@ struct ServeOptions {
   int max_wait_us = 0;  // wait for a fuller batch (0: what queued meanwhile; -1: min(1 ms, SLO/20))
   size_t max_inflight = 512;     // front-end requests in flight beyond which it answers 503
   size_t max_body_bytes = 1 << 20;
-  int threads = 256;             // front-end connection threads
+  int threads = 256;             // front-end connection threads started up front
+  // Connections served at once, a thread each: the pool grows to this when every thread holds a
+  // connection (ConfigureHttpServer); more wait for one to close.
+  // Each held connection's thread polls it every 10 ms (cpp-httplib 0.11): about 0.0017 cores
+  // an idle connection (src/serve/README.md), so this also bounds what idle clients cost.
+  int max_connections = 1024;
   int replica_connections = 32;  // keep-alive connections per replica (< replica threads)
   // Pooled connections to a replica left unused this long are closed, down to the
   // replica_warm_connections most recently used (each open one costs the replica CPU).

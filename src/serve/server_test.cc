@@ -92,6 +92,18 @@ std::string ErrorMessage(const httplib::Result& r) {
   return j["error"]["message"].get<std::string>();
 }
 
+// A plain TCP connection to 127.0.0.1:port, for bytes no HTTP client would send; -1 on failure.
+int ConnectRaw(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return fd;
+  if (fd >= 0) ::close(fd);
+  return -1;
+}
+
 // 300 dense rows for `digits`: a request that keeps a replica busy.
 std::string HeavyDigits() {
   std::vector<std::vector<float>> rows(300, std::vector<float>(784, 0.25f));
@@ -336,12 +348,8 @@ TEST_F(ServerTest, BeyondLoopbackOnlyWithASecretAndEveryRequestMustCarryIt) {
   // A refused POST leaves its keep-alive connection usable: its body is consumed, not parsed as
   // the next request.
   {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(server_->port()));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    const int fd = ConnectRaw(server_->port());
+    ASSERT_GE(fd, 0);
     auto send_all = [fd](const std::string& m) {
       return ::send(fd, m.data(), m.size(), 0) == static_cast<ssize_t>(m.size());
     };
@@ -595,6 +603,35 @@ TEST_F(ServerTest, AutothrottleRunsRealCgroups) {
     EXPECT_EQ(e.path().filename().string().find("serve-" + pid + "-"), std::string::npos)
         << "cgroup left behind: " << e.path();
   }
+}
+
+// The front end serves each connection on a thread of its own for the connection's life. A
+// client holding more idle connections than the threads started up front (each would be held
+// for the 60 s keep-alive), or sending half a request on them, must not leave a newcomer, or
+// /healthz, waiting: the pool grows (the client below gives up after 10 s).
+TEST_F(ServerTest, IdleAndHalfSentConnectionsDoNotStarveOtherClients) {
+  ServeOptions o = Options();
+  o.threads = 4;
+  o.max_connections = 64;
+  StartServer(o);
+  std::vector<int> held;
+  const std::string half = "POST /v1/models/ctr:predict HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 24; ++i) {
+    const int fd = ConnectRaw(server_->port());
+    ASSERT_GE(fd, 0);
+    held.push_back(fd);
+    if (i % 2) {
+      ASSERT_EQ(::send(fd, half.data(), half.size(), 0), ssize_t(half.size()));
+    }
+  }
+  auto c = Client();
+  auto h = c.Get("/healthz");
+  ASSERT_TRUE(h) << httplib::to_string(h.error());
+  EXPECT_EQ(h->status, 200);
+  auto r = c.Post("/v1/models/ctr:predict", R"({"instances":[[1]]})", "application/json");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 200) << r->body;
+  for (int fd : held) ::close(fd);
 }
 
 TEST_F(ServerTest, OverloadGets503AndServiceResumes) {
