@@ -247,6 +247,16 @@ void ConfigureHttpServer(httplib::Server& server, int threads, int max_threads,
   server.set_keep_alive_max_count(1u << 30);
   server.set_keep_alive_timeout(60);
   server.set_payload_max_length(max_body_bytes);
+  server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    const std::string enc = req.get_header_value("Content-Encoding");
+    if (enc.empty() || enc == "identity") return httplib::Server::HandlerResponse::Unhandled;
+    res.status = 415;
+    res.set_header("Connection", "close");
+    res.set_content(JsonError(415, "Content-Encoding '" + enc + "' is not accepted: send the "
+                                   "body uncompressed"),
+                    "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  });
   server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (res.body.empty()) {
       res.set_content(JsonError(res.status, HttpReason(res.status)), "application/json");

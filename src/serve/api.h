@@ -16,8 +16,9 @@ namespace overcast::serve {
 
 // The settings every overcast HTTP server shares (front end and replicas): a pool of `threads`
 // connection threads that grows up to `max_threads` (below), TCP_NODELAY (else Nagle + delayed
-// ACK add ~40 ms per hop), long keep-alive, a body limit, and JSON bodies for the errors httplib
-// answers by itself.
+// ACK add ~40 ms per hop), long keep-alive, a body limit, a 415 on the headers of a request
+// whose body has a Content-Encoding (httplib would inflate it whole before any size check), and
+// JSON bodies for the errors httplib answers by itself.
 //
 // httplib serves each connection on one pool thread for the connection's whole life, keep-alive
 // included. With a fixed pool, `threads` idle connections held every thread and every later

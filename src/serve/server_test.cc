@@ -223,6 +223,25 @@ TEST_F(ServerTest, AnswersAndRefusesBadInputWithJsonErrors) {
   EXPECT_EQ(r->status, 404);
   ErrorMessage(r);
 
+  // A compressed body is refused before it is read: a few hundred kB of gzip can inflate to
+  // gigabytes in memory. The headers alone get the 415; the body promised is never sent.
+  {
+    const int fd = ConnectRaw(server_->port());
+    ASSERT_GE(fd, 0);
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const std::string head = "POST /v1/models/ctr:predict HTTP/1.1\r\nHost: x\r\n"
+                             "Content-Encoding: gzip\r\nContent-Length: 100000000\r\n\r\n";
+    ASSERT_EQ(::send(fd, head.data(), head.size(), 0), ssize_t(head.size()));
+    char buf[4096];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    ::close(fd);
+    ASSERT_GT(n, 0) << "no answer before the body";
+    const std::string got(buf, static_cast<size_t>(n));
+    EXPECT_EQ(got.rfind("HTTP/1.1 415", 0), 0u) << got;
+    EXPECT_NE(got.find("Content-Encoding 'gzip' is not accepted"), std::string::npos) << got;
+  }
+
   // Still serving everyone else, on the same keep-alive connection.
   ok = c.Post("/v1/models/ctr:predict", R"({"instances":[[0,1,0]]})", "application/json");
   ASSERT_TRUE(ok);
