@@ -11,6 +11,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include <fmt/format.h>
@@ -203,9 +204,14 @@ class ElasticPool final : public httplib::TaskQueue {
  private:
   static constexpr std::chrono::seconds kIdleEnd{30};
 
+  // When the system refuses another thread (a limit on tasks or memory), the connection waits
+  // for one of the running threads, as it would past `most`.
   void SpawnLocked() {
-    ++live_;
-    std::thread([this] { Work(); }).detach();
+    try {
+      std::thread([this] { Work(); }).detach();
+      ++live_;
+    } catch (const std::system_error&) {
+    }
   }
 
   void Work() {
