@@ -236,6 +236,9 @@ struct Server::Impl {
     std::atomic<bool> active{false};  // to be running: not scaled in (ServeOptions::max_replicas)
     std::atomic<bool> up{false};
     std::atomic<int> inflight{0};
+    // When the replica last answered a request, or got one with none in flight (seconds, Now()):
+    // requests in flight and no answer for --replica-hang-s mean the process is stuck.
+    std::atomic<double> last_progress{0};
     std::atomic<uint64_t> restarts{0};
     std::atomic<uint64_t> connects{0};  // pooled connections opened
     std::atomic<double> limit{0};
@@ -466,6 +469,7 @@ struct Server::Impl {
         reload_cv.notify_all();
       }
       Rescale();
+      KillHung();
       RestartExited();
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -560,6 +564,37 @@ struct Server::Impl {
       }
       if (std::chrono::steady_clock::now() >= give_up) return;
       RestartExited();
+    }
+  }
+
+  // A replica with requests in flight that has answered none for --replica-hang-s (stopped,
+  // deadlocked, swapping) is killed: its requests fail over to another replica at once (Forward's
+  // retry) instead of waiting out the 30 s read timeout, and RestartExited starts it again.
+  // Supervisor thread only, never during a reload's roll.
+  void KillHung() {
+    if (!(o.replica_hang_s > 0)) return;
+    const double now = Now();
+    for (auto& sp : slots) {
+      Slot& s = *sp;
+      if (!s.active || !s.up) continue;
+      const int in_flight = s.inflight.load();
+      const double quiet = now - s.last_progress.load();
+      if (in_flight <= 0 || quiet < o.replica_hang_s) continue;
+      pid_t pid;
+      {
+        std::lock_guard<std::mutex> l(s.mu);
+        pid = s.pid;
+      }
+      if (pid <= 0) continue;
+      spdlog::warn("replica {} (pid {}) answered none of its {} request(s) in flight for {:.1f} s "
+                   "(--replica-hang-s {}); killing it",
+                   s.index, pid, in_flight, quiet, o.replica_hang_s);
+      {
+        std::lock_guard<std::mutex> l(metrics_mu);
+        ++tot.replica_hangs;
+      }
+      s.last_progress = now;  // one kill per hang: RestartExited reaps it next
+      ::kill(pid, SIGKILL);
     }
   }
 
@@ -1065,8 +1100,9 @@ struct Server::Impl {
         cli = NewClient(s.port);
       }
     }
-    ++s.inflight;
+    if (s.inflight++ == 0) s.last_progress = Now();
     auto res = cli->Post(path, body, "application/json");
+    s.last_progress = Now();
     --s.inflight;
     std::lock_guard<std::mutex> l(s.mu);
     if (auto g = s.gen_inflight.find(gen); g != s.gen_inflight.end() && --g->second == 0) {
@@ -1518,8 +1554,13 @@ std::string Server::Metrics() const {
                    "# TYPE overcast_serve_cpu_used_core_seconds_total counter\n"
                    "overcast_serve_cpu_used_core_seconds_total {}\n"
                    "# TYPE overcast_serve_replica_restarts_total counter\n"
-                   "overcast_serve_replica_restarts_total {}\n",
-                   m.tot.allocated_core_seconds, m.tot.used_core_seconds, m.tot.replica_restarts);
+                   "overcast_serve_replica_restarts_total {}\n"
+                   "# HELP overcast_serve_replica_hangs_total Replicas killed for answering none "
+                   "of their requests in flight for --replica-hang-s.\n"
+                   "# TYPE overcast_serve_replica_hangs_total counter\n"
+                   "overcast_serve_replica_hangs_total {}\n",
+                   m.tot.allocated_core_seconds, m.tot.used_core_seconds, m.tot.replica_restarts,
+                   m.tot.replica_hangs);
   }
   fmt::format_to(out,
                  "# HELP overcast_serve_reloads_total Reloads of the model files (SIGHUP, POST "

@@ -81,6 +81,10 @@ struct ServeOptions {
   // an idle connection (src/serve/README.md), so this also bounds what idle clients cost.
   int max_connections = 1024;
   int replica_connections = 32;  // keep-alive connections per replica (< replica threads)
+  // A replica with requests in flight that answers none for this long is taken for stuck and
+  // killed (then restarted): its requests fail over at once rather than after the 30 s read
+  // timeout. 0: never. Far above any answer time: a batch takes milliseconds even at the floor.
+  double replica_hang_s = 3;
   // Pooled connections to a replica left unused this long are closed, down to the
   // replica_warm_connections most recently used (each open one costs the replica CPU).
   double replica_idle_close_s = 2;
@@ -99,6 +103,7 @@ struct ServerTotals {
   double used_core_seconds = 0;       // CPU the replicas used (from the cgroups)
   uint64_t requests = 0, ok = 0, client_errors = 0, rejected = 0, server_errors = 0;
   uint64_t replica_restarts = 0;
+  uint64_t replica_hangs = 0;  // replicas killed for answering nothing (--replica-hang-s)
   uint64_t scale_outs = 0, scale_ins = 0;  // replicas started and stopped by the count rule
   // Summed over the replicas: CFS periods, those throttled, and keep-alive connections opened.
   uint64_t cfs_periods = 0, cfs_throttled_periods = 0, replica_connects = 0;

@@ -713,6 +713,35 @@ TEST_F(ServerTest, ReplicaKilledUnderLoadIsRestartedAndTrafficGoesOn) {
   EXPECT_EQ(::kill(now, 0), 0);
 }
 
+// A replica that stops answering (SIGSTOP here; a deadlock or a process swapped out looks the
+// same from outside) is killed after --replica-hang-s and restarted, and its requests in flight
+// go to the other replica, not waiting out the 30 s read timeout.
+TEST_F(ServerTest, AHungReplicaIsKilledAndRestartedAndTrafficGoesOn) {
+  ServeOptions o = Options();
+  o.replica_hang_s = 1;
+  StartServer(o);
+  Traffic traffic(server_->port(), 4);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const pid_t victim = server_->replica_pid(0);
+  ASSERT_GT(victim, 0);
+  ASSERT_EQ(::kill(victim, SIGSTOP), 0);
+  pid_t now = -1;
+  for (int i = 0; i < 500; ++i) {
+    now = server_->replica_pid(0);
+    if (now > 0 && now != victim && server_->totals().replica_restarts >= 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_NE(now, victim) << "the stopped replica was not replaced within 10 s";
+  EXPECT_GT(now, 0);
+  EXPECT_EQ(server_->totals().replica_hangs, 1u);
+  const int ok_at_restart = traffic.ok();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  traffic.Stop();
+  EXPECT_GT(traffic.ok(), ok_at_restart + 10) << "traffic did not go on after the restart";
+  EXPECT_EQ(traffic.failed(), 0) << "first failure: " << traffic.first_failure();
+  if (now == victim) ::kill(victim, SIGKILL);  // not left stopped when the test failed
+}
+
 // The probability of class 1 the server gives one fixed row of the ctr model.
 double CtrProbability(httplib::Client& c) {
   auto r = c.Post("/v1/models/ctr:predict", R"({"instances":[{"ids":[1,2,3,500],"values":[1,2,3,4]}]})",

@@ -187,6 +187,11 @@ void AddDeploymentOptions(CLI::App* c, serve::ServeOptions* o) {
                 "Dynamic batching: longest wait for a fuller batch; 0 batches what queued while\n"
                 "the previous batch was predicted (-1: min(1 ms, SLO/20))")
       ->capture_default_str();
+  c->add_option("--replica-hang-s", o->replica_hang_s,
+                "A replica with requests in flight that answers none for this long is killed\n"
+                "and restarted; its requests go to another replica (0: never)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   c->add_option("--replica-connections", o->replica_connections,
                 "Keep-alive connections the front end may hold to each replica, i.e. its "
                 "requests in flight there; more wait in the front end")
