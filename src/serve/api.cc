@@ -17,6 +17,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "net/auth.h"
+
 namespace overcast::serve {
 
 Status ParsePredictRequest(std::string_view body, const ModelInfo& info, SparseBatch* batch,
@@ -268,6 +270,13 @@ void ConfigureHttpServer(httplib::Server& server, int threads, int max_threads,
       res.set_content(JsonError(res.status, HttpReason(res.status)), "application/json");
     }
   });
+}
+
+bool HasBearer(const httplib::Request& req, std::string_view secret) {
+  const std::string auth = req.get_header_value("Authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  return auth.starts_with(kBearer) &&
+         net::SecretMatches(secret, std::string_view(auth).substr(kBearer.size()));
 }
 
 int BindHttpServer(httplib::Server& server, const std::string& host, int port) {

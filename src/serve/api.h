@@ -10,6 +10,7 @@
 
 namespace httplib {
 class Server;
+struct Request;
 }
 
 namespace overcast::serve {
@@ -27,6 +28,9 @@ namespace overcast::serve {
 // Past `max_threads`, connections wait for a thread as before. `threads` is capped at it.
 void ConfigureHttpServer(httplib::Server& server, int threads, int max_threads,
                          size_t max_body_bytes);
+
+// Whether `req` carries `Authorization: Bearer SECRET`, compared in constant time.
+bool HasBearer(const httplib::Request& req, std::string_view secret);
 
 // Binds `server` to host:port (0: any free port) and listens with a backlog of 1024; returns the
 // port, or -1. Debian's cpp-httplib is a shared library built with a backlog of 5, which a burst

@@ -44,7 +44,16 @@ Status RunReplica(const ReplicaOptions& o) {
   svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("{\"status\":\"ok\"}", "application/json");
   });
-  svr.Get("/stats", [&](const httplib::Request&, httplib::Response& res) {
+  // The front end's token, compared in constant time; false after answering 401.
+  auto authorized = [&o](const httplib::Request& req, httplib::Response& res) {
+    if (o.token.empty() || HasBearer(req, o.token)) return true;
+    res.status = 401;
+    res.set_content(JsonError(401, "a replica answers only its front end (overcast serve)"),
+                    "application/json");
+    return false;
+  };
+  svr.Get("/stats", [&](const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res)) return;
     nlohmann::json j;
     for (auto& [name, s] : models) {
       auto st = s.batcher->stats();
@@ -54,6 +63,7 @@ Status RunReplica(const ReplicaOptions& o) {
   });
   svr.Post(R"(/v1/models/([^/]+):predict)", [&](const httplib::Request& req,
                                                httplib::Response& res) {
+    if (!authorized(req, res)) return;
     const std::string name = req.matches[1];
     auto it = models.find(name);
     if (it == models.end()) {

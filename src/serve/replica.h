@@ -20,7 +20,15 @@ struct ReplicaOptions {
   size_t max_body_bytes = 1 << 20;
   int threads = 64;        // HTTP connection threads (one per keep-alive connection)
   int max_threads = 256;   // grown to when every thread holds a connection (ConfigureHttpServer)
+  // When set, predict and /stats need `Authorization: Bearer TOKEN` (401 otherwise): the front
+  // end starts each replica with a random one (kReplicaTokenEnv), so that another local process
+  // cannot reach the models past the front end's secret, bounds and metrics. /healthz stays open.
+  std::string token;
 };
+
+// The environment variable a replica's token comes in (not argv: /proc/PID/cmdline is readable
+// by every user, /proc/PID/environ only by the process's own).
+inline constexpr char kReplicaTokenEnv[] = "OVERCAST_REPLICA_TOKEN";
 
 // Serves until SIGTERM/SIGINT (the caller blocks those signals in every thread first and
 // passes a waiter) or a fatal error. Endpoints: POST /v1/models/NAME:predict, GET /healthz,

@@ -29,6 +29,7 @@
 #include "net/auth.h"
 #include "serve/api.h"
 #include "serve/predictor.h"
+#include "serve/replica.h"
 
 namespace overcast::serve {
 namespace {
@@ -281,6 +282,8 @@ struct Server::Impl {
   mutable std::mutex catalog_mu;  // guards the pointer; the Catalog itself is immutable
   std::shared_ptr<const Catalog> catalog;
   std::string tmpdir;
+  // The bearer token every replica of this server requires (random per server; ReplicaOptions).
+  std::string replica_token;
   std::vector<std::unique_ptr<Slot>> slots;  // max(replicas, max_replicas); the first run
   std::atomic<int> want_active{0};            // replicas the count rule wants running, in all
   std::vector<CountGroup> count_groups;       // under ctl_mu
@@ -359,8 +362,9 @@ struct Server::Impl {
     return a;
   }
 
-  static std::unique_ptr<httplib::Client> NewClient(int port) {
+  std::unique_ptr<httplib::Client> NewClient(int port) const {
     auto cli = std::make_unique<httplib::Client>("127.0.0.1", port);
+    cli->set_bearer_token_auth(replica_token.c_str());
     cli->set_keep_alive(true);
     cli->set_tcp_nodelay(true);
     cli->set_connection_timeout(1, 0);
@@ -376,6 +380,17 @@ struct Server::Impl {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
+    // The environment, plus the replica's token (ReplicaOptions::token), built before fork.
+    std::vector<std::string> env_vars;
+    for (char** e = environ; *e; ++e) {
+      if (!std::string_view(*e).starts_with(std::string(kReplicaTokenEnv) + "=")) {
+        env_vars.emplace_back(*e);
+      }
+    }
+    env_vars.push_back(std::string(kReplicaTokenEnv) + "=" + replica_token);
+    std::vector<char*> envp;
+    for (auto& v : env_vars) envp.push_back(v.data());
+    envp.push_back(nullptr);
     std::vector<std::string> procs = s.cg->procs_files();
     const std::string log_path = tmpdir + "/replica-" + std::to_string(s.index) + ".log";
     const pid_t parent = ::getpid();
@@ -404,7 +419,7 @@ struct Server::Impl {
       sigset_t none;
       sigemptyset(&none);
       ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::execv(argv[0], argv.data());
+      ::execve(argv[0], argv.data(), envp.data());
       ::_exit(127);
     }
     if (procs.empty()) (void)s.cg->AddProcess(pid);  // the /proc-only kind tracks pids itself
@@ -821,13 +836,8 @@ struct Server::Impl {
   // probes), so an unknown model answers 401 too, not 404. The token travels in clear unless the
   // front end serves HTTPS (--tls-cert, --tls-key).
   bool Authorized(const httplib::Request& req, httplib::Response& res) {
-    if (o.secret.empty()) return true;
+    if (o.secret.empty() || HasBearer(req, o.secret)) return true;
     const std::string auth = req.get_header_value("Authorization");
-    constexpr std::string_view kBearer = "Bearer ";
-    if (auth.starts_with(kBearer) &&
-        net::SecretMatches(o.secret, std::string_view(auth).substr(kBearer.size()))) {
-      return true;
-    }
     res.status = 401;
     res.set_header("WWW-Authenticate", "Bearer realm=\"overcast\"");
     res.set_content(JsonError(401, auth.empty() ? "missing Authorization: Bearer token"
@@ -1319,6 +1329,10 @@ Status Server::Start() {
   static std::atomic<int> counter{0};
   const std::string tag = fmt::format("serve-{}-{}", ::getpid(), counter++);
   m.tmpdir = (std::filesystem::temp_directory_path() / ("overcast-" + tag)).string();
+  {
+    const net::Nonce t = net::RandomNonce();  // 256 random bits from OpenSSL
+    m.replica_token = fmt::format("{:02x}", fmt::join(t, ""));
+  }
   std::filesystem::create_directories(m.tmpdir);
   auto models = m.PrepareModels(&m.model_files);
   if (!models.ok()) {
@@ -1503,6 +1517,11 @@ int Server::active_replicas() const { return impl_->ActiveCount(); }
 pid_t Server::replica_pid(int i) const {
   std::lock_guard<std::mutex> l(impl_->slots.at(i)->mu);
   return impl_->slots.at(i)->pid;
+}
+
+int Server::replica_port(int i) const {
+  std::lock_guard<std::mutex> l(impl_->slots.at(i)->mu);
+  return impl_->slots.at(i)->port;
 }
 
 ServerTotals Server::totals() const {

@@ -156,6 +156,7 @@ class Server {
   std::string Metrics() const;
   ServerTotals totals() const;
   pid_t replica_pid(int i) const;  // -1 while replica i is down or not running (scaled in)
+  int replica_port(int i) const;   // its loopback port (0 while it has none)
   int replica_count() const;       // slots: max_replicas when it scales, else replicas
   int active_replicas() const;     // those running or starting now
 

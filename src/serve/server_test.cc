@@ -251,7 +251,9 @@ TEST_F(ServerTest, AnswersAndRefusesBadInputWithJsonErrors) {
   EXPECT_EQ(h->status, 200);
   auto m = c.Get("/metrics");
   ASSERT_TRUE(m);
-  EXPECT_NE(m->body.find("overcast_serve_requests_total{model=\"ctr\",code=\"400\"} 3"), std::string::npos)
+  // The ctr 400s: not JSON, a feature id out of range, a min_accuracy that is not a number.
+  EXPECT_NE(m->body.find("overcast_serve_requests_total{model=\"ctr\",code=\"400\"} 3"),
+            std::string::npos)
       << m->body;
   EXPECT_NE(m->body.find("overcast_serve_replica_cpu_limit_cores{replica=\"1\""), std::string::npos);
   EXPECT_NE(m->body.find("overcast_serve_replica_cfs_period_us{replica=\"1\""), std::string::npos);
@@ -622,6 +624,33 @@ TEST_F(ServerTest, AutothrottleRunsRealCgroups) {
     EXPECT_EQ(e.path().filename().string().find("serve-" + pid + "-"), std::string::npos)
         << "cgroup left behind: " << e.path();
   }
+}
+
+// The replicas listen on loopback ports any local process can reach: past the front end's
+// secret, bounds and metrics. Each takes predictions only with the random token its front end
+// started it with; /healthz stays open.
+TEST_F(ServerTest, AReplicaAnswersOnlyItsFrontEnd) {
+  StartServer(Options());
+  const int port = server_->replica_port(0);
+  ASSERT_GT(port, 0);
+  httplib::Client direct("127.0.0.1", port);
+  direct.set_read_timeout(10, 0);
+  const std::string body = R"({"instances":[[1]]})";
+  auto r = direct.Post("/v1/models/ctr:predict", body, "application/json");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 401) << r->body;
+  EXPECT_NE(ErrorMessage(r).find("front end"), std::string::npos);
+  direct.set_bearer_token_auth("guess");
+  r = direct.Get("/stats");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401) << r->body;
+  r = direct.Get("/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  auto c = Client();
+  r = c.Post("/v1/models/ctr:predict", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
 }
 
 // The front end serves each connection on a thread of its own for the connection's life. A

@@ -298,7 +298,9 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     auto models = std::make_shared<std::vector<std::string>>();
     auto* c = app.add_subcommand("serve-replica",
                                  "One serving replica (started by `overcast serve`; listens on "
-                                 "127.0.0.1, any free port, written to --port-file)");
+                                 "127.0.0.1, any free port, written to --port-file; with "
+                                 "OVERCAST_REPLICA_TOKEN set, predict and /stats need it as "
+                                 "a bearer token)");
     c->add_option("--model", *models, "Model file(s)")->required();
     c->add_option("--port-file", o->port_file, "Where to write the port");
     c->add_option("--port", o->port, "Port (0 = any)")->capture_default_str();
@@ -310,6 +312,7 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--max-body-bytes", o->max_body_bytes, "Larger bodies get 413")->capture_default_str();
     c->callback([&ctx, o, models] {
       o->model_paths = SplitList(*models);
+      if (const char* t = std::getenv(serve::kReplicaTokenEnv)) o->token = t;
       BlockTermSignals();
       ctx.exit_code = Finish(serve::RunReplica(*o));
     });
