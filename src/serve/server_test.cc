@@ -80,6 +80,17 @@ class ServerTest : public ::testing::Test {
     c.set_read_timeout(10, 0);
     return c;
   }
+  // Waits up to `seconds` for replica `slot` to run as another process than `victim`, with at
+  // least `restarts` restarts counted; returns its pid then (victim or -1 when it did not).
+  pid_t WaitForReplacement(int slot, pid_t victim, uint64_t restarts, double seconds) {
+    pid_t now = -1;
+    for (int i = 0; i < seconds * 50; ++i) {
+      now = server_->replica_pid(slot);
+      if (now > 0 && now != victim && server_->totals().replica_restarts >= restarts) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return now;
+  }
   std::string bin_, dir_;
   std::unique_ptr<Server> server_;
 };
@@ -722,13 +733,7 @@ TEST_F(ServerTest, ReplicaKilledUnderLoadIsRestartedAndTrafficGoesOn) {
   const pid_t victim = server_->replica_pid(0);
   ASSERT_GT(victim, 0);
   ASSERT_EQ(::kill(victim, SIGKILL), 0);
-  // Wait for the restart.
-  pid_t now = -1;
-  for (int i = 0; i < 300; ++i) {
-    now = server_->replica_pid(0);
-    if (now > 0 && now != victim && server_->totals().replica_restarts >= 1) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  const pid_t now = WaitForReplacement(0, victim, 1, 6);
   EXPECT_NE(now, victim);
   EXPECT_GT(now, 0);
   const int ok_at_restart = traffic.ok();
@@ -754,12 +759,7 @@ TEST_F(ServerTest, AHungReplicaIsKilledAndRestartedAndTrafficGoesOn) {
   const pid_t victim = server_->replica_pid(0);
   ASSERT_GT(victim, 0);
   ASSERT_EQ(::kill(victim, SIGSTOP), 0);
-  pid_t now = -1;
-  for (int i = 0; i < 500; ++i) {
-    now = server_->replica_pid(0);
-    if (now > 0 && now != victim && server_->totals().replica_restarts >= 1) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  const pid_t now = WaitForReplacement(0, victim, 1, 10);
   EXPECT_NE(now, victim) << "the stopped replica was not replaced within 10 s";
   EXPECT_GT(now, 0);
   EXPECT_EQ(server_->totals().replica_hangs, 1u);
@@ -846,7 +846,11 @@ INSTANTIATE_TEST_SUITE_P(Replicas, ReloadTest, ::testing::Values(1, 2));
 // A reload waits for the requests still on a replica's old process before it moves on; a
 // replica that crashes meanwhile is restarted at once, not when the reload is done.
 TEST_F(ServerTest, ACrashDuringAReloadIsRestartedWithoutWaitingForIt) {
-  StartServer(Options());
+  ServeOptions o = Options();
+  // Replica 0 is stopped below to hold a request for the reload to wait on: not to be killed as
+  // stuck before the reload starts (AHungReplicaIsKilledAndRestartedAndTrafficGoesOn tests that).
+  o.replica_hang_s = 0;
+  StartServer(o);
   const pid_t old0 = server_->replica_pid(0), old1 = server_->replica_pid(1);
   ASSERT_GT(old0, 0);
   ASSERT_GT(old1, 0);
@@ -931,12 +935,7 @@ TEST_F(ServerTest, AReplicaRestartedAfterItsFilesChangedServesWhatWasLoaded) {
     const pid_t victim = server_->replica_pid(i);
     ASSERT_GT(victim, 0);
     ASSERT_EQ(::kill(victim, SIGKILL), 0);
-    pid_t now = victim;
-    for (int k = 0; k < 500; ++k) {
-      now = server_->replica_pid(i);
-      if (now > 0 && now != victim && server_->totals().replica_restarts >= unsigned(i + 1)) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    const pid_t now = WaitForReplacement(i, victim, unsigned(i + 1), 10);
     EXPECT_GT(now, 0);
     EXPECT_NE(now, victim) << "replica " << i << " did not restart";
   }
