@@ -30,6 +30,9 @@ struct Run {
 struct Outcome {
   double cpu_core_seconds = 0, used_core_seconds = 0, slo_share = 0, p99_ms = 0, max_window_p99 = 0;
   uint64_t requests = 0, ok = 0, rejected = 0, errors = 0;
+  // Replicas restarted (crashed or killed), and of those killed as stuck (--replica-hang-s),
+  // from the server's start: a run where either happened measured a failure, not control.
+  uint64_t replica_restarts = 0, replica_hangs = 0;
   std::vector<double> window_p99;
   // Core-seconds allocated and used in each window of the trace, sampled beside the load.
   std::vector<double> window_alloc, window_used;
@@ -106,6 +109,8 @@ Result<Outcome> RunOne(const Run& run, const std::vector<double>& rates, const S
   out.ok = r->ok;
   out.rejected = r->rejected;
   out.errors = r->errors;
+  out.replica_restarts = after.replica_restarts;
+  out.replica_hangs = after.replica_hangs;
   return out;
 }
 
@@ -146,7 +151,8 @@ nlohmann::json DeploymentJson(const serve::ServeOptions& s) {
           {"cfs_burst", s.cfs_burst},
           {"max_batch", s.max_batch_rows},
           {"max_wait_us", s.max_wait_us},
-          {"replica_connections", s.replica_connections}};
+          {"replica_connections", s.replica_connections},
+          {"replica_hang_s", s.replica_hang_s}};
 }
 
 }  // namespace
@@ -295,6 +301,8 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
       m.max_window_p99 = std::max(m.max_window_p99, x.max_window_p99);
       m.requests += x.requests;
       m.rejected += x.rejected + x.errors;
+      m.replica_restarts += x.replica_restarts;
+      m.replica_hangs += x.replica_hangs;
     }
     m.cpu_core_seconds = median(cpu);
     m.used_core_seconds = median(used);
@@ -307,6 +315,8 @@ Status RunServeBench(const ServeBenchOptions& o, nlohmann::json* result) {
     figures[name + "_worst_window_p99_ms"] = m.max_window_p99;
     figures[name + "_requests"] = m.requests;
     figures[name + "_rejected"] = m.rejected;
+    figures[name + "_replica_restarts"] = m.replica_restarts;
+    figures[name + "_replica_hangs"] = m.replica_hangs;
     if (o.repeats > 1) {
       figures[name + "_cpu_core_seconds_rounds"] = cpu;
       std::vector<double> shares;

@@ -29,6 +29,7 @@ if name == "serve":
     d = j["deployment"]
     assert d["slo_p99_ms"] == 30 and d["max_batch"] == 16, d
     assert d["tower_targets"] == [0, 0.05, 0.1], d
+    assert d["replica_hang_s"] == 3, d
     starts = [l for l in log.splitlines() if "serving 1 model(s)" in l]
     assert len(starts) == 10, f"{len(starts)} server starts, expected 5 runs x 2 rounds:\n{log}"
     for l in starts:
@@ -48,6 +49,8 @@ if name == "serve":
         assert f[run + "_used_core_seconds"] > 0, run
         assert 0 <= f[run + "_slo_window_share"] <= 1, run
         assert f[run + "_requests"] > 0, run
+        # No replica crashed or was killed as stuck: the run measured control, not a failure.
+        assert f[run + "_replica_restarts"] == 0 and f[run + "_replica_hangs"] == 0, run
         assert len(f[run + "_cpu_core_seconds_rounds"]) == 2, run
         for key in [run, run + "_round2"]:
             assert len(j["per_window"][key]) == 4, key
