@@ -285,13 +285,19 @@ struct Server::Impl {
   // The bearer token every replica of this server requires (random per server; ReplicaOptions).
   std::string replica_token;
   std::vector<std::unique_ptr<Slot>> slots;  // max(replicas, max_replicas); the first run
-  std::atomic<int> want_active{0};            // replicas the count rule wants running, in all
-  std::vector<CountGroup> count_groups;       // under ctl_mu
+  std::vector<CountGroup> count_groups;  // under ctl_mu
   double rule_span = 0;  // control thread: seconds since the count rule last decided
   int SlotCount() const { return std::max(o.replicas, o.max_replicas); }
   int ActiveCount() const {
     int n = 0;
     for (auto& sp : slots) n += sp->active ? 1 : 0;
+    return n;
+  }
+  // Replicas the count rule wants running, over its groups.
+  int WantedReplicas() const {
+    std::lock_guard<std::mutex> cl(ctl_mu);
+    int n = 0;
+    for (const CountGroup& cg : count_groups) n += cg.want;
     return n;
   }
   // Of the slots numbered in `which`, those running or starting (not scaled in).
@@ -381,13 +387,12 @@ struct Server::Impl {
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     // The environment, plus the replica's token (ReplicaOptions::token), built before fork.
+    const std::string token_var = std::string(kReplicaTokenEnv) + "=";
     std::vector<std::string> env_vars;
     for (char** e = environ; *e; ++e) {
-      if (!std::string_view(*e).starts_with(std::string(kReplicaTokenEnv) + "=")) {
-        env_vars.emplace_back(*e);
-      }
+      if (!std::string_view(*e).starts_with(token_var)) env_vars.emplace_back(*e);
     }
-    env_vars.push_back(std::string(kReplicaTokenEnv) + "=" + replica_token);
+    env_vars.push_back(token_var + replica_token);
     std::vector<char*> envp;
     for (auto& v : env_vars) envp.push_back(v.data());
     envp.push_back(nullptr);
@@ -974,7 +979,6 @@ struct Server::Impl {
     const double cap = o.controller == "static" ? o.static_cores : o.max_cores;
     const double span = rule_span;
     rule_span = 0;
-    int total = 0;
     for (CountGroup& cg : count_groups) {
       double used = 0;
       for (int r : cg.slots) used += std::exchange(slots[r]->rule_used, 0.0);
@@ -1002,9 +1006,7 @@ struct Server::Impl {
         cg.want = next;
         cg.last_change = t;
       }
-      total += cg.want;
     }
-    want_active = total;
   }
 
   // The count rule's groups for catalog `c` (at start and after a reload). A group with the
@@ -1015,7 +1017,6 @@ struct Server::Impl {
         SlotCount(), c.file_models, [this](int r, const std::string& m) { return Hosts(r, m); });
     std::lock_guard<std::mutex> cl(ctl_mu);
     std::vector<CountGroup> next;
-    int total = 0;
     for (ServiceGroup& g : found) {
       auto old = std::find_if(count_groups.begin(), count_groups.end(),
                               [&](const CountGroup& x) { return x.slots == g.replicas; });
@@ -1031,11 +1032,9 @@ struct Server::Impl {
         cg.last_change = Now();
       }
       cg.name = g.name;
-      total += cg.want;
       next.push_back(std::move(cg));
     }
     count_groups = std::move(next);
-    want_active = total;
   }
 
   void Record(const std::string& model, int code, double seconds) {
@@ -1601,7 +1600,7 @@ std::string Server::Metrics() const {
                  "overcast_serve_replica_scale_outs_total {}\n"
                  "# TYPE overcast_serve_replica_scale_ins_total counter\n"
                  "overcast_serve_replica_scale_ins_total {}\n",
-                 m.ActiveCount(), m.want_active.load(), scaled.scale_outs, scaled.scale_ins);
+                 m.ActiveCount(), m.WantedReplicas(), scaled.scale_outs, scaled.scale_ins);
   fmt::format_to(out,
                  "# TYPE overcast_serve_inflight gauge\novercast_serve_inflight {}\n"
                  "# TYPE overcast_serve_slo_p99_seconds gauge\novercast_serve_slo_p99_seconds {}\n",
