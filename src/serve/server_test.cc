@@ -115,6 +115,27 @@ int ConnectRaw(int port) {
   return -1;
 }
 
+// Whether `got` holds a whole HTTP response: its headers, then Content-Length bytes of body.
+bool WholeResponse(const std::string& got) {
+  const size_t end = got.find("\r\n\r\n");
+  const size_t cl = got.find("Content-Length: ");
+  return end != std::string::npos && cl != std::string::npos &&
+         got.size() >= end + 4 + std::stoul(got.substr(cl + 16));
+}
+
+// One whole response read from `fd` (its pieces may come in separate segments); what arrived so
+// far when the peer closes or `fd`'s receive timeout passes first.
+std::string ReadResponse(int fd) {
+  std::string got;
+  char buf[4096];
+  while (!WholeResponse(got)) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return got;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got;
+}
+
 // 300 dense rows for `digits`: a request that keeps a replica busy.
 std::string HeavyDigits() {
   std::vector<std::vector<float>> rows(300, std::vector<float>(784, 0.25f));
@@ -244,11 +265,9 @@ TEST_F(ServerTest, AnswersAndRefusesBadInputWithJsonErrors) {
     const std::string head = "POST /v1/models/ctr:predict HTTP/1.1\r\nHost: x\r\n"
                              "Content-Encoding: gzip\r\nContent-Length: 100000000\r\n\r\n";
     ASSERT_EQ(::send(fd, head.data(), head.size(), 0), ssize_t(head.size()));
-    char buf[4096];
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    const std::string got = ReadResponse(fd);
     ::close(fd);
-    ASSERT_GT(n, 0) << "no answer before the body";
-    const std::string got(buf, static_cast<size_t>(n));
+    ASSERT_TRUE(WholeResponse(got)) << "no whole answer before the body: " << got;
     EXPECT_EQ(got.rfind("HTTP/1.1 415", 0), 0u) << got;
     EXPECT_NE(got.find("Content-Encoding 'gzip' is not accepted"), std::string::npos) << got;
   }
@@ -389,23 +408,12 @@ TEST_F(ServerTest, BeyondLoopbackOnlyWithASecretAndEveryRequestMustCarryIt) {
                              "Content-Type: application/json\r\nContent-Length: " +
                              std::to_string(body.size()) + "\r\n\r\n" + body;
     ASSERT_TRUE(send_all(post));
-    std::string got;
-    char buf[4096];
-    // The whole 401: its headers, then Content-Length bytes of body.
-    for (;;) {
-      const size_t end = got.find("\r\n\r\n");
-      const size_t cl = got.find("Content-Length: ");
-      if (end != std::string::npos && cl != std::string::npos &&
-          got.size() >= end + 4 + std::stoul(got.substr(cl + 16))) {
-        break;
-      }
-      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      ASSERT_GT(n, 0) << got;
-      got.append(buf, static_cast<size_t>(n));
-    }
+    const std::string got = ReadResponse(fd);
+    ASSERT_TRUE(WholeResponse(got)) << got;  // the whole 401, body included
     EXPECT_EQ(got.rfind("HTTP/1.1 401", 0), 0u) << got;
     ASSERT_TRUE(send_all("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
     std::string second;
+    char buf[4096];
     for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
       second.append(buf, static_cast<size_t>(n));
     }
