@@ -1,23 +1,10 @@
 #include "serve/api.h"
 
-#include <sys/socket.h>
-
-#include <httplib.h>
-
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <condition_variable>
-#include <deque>
-#include <functional>
-#include <mutex>
-#include <system_error>
-#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
-
-#include "net/auth.h"
 
 namespace overcast::serve {
 
@@ -153,6 +140,7 @@ std::string HttpReason(int code) {
     case 405: return "method not allowed";
     case 413: return "request body too large";
     case 414: return "request URI too long";
+    case 431: return "request line and headers too large";
     case 503: return "overloaded or no replica available; retry later";
     default: return "HTTP error " + std::to_string(code);
   }
@@ -176,121 +164,6 @@ bool ParsePredictPath(std::string_view path, std::string* model) {
   if (path.substr(path.size() - kSuffix.size()) != kSuffix) return false;
   *model = std::string(path.substr(kPrefix.size(), path.size() - kPrefix.size() - kSuffix.size()));
   return !model->empty() && model->find('/') == std::string::npos;
-}
-
-namespace {
-
-// httplib's task queue, elastic: `least` threads always, one more for each connection that
-// arrives with none idle, up to `most`. Threads are detached; shutdown() waits for all to end.
-class ElasticPool final : public httplib::TaskQueue {
- public:
-  ElasticPool(size_t least, size_t most) : least_(least), most_(std::max(least, most)) {
-    std::lock_guard<std::mutex> l(mu_);
-    for (size_t i = 0; i < least_; ++i) SpawnLocked();
-  }
-
-  void enqueue(std::function<void()> fn) override {
-    std::lock_guard<std::mutex> l(mu_);
-    jobs_.push_back(std::move(fn));
-    if (idle_ < jobs_.size() && live_ < most_) SpawnLocked();
-    work_.notify_one();
-  }
-
-  void shutdown() override {
-    std::unique_lock<std::mutex> l(mu_);
-    shutdown_ = true;
-    work_.notify_all();
-    ended_.wait(l, [this] { return live_ == 0; });
-  }
-
- private:
-  static constexpr std::chrono::seconds kIdleEnd{30};
-
-  // When the system refuses another thread (a limit on tasks or memory), the connection waits
-  // for one of the running threads, as it would past `most`.
-  void SpawnLocked() {
-    try {
-      std::thread([this] { Work(); }).detach();
-      ++live_;
-    } catch (const std::system_error&) {
-    }
-  }
-
-  void Work() {
-    std::unique_lock<std::mutex> l(mu_);
-    for (;;) {
-      ++idle_;
-      const bool woken =
-          work_.wait_for(l, kIdleEnd, [this] { return !jobs_.empty() || shutdown_; });
-      --idle_;
-      if (jobs_.empty()) {
-        if (shutdown_ || (!woken && live_ > least_)) break;
-        continue;
-      }
-      std::function<void()> fn = std::move(jobs_.front());
-      jobs_.pop_front();
-      l.unlock();
-      fn();  // one connection, until it closes
-      l.lock();
-    }
-    if (--live_ == 0) ended_.notify_all();
-  }
-
-  const size_t least_, most_;
-  std::mutex mu_;
-  std::condition_variable work_, ended_;
-  std::deque<std::function<void()>> jobs_;
-  size_t live_ = 0, idle_ = 0;
-  bool shutdown_ = false;
-};
-
-}  // namespace
-
-void ConfigureHttpServer(httplib::Server& server, int threads, int max_threads,
-                         size_t max_body_bytes) {
-  const size_t most = static_cast<size_t>(std::max(1, max_threads));
-  const size_t least = std::min(most, static_cast<size_t>(std::max(1, threads)));
-  server.new_task_queue = [least, most] { return new ElasticPool(least, most); };
-  server.set_tcp_nodelay(true);
-  server.set_keep_alive_max_count(1u << 30);
-  server.set_keep_alive_timeout(60);
-  server.set_payload_max_length(max_body_bytes);
-  server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
-    const std::string enc = req.get_header_value("Content-Encoding");
-    if (enc.empty() || enc == "identity") return httplib::Server::HandlerResponse::Unhandled;
-    res.status = 415;
-    res.set_header("Connection", "close");
-    res.set_content(JsonError(415, "Content-Encoding '" + enc + "' is not accepted: send the "
-                                   "body uncompressed"),
-                    "application/json");
-    return httplib::Server::HandlerResponse::Handled;
-  });
-  server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (res.body.empty()) {
-      res.set_content(JsonError(res.status, HttpReason(res.status)), "application/json");
-    }
-  });
-}
-
-bool HasBearer(const httplib::Request& req, std::string_view secret) {
-  const std::string auth = req.get_header_value("Authorization");
-  constexpr std::string_view kBearer = "Bearer ";
-  return auth.starts_with(kBearer) &&
-         net::SecretMatches(secret, std::string_view(auth).substr(kBearer.size()));
-}
-
-int BindHttpServer(httplib::Server& server, const std::string& host, int port) {
-  int listening = -1;
-  server.set_socket_options([&listening](socket_t sock) {
-    httplib::default_socket_options(sock);
-    listening = sock;  // the last socket tried is the one that bound
-  });
-  const int bound =
-      port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, port) ? port : -1);
-  server.set_socket_options(httplib::default_socket_options);
-  // listen() again on a listening socket only changes its backlog (capped by somaxconn).
-  if (bound > 0 && listening >= 0) ::listen(listening, 1024);
-  return bound;
 }
 
 }  // namespace overcast::serve

@@ -8,35 +8,7 @@
 #include "common/status.h"
 #include "serve/predictor.h"
 
-namespace httplib {
-class Server;
-struct Request;
-}
-
 namespace overcast::serve {
-
-// The settings every overcast HTTP server shares (front end and replicas): a pool of `threads`
-// connection threads that grows up to `max_threads` (below), TCP_NODELAY (else Nagle + delayed
-// ACK add ~40 ms per hop), long keep-alive, a body limit, a 415 on the headers of a request
-// whose body has a Content-Encoding (httplib would inflate it whole before any size check), and
-// JSON bodies for the errors httplib answers by itself.
-//
-// httplib serves each connection on one pool thread for the connection's whole life, keep-alive
-// included. With a fixed pool, `threads` idle connections held every thread and every later
-// client, /healthz too, waited up to the keep-alive timeout (60 s). So a connection that finds
-// no thread idle starts one, up to `max_threads`; threads beyond `threads` end after 30 s idle.
-// Past `max_threads`, connections wait for a thread as before. `threads` is capped at it.
-void ConfigureHttpServer(httplib::Server& server, int threads, int max_threads,
-                         size_t max_body_bytes);
-
-// Whether `req` carries `Authorization: Bearer SECRET`, compared in constant time.
-bool HasBearer(const httplib::Request& req, std::string_view secret);
-
-// Binds `server` to host:port (0: any free port) and listens with a backlog of 1024; returns the
-// port, or -1. Debian's cpp-httplib is a shared library built with a backlog of 5, which a burst
-// of connects overflows (each dropped handshake costs its client a retransmit, and now and then
-// a failed request), so the backlog is raised on the bound socket.
-int BindHttpServer(httplib::Server& server, const std::string& host, int port);
 
 // Request body: {"instances": [ROW, ...]} ("rows" is accepted too), each ROW either sparse
 // {"ids": [u64...], "values": [f32...]} (values may be omitted: all 1.0) or a dense array of

@@ -12,6 +12,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "serve/api.h"
+#include "serve/http_server.h"
 #include "serve/batcher.h"
 #include "serve/predictor.h"
 
@@ -39,7 +40,7 @@ Status RunReplica(const ReplicaOptions& o) {
   }
   if (models.empty()) return InvalidArgument("no model given");
 
-  httplib::Server svr;
+  HttpServer svr;
   ConfigureHttpServer(svr, o.threads, o.max_threads, o.max_body_bytes);
   svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("{\"status\":\"ok\"}", "application/json");
@@ -101,7 +102,7 @@ Status RunReplica(const ReplicaOptions& o) {
     sigaddset(&set, SIGINT);
     int sig = 0;
     sigwait(&set, &sig);
-    svr.stop();
+    StopHttpServer(svr);
     std::this_thread::sleep_for(std::chrono::seconds(1));
     ::_exit(0);
   });

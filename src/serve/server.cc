@@ -28,6 +28,7 @@
 #include "common/log.h"
 #include "net/auth.h"
 #include "serve/api.h"
+#include "serve/http_server.h"
 #include "serve/predictor.h"
 #include "serve/replica.h"
 
@@ -312,7 +313,7 @@ struct Server::Impl {
     if (o.controller == "hpa") return std::make_unique<HpaController>(o.hpa);
     return std::make_unique<Captain>(o.captain);
   }
-  std::unique_ptr<httplib::Server> http;  // an httplib::SSLServer with --tls-cert/--tls-key
+  std::unique_ptr<httplib::Server> http;  // an HttpsServer with --tls-cert/--tls-key
   int bound_port = 0;
   std::thread http_thread, supervisor, control;
   std::atomic<bool> stopping{false};
@@ -1228,14 +1229,14 @@ Status Server::Start() {
     return InvalidArgument("--tls-cert and --tls-key go together (a certificate and its key)");
   }
   if (o.tls_cert.empty()) {
-    m.http = std::make_unique<httplib::Server>();
+    m.http = std::make_unique<HttpServer>();
   } else {
     for (const std::string* f : {&o.tls_cert, &o.tls_key}) {
       if (!std::filesystem::is_regular_file(*f)) {
         return InvalidArgument("TLS file " + *f + " does not exist");
       }
     }
-    m.http = std::make_unique<httplib::SSLServer>(o.tls_cert.c_str(), o.tls_key.c_str());
+    m.http = std::make_unique<HttpsServer>(o.tls_cert.c_str(), o.tls_key.c_str());
     if (!m.http->is_valid()) {
       return InvalidArgument(fmt::format("--tls-cert {} / --tls-key {}: not a PEM certificate and "
                                          "its matching private key (OpenSSL refused them)",
@@ -1461,7 +1462,7 @@ void Server::Stop() {
     std::lock_guard<std::mutex> l(m.reload_mu);  // a reload waiting on a stopped supervisor
     m.reload_cv.notify_all();
   }
-  if (m.http) m.http->stop();
+  if (m.http) StopHttpServer(*m.http);
   if (m.http_thread.joinable()) m.http_thread.join();
   if (m.supervisor.joinable()) m.supervisor.join();
   if (m.control.joinable()) m.control.join();

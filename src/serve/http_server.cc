@@ -1,0 +1,440 @@
+#include "serve/http_server.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <system_error>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "net/auth.h"
+#include "serve/api.h"
+
+namespace overcast::serve {
+
+namespace {
+
+// httplib's task queue, elastic: `least` threads always, one more for each connection that
+// arrives with none idle, up to `most`. Threads are detached; shutdown() waits for all to end.
+class ElasticPool final : public httplib::TaskQueue {
+ public:
+  ElasticPool(size_t least, size_t most) : least_(least), most_(std::max(least, most)) {
+    std::lock_guard<std::mutex> l(mu_);
+    for (size_t i = 0; i < least_; ++i) SpawnLocked();
+  }
+
+  void enqueue(std::function<void()> fn) override {
+    std::lock_guard<std::mutex> l(mu_);
+    jobs_.push_back(std::move(fn));
+    if (idle_ < jobs_.size() && live_ < most_) SpawnLocked();
+    work_.notify_one();
+  }
+
+  void shutdown() override {
+    std::unique_lock<std::mutex> l(mu_);
+    shutdown_ = true;
+    work_.notify_all();
+    ended_.wait(l, [this] { return live_ == 0; });
+  }
+
+ private:
+  static constexpr std::chrono::seconds kIdleEnd{30};
+
+  // When the system refuses another thread (a limit on tasks or memory), the connection waits
+  // for one of the running threads, as it would past `most`.
+  void SpawnLocked() {
+    try {
+      std::thread([this] { Work(); }).detach();
+      ++live_;
+    } catch (const std::system_error&) {
+    }
+  }
+
+  void Work() {
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+      ++idle_;
+      const bool woken =
+          work_.wait_for(l, kIdleEnd, [this] { return !jobs_.empty() || shutdown_; });
+      --idle_;
+      if (jobs_.empty()) {
+        if (shutdown_ || (!woken && live_ > least_)) break;
+        continue;
+      }
+      std::function<void()> fn = std::move(jobs_.front());
+      jobs_.pop_front();
+      l.unlock();
+      fn();  // one connection, until it closes
+      l.lock();
+    }
+    if (--live_ == 0) ended_.notify_all();
+  }
+
+  const size_t least_, most_;
+  std::mutex mu_;
+  std::condition_variable work_, ended_;
+  std::deque<std::function<void()>> jobs_;
+  size_t live_ = 0, idle_ = 0;
+  bool shutdown_ = false;
+};
+
+}  // namespace
+
+void ConfigureHttpServer(httplib::Server& server, int threads, int max_threads,
+                         size_t max_body_bytes) {
+  const size_t most = static_cast<size_t>(std::max(1, max_threads));
+  const size_t least = std::min(most, static_cast<size_t>(std::max(1, threads)));
+  server.new_task_queue = [least, most] { return new ElasticPool(least, most); };
+  server.set_tcp_nodelay(true);
+  server.set_keep_alive_max_count(1u << 30);
+  server.set_keep_alive_timeout(60);
+  server.set_payload_max_length(max_body_bytes);
+  server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    const std::string enc = req.get_header_value("Content-Encoding");
+    if (enc.empty() || enc == "identity") return httplib::Server::HandlerResponse::Unhandled;
+    res.status = 415;
+    res.set_header("Connection", "close");
+    res.set_content(JsonError(415, "Content-Encoding '" + enc + "' is not accepted: send the "
+                                   "body uncompressed"),
+                    "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.body.empty()) {
+      res.set_content(JsonError(res.status, HttpReason(res.status)), "application/json");
+    }
+  });
+}
+
+bool HasBearer(const httplib::Request& req, std::string_view secret) {
+  const std::string auth = req.get_header_value("Authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  return auth.starts_with(kBearer) &&
+         net::SecretMatches(secret, std::string_view(auth).substr(kBearer.size()));
+}
+
+int BindHttpServer(httplib::Server& server, const std::string& host, int port) {
+  int listening = -1;
+  server.set_socket_options([&listening](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listening = sock;  // the last socket tried is the one that bound
+  });
+  const int bound =
+      port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, port) ? port : -1);
+  server.set_socket_options(httplib::default_socket_options);
+  // listen() again on a listening socket only changes its backlog (capped by somaxconn).
+  if (bound > 0 && listening >= 0) ::listen(listening, 1024);
+  return bound;
+}
+
+
+void StopHttpServer(httplib::Server& server) {
+  if (auto* stop = dynamic_cast<http_detail::StopSignal*>(&server)) stop->Raise();
+  server.stop();
+}
+
+namespace http_detail {
+
+StopSignal::StopSignal() : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+}
+
+StopSignal::~StopSignal() { ::close(fd_); }
+
+void StopSignal::Raise() {
+  const uint64_t one = 1;
+  (void)!::write(fd_, &one, sizeof one);  // stays readable: nobody reads it
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int ToMs(time_t sec, time_t usec) {
+  return static_cast<int>(std::min<long long>(INT_MAX, sec * 1000LL + (usec + 999) / 1000));
+}
+
+// One connection's bytes, for httplib's parser: a read buffer that lives as long as the
+// connection (so pipelined requests survive from one request to the next), and a count of what
+// each request has sent, which ends the connection past the bounds in http_server.h.
+class GuardedStream final : public httplib::Stream {
+ public:
+  GuardedStream(int sock, SSL* ssl, const ConnectionSettings& s)
+      : sock_(sock),
+        ssl_(ssl),
+        read_ms_(ToMs(s.read_timeout_sec, s.read_timeout_usec)),
+        write_ms_(ToMs(s.write_timeout_sec, s.write_timeout_usec)),
+        request_cap_(kMaxHeaderBytes + (s.payload_max_length > SIZE_MAX / 4
+                                            ? SIZE_MAX / 2
+                                            : 2 * s.payload_max_length + (64 << 10))) {}
+
+  // Resets the per-request counts: the next byte read starts a request line.
+  void BeginRequest() {
+    request_bytes_ = header_bytes_ = lines_ = line_len_ = 0;
+    in_headers_ = true;
+    last_ = 0;
+  }
+
+  // The connection cannot carry another request (a bound was passed).
+  bool broken() const { return read_broken_; }
+
+  bool Buffered() const { return pos_ < end_ || (ssl_ != nullptr && SSL_pending(ssl_) > 0); }
+
+  // Waits up to `timeout_sec` for the first byte of the next request; false when none came,
+  // the peer closed, or the server is stopping.
+  bool WaitForRequest(time_t timeout_sec, const StopSignal& stop,
+                      const std::atomic<socket_t>& listening) const {
+    if (Buffered()) return true;
+    const auto deadline = Clock::now() + std::chrono::seconds(timeout_sec);
+    while (listening != INVALID_SOCKET) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) return false;
+      // The second-long slices only matter when the server is stopped without the signal.
+      pollfd fds[2] = {{sock_, POLLIN, 0}, {stop.fd(), POLLIN, 0}};
+      const int r = ::poll(fds, 2, static_cast<int>(std::min<long long>(left, 1000)));
+      if (r < 0 && errno != EINTR) return false;
+      if (r <= 0) continue;
+      if (fds[1].revents != 0) return false;
+      if (fds[0].revents != 0) return true;  // bytes, or an end the next read reports
+    }
+    return false;
+  }
+
+  bool is_readable() const override { return Buffered() || Wait(POLLIN, read_ms_); }
+  bool is_writable() const override { return Wait(POLLOUT, write_ms_); }
+
+  ssize_t read(char* ptr, size_t size) override {
+    if (read_broken_) return -1;
+    if (pos_ == end_) {
+      const ssize_t n = Fill();
+      if (n <= 0) return n;
+    }
+    const size_t n = std::min(size, end_ - pos_);
+    if (!Admit(buf_ + pos_, n)) return -1;
+    std::memcpy(ptr, buf_ + pos_, n);
+    pos_ += n;
+    return static_cast<ssize_t>(n);
+  }
+
+  ssize_t write(const char* ptr, size_t size) override {
+    if (write_blocked_ || !Wait(POLLOUT, write_ms_)) return -1;
+    return Send(ptr, size);
+  }
+
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    Address(::getpeername, ip, port);
+  }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    Address(::getsockname, ip, port);
+  }
+  socket_t socket() const override { return sock_; }
+
+  // After a bound was passed: stops sending, then reads and drops what the client still sends (up to a
+  // second, 4 MiB), so that closing does not reset the connection before the client has read
+  // the answer.
+  void Linger() {
+    if (ssl_ != nullptr) return;
+    ::shutdown(sock_, SHUT_WR);
+    const auto deadline = Clock::now() + std::chrono::seconds(1);
+    size_t dropped = 0;
+    while (dropped < (4u << 20) && Clock::now() < deadline && Wait(POLLIN, 100)) {
+      const ssize_t n = ::recv(sock_, buf_, sizeof buf_, 0);
+      if (n <= 0) break;
+      dropped += static_cast<size_t>(n);
+    }
+  }
+
+ private:
+  bool Wait(short events, int ms) const {
+    pollfd p{sock_, events, 0};
+    for (;;) {
+      const int r = ::poll(&p, 1, ms);
+      if (r < 0 && errno == EINTR) continue;
+      return r > 0;
+    }
+  }
+
+  // Refills the buffer: the number of bytes read, 0 at the peer's end, -1 on error or timeout.
+  ssize_t Fill() {
+    pos_ = end_ = 0;
+    if (!Buffered() && !Wait(POLLIN, read_ms_)) return -1;
+    for (;;) {
+      ssize_t n;
+      if (ssl_ != nullptr) {
+        n = SSL_read(ssl_, buf_, static_cast<int>(sizeof buf_));
+        if (n <= 0) return SSL_get_error(ssl_, static_cast<int>(n)) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+      } else {
+        n = ::recv(sock_, buf_, sizeof buf_, 0);
+        if (n < 0 && errno == EINTR) continue;
+      }
+      if (n > 0) end_ = static_cast<size_t>(n);
+      return n;
+    }
+  }
+
+  ssize_t Send(const char* ptr, size_t size) {
+    for (;;) {
+      ssize_t n;
+      if (ssl_ != nullptr) {
+        n = SSL_write(ssl_, ptr, static_cast<int>(std::min<size_t>(size, INT_MAX)));
+      } else {
+        n = ::send(sock_, ptr, size, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+      }
+      return n > 0 ? n : -1;
+    }
+  }
+
+  // Counts `n` bytes about to reach the parser; false (and the connection ends) past a bound.
+  bool Admit(const char* p, size_t n) {
+    request_bytes_ += n;
+    if (request_bytes_ > request_cap_) {
+      read_broken_ = true;  // the answer to what was read (a 413, a 400) may still go out
+      return false;
+    }
+    for (size_t i = 0; in_headers_ && i < n; ++i) {
+      const char c = p[i];
+      if (++header_bytes_ > kMaxHeaderBytes) return Refuse();
+      if (c == '\n') {
+        // httplib ends the headers at a line that is exactly CRLF, after the request line.
+        if (line_len_ == 1 && last_ == '\r' && lines_ > 0) {
+          in_headers_ = false;
+        } else if (++lines_ > kMaxHeaderFields + 1) {
+          return Refuse();
+        }
+        line_len_ = 0;
+      } else {
+        ++line_len_;
+      }
+      last_ = c;
+    }
+    return true;
+  }
+
+  bool Refuse() {
+    const std::string body = JsonError(
+        431, fmt::format("the request line and headers are over {} bytes or {} fields",
+                         kMaxHeaderBytes, kMaxHeaderFields));
+    const std::string answer = fmt::format(
+        "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\n"
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+        body.size(), body);
+    for (size_t sent = 0; sent < answer.size() && Wait(POLLOUT, write_ms_);) {
+      const ssize_t n = Send(answer.data() + sent, answer.size() - sent);
+      if (n <= 0) break;
+      sent += static_cast<size_t>(n);
+    }
+    read_broken_ = write_blocked_ = true;  // httplib's own 400 for the cut headers stays unsent
+    return false;
+  }
+
+  void Address(int (*name)(int, sockaddr*, socklen_t*), std::string& ip, int& port) const {
+    sockaddr_storage a{};
+    socklen_t len = sizeof a;
+    ip.clear();
+    port = 0;
+    if (name(sock_, reinterpret_cast<sockaddr*>(&a), &len) != 0) return;
+    char host[NI_MAXHOST], serv[NI_MAXSERV];
+    if (::getnameinfo(reinterpret_cast<sockaddr*>(&a), len, host, sizeof host, serv, sizeof serv,
+                      NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+      return;
+    }
+    ip = host;
+    port = std::atoi(serv);
+  }
+
+  const int sock_;
+  SSL* const ssl_;
+  const int read_ms_, write_ms_;
+  const size_t request_cap_;
+  char buf_[16 << 10];
+  size_t pos_ = 0, end_ = 0;
+  size_t request_bytes_ = 0, header_bytes_ = 0, lines_ = 0, line_len_ = 0;
+  bool in_headers_ = true;
+  char last_ = 0;
+  bool read_broken_ = false, write_blocked_ = false;
+};
+
+// SSL_write on a peer that closed raises SIGPIPE in the writing thread; OpenSSL's socket writes
+// take no MSG_NOSIGNAL, so a TLS connection's thread blocks the signal and drops any it caused.
+class SigpipeBlocked {
+ public:
+  SigpipeBlocked() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  ~SigpipeBlocked() {
+    const timespec zero{0, 0};
+    while (sigtimedwait(&pipe_, nullptr, &zero) == SIGPIPE) {
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+ private:
+  sigset_t pipe_, old_;
+};
+
+void SetSocketTimeout(int sock, int option, time_t sec, time_t usec) {
+  const timeval tv{sec, static_cast<suseconds_t>(usec)};
+  ::setsockopt(sock, SOL_SOCKET, option, &tv, sizeof tv);
+}
+
+bool ServeRequests(const ConnectionSettings& s, GuardedStream& strm, const StopSignal& stop,
+                   const std::atomic<socket_t>& listening, const ProcessRequest& process) {
+  bool ret = false;
+  for (size_t left = s.keep_alive_max_count; left > 0; --left) {
+    if (!strm.WaitForRequest(s.keep_alive_timeout_sec, stop, listening)) break;
+    strm.BeginRequest();
+    bool closed = false;
+    ret = process(strm, left == 1, closed);
+    if (!ret || closed || strm.broken()) break;
+  }
+  if (strm.broken()) strm.Linger();
+  return ret;
+}
+
+}  // namespace
+
+bool ServeConnection(const ConnectionSettings& s, int sock, SSL_CTX* tls, const StopSignal& stop,
+                     const std::atomic<socket_t>& listening, const ProcessRequest& process) {
+  bool ret = false;
+  if (tls == nullptr) {
+    GuardedStream strm(sock, nullptr, s);
+    ret = ServeRequests(s, strm, stop, listening, process);
+  } else if (SSL* ssl = SSL_new(tls)) {
+    SigpipeBlocked quiet;
+    // The handshake and TLS records are read and written blocking, each call bounded by these.
+    SetSocketTimeout(sock, SO_RCVTIMEO, s.read_timeout_sec, s.read_timeout_usec);
+    SetSocketTimeout(sock, SO_SNDTIMEO, s.write_timeout_sec, s.write_timeout_usec);
+    if (SSL_set_fd(ssl, sock) == 1 && SSL_accept(ssl) == 1) {
+      GuardedStream strm(sock, ssl, s);
+      ret = ServeRequests(s, strm, stop, listening, process);
+      SSL_shutdown(ssl);
+    }
+    SSL_free(ssl);
+  }
+  ::shutdown(sock, SHUT_RDWR);
+  ::close(sock);
+  return ret;
+}
+
+}  // namespace http_detail
+
+}  // namespace overcast::serve

@@ -1,0 +1,119 @@
+// The HTTP server under every overcast HTTP endpoint (the serve front end and its replicas):
+// httplib's request parser and router, each connection served by a loop of overcast's own that
+// bounds what a client may send and keeps idle connections cheap.
+#pragma once
+
+#include <httplib.h>
+
+#include <atomic>
+#include <cstddef>
+#include <ctime>
+#include <functional>
+#include <string_view>
+
+namespace overcast::serve {
+
+// What one request may send before it is routed: its request line and header fields together,
+// in bytes and in fields. Past either, the client gets a 431 with a JSON error and the
+// connection closes. httplib 0.11 reads a line whole before it checks its length, and keeps
+// every header field: 2 M fields took a server from 14 MB to 233 MB of resident memory, and one
+// 100 MB line without an end to 257 MB.
+inline constexpr size_t kMaxHeaderBytes = 64 << 10;
+inline constexpr size_t kMaxHeaderFields = 100;
+
+// The settings every overcast HTTP server shares (front end and replicas): a pool of `threads`
+// connection threads that grows up to `max_threads` (below), TCP_NODELAY (else Nagle + delayed
+// ACK add ~40 ms per hop), long keep-alive, a body limit, a 415 on the headers of a request
+// whose body has a Content-Encoding (httplib would inflate it whole before any size check), and
+// JSON bodies for the errors httplib answers by itself.
+//
+// httplib serves each connection on one pool thread for the connection's whole life, keep-alive
+// included. With a fixed pool, `threads` idle connections held every thread and every later
+// client, /healthz too, waited up to the keep-alive timeout (60 s). So a connection that finds
+// no thread idle starts one, up to `max_threads`; threads beyond `threads` end after 30 s idle.
+// Past `max_threads`, connections wait for a thread as before. `threads` is capped at it.
+void ConfigureHttpServer(httplib::Server& server, int threads, int max_threads,
+                         size_t max_body_bytes);
+
+// Binds `server` to host:port (0: any free port) and listens with a backlog of 1024; returns the
+// port, or -1. Debian's cpp-httplib is a shared library built with a backlog of 5, which a burst
+// of connects overflows (each dropped handshake costs its client a retransmit, and now and then
+// a failed request), so the backlog is raised on the bound socket.
+int BindHttpServer(httplib::Server& server, const std::string& host, int port);
+
+// Stops `server`; connections waiting for their next request end at once when it is a
+// GuardedServer (else within a second).
+void StopHttpServer(httplib::Server& server);
+
+// Whether `req` carries `Authorization: Bearer SECRET`, compared in constant time.
+bool HasBearer(const httplib::Request& req, std::string_view secret);
+
+namespace http_detail {
+
+// An eventfd that, once written, wakes every connection waiting for a request.
+class StopSignal {
+ public:
+  StopSignal();
+  ~StopSignal();
+  StopSignal(const StopSignal&) = delete;
+  StopSignal& operator=(const StopSignal&) = delete;
+  void Raise();
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+struct ConnectionSettings {
+  size_t keep_alive_max_count;
+  time_t keep_alive_timeout_sec;
+  time_t read_timeout_sec, read_timeout_usec, write_timeout_sec, write_timeout_usec;
+  size_t payload_max_length;
+};
+
+// httplib's Server::process_request for one request on `strm`.
+using ProcessRequest =
+    std::function<bool(httplib::Stream& strm, bool close_connection, bool& connection_closed)>;
+
+// Serves the accepted connection `sock` request after request until it closes, the keep-alive
+// timeout passes, `stop` is raised or `listening` becomes INVALID_SOCKET; then closes `sock`.
+// `tls`: null for plain TCP, else the context to run a TLS handshake with first.
+bool ServeConnection(const ConnectionSettings& settings, int sock, SSL_CTX* tls,
+                     const StopSignal& stop, const std::atomic<socket_t>& listening,
+                     const ProcessRequest& process);
+
+}  // namespace http_detail
+
+// An httplib server (Base: httplib::Server, or httplib::SSLServer for HTTPS) whose connections
+// are served by http_detail::ServeConnection instead of httplib's loop:
+// - the request line and headers are bounded (kMaxHeaderBytes, kMaxHeaderFields), and a request
+//   in all (headers, body, chunk framing) to twice the body limit plus the headers' bound;
+// - bytes a client sends ahead (pipelined requests) are kept for the next request, where
+//   httplib's loop dropped them and the client waited for an answer that never came;
+// - a connection waiting for its next request sleeps in poll() until bytes come, where httplib
+//   woke it 100 times a second (300 idle connections cost the front end 0.48 cores).
+template <class Base>
+class GuardedServer final : public Base, public http_detail::StopSignal {
+ public:
+  using Base::Base;
+
+ private:
+  bool process_and_close_socket(socket_t sock) override {
+    const http_detail::ConnectionSettings s{
+        this->keep_alive_max_count_, this->keep_alive_timeout_sec_, this->read_timeout_sec_,
+        this->read_timeout_usec_,    this->write_timeout_sec_,      this->write_timeout_usec_,
+        this->payload_max_length_};
+    SSL_CTX* tls = nullptr;
+    if constexpr (std::is_base_of_v<httplib::SSLServer, Base>) tls = this->ssl_context();
+    return http_detail::ServeConnection(
+        s, sock, tls, *this, this->svr_sock_,
+        [this](httplib::Stream& strm, bool close_connection, bool& connection_closed) {
+          return this->process_request(strm, close_connection, connection_closed, nullptr);
+        });
+  }
+};
+
+using HttpServer = GuardedServer<httplib::Server>;
+using HttpsServer = GuardedServer<httplib::SSLServer>;
+
+}  // namespace overcast::serve
