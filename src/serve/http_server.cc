@@ -1,5 +1,6 @@
 #include "serve/http_server.h"
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -150,15 +151,17 @@ void StopHttpServer(httplib::Server& server) {
 
 namespace http_detail {
 
-StopSignal::StopSignal() : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-  if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
-}
+// Without an eventfd (the process is out of descriptors) poll() skips the -1, and connections
+// notice a stop within their second-long wait.
+StopSignal::StopSignal() : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
-StopSignal::~StopSignal() { ::close(fd_); }
+StopSignal::~StopSignal() {
+  if (fd_ >= 0) ::close(fd_);
+}
 
 void StopSignal::Raise() {
   const uint64_t one = 1;
-  (void)!::write(fd_, &one, sizeof one);  // stays readable: nobody reads it
+  if (fd_ >= 0) (void)!::write(fd_, &one, sizeof one);  // stays readable: nobody reads it
 }
 
 namespace {
@@ -179,6 +182,7 @@ class GuardedStream final : public httplib::Stream {
         ssl_(ssl),
         read_ms_(ToMs(s.read_timeout_sec, s.read_timeout_usec)),
         write_ms_(ToMs(s.write_timeout_sec, s.write_timeout_usec)),
+        deadline_(s.deadline),
         request_cap_(kMaxHeaderBytes + (s.payload_max_length > SIZE_MAX / 4
                                             ? SIZE_MAX / 2
                                             : 2 * s.payload_max_length + (64 << 10))) {}
@@ -188,6 +192,7 @@ class GuardedStream final : public httplib::Stream {
     request_bytes_ = header_bytes_ = lines_ = line_len_ = 0;
     in_headers_ = true;
     last_ = 0;
+    request_start_ = Clock::now();
   }
 
   // The connection cannot carry another request (a bound was passed).
@@ -245,9 +250,9 @@ class GuardedStream final : public httplib::Stream {
   }
   socket_t socket() const override { return sock_; }
 
-  // After a bound was passed: stops sending, then reads and drops what the client still sends (up to a
-  // second, 4 MiB), so that closing does not reset the connection before the client has read
-  // the answer.
+  // After a bound was passed: stops sending, then reads and drops what the client still sends
+  // (up to a second, 4 MiB), so that closing does not reset the connection before the client
+  // has read the answer.
   void Linger() {
     if (ssl_ != nullptr) return;
     ::shutdown(sock_, SHUT_WR);
@@ -270,15 +275,37 @@ class GuardedStream final : public httplib::Stream {
     }
   }
 
+  // Milliseconds left before the request's deadline (RequestDeadline), at its bytes so far.
+  long long MsLeft() const {
+    const double s = deadline_.grace_s + static_cast<double>(request_bytes_) /
+                                             std::max(1.0, deadline_.min_bytes_per_s);
+    const auto due = request_start_ + std::chrono::duration_cast<Clock::duration>(
+                                          std::chrono::duration<double>(s));
+    return std::chrono::duration_cast<std::chrono::milliseconds>(due - Clock::now()).count();
+  }
+
   // Refills the buffer: the number of bytes read, 0 at the peer's end, -1 on error or timeout.
   ssize_t Fill() {
     pos_ = end_ = 0;
-    if (!Buffered() && !Wait(POLLIN, read_ms_)) return -1;
+    if (!Buffered()) {
+      const long long left = MsLeft();
+      const bool deadline_first = left < read_ms_;
+      if (left <= 0 || !Wait(POLLIN, deadline_first ? static_cast<int>(left) : read_ms_)) {
+        if (deadline_first) {
+          Answer(408, fmt::format("the request took too long to arrive: over {} s plus 1 s per "
+                                  "{} bytes",
+                                  deadline_.grace_s, deadline_.min_bytes_per_s));
+        }
+        return -1;
+      }
+    }
     for (;;) {
       ssize_t n;
       if (ssl_ != nullptr) {
         n = SSL_read(ssl_, buf_, static_cast<int>(sizeof buf_));
-        if (n <= 0) return SSL_get_error(ssl_, static_cast<int>(n)) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+        if (n <= 0) {
+          return SSL_get_error(ssl_, static_cast<int>(n)) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+        }
       } else {
         n = ::recv(sock_, buf_, sizeof buf_, 0);
         if (n < 0 && errno == EINTR) continue;
@@ -310,13 +337,13 @@ class GuardedStream final : public httplib::Stream {
     }
     for (size_t i = 0; in_headers_ && i < n; ++i) {
       const char c = p[i];
-      if (++header_bytes_ > kMaxHeaderBytes) return Refuse();
+      if (++header_bytes_ > kMaxHeaderBytes) return TooLarge();
       if (c == '\n') {
         // httplib ends the headers at a line that is exactly CRLF, after the request line.
         if (line_len_ == 1 && last_ == '\r' && lines_ > 0) {
           in_headers_ = false;
         } else if (++lines_ > kMaxHeaderFields + 1) {
-          return Refuse();
+          return TooLarge();
         }
         line_len_ = 0;
       } else {
@@ -327,21 +354,27 @@ class GuardedStream final : public httplib::Stream {
     return true;
   }
 
-  bool Refuse() {
-    const std::string body = JsonError(
-        431, fmt::format("the request line and headers are over {} bytes or {} fields",
-                         kMaxHeaderBytes, kMaxHeaderFields));
+  bool TooLarge() {
+    Answer(431, fmt::format("the request line and headers are over {} bytes or {} fields",
+                            kMaxHeaderBytes, kMaxHeaderFields));
+    return false;
+  }
+
+  // Sends `code` with a JSON error and ends the connection; httplib's own answer to the request
+  // it could not finish reading (a 400) stays unsent.
+  void Answer(int code, const std::string& message) {
+    const std::string body = JsonError(code, message);
     const std::string answer = fmt::format(
-        "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\n"
-        "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
-        body.size(), body);
+        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
+        "Connection: close\r\n\r\n{}",
+        code, code == 408 ? "Request Timeout" : "Request Header Fields Too Large", body.size(),
+        body);
     for (size_t sent = 0; sent < answer.size() && Wait(POLLOUT, write_ms_);) {
       const ssize_t n = Send(answer.data() + sent, answer.size() - sent);
       if (n <= 0) break;
       sent += static_cast<size_t>(n);
     }
-    read_broken_ = write_blocked_ = true;  // httplib's own 400 for the cut headers stays unsent
-    return false;
+    read_broken_ = write_blocked_ = true;
   }
 
   void Address(int (*name)(int, sockaddr*, socklen_t*), std::string& ip, int& port) const {
@@ -362,6 +395,8 @@ class GuardedStream final : public httplib::Stream {
   const int sock_;
   SSL* const ssl_;
   const int read_ms_, write_ms_;
+  const RequestDeadline deadline_;
+  Clock::time_point request_start_ = Clock::now();
   const size_t request_cap_;
   char buf_[16 << 10];
   size_t pos_ = 0, end_ = 0;
@@ -396,6 +431,32 @@ void SetSocketTimeout(int sock, int option, time_t sec, time_t usec) {
   ::setsockopt(sock, SOL_SOCKET, option, &tv, sizeof tv);
 }
 
+// The TLS handshake, within the request deadline's grace: run on the socket made non-blocking,
+// waiting in poll() for what OpenSSL asks for. A client that trickles its handshake would
+// otherwise hold the connection's thread for the socket timeouts of every record.
+bool AcceptTls(SSL* ssl, int sock, double grace_s) {
+  const int flags = ::fcntl(sock, F_GETFL);
+  if (flags < 0 || ::fcntl(sock, F_SETFL, flags | O_NONBLOCK) != 0) return false;
+  const auto due = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(grace_s));
+  bool done = false;
+  for (;;) {
+    const int r = SSL_accept(ssl);
+    if (r == 1) {
+      done = true;
+      break;
+    }
+    const int e = SSL_get_error(ssl, r);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) break;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - Clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{sock, static_cast<short>(e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), 0};
+    const int ready = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (ready == 0 || (ready < 0 && errno != EINTR)) break;
+  }
+  return ::fcntl(sock, F_SETFL, flags) == 0 && done;
+}
+
 bool ServeRequests(const ConnectionSettings& s, GuardedStream& strm, const StopSignal& stop,
                    const std::atomic<socket_t>& listening, const ProcessRequest& process) {
   bool ret = false;
@@ -423,7 +484,7 @@ bool ServeConnection(const ConnectionSettings& s, int sock, SSL_CTX* tls, const 
     // The handshake and TLS records are read and written blocking, each call bounded by these.
     SetSocketTimeout(sock, SO_RCVTIMEO, s.read_timeout_sec, s.read_timeout_usec);
     SetSocketTimeout(sock, SO_SNDTIMEO, s.write_timeout_sec, s.write_timeout_usec);
-    if (SSL_set_fd(ssl, sock) == 1 && SSL_accept(ssl) == 1) {
+    if (SSL_set_fd(ssl, sock) == 1 && AcceptTls(ssl, sock, s.deadline.grace_s)) {
       GuardedStream strm(sock, ssl, s);
       ret = ServeRequests(s, strm, stop, listening, process);
       SSL_shutdown(ssl);

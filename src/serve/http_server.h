@@ -21,6 +21,14 @@ namespace overcast::serve {
 inline constexpr size_t kMaxHeaderBytes = 64 << 10;
 inline constexpr size_t kMaxHeaderFields = 100;
 
+// How long a request may take to arrive: a grace, plus its bytes at a least rate. A client
+// slower than that (one byte every few seconds keeps httplib's per-read timeout from firing, and
+// held a connection thread for as long as it liked) gets a JSON 408 and the connection closes.
+struct RequestDeadline {
+  double grace_s = 10;
+  double min_bytes_per_s = 8 << 10;
+};
+
 // The settings every overcast HTTP server shares (front end and replicas): a pool of `threads`
 // connection threads that grows up to `max_threads` (below), TCP_NODELAY (else Nagle + delayed
 // ACK add ~40 ms per hop), long keep-alive, a body limit, a 415 on the headers of a request
@@ -41,8 +49,8 @@ void ConfigureHttpServer(httplib::Server& server, int threads, int max_threads,
 // a failed request), so the backlog is raised on the bound socket.
 int BindHttpServer(httplib::Server& server, const std::string& host, int port);
 
-// Stops `server`; connections waiting for their next request end at once when it is a
-// GuardedServer (else within a second).
+// Stops `server`. On a GuardedServer this also raises its StopSignal, so connections waiting
+// for their next request end at once rather than at their next second-long wake-up.
 void StopHttpServer(httplib::Server& server);
 
 // Whether `req` carries `Authorization: Bearer SECRET`, compared in constant time.
@@ -69,6 +77,7 @@ struct ConnectionSettings {
   time_t keep_alive_timeout_sec;
   time_t read_timeout_sec, read_timeout_usec, write_timeout_sec, write_timeout_usec;
   size_t payload_max_length;
+  RequestDeadline deadline;
 };
 
 // httplib's Server::process_request for one request on `strm`.
@@ -86,8 +95,9 @@ bool ServeConnection(const ConnectionSettings& settings, int sock, SSL_CTX* tls,
 
 // An httplib server (Base: httplib::Server, or httplib::SSLServer for HTTPS) whose connections
 // are served by http_detail::ServeConnection instead of httplib's loop:
-// - the request line and headers are bounded (kMaxHeaderBytes, kMaxHeaderFields), and a request
-//   in all (headers, body, chunk framing) to twice the body limit plus the headers' bound;
+// - the request line and headers are bounded (kMaxHeaderBytes, kMaxHeaderFields), a request in
+//   all (headers, body, chunk framing) to twice the body limit plus the headers' bound, and the
+//   time it takes to arrive (RequestDeadline);
 // - bytes a client sends ahead (pipelined requests) are kept for the next request, where
 //   httplib's loop dropped them and the client waited for an answer that never came;
 // - a connection waiting for its next request sleeps in poll() until bytes come, where httplib
@@ -97,12 +107,15 @@ class GuardedServer final : public Base, public http_detail::StopSignal {
  public:
   using Base::Base;
 
+  // Set before listening.
+  void set_request_deadline(RequestDeadline d) { deadline_ = d; }
+
  private:
   bool process_and_close_socket(socket_t sock) override {
     const http_detail::ConnectionSettings s{
         this->keep_alive_max_count_, this->keep_alive_timeout_sec_, this->read_timeout_sec_,
         this->read_timeout_usec_,    this->write_timeout_sec_,      this->write_timeout_usec_,
-        this->payload_max_length_};
+        this->payload_max_length_,   deadline_};
     SSL_CTX* tls = nullptr;
     if constexpr (std::is_base_of_v<httplib::SSLServer, Base>) tls = this->ssl_context();
     return http_detail::ServeConnection(
@@ -111,6 +124,8 @@ class GuardedServer final : public Base, public http_detail::StopSignal {
           return this->process_request(strm, close_connection, connection_closed, nullptr);
         });
   }
+
+  RequestDeadline deadline_;
 };
 
 using HttpServer = GuardedServer<httplib::Server>;

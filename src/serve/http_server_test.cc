@@ -32,8 +32,10 @@ template <class S>
 class Running {
  public:
   template <class... A>
-  explicit Running(A&&... args) : server_(std::forward<A>(args)...) {
+  explicit Running(RequestDeadline deadline = {}, A&&... args)
+      : server_(std::forward<A>(args)...) {
     ConfigureHttpServer(server_, 2, 16, kBodyLimit);
+    server_.set_request_deadline(deadline);
     server_.Get("/hello", [](const httplib::Request&, httplib::Response& res) {
       res.set_content("hello", "text/plain");
     });
@@ -83,7 +85,9 @@ bool SendAll(int fd, const std::string& s) {
 std::string ReadToEnd(int fd) {
   std::string got;
   char buf[4096];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) got.append(buf, static_cast<size_t>(n));
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+    got.append(buf, static_cast<size_t>(n));
+  }
   return got;
 }
 
@@ -115,7 +119,7 @@ std::string Request(const std::string& extra_headers, bool close = true) {
 // `n` header fields of 11 bytes each.
 std::string Fields(size_t n) {
   std::string s;
-  for (size_t i = 0; i < n; ++i) s += "X-" + std::to_string(1000 + i % 9000).substr(0, 4) + ": b\r\n";
+  for (size_t i = 0; i < n; ++i) s += "X-" + std::to_string(1000 + i % 9000) + ": b\r\n";
   return s;
 }
 
@@ -176,6 +180,49 @@ TEST(HttpServer, AChunkSizeLineWithoutEndEndsTheConnection) {
       std::string(64 << 10, 'f'), &sent);
   EXPECT_EQ(got.rfind("HTTP/1.1 400", 0), 0u) << got.substr(0, 300);
   EXPECT_LT(sent, kEnough);
+}
+
+// Sends `head`, then `trickle` a byte every 100 ms until the server answers or closes; returns
+// the answer, and in *sent the bytes of `trickle` sent.
+std::string Trickle(int port, const std::string& head, const std::string& trickle, size_t* sent) {
+  const int fd = Connect(port);
+  if (fd < 0) return "";
+  *sent = 0;
+  if (SendAll(fd, head)) {
+    for (; *sent < trickle.size(); ++*sent) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 100) != 0 || !SendAll(fd, trickle.substr(*sent, 1))) break;
+    }
+  }
+  std::string got = ReadToEnd(fd);
+  ::close(fd);
+  return got;
+}
+
+// httplib's loop waited up to its read timeout (5 s) for each byte, so a client could hold a
+// connection thread for as long as it liked, a byte every few seconds.
+TEST(HttpServer, ARequestArrivingTooSlowlyGets408) {
+  Running<HttpServer> s(RequestDeadline{1.0, 1024});
+  size_t sent = 0;
+  const std::string headers = Request(Fields(5));  // ~110 bytes: 11 s at a byte per 100 ms
+  std::string got = Trickle(s.port(), "", headers, &sent);
+  ASSERT_EQ(got.rfind("HTTP/1.1 408", 0), 0u) << got;
+  EXPECT_LT(sent, headers.size());
+  const auto j = nlohmann::json::parse(got.substr(got.find("\r\n\r\n") + 4), nullptr, false);
+  EXPECT_EQ(j["error"]["code"], 408) << got;
+  // The body too.
+  const std::string body(100, 'x');
+  got = Trickle(s.port(), "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", body,
+                &sent);
+  EXPECT_EQ(got.rfind("HTTP/1.1 408", 0), 0u) << got;
+  EXPECT_LT(sent, body.size());
+  // A request in a few pieces within the deadline is served.
+  const int fd = Connect(s.port());
+  ASSERT_TRUE(SendAll(fd, "GET /hel"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(SendAll(fd, "lo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  EXPECT_EQ(ReadToEnd(fd).rfind("HTTP/1.1 200", 0), 0u);
+  ::close(fd);
 }
 
 TEST(HttpServer, PipelinedRequestsAreAllAnsweredInOrder) {
@@ -244,7 +291,9 @@ TEST(HttpServer, AnswersAnyBytesWithoutA500AndGoesOn) {
       switch (below(5)) {
         case 0: b.erase(pos, 1 + below(8)); break;
         case 1: b.insert(pos, tokens[below(tokens.size())]); break;
-        case 2: if (!b.empty()) b[std::min(pos, b.size() - 1)] = static_cast<char>(below(256)); break;
+        case 2:
+          if (!b.empty()) b[std::min(pos, b.size() - 1)] = static_cast<char>(below(256));
+          break;
         case 3: b.resize(pos); break;
         default: {
           const std::string piece = b.substr(pos, 1 + below(40));
@@ -288,7 +337,7 @@ TEST(HttpServer, HttpsConnectionsHaveTheSameBounds) {
                                 key + " -out " + cert + " 2>/dev/null";
   ASSERT_EQ(std::system(make_cert.c_str()), 0) << "needs the openssl command (Debian: openssl)";
   {
-    Running<HttpsServer> s(cert.c_str(), key.c_str());
+    Running<HttpsServer> s(RequestDeadline{}, cert.c_str(), key.c_str());
     ASSERT_TRUE(s.server().is_valid());
     httplib::SSLClient c("127.0.0.1", s.port());
     c.set_ca_cert_path(cert);
