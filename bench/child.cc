@@ -13,6 +13,8 @@
 #include <fstream>
 #include <thread>
 
+#include "net/tcp.h"
+
 namespace overcast::bench {
 
 Child::~Child() { Kill(); }
@@ -87,14 +89,11 @@ Result<int> FreeLoopbackPort() {
 Status WaitForPort(int port, double seconds) {
   auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < until) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-    ::close(fd);
-    if (ok) return Status::Ok();
+    const int fd = net::ConnectLoopback(port);
+    if (fd >= 0) {
+      ::close(fd);
+      return Status::Ok();
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return Unavailable("nothing listens on 127.0.0.1:" + std::to_string(port));

@@ -27,4 +27,7 @@ Status ValidateCongestion(const std::string& choice);
 // "auto" off loopback.
 Status ApplyCongestion(int fd, const std::string& choice);
 
+// A blocking TCP connection to 127.0.0.1:`port`: its descriptor, or -1 with errno set.
+int ConnectLoopback(int port);
+
 }  // namespace overcast::net

@@ -1,8 +1,7 @@
-// The guarded HTTP server under clients that send too much, or more than one request at a time.
+// The guarded HTTP server under clients that send too much, too slowly, or more than one
+// request at a time.
 #include "serve/http_server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -17,6 +16,8 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+
+#include "net/tcp.h"
 
 namespace overcast::serve {
 namespace {
@@ -61,20 +62,15 @@ class Running {
   std::thread thread_;
 };
 
+// A loopback connection whose reads and writes give up after 10 s; -1 on failure.
 int Connect(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+  const int fd = net::ConnectLoopback(port);
+  if (fd >= 0) {
     timeval tv{10, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    return fd;
   }
-  if (fd >= 0) ::close(fd);
-  return -1;
+  return fd;
 }
 
 bool SendAll(int fd, const std::string& s) {

@@ -1,7 +1,5 @@
 // The server with real replica processes: bad input, overload, a replica killed under load, and
 // a reload of the model files under load.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/fs.h"
+#include "net/tcp.h"
 #include "serve/loadgen.h"
 #include "serve/predictor.h"
 #include "serve/server.h"
@@ -104,16 +103,7 @@ std::string ErrorMessage(const httplib::Result& r) {
 }
 
 // A plain TCP connection to 127.0.0.1:port, for bytes no HTTP client would send; -1 on failure.
-int ConnectRaw(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return fd;
-  if (fd >= 0) ::close(fd);
-  return -1;
-}
+int ConnectRaw(int port) { return net::ConnectLoopback(port); }
 
 // Whether `got` holds a whole HTTP response: its headers, then Content-Length bytes of body.
 bool WholeResponse(const std::string& got) {
