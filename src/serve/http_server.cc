@@ -32,9 +32,12 @@ namespace {
 
 // httplib's task queue, elastic: `least` threads always, one more for each connection that
 // arrives with none idle, up to `most`. Threads are detached; shutdown() waits for all to end.
+// A connection that gets no thread raises a count of demand in `signals` (when the server has
+// them), and withdraws it once a thread takes it.
 class ElasticPool final : public httplib::TaskQueue {
  public:
-  ElasticPool(size_t least, size_t most) : least_(least), most_(std::max(least, most)) {
+  ElasticPool(size_t least, size_t most, http_detail::Signals* signals)
+      : least_(least), most_(std::max(least, most)), signals_(signals) {
     std::lock_guard<std::mutex> l(mu_);
     for (size_t i = 0; i < least_; ++i) SpawnLocked();
   }
@@ -42,7 +45,10 @@ class ElasticPool final : public httplib::TaskQueue {
   void enqueue(std::function<void()> fn) override {
     std::lock_guard<std::mutex> l(mu_);
     jobs_.push_back(std::move(fn));
-    if (idle_ < jobs_.size() && live_ < most_) SpawnLocked();
+    if (idle_ < jobs_.size() && !(live_ < most_ && SpawnLocked()) && signals_ != nullptr) {
+      ++demanded_;
+      signals_->Demand();
+    }
     work_.notify_one();
   }
 
@@ -58,11 +64,13 @@ class ElasticPool final : public httplib::TaskQueue {
 
   // When the system refuses another thread (a limit on tasks or memory), the connection waits
   // for one of the running threads, as it would past `most`.
-  void SpawnLocked() {
+  bool SpawnLocked() {
     try {
       std::thread([this] { Work(); }).detach();
       ++live_;
+      return true;
     } catch (const std::system_error&) {
+      return false;
     }
   }
 
@@ -79,6 +87,10 @@ class ElasticPool final : public httplib::TaskQueue {
       }
       std::function<void()> fn = std::move(jobs_.front());
       jobs_.pop_front();
+      if (demanded_ > jobs_.size()) {  // this one's demand, unless an idle connection took it
+        --demanded_;
+        signals_->TakeDemand();
+      }
       l.unlock();
       fn();  // one connection, until it closes
       l.lock();
@@ -87,10 +99,11 @@ class ElasticPool final : public httplib::TaskQueue {
   }
 
   const size_t least_, most_;
+  http_detail::Signals* const signals_;
   std::mutex mu_;
   std::condition_variable work_, ended_;
   std::deque<std::function<void()>> jobs_;
-  size_t live_ = 0, idle_ = 0;
+  size_t live_ = 0, idle_ = 0, demanded_ = 0;
   bool shutdown_ = false;
 };
 
@@ -100,7 +113,8 @@ void ConfigureHttpServer(httplib::Server& server, int threads, int max_threads,
                          size_t max_body_bytes) {
   const size_t most = static_cast<size_t>(std::max(1, max_threads));
   const size_t least = std::min(most, static_cast<size_t>(std::max(1, threads)));
-  server.new_task_queue = [least, most] { return new ElasticPool(least, most); };
+  auto* signals = dynamic_cast<http_detail::Signals*>(&server);
+  server.new_task_queue = [least, most, signals] { return new ElasticPool(least, most, signals); };
   server.set_tcp_nodelay(true);
   server.set_keep_alive_max_count(1u << 30);
   server.set_keep_alive_timeout(60);
@@ -145,23 +159,37 @@ int BindHttpServer(httplib::Server& server, const std::string& host, int port) {
 
 
 void StopHttpServer(httplib::Server& server) {
-  if (auto* stop = dynamic_cast<http_detail::StopSignal*>(&server)) stop->Raise();
+  if (auto* signals = dynamic_cast<http_detail::Signals*>(&server)) signals->Stop();
   server.stop();
 }
 
 namespace http_detail {
 
-// Without an eventfd (the process is out of descriptors) poll() skips the -1, and connections
-// notice a stop within their second-long wait.
-StopSignal::StopSignal() : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+// Without an eventfd (the process is out of descriptors) poll() skips the -1: connections
+// notice a stop within their second-long wait, and demand goes unseen.
+Signals::Signals()
+    : stop_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      demand_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE)) {}
 
-StopSignal::~StopSignal() {
-  if (fd_ >= 0) ::close(fd_);
+Signals::~Signals() {
+  for (int fd : {stop_fd_, demand_fd_}) {
+    if (fd >= 0) ::close(fd);
+  }
 }
 
-void StopSignal::Raise() {
+void Signals::Stop() {
   const uint64_t one = 1;
-  if (fd_ >= 0) (void)!::write(fd_, &one, sizeof one);  // stays readable: nobody reads it
+  if (stop_fd_ >= 0) (void)!::write(stop_fd_, &one, sizeof one);  // nobody reads it
+}
+
+void Signals::Demand() {
+  const uint64_t one = 1;
+  if (demand_fd_ >= 0) (void)!::write(demand_fd_, &one, sizeof one);
+}
+
+bool Signals::TakeDemand() {
+  uint64_t one = 0;  // a semaphore: each read takes 1, and fails with EAGAIN at 0
+  return demand_fd_ >= 0 && ::read(demand_fd_, &one, sizeof one) == sizeof one;
 }
 
 namespace {
@@ -201,8 +229,8 @@ class GuardedStream final : public httplib::Stream {
   bool Buffered() const { return pos_ < end_ || (ssl_ != nullptr && SSL_pending(ssl_) > 0); }
 
   // Waits up to `timeout_sec` for the first byte of the next request; false when none came,
-  // the peer closed, or the server is stopping.
-  bool WaitForRequest(time_t timeout_sec, const StopSignal& stop,
+  // the peer closed, the server is stopping, or this thread went to a connection waiting for one.
+  bool WaitForRequest(time_t timeout_sec, Signals& signals,
                       const std::atomic<socket_t>& listening) const {
     if (Buffered()) return true;
     const auto deadline = Clock::now() + std::chrono::seconds(timeout_sec);
@@ -211,12 +239,16 @@ class GuardedStream final : public httplib::Stream {
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
       if (left <= 0) return false;
       // The second-long slices only matter when the server is stopped without the signal.
-      pollfd fds[2] = {{sock_, POLLIN, 0}, {stop.fd(), POLLIN, 0}};
-      const int r = ::poll(fds, 2, static_cast<int>(std::min<long long>(left, 1000)));
+      pollfd fds[3] = {{sock_, POLLIN, 0},
+                       {signals.stop_fd(), POLLIN, 0},
+                       {signals.demand_fd(), POLLIN, 0}};
+      const int r = ::poll(fds, 3, static_cast<int>(std::min<long long>(left, 1000)));
       if (r < 0 && errno != EINTR) return false;
       if (r <= 0) continue;
-      if (fds[1].revents != 0) return false;
       if (fds[0].revents != 0) return true;  // bytes, or an end the next read reports
+      if (fds[1].revents != 0) return false;
+      // Every waiting connection wakes; the one that takes the count closes.
+      if (fds[2].revents != 0 && signals.TakeDemand()) return false;
     }
     return false;
   }
@@ -457,11 +489,11 @@ bool AcceptTls(SSL* ssl, int sock, double grace_s) {
   return ::fcntl(sock, F_SETFL, flags) == 0 && done;
 }
 
-bool ServeRequests(const ConnectionSettings& s, GuardedStream& strm, const StopSignal& stop,
+bool ServeRequests(const ConnectionSettings& s, GuardedStream& strm, Signals& signals,
                    const std::atomic<socket_t>& listening, const ProcessRequest& process) {
   bool ret = false;
   for (size_t left = s.keep_alive_max_count; left > 0; --left) {
-    if (!strm.WaitForRequest(s.keep_alive_timeout_sec, stop, listening)) break;
+    if (!strm.WaitForRequest(s.keep_alive_timeout_sec, signals, listening)) break;
     strm.BeginRequest();
     bool closed = false;
     ret = process(strm, left == 1, closed);
@@ -473,12 +505,12 @@ bool ServeRequests(const ConnectionSettings& s, GuardedStream& strm, const StopS
 
 }  // namespace
 
-bool ServeConnection(const ConnectionSettings& s, int sock, SSL_CTX* tls, const StopSignal& stop,
+bool ServeConnection(const ConnectionSettings& s, int sock, SSL_CTX* tls, Signals& signals,
                      const std::atomic<socket_t>& listening, const ProcessRequest& process) {
   bool ret = false;
   if (tls == nullptr) {
     GuardedStream strm(sock, nullptr, s);
-    ret = ServeRequests(s, strm, stop, listening, process);
+    ret = ServeRequests(s, strm, signals, listening, process);
   } else if (SSL* ssl = SSL_new(tls)) {
     SigpipeBlocked quiet;
     // The handshake and TLS records are read and written blocking, each call bounded by these.
@@ -486,7 +518,7 @@ bool ServeConnection(const ConnectionSettings& s, int sock, SSL_CTX* tls, const 
     SetSocketTimeout(sock, SO_SNDTIMEO, s.write_timeout_sec, s.write_timeout_usec);
     if (SSL_set_fd(ssl, sock) == 1 && AcceptTls(ssl, sock, s.deadline.grace_s)) {
       GuardedStream strm(sock, ssl, s);
-      ret = ServeRequests(s, strm, stop, listening, process);
+      ret = ServeRequests(s, strm, signals, listening, process);
       SSL_shutdown(ssl);
     }
     SSL_free(ssl);

@@ -49,7 +49,7 @@ void ConfigureHttpServer(httplib::Server& server, int threads, int max_threads,
 // a failed request), so the backlog is raised on the bound socket.
 int BindHttpServer(httplib::Server& server, const std::string& host, int port);
 
-// Stops `server`. On a GuardedServer this also raises its StopSignal, so connections waiting
+// Stops `server`. On a GuardedServer this also raises its stop signal, so connections waiting
 // for their next request end at once rather than at their next second-long wake-up.
 void StopHttpServer(httplib::Server& server);
 
@@ -58,18 +58,26 @@ bool HasBearer(const httplib::Request& req, std::string_view secret);
 
 namespace http_detail {
 
-// An eventfd that, once written, wakes every connection waiting for a request.
-class StopSignal {
+// Two eventfds a connection waiting for its next request polls beside its socket:
+// - stop: written once when the server stops; every such connection ends;
+// - demand, a semaphore: a count for each accepted connection the pool has no thread for (all
+//   `max_threads` hold connections). An idle connection that takes a count closes, and its
+//   thread serves the waiting one, where before it waited up to the keep-alive timeout (60 s).
+class Signals {
  public:
-  StopSignal();
-  ~StopSignal();
-  StopSignal(const StopSignal&) = delete;
-  StopSignal& operator=(const StopSignal&) = delete;
-  void Raise();
-  int fd() const { return fd_; }
+  Signals();
+  ~Signals();
+  Signals(const Signals&) = delete;
+  Signals& operator=(const Signals&) = delete;
+  void Stop();
+  void Demand();
+  // Takes one count of demand; false when there was none.
+  bool TakeDemand();
+  int stop_fd() const { return stop_fd_; }
+  int demand_fd() const { return demand_fd_; }
 
  private:
-  int fd_;
+  int stop_fd_, demand_fd_;
 };
 
 struct ConnectionSettings {
@@ -85,10 +93,11 @@ using ProcessRequest =
     std::function<bool(httplib::Stream& strm, bool close_connection, bool& connection_closed)>;
 
 // Serves the accepted connection `sock` request after request until it closes, the keep-alive
-// timeout passes, `stop` is raised or `listening` becomes INVALID_SOCKET; then closes `sock`.
+// timeout passes, `signals` stop it or ask for its thread, or `listening` becomes INVALID_SOCKET;
+// then closes `sock`.
 // `tls`: null for plain TCP, else the context to run a TLS handshake with first.
 bool ServeConnection(const ConnectionSettings& settings, int sock, SSL_CTX* tls,
-                     const StopSignal& stop, const std::atomic<socket_t>& listening,
+                     Signals& signals, const std::atomic<socket_t>& listening,
                      const ProcessRequest& process);
 
 }  // namespace http_detail
@@ -101,9 +110,10 @@ bool ServeConnection(const ConnectionSettings& settings, int sock, SSL_CTX* tls,
 // - bytes a client sends ahead (pipelined requests) are kept for the next request, where
 //   httplib's loop dropped them and the client waited for an answer that never came;
 // - a connection waiting for its next request sleeps in poll() until bytes come, where httplib
-//   woke it 100 times a second (300 idle connections cost the front end 0.48 cores).
+//   woke it 100 times a second (300 idle connections cost the front end 0.48 cores), and gives
+//   its thread up to a connection that has none (Signals).
 template <class Base>
-class GuardedServer final : public Base, public http_detail::StopSignal {
+class GuardedServer final : public Base, public http_detail::Signals {
  public:
   using Base::Base;
 

@@ -29,14 +29,18 @@ constexpr size_t kEnough = 64 << 20;  // a client that sent this much was never 
 
 // A guarded server on a free loopback port until it goes out of scope: GET /hello, GET /who (the
 // client's address), POST /echo (the body's size).
+struct ServerSetup {
+  RequestDeadline deadline;
+  int max_threads = 16;
+};
+
 template <class S>
 class Running {
  public:
   template <class... A>
-  explicit Running(RequestDeadline deadline = {}, A&&... args)
-      : server_(std::forward<A>(args)...) {
-    ConfigureHttpServer(server_, 2, 16, kBodyLimit);
-    server_.set_request_deadline(deadline);
+  explicit Running(ServerSetup setup = {}, A&&... args) : server_(std::forward<A>(args)...) {
+    ConfigureHttpServer(server_, 2, setup.max_threads, kBodyLimit);
+    server_.set_request_deadline(setup.deadline);
     server_.Get("/hello", [](const httplib::Request&, httplib::Response& res) {
       res.set_content("hello", "text/plain");
     });
@@ -198,7 +202,7 @@ std::string Trickle(int port, const std::string& head, const std::string& trickl
 // httplib's loop waited up to its read timeout (5 s) for each byte, so a client could hold a
 // connection thread for as long as it liked, a byte every few seconds.
 TEST(HttpServer, ARequestArrivingTooSlowlyGets408) {
-  Running<HttpServer> s(RequestDeadline{1.0, 1024});
+  Running<HttpServer> s(ServerSetup{RequestDeadline{1.0, 1024}});
   size_t sent = 0;
   const std::string headers = Request(Fields(5));  // ~110 bytes: 11 s at a byte per 100 ms
   std::string got = Trickle(s.port(), "", headers, &sent);
@@ -219,6 +223,34 @@ TEST(HttpServer, ARequestArrivingTooSlowlyGets408) {
   ASSERT_TRUE(SendAll(fd, "lo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
   EXPECT_EQ(ReadToEnd(fd).rfind("HTTP/1.1 200", 0), 0u);
   ::close(fd);
+}
+
+// With every thread holding an idle keep-alive connection, a new client is served at once: an
+// idle connection gives its thread up. Before, the new client waited for one to reach the
+// keep-alive timeout (60 s).
+TEST(HttpServer, AnIdleConnectionGivesItsThreadToANewOne) {
+  Running<HttpServer> s(ServerSetup{{}, 2});
+  std::vector<int> held;
+  for (int i = 0; i < 2; ++i) {  // each holds a thread after its first answer
+    const int fd = Connect(s.port());
+    ASSERT_TRUE(SendAll(fd, Request("", false)));
+    char buf[4096];
+    ASSERT_GT(::recv(fd, buf, sizeof buf, 0), 0);
+    held.push_back(fd);
+  }
+  httplib::Client c("127.0.0.1", s.port());
+  c.set_read_timeout(10, 0);
+  auto r = c.Get("/hello");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->body, "hello");
+  int closed = 0;
+  for (int fd : held) {
+    pollfd p{fd, POLLIN, 0};
+    char b;
+    if (::poll(&p, 1, 1000) > 0 && ::recv(fd, &b, 1, 0) == 0) ++closed;
+    ::close(fd);
+  }
+  EXPECT_EQ(closed, 1);
 }
 
 TEST(HttpServer, PipelinedRequestsAreAllAnsweredInOrder) {
@@ -333,7 +365,7 @@ TEST(HttpServer, HttpsConnectionsHaveTheSameBounds) {
                                 key + " -out " + cert + " 2>/dev/null";
   ASSERT_EQ(std::system(make_cert.c_str()), 0) << "needs the openssl command (Debian: openssl)";
   {
-    Running<HttpsServer> s(RequestDeadline{}, cert.c_str(), key.c_str());
+    Running<HttpsServer> s(ServerSetup{}, cert.c_str(), key.c_str());
     ASSERT_TRUE(s.server().is_valid());
     httplib::SSLClient c("127.0.0.1", s.port());
     c.set_ca_cert_path(cert);
