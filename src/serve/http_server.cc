@@ -45,7 +45,10 @@ class ElasticPool final : public httplib::TaskQueue {
   void enqueue(std::function<void()> fn) override {
     std::lock_guard<std::mutex> l(mu_);
     jobs_.push_back(std::move(fn));
-    if (idle_ < jobs_.size() && !(live_ < most_ && SpawnLocked()) && signals_ != nullptr) {
+    // A thread still starting takes a job as an idle one does; counting it as busy raised
+    // demand for a job it was about to take, and closed an idle connection for nothing.
+    if (idle_ + starting_ < jobs_.size() && !(live_ < most_ && SpawnLocked()) &&
+        signals_ != nullptr) {
       ++demanded_;
       signals_->Demand();
     }
@@ -68,6 +71,7 @@ class ElasticPool final : public httplib::TaskQueue {
     try {
       std::thread([this] { Work(); }).detach();
       ++live_;
+      ++starting_;
       return true;
     } catch (const std::system_error&) {
       return false;
@@ -76,6 +80,7 @@ class ElasticPool final : public httplib::TaskQueue {
 
   void Work() {
     std::unique_lock<std::mutex> l(mu_);
+    --starting_;
     for (;;) {
       ++idle_;
       const bool woken =
@@ -103,7 +108,7 @@ class ElasticPool final : public httplib::TaskQueue {
   std::mutex mu_;
   std::condition_variable work_, ended_;
   std::deque<std::function<void()>> jobs_;
-  size_t live_ = 0, idle_ = 0, demanded_ = 0;
+  size_t live_ = 0, idle_ = 0, starting_ = 0, demanded_ = 0;
   bool shutdown_ = false;
 };
 
