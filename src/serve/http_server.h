@@ -39,7 +39,8 @@ struct RequestDeadline {
 // included. With a fixed pool, `threads` idle connections held every thread and every later
 // client, /healthz too, waited up to the keep-alive timeout (60 s). So a connection that finds
 // no thread idle starts one, up to `max_threads`; threads beyond `threads` end after 30 s idle.
-// Past `max_threads`, connections wait for a thread as before. `threads` is capped at it.
+// Past `max_threads`, a connection waits for a thread; on a GuardedServer an idle keep-alive
+// connection gives its thread up for it (http_detail::Signals). `threads` is capped at it.
 void ConfigureHttpServer(httplib::Server& server, int threads, int max_threads,
                          size_t max_body_bytes);
 
