@@ -9,7 +9,9 @@
 #include <cstddef>
 #include <ctime>
 #include <functional>
+#include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace overcast::serve {
 
