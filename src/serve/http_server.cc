@@ -162,7 +162,6 @@ int BindHttpServer(httplib::Server& server, const std::string& host, int port) {
   return bound;
 }
 
-
 void StopHttpServer(httplib::Server& server) {
   if (auto* signals = dynamic_cast<http_detail::Signals*>(&server)) signals->Stop();
   server.stop();
@@ -518,7 +517,8 @@ bool ServeConnection(const ConnectionSettings& s, int sock, SSL_CTX* tls, Signal
     ret = ServeRequests(s, strm, signals, listening, process);
   } else if (SSL* ssl = SSL_new(tls)) {
     SigpipeBlocked quiet;
-    // The handshake and TLS records are read and written blocking, each call bounded by these.
+    // After the handshake (AcceptTls, non-blocking), TLS records are read and written blocking,
+    // each call bounded by these.
     SetSocketTimeout(sock, SO_RCVTIMEO, s.read_timeout_sec, s.read_timeout_usec);
     SetSocketTimeout(sock, SO_SNDTIMEO, s.write_timeout_sec, s.write_timeout_usec);
     if (SSL_set_fd(ssl, sock) == 1 && AcceptTls(ssl, sock, s.deadline.grace_s)) {
