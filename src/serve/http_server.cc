@@ -32,8 +32,9 @@ namespace {
 
 // httplib's task queue, elastic: `least` threads always, one more for each connection that
 // arrives with none idle, up to `most`. Threads are detached; shutdown() waits for all to end.
-// A connection that gets no thread raises a count of demand in `signals` (when the server has
-// them), and withdraws it once a thread takes it.
+// A connection that gets no thread raises demand in `signals` (when the server has them): an
+// idle connection is shut down for it, or the next one to go idle closes; that close is
+// withdrawn if a thread takes the connection first.
 class ElasticPool final : public httplib::TaskQueue {
  public:
   ElasticPool(size_t least, size_t most, http_detail::Signals* signals)
@@ -48,9 +49,8 @@ class ElasticPool final : public httplib::TaskQueue {
     // A thread still starting takes a job as an idle one does; counting it as busy raised
     // demand for a job it was about to take, and closed an idle connection for nothing.
     if (idle_ + starting_ < jobs_.size() && !(live_ < most_ && SpawnLocked()) &&
-        signals_ != nullptr) {
-      ++demanded_;
-      signals_->Demand();
+        signals_ != nullptr && !signals_->Demand()) {
+      ++owed_;
     }
     work_.notify_one();
   }
@@ -92,9 +92,9 @@ class ElasticPool final : public httplib::TaskQueue {
       }
       std::function<void()> fn = std::move(jobs_.front());
       jobs_.pop_front();
-      if (demanded_ > jobs_.size()) {  // this one's demand, unless an idle connection took it
-        --demanded_;
-        signals_->TakeDemand();
+      if (owed_ > jobs_.size()) {  // this one's close, unless an idle connection made it
+        --owed_;
+        signals_->WithdrawDemand();
       }
       l.unlock();
       fn();  // one connection, until it closes
@@ -108,7 +108,8 @@ class ElasticPool final : public httplib::TaskQueue {
   std::mutex mu_;
   std::condition_variable work_, ended_;
   std::deque<std::function<void()>> jobs_;
-  size_t live_ = 0, idle_ = 0, starting_ = 0, demanded_ = 0;
+  size_t live_ = 0, idle_ = 0, starting_ = 0;
+  size_t owed_ = 0;  // jobs whose demand found no idle connection to shut down
   bool shutdown_ = false;
 };
 
@@ -170,15 +171,11 @@ void StopHttpServer(httplib::Server& server) {
 namespace http_detail {
 
 // Without an eventfd (the process is out of descriptors) poll() skips the -1: connections
-// notice a stop within their second-long wait, and demand goes unseen.
-Signals::Signals()
-    : stop_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
-      demand_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE)) {}
+// notice a stop within their second-long wait.
+Signals::Signals() : stop_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
 Signals::~Signals() {
-  for (int fd : {stop_fd_, demand_fd_}) {
-    if (fd >= 0) ::close(fd);
-  }
+  if (stop_fd_ >= 0) ::close(stop_fd_);
 }
 
 void Signals::Stop() {
@@ -186,14 +183,37 @@ void Signals::Stop() {
   if (stop_fd_ >= 0) (void)!::write(stop_fd_, &one, sizeof one);  // nobody reads it
 }
 
-void Signals::Demand() {
-  const uint64_t one = 1;
-  if (demand_fd_ >= 0) (void)!::write(demand_fd_, &one, sizeof one);
+uint64_t Signals::EnterIdle(int sock) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (owed_ > 0) {
+    --owed_;
+    return 0;
+  }
+  idle_.emplace(next_ticket_, sock);
+  return next_ticket_++;
 }
 
-bool Signals::TakeDemand() {
-  uint64_t one = 0;  // a semaphore: each read takes 1, and fails with EAGAIN at 0
-  return demand_fd_ >= 0 && ::read(demand_fd_, &one, sizeof one) == sizeof one;
+bool Signals::LeaveIdle(uint64_t ticket) {
+  std::lock_guard<std::mutex> l(mu_);
+  return idle_.erase(ticket) == 1;
+}
+
+bool Signals::Demand() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (idle_.empty()) {
+    ++owed_;
+    return false;
+  }
+  // Under the lock: the owner closes the socket only after LeaveIdle, so it is still open.
+  // The shutdown wakes the owner's poll(), and its reads see the end.
+  ::shutdown(idle_.begin()->second, SHUT_RDWR);
+  idle_.erase(idle_.begin());
+  return true;
+}
+
+void Signals::WithdrawDemand() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (owed_ > 0) --owed_;
 }
 
 namespace {
@@ -233,28 +253,29 @@ class GuardedStream final : public httplib::Stream {
   bool Buffered() const { return pos_ < end_ || (ssl_ != nullptr && SSL_pending(ssl_) > 0); }
 
   // Waits up to `timeout_sec` for the first byte of the next request; false when none came,
-  // the peer closed, the server is stopping, or this thread went to a connection waiting for one.
+  // the peer closed, the server is stopping, or this connection gave its thread to one
+  // waiting for a thread (Signals::Demand).
   bool WaitForRequest(time_t timeout_sec, Signals& signals,
                       const std::atomic<socket_t>& listening) const {
     if (Buffered()) return true;
+    const uint64_t ticket = signals.EnterIdle(sock_);
+    if (ticket == 0) return false;
     const auto deadline = Clock::now() + std::chrono::seconds(timeout_sec);
+    bool ready = false;
     while (listening != INVALID_SOCKET) {
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) return false;
+      if (left <= 0) break;
       // The second-long slices only matter when the server is stopped without the signal.
-      pollfd fds[3] = {{sock_, POLLIN, 0},
-                       {signals.stop_fd(), POLLIN, 0},
-                       {signals.demand_fd(), POLLIN, 0}};
-      const int r = ::poll(fds, 3, static_cast<int>(std::min<long long>(left, 1000)));
-      if (r < 0 && errno != EINTR) return false;
+      pollfd fds[2] = {{sock_, POLLIN, 0}, {signals.stop_fd(), POLLIN, 0}};
+      const int r = ::poll(fds, 2, static_cast<int>(std::min<long long>(left, 1000)));
+      if (r < 0 && errno != EINTR) break;
       if (r <= 0) continue;
-      if (fds[0].revents != 0) return true;  // bytes, or an end the next read reports
-      if (fds[1].revents != 0) return false;
-      // Every waiting connection wakes; the one that takes the count closes.
-      if (fds[2].revents != 0 && signals.TakeDemand()) return false;
+      ready = fds[0].revents != 0 && fds[1].revents == 0;  // bytes, or an end a read reports
+      break;
     }
-    return false;
+    // A connection shut down for another reads its end whatever else arrived.
+    return signals.LeaveIdle(ticket) && ready;
   }
 
   bool is_readable() const override { return Buffered() || Wait(POLLIN, read_ms_); }

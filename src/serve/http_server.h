@@ -7,8 +7,11 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <ctime>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -61,11 +64,14 @@ bool HasBearer(const httplib::Request& req, std::string_view secret);
 
 namespace http_detail {
 
-// Two eventfds a connection waiting for its next request polls beside its socket:
-// - stop: written once when the server stops; every such connection ends;
-// - demand, a semaphore: a count for each accepted connection the pool has no thread for (all
-//   `max_threads` hold connections). An idle connection that takes a count closes, and its
-//   thread serves the waiting one, where before it waited up to the keep-alive timeout (60 s).
+// What a connection waiting for its next request answers to, beside its socket:
+// - stop: an eventfd written once when the server stops; every such connection ends;
+// - demand: an accepted connection the pool has no thread for (all `max_threads` hold
+//   connections). The connection that has waited longest for its next request is shut down, and
+//   its thread serves the new one, where before the new one waited up to the keep-alive timeout
+//   (60 s). With none waiting, the next connection to start waiting closes instead. Only the
+//   connection chosen wakes: when every waiting connection polled one shared semaphore, each
+//   new connection woke them all.
 class Signals {
  public:
   Signals();
@@ -73,14 +79,25 @@ class Signals {
   Signals(const Signals&) = delete;
   Signals& operator=(const Signals&) = delete;
   void Stop();
-  void Demand();
-  // Takes one count of demand; false when there was none.
-  bool TakeDemand();
   int stop_fd() const { return stop_fd_; }
-  int demand_fd() const { return demand_fd_; }
+
+  // The connection on `sock` starts waiting for its next request: a ticket for LeaveIdle, or 0
+  // when a connection waits for a thread, and this one is to close and give it its own.
+  uint64_t EnterIdle(int sock);
+  // It stops waiting: false when it was shut down to give its thread up (Demand).
+  bool LeaveIdle(uint64_t ticket);
+  // An accepted connection has no thread: true when a waiting connection was shut down for it;
+  // false when none waits, and the next to start waiting will close.
+  bool Demand();
+  // A thread took such a connection's job first: the close Demand left for later is withdrawn.
+  void WithdrawDemand();
 
  private:
-  int stop_fd_, demand_fd_;
+  const int stop_fd_;
+  std::mutex mu_;
+  std::map<uint64_t, int> idle_;  // ticket (rising: the longest waiting first) -> socket
+  uint64_t next_ticket_ = 1;
+  size_t owed_ = 0;  // closes owed to connections waiting for a thread
 };
 
 struct ConnectionSettings {

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -13,6 +14,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -228,19 +230,32 @@ TEST(HttpServer, ARequestArrivingTooSlowlyGets408) {
 // With every thread holding an idle keep-alive connection, a new client is served at once: an
 // idle connection gives its thread up. Before, the new client waited for one to reach the
 // keep-alive timeout (60 s).
-TEST(HttpServer, AnIdleConnectionGivesItsThreadToANewOne) {
+// Reads one answer to GET /hello on `fd` whole (its headers and body may come in separate
+// segments); false when the connection ends first.
+bool ReadHello(int fd) {
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; got.find("hello") == std::string::npos &&
+                  (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got.find("hello") != std::string::npos;
+}
+
+// Whether the server closed `fd` within a second (no byte left to read before the end).
+bool ClosedByServer(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  char b;
+  return ::poll(&p, 1, 1000) > 0 && ::recv(fd, &b, 1, 0) == 0;
+}
+
+TEST(HttpServer, TheConnectionIdleLongestGivesItsThreadToANewOne) {
   Running<HttpServer> s(ServerSetup{{}, 2});
   std::vector<int> held;
   for (int i = 0; i < 2; ++i) {  // each holds a thread after its first answer
     const int fd = Connect(s.port());
     ASSERT_TRUE(SendAll(fd, Request("", false)));
-    std::string got;  // the whole answer: its headers and body may come in separate segments
-    char buf[4096];
-    for (ssize_t n; got.find("hello") == std::string::npos &&
-                    (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
-      got.append(buf, static_cast<size_t>(n));
-    }
-    ASSERT_NE(got.find("hello"), std::string::npos) << got;
+    ASSERT_TRUE(ReadHello(fd));
     held.push_back(fd);
   }
   httplib::Client c("127.0.0.1", s.port());
@@ -248,14 +263,40 @@ TEST(HttpServer, AnIdleConnectionGivesItsThreadToANewOne) {
   auto r = c.Get("/hello");
   ASSERT_TRUE(r) << httplib::to_string(r.error());
   EXPECT_EQ(r->body, "hello");
-  int closed = 0;
-  for (int fd : held) {
-    pollfd p{fd, POLLIN, 0};
-    char b;
-    if (::poll(&p, 1, 1000) > 0 && ::recv(fd, &b, 1, 0) == 0) ++closed;
-    ::close(fd);
+  // The first to go idle was closed; the other still holds its thread and is served.
+  EXPECT_TRUE(ClosedByServer(held[0]));
+  ASSERT_TRUE(SendAll(held[1], Request("", false)));
+  EXPECT_TRUE(ReadHello(held[1]));
+  for (int fd : held) ::close(fd);
+}
+
+// Every thread holds a request still arriving, so no connection is idle: a new connection
+// waits, and the first of them to finish its request closes after its answer to give it its
+// thread.
+TEST(HttpServer, WithNoConnectionIdleTheNextToGoIdleGivesItsThread) {
+  Running<HttpServer> s(ServerSetup{{}, 2});
+  const std::string request = Request("", false);
+  std::vector<int> busy;
+  for (int i = 0; i < 2; ++i) {
+    const int fd = Connect(s.port());
+    ASSERT_TRUE(SendAll(fd, request.substr(0, 10)));
+    busy.push_back(fd);
   }
-  EXPECT_EQ(closed, 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // both threads hold one
+  const int waiting = Connect(s.port());
+  ASSERT_TRUE(SendAll(waiting, request));
+  pollfd p{waiting, POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 300), 0) << "answered without a thread";
+  ASSERT_TRUE(SendAll(busy[0], request.substr(10)));
+  EXPECT_TRUE(ReadHello(busy[0]));
+  EXPECT_TRUE(ClosedByServer(busy[0]));
+  EXPECT_TRUE(ReadHello(waiting));
+  // The other is served, and stays open.
+  ASSERT_TRUE(SendAll(busy[1], request.substr(10)));
+  EXPECT_TRUE(ReadHello(busy[1]));
+  ASSERT_TRUE(SendAll(busy[1], request));
+  EXPECT_TRUE(ReadHello(busy[1]));
+  for (int fd : {busy[0], busy[1], waiting}) ::close(fd);
 }
 
 TEST(HttpServer, PipelinedRequestsAreAllAnsweredInOrder) {
