@@ -262,8 +262,8 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
         ->capture_default_str();
     c->add_option("--max-connections", o->max_connections,
                   "Client connections served at once, a thread each. An idle keep-alive connection\n"
-                  "sleeps in poll() (1,000 of them: about 0.004 cores); past the bound, one of them\n"
-                  "closes to give its thread to the new connection")
+                  "sleeps in poll() (1,000 of them: about 0.004 cores); past the bound, the one idle\n"
+                  "longest closes to give its thread to the new connection")
         ->check(CLI::Range(1, 65536))
         ->capture_default_str();
     c->callback([&ctx, o, models, listen, secret_file, places] {
