@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -90,6 +91,14 @@ class ServerTest : public ::testing::Test {
     }
     return now;
   }
+  // What ReplaceUnderTraffic saw: the replica's process before and after (the same when it
+  // was not replaced), and the traffic's answers.
+  struct Replacement {
+    pid_t victim = -1, now = -1;
+    int ok = 0, failed = 0;
+    std::string first_failure;
+  };
+  Replacement ReplaceUnderTraffic(int sig, double seconds);
   std::string bin_, dir_;
   std::unique_ptr<Server> server_;
 };
@@ -724,25 +733,71 @@ TEST_F(ServerTest, OverloadGets503AndServiceResumes) {
   EXPECT_EQ(r->status, 200);
 }
 
-TEST_F(ServerTest, ReplicaKilledUnderLoadIsRestartedAndTrafficGoesOn) {
-  StartServer(Options());
+// Stopping the server (what SIGINT and SIGTERM do) answers the requests already in flight
+// before the replicas stop, and then takes no new connection.
+TEST_F(ServerTest, StoppingAnswersTheRequestsInFlight) {
+  ServeOptions o = Options();
+  o.replicas = 1;
+  o.slo_p99_ms = 5000;
+  o.max_wait_us = 1'500'000;  // a lone row waits 1.5 s in the batcher for a fuller batch
+  StartServer(o);
+  const int port = server_->port();
+  std::optional<httplib::Result> r;
+  std::thread client([&] {
+    auto c = Client();
+    r.emplace(c.Post("/v1/models/ctr:predict", R"({"instances":[{"ids":[1,2,3]}]})",
+                     "application/json"));
+  });
+  bool in_flight = false;
+  for (int i = 0; i < 500 && !in_flight; ++i) {
+    auto m = Client().Get("/metrics");
+    in_flight = m && m->body.find("\novercast_serve_inflight 1\n") != std::string::npos;
+    if (!in_flight) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(in_flight) << "the request never showed in flight";
+  server_->Stop();
+  client.join();
+  ASSERT_TRUE(r && *r) << httplib::to_string(r ? r->error() : httplib::Error::Unknown);
+  EXPECT_EQ((*r)->status, 200) << (*r)->body;
+  EXPECT_NE((*r)->body.find("predictions"), std::string::npos) << (*r)->body;
+  const int late = ConnectRaw(port);
+  EXPECT_LT(late, 0) << "a connection was taken after the stop";
+  if (late >= 0) ::close(late);
+}
+
+// Four clients' traffic; 300 ms in, replica 0 gets `sig`, and a new process has up to
+// `seconds` to serve in its place; then 500 ms more of traffic, which must go on.
+ServerTest::Replacement ServerTest::ReplaceUnderTraffic(int sig, double seconds) {
+  Replacement out;
   Traffic traffic(server_->port(), 4);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  const pid_t victim = server_->replica_pid(0);
-  ASSERT_GT(victim, 0);
-  ASSERT_EQ(::kill(victim, SIGKILL), 0);
-  const pid_t now = WaitForReplacement(0, victim, 1, 6);
-  EXPECT_NE(now, victim);
-  EXPECT_GT(now, 0);
+  out.victim = out.now = server_->replica_pid(0);
+  if (out.victim <= 0 || ::kill(out.victim, sig) != 0) {
+    ADD_FAILURE() << "no replica 0 to signal";
+    return out;
+  }
+  out.now = WaitForReplacement(0, out.victim, 1, seconds);
+  EXPECT_NE(out.now, out.victim) << "replica 0 was not replaced within " << seconds << " s";
+  EXPECT_GT(out.now, 0);
   const int ok_at_restart = traffic.ok();
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   traffic.Stop();
   EXPECT_GT(traffic.ok(), ok_at_restart + 10) << "traffic did not go on after the restart";
+  out.ok = traffic.ok();
+  out.failed = traffic.failed();
+  out.first_failure = traffic.first_failure();
+  return out;
+}
+
+TEST_F(ServerTest, ReplicaKilledUnderLoadIsRestartedAndTrafficGoesOn) {
+  StartServer(Options());
+  const Replacement r = ReplaceUnderTraffic(SIGKILL, 6);
   // Requests in flight on the killed replica are retried on the other one.
-  EXPECT_LE(traffic.failed(), 4) << "ok=" << traffic.ok() << ", first failure "
-                                 << traffic.first_failure();
+  EXPECT_LE(r.failed, 4) << "ok=" << r.ok << ", first failure " << r.first_failure;
   EXPECT_EQ(server_->totals().replica_restarts, 1u);
-  EXPECT_EQ(::kill(now, 0), 0);
+  if (r.now > 0) {
+    EXPECT_EQ(::kill(r.now, 0), 0);
+  }
 }
 
 // A replica that stops answering (SIGSTOP here; a deadlock or a process swapped out looks the
@@ -752,21 +807,10 @@ TEST_F(ServerTest, AHungReplicaIsKilledAndRestartedAndTrafficGoesOn) {
   ServeOptions o = Options();
   o.replica_hang_s = 1;
   StartServer(o);
-  Traffic traffic(server_->port(), 4);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  const pid_t victim = server_->replica_pid(0);
-  ASSERT_GT(victim, 0);
-  ASSERT_EQ(::kill(victim, SIGSTOP), 0);
-  const pid_t now = WaitForReplacement(0, victim, 1, 10);
-  EXPECT_NE(now, victim) << "the stopped replica was not replaced within 10 s";
-  EXPECT_GT(now, 0);
+  const Replacement r = ReplaceUnderTraffic(SIGSTOP, 10);
   EXPECT_EQ(server_->totals().replica_hangs, 1u);
-  const int ok_at_restart = traffic.ok();
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  traffic.Stop();
-  EXPECT_GT(traffic.ok(), ok_at_restart + 10) << "traffic did not go on after the restart";
-  EXPECT_EQ(traffic.failed(), 0) << "first failure: " << traffic.first_failure();
-  if (now == victim) ::kill(victim, SIGKILL);  // not left stopped when the test failed
+  EXPECT_EQ(r.failed, 0) << "first failure: " << r.first_failure;
+  if (r.victim > 0 && r.now == r.victim) ::kill(r.victim, SIGKILL);  // not left stopped
 }
 
 // The probability of class 1 the server gives one fixed row of the ctr model.
