@@ -261,9 +261,9 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--max-body-bytes", o->max_body_bytes, "Larger request bodies get 413")
         ->capture_default_str();
     c->add_option("--max-connections", o->max_connections,
-                  "Client connections served at once, a thread each. An idle keep-alive connection\n"
-                  "sleeps in poll() (1,000 of them: about 0.004 cores); past the bound, the one idle\n"
-                  "longest closes to give its thread to the new connection")
+                  "Client connections served at once, a thread each. An idle keep-alive\n"
+                  "connection sleeps in poll() (1,000 of them: about 0.004 cores); past the\n"
+                  "bound, the one idle longest closes to give its thread to the new connection")
         ->check(CLI::Range(1, 65536))
         ->capture_default_str();
     c->callback([&ctx, o, models, listen, secret_file, places] {
