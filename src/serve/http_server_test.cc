@@ -227,9 +227,6 @@ TEST(HttpServer, ARequestArrivingTooSlowlyGets408) {
   ::close(fd);
 }
 
-// With every thread holding an idle keep-alive connection, a new client is served at once: an
-// idle connection gives its thread up. Before, the new client waited for one to reach the
-// keep-alive timeout (60 s).
 // Reads one answer to GET /hello on `fd` whole (its headers and body may come in separate
 // segments); false when the connection ends first.
 bool ReadHello(int fd) {
@@ -249,6 +246,9 @@ bool ClosedByServer(int fd) {
   return ::poll(&p, 1, 1000) > 0 && ::recv(fd, &b, 1, 0) == 0;
 }
 
+// With every thread holding an idle keep-alive connection, a new client is served at once: the
+// connection idle longest gives its thread up. Before, the new client waited for one to reach
+// the keep-alive timeout (60 s).
 TEST(HttpServer, TheConnectionIdleLongestGivesItsThreadToANewOne) {
   Running<HttpServer> s(ServerSetup{{}, 2});
   std::vector<int> held;
