@@ -33,8 +33,8 @@ namespace {
 // httplib's task queue, elastic: `least` threads always, one more for each connection that
 // arrives with none idle, up to `most`. Threads are detached; shutdown() waits for all to end.
 // A connection that gets no thread raises demand in `signals` (when the server has them): an
-// idle connection is shut down for it, or the next one to go idle closes; that close is
-// withdrawn if a thread takes the connection first.
+// idle connection is shut down for it, or the next one to go idle closes; closes owed beyond
+// the connections still waiting are withdrawn as threads take them.
 class ElasticPool final : public httplib::TaskQueue {
  public:
   ElasticPool(size_t least, size_t most, http_detail::Signals* signals)
@@ -49,8 +49,8 @@ class ElasticPool final : public httplib::TaskQueue {
     // A thread still starting takes a job as an idle one does; counting it as busy raised
     // demand for a job it was about to take, and closed an idle connection for nothing.
     if (idle_ + starting_ < jobs_.size() && !(live_ < most_ && SpawnLocked()) &&
-        signals_ != nullptr && !signals_->Demand()) {
-      ++owed_;
+        signals_ != nullptr) {
+      signals_->Demand();
     }
     work_.notify_one();
   }
@@ -92,10 +92,7 @@ class ElasticPool final : public httplib::TaskQueue {
       }
       std::function<void()> fn = std::move(jobs_.front());
       jobs_.pop_front();
-      if (owed_ > jobs_.size()) {  // this one's close, unless an idle connection made it
-        --owed_;
-        signals_->WithdrawDemand();
-      }
+      if (signals_ != nullptr) signals_->Waiting(jobs_.size());
       l.unlock();
       fn();  // one connection, until it closes
       l.lock();
@@ -109,7 +106,6 @@ class ElasticPool final : public httplib::TaskQueue {
   std::condition_variable work_, ended_;
   std::deque<std::function<void()>> jobs_;
   size_t live_ = 0, idle_ = 0, starting_ = 0;
-  size_t owed_ = 0;  // jobs whose demand found no idle connection to shut down
   bool shutdown_ = false;
 };
 
@@ -198,22 +194,21 @@ bool Signals::LeaveIdle(uint64_t ticket) {
   return idle_.erase(ticket) == 1;
 }
 
-bool Signals::Demand() {
+void Signals::Demand() {
   std::lock_guard<std::mutex> l(mu_);
   if (idle_.empty()) {
     ++owed_;
-    return false;
+    return;
   }
   // Under the lock: the owner closes the socket only after LeaveIdle, so it is still open.
   // The shutdown wakes the owner's poll(), and its reads see the end.
   ::shutdown(idle_.begin()->second, SHUT_RDWR);
   idle_.erase(idle_.begin());
-  return true;
 }
 
-void Signals::WithdrawDemand() {
+void Signals::Waiting(size_t connections) {
   std::lock_guard<std::mutex> l(mu_);
-  if (owed_ > 0) --owed_;
+  owed_ = std::min(owed_, connections);
 }
 
 namespace {

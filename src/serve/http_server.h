@@ -86,18 +86,19 @@ class Signals {
   uint64_t EnterIdle(int sock);
   // It stops waiting: false when it was shut down to give its thread up (Demand).
   bool LeaveIdle(uint64_t ticket);
-  // An accepted connection has no thread: true when a waiting connection was shut down for it;
-  // false when none waits, and the next to start waiting will close.
-  bool Demand();
-  // A thread took such a connection's job first: the close Demand left for later is withdrawn.
-  void WithdrawDemand();
+  // An accepted connection has no thread: the connection waiting longest is shut down for it,
+  // or, with none waiting, the next to start waiting will close.
+  void Demand();
+  // A thread took a connection that had none, and `connections` still wait for one: closes
+  // owed beyond them are withdrawn.
+  void Waiting(size_t connections);
 
  private:
   const int stop_fd_;
   std::mutex mu_;
   std::map<uint64_t, int> idle_;  // ticket (rising: the longest waiting first) -> socket
   uint64_t next_ticket_ = 1;
-  size_t owed_ = 0;  // closes owed to connections waiting for a thread
+  size_t owed_ = 0;  // closes owed to connections waiting for a thread, at most one each
 };
 
 struct ConnectionSettings {
