@@ -50,7 +50,8 @@ if name == "serve":
         assert 0 <= f[run + "_slo_window_share"] <= 1, run
         assert f[run + "_requests"] > 0, run
         # No replica crashed or was killed as stuck: the run measured control, not a failure.
-        assert f[run + "_replica_restarts"] == 0 and f[run + "_replica_hangs"] == 0, run
+        assert f[run + "_replica_restarts"] == 0 and f[run + "_replica_hangs"] == 0, \
+            (run, f[run + "_replica_restarts"], f[run + "_replica_hangs"], log[-3000:])
         assert len(f[run + "_cpu_core_seconds_rounds"]) == 2, run
         for key in [run, run + "_round2"]:
             assert len(j["per_window"][key]) == 4, key

@@ -194,16 +194,34 @@ bool Signals::LeaveIdle(uint64_t ticket) {
   return idle_.erase(ticket) == 1;
 }
 
+Signals::Arriving Signals::EnterArriving(int sock, int64_t since) {
+  std::lock_guard<std::mutex> l(mu_);
+  const Arriving a{since, next_ticket_++};
+  arriving_.emplace(a, sock);
+  return a;
+}
+
+bool Signals::LeaveArriving(const Arriving& a) {
+  std::lock_guard<std::mutex> l(mu_);
+  return arriving_.erase(a) == 1;
+}
+
 void Signals::Demand() {
   std::lock_guard<std::mutex> l(mu_);
-  if (idle_.empty()) {
+  // Under the lock: an owner closes its socket only after leaving, so it is still open. The
+  // shutdown wakes the owner's poll(), and its reads see the end. An arriving request's owner
+  // can still write its 503: only the reading side is shut.
+  if (!idle_.empty()) {
+    ::shutdown(idle_.begin()->second, SHUT_RDWR);
+    idle_.erase(idle_.begin());
+    idle_given_up_.fetch_add(1, std::memory_order_relaxed);
+  } else if (!arriving_.empty()) {
+    ::shutdown(arriving_.begin()->second, SHUT_RD);
+    arriving_.erase(arriving_.begin());
+    arriving_given_up_.fetch_add(1, std::memory_order_relaxed);
+  } else {
     ++owed_;
-    return;
   }
-  // Under the lock: the owner closes the socket only after LeaveIdle, so it is still open.
-  // The shutdown wakes the owner's poll(), and its reads see the end.
-  ::shutdown(idle_.begin()->second, SHUT_RDWR);
-  idle_.erase(idle_.begin());
 }
 
 void Signals::Waiting(size_t connections) {
@@ -215,6 +233,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+int64_t Nanoseconds(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
 int ToMs(time_t sec, time_t usec) {
   return static_cast<int>(std::min<long long>(INT_MAX, sec * 1000LL + (usec + 999) / 1000));
 }
@@ -224,18 +246,23 @@ int ToMs(time_t sec, time_t usec) {
 // each request has sent, which ends the connection past the bounds in http_server.h.
 class GuardedStream final : public httplib::Stream {
  public:
-  GuardedStream(int sock, SSL* ssl, const ConnectionSettings& s)
+  // `accepted`: when the connection's thread took it up.
+  GuardedStream(int sock, SSL* ssl, const ConnectionSettings& s, Signals& signals,
+                Clock::time_point accepted)
       : sock_(sock),
         ssl_(ssl),
+        signals_(signals),
         read_ms_(ToMs(s.read_timeout_sec, s.read_timeout_usec)),
         write_ms_(ToMs(s.write_timeout_sec, s.write_timeout_usec)),
         deadline_(s.deadline),
+        request_start_(accepted),
         request_cap_(kMaxHeaderBytes + (s.payload_max_length > SIZE_MAX / 4
                                             ? SIZE_MAX / 2
                                             : 2 * s.payload_max_length + (64 << 10))) {}
 
   // Resets the per-request counts: the next byte read starts a request line.
   void BeginRequest() {
+    served_ = true;
     request_bytes_ = header_bytes_ = lines_ = line_len_ = 0;
     in_headers_ = true;
     last_ = 0;
@@ -249,12 +276,18 @@ class GuardedStream final : public httplib::Stream {
 
   // Waits up to `timeout_sec` for the first byte of the next request; false when none came,
   // the peer closed, the server is stopping, or this connection gave its thread to one
-  // waiting for a thread (Signals::Demand).
-  bool WaitForRequest(time_t timeout_sec, Signals& signals,
-                      const std::atomic<socket_t>& listening) const {
-    if (Buffered()) return true;
-    const uint64_t ticket = signals.EnterIdle(sock_);
-    if (ticket == 0) return false;
+  // waiting for a thread (Signals::Demand). Until its first request, a connection counts as
+  // one whose request is arriving, from when it was accepted: a client that connects and sends
+  // nothing is not idle, and one that has just connected is not the first to give its thread up.
+  bool WaitForRequest(time_t timeout_sec, const std::atomic<socket_t>& listening) const {
+    if (Buffered() || Wait(POLLIN, 0)) return true;
+    Signals::Arriving first{};
+    uint64_t ticket = 0;
+    if (!served_) {
+      first = signals_.EnterArriving(sock_, Nanoseconds(request_start_));
+    } else if ((ticket = signals_.EnterIdle(sock_)) == 0) {
+      return false;
+    }
     const auto deadline = Clock::now() + std::chrono::seconds(timeout_sec);
     bool ready = false;
     while (listening != INVALID_SOCKET) {
@@ -262,7 +295,7 @@ class GuardedStream final : public httplib::Stream {
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
       if (left <= 0) break;
       // The second-long slices only matter when the server is stopped without the signal.
-      pollfd fds[2] = {{sock_, POLLIN, 0}, {signals.stop_fd(), POLLIN, 0}};
+      pollfd fds[2] = {{sock_, POLLIN, 0}, {signals_.stop_fd(), POLLIN, 0}};
       const int r = ::poll(fds, 2, static_cast<int>(std::min<long long>(left, 1000)));
       if (r < 0 && errno != EINTR) break;
       if (r <= 0) continue;
@@ -270,7 +303,7 @@ class GuardedStream final : public httplib::Stream {
       break;
     }
     // A connection shut down for another reads its end whatever else arrived.
-    return signals.LeaveIdle(ticket) && ready;
+    return (served_ ? signals_.LeaveIdle(ticket) : signals_.LeaveArriving(first)) && ready;
   }
 
   bool is_readable() const override { return Buffered() || Wait(POLLIN, read_ms_); }
@@ -342,7 +375,17 @@ class GuardedStream final : public httplib::Stream {
     if (!Buffered()) {
       const long long left = MsLeft();
       const bool deadline_first = left < read_ms_;
-      if (left <= 0 || !Wait(POLLIN, deadline_first ? static_cast<int>(left) : read_ms_)) {
+      bool ready = left > 0 && Wait(POLLIN, 0);
+      if (!ready && left > 0) {  // the client is behind: its thread may be given up meanwhile
+        const Signals::Arriving a = signals_.EnterArriving(sock_, Nanoseconds(request_start_));
+        ready = Wait(POLLIN, deadline_first ? static_cast<int>(left) : read_ms_);
+        if (!signals_.LeaveArriving(a)) {
+          Answer(503, "the server's connection threads are all taken and this request was the "
+                      "slowest to arrive; retry");
+          return -1;
+        }
+      }
+      if (!ready) {
         if (deadline_first) {
           Answer(408, fmt::format("the request took too long to arrive: over {} s plus 1 s per "
                                   "{} bytes",
@@ -419,8 +462,11 @@ class GuardedStream final : public httplib::Stream {
     const std::string answer = fmt::format(
         "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
         "Connection: close\r\n\r\n{}",
-        code, code == 408 ? "Request Timeout" : "Request Header Fields Too Large", body.size(),
-        body);
+        code,
+        code == 408   ? "Request Timeout"
+        : code == 431 ? "Request Header Fields Too Large"
+                      : "Service Unavailable",
+        body.size(), body);
     for (size_t sent = 0; sent < answer.size() && Wait(POLLOUT, write_ms_);) {
       const ssize_t n = Send(answer.data() + sent, answer.size() - sent);
       if (n <= 0) break;
@@ -446,14 +492,15 @@ class GuardedStream final : public httplib::Stream {
 
   const int sock_;
   SSL* const ssl_;
+  Signals& signals_;
   const int read_ms_, write_ms_;
   const RequestDeadline deadline_;
-  Clock::time_point request_start_ = Clock::now();
+  Clock::time_point request_start_;  // the connection's, until its first request
   const size_t request_cap_;
   char buf_[16 << 10];
   size_t pos_ = 0, end_ = 0;
   size_t request_bytes_ = 0, header_bytes_ = 0, lines_ = 0, line_len_ = 0;
-  bool in_headers_ = true;
+  bool in_headers_ = true, served_ = false;
   char last_ = 0;
   bool read_broken_ = false, write_blocked_ = false;
 };
@@ -486,11 +533,12 @@ void SetSocketTimeout(int sock, int option, time_t sec, time_t usec) {
 // The TLS handshake, within the request deadline's grace: run on the socket made non-blocking,
 // waiting in poll() for what OpenSSL asks for. A client that trickles its handshake would
 // otherwise hold the connection's thread for the socket timeouts of every record.
-bool AcceptTls(SSL* ssl, int sock, double grace_s) {
+// While it waits on the client, its thread may be given up to a new connection (Signals).
+bool AcceptTls(SSL* ssl, int sock, double grace_s, Signals& signals, Clock::time_point start) {
   const int flags = ::fcntl(sock, F_GETFL);
   if (flags < 0 || ::fcntl(sock, F_SETFL, flags | O_NONBLOCK) != 0) return false;
-  const auto due = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                      std::chrono::duration<double>(grace_s));
+  const auto due = start + std::chrono::duration_cast<Clock::duration>(
+                               std::chrono::duration<double>(grace_s));
   bool done = false;
   for (;;) {
     const int r = SSL_accept(ssl);
@@ -503,17 +551,18 @@ bool AcceptTls(SSL* ssl, int sock, double grace_s) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - Clock::now());
     if (left.count() <= 0) break;
     pollfd p{sock, static_cast<short>(e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), 0};
+    const Signals::Arriving a = signals.EnterArriving(sock, Nanoseconds(start));
     const int ready = ::poll(&p, 1, static_cast<int>(left.count()));
-    if (ready == 0 || (ready < 0 && errno != EINTR)) break;
+    if (!signals.LeaveArriving(a) || ready == 0 || (ready < 0 && errno != EINTR)) break;
   }
   return ::fcntl(sock, F_SETFL, flags) == 0 && done;
 }
 
-bool ServeRequests(const ConnectionSettings& s, GuardedStream& strm, Signals& signals,
+bool ServeRequests(const ConnectionSettings& s, GuardedStream& strm,
                    const std::atomic<socket_t>& listening, const ProcessRequest& process) {
   bool ret = false;
   for (size_t left = s.keep_alive_max_count; left > 0; --left) {
-    if (!strm.WaitForRequest(s.keep_alive_timeout_sec, signals, listening)) break;
+    if (!strm.WaitForRequest(s.keep_alive_timeout_sec, listening)) break;
     strm.BeginRequest();
     bool closed = false;
     ret = process(strm, left == 1, closed);
@@ -528,18 +577,20 @@ bool ServeRequests(const ConnectionSettings& s, GuardedStream& strm, Signals& si
 bool ServeConnection(const ConnectionSettings& s, int sock, SSL_CTX* tls, Signals& signals,
                      const std::atomic<socket_t>& listening, const ProcessRequest& process) {
   bool ret = false;
+  const auto accepted = Clock::now();
   if (tls == nullptr) {
-    GuardedStream strm(sock, nullptr, s);
-    ret = ServeRequests(s, strm, signals, listening, process);
+    GuardedStream strm(sock, nullptr, s, signals, accepted);
+    ret = ServeRequests(s, strm, listening, process);
   } else if (SSL* ssl = SSL_new(tls)) {
     SigpipeBlocked quiet;
     // After the handshake (AcceptTls, non-blocking), TLS records are read and written blocking,
     // each call bounded by these.
     SetSocketTimeout(sock, SO_RCVTIMEO, s.read_timeout_sec, s.read_timeout_usec);
     SetSocketTimeout(sock, SO_SNDTIMEO, s.write_timeout_sec, s.write_timeout_usec);
-    if (SSL_set_fd(ssl, sock) == 1 && AcceptTls(ssl, sock, s.deadline.grace_s)) {
-      GuardedStream strm(sock, ssl, s);
-      ret = ServeRequests(s, strm, signals, listening, process);
+    if (SSL_set_fd(ssl, sock) == 1 &&
+        AcceptTls(ssl, sock, s.deadline.grace_s, signals, accepted)) {
+      GuardedStream strm(sock, ssl, s, signals, accepted);
+      ret = ServeRequests(s, strm, listening, process);
       SSL_shutdown(ssl);
     }
     SSL_free(ssl);

@@ -6,6 +6,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <compare>
 #include <cstddef>
 #include <cstdint>
 #include <ctime>
@@ -64,14 +65,21 @@ bool HasBearer(const httplib::Request& req, std::string_view secret);
 
 namespace http_detail {
 
-// What a connection waiting for its next request answers to, beside its socket:
+// What a connection waiting on its client answers to, beside its socket:
 // - stop: an eventfd written once when the server stops; every such connection ends;
 // - demand: an accepted connection the pool has no thread for (all `max_threads` hold
-//   connections). The connection that has waited longest for its next request is shut down, and
-//   its thread serves the new one, where before the new one waited up to the keep-alive timeout
-//   (60 s). With none waiting, the next connection to start waiting closes instead. Only the
-//   connection chosen wakes: when every waiting connection polled one shared semaphore, each
-//   new connection woke them all.
+//   connections). A connection waiting on its client is shut down, and its thread serves the new
+//   one:
+//   - first the one that has waited longest for its next request (idle keep-alive); its client
+//     loses nothing and reconnects;
+//   - else the one whose request began longest ago and is still arriving (or whose TLS
+//     handshake is): it gets a 503 and the connection closes. Requests arrive in milliseconds,
+//     so the oldest still arriving is a client holding its thread (a byte at a time within the
+//     RequestDeadline), where before it kept the new connection waiting until that deadline;
+//   - with none waiting on its client (every thread runs a handler or writes an answer), the
+//     next connection to start waiting for its next request closes instead.
+//   Only the connection chosen wakes: when every waiting connection polled one shared
+//   semaphore, each new connection woke them all.
 class Signals {
  public:
   Signals();
@@ -86,19 +94,39 @@ class Signals {
   uint64_t EnterIdle(int sock);
   // It stops waiting: false when it was shut down to give its thread up (Demand).
   bool LeaveIdle(uint64_t ticket);
-  // An accepted connection has no thread: the connection waiting longest is shut down for it,
-  // or, with none waiting, the next to start waiting will close.
+
+  // The connection on `sock` waits for more of a request (or a TLS handshake) that began at
+  // `since` (steady clock, ns): a ticket for LeaveArriving.
+  struct Arriving {
+    int64_t since;
+    uint64_t ticket;
+    auto operator<=>(const Arriving&) const = default;
+  };
+  Arriving EnterArriving(int sock, int64_t since);
+  // It stops waiting: false when its reading side was shut down to give its thread up.
+  bool LeaveArriving(const Arriving& a);
+
+  // An accepted connection has no thread: a connection waiting on its client is shut down for
+  // it, or, with none waiting, the next to start waiting for its next request will close.
   void Demand();
   // A thread took a connection that had none, and `connections` still wait for one: closes
   // owed beyond them are withdrawn.
   void Waiting(size_t connections);
 
+  // Connections shut down for others so far: idle ones, and ones whose request was arriving.
+  uint64_t idle_given_up() const { return idle_given_up_.load(std::memory_order_relaxed); }
+  uint64_t arriving_given_up() const {
+    return arriving_given_up_.load(std::memory_order_relaxed);
+  }
+
  private:
   const int stop_fd_;
   std::mutex mu_;
   std::map<uint64_t, int> idle_;  // ticket (rising: the longest waiting first) -> socket
+  std::map<Arriving, int> arriving_;  // the oldest request first -> socket
   uint64_t next_ticket_ = 1;
   size_t owed_ = 0;  // closes owed to connections waiting for a thread, at most one each
+  std::atomic<uint64_t> idle_given_up_{0}, arriving_given_up_{0};
 };
 
 struct ConnectionSettings {

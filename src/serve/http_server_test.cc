@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -30,7 +32,8 @@ constexpr size_t kBodyLimit = 64 << 10;
 constexpr size_t kEnough = 64 << 20;  // a client that sent this much was never stopped
 
 // A guarded server on a free loopback port until it goes out of scope: GET /hello, GET /who (the
-// client's address), POST /echo (the body's size).
+// client's address), POST /echo (the body's size), GET /gate/N (answers once the test opens gate
+// N, 0 or 1: a handler that holds its thread).
 struct ServerSetup {
   RequestDeadline deadline;
   int max_threads = 16;
@@ -52,17 +55,42 @@ class Running {
     server_.Post("/echo", [](const httplib::Request& req, httplib::Response& res) {
       res.set_content(std::to_string(req.body.size()), "text/plain");
     });
+    server_.Get(R"(/gate/([01]))", [this](const httplib::Request& req, httplib::Response& res) {
+      const int g = req.matches[1] == "1";
+      std::unique_lock<std::mutex> l(gate_mu_);
+      ++in_gates_;
+      gate_cv_.notify_all();
+      gate_cv_.wait(l, [&] { return open_[g]; });
+      res.set_content("hello", "text/plain");
+    });
     port_ = BindHttpServer(server_, "127.0.0.1", 0);
     if (port_ > 0) thread_ = std::thread([this] { server_.listen_after_bind(); });
   }
   ~Running() {
+    OpenGate(0);
+    OpenGate(1);
     StopHttpServer(server_);
     if (thread_.joinable()) thread_.join();
   }
   int port() const { return port_; }
   S& server() { return server_; }
 
+  // Waits up to 10 s until `n` requests have reached a gate; false if they did not.
+  bool InGates(int n) {
+    std::unique_lock<std::mutex> l(gate_mu_);
+    return gate_cv_.wait_for(l, std::chrono::seconds(10), [&] { return in_gates_ >= n; });
+  }
+  void OpenGate(int g) {
+    std::lock_guard<std::mutex> l(gate_mu_);
+    open_[g] = true;
+    gate_cv_.notify_all();
+  }
+
  private:
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  bool open_[2] = {false, false};
+  int in_gates_ = 0;
   S server_;
   int port_ = -1;
   std::thread thread_;
@@ -265,37 +293,73 @@ TEST(HttpServer, TheConnectionIdleLongestGivesItsThreadToANewOne) {
   EXPECT_EQ(r->body, "hello");
   // The first to go idle was closed; the other still holds its thread and is served.
   EXPECT_TRUE(ClosedByServer(held[0]));
+  EXPECT_EQ(s.server().idle_given_up(), 1u);
   ASSERT_TRUE(SendAll(held[1], Request("", false)));
   EXPECT_TRUE(ReadHello(held[1]));
   for (int fd : held) ::close(fd);
 }
 
-// Every thread holds a request still arriving, so no connection is idle: a new connection
-// waits, and the first of them to finish its request closes after its answer to give it its
-// thread.
-TEST(HttpServer, WithNoConnectionIdleTheNextToGoIdleGivesItsThread) {
+// Every thread holds a request still arriving: a new client is served at once, and the request
+// that began longest ago gets a 503 and its connection closes. Before, the new client waited
+// until those requests reached their deadline (10 s by default). A connection that has sent
+// nothing yet counts as arriving since it was accepted, not as idle (idle ones go first).
+TEST(HttpServer, TheRequestArrivingLongestGivesItsThreadToANewOne) {
   Running<HttpServer> s(ServerSetup{{}, 2});
   const std::string request = Request("", false);
+  std::vector<int> slow;
+  for (int i = 0; i < 2; ++i) {  // the first began first; the second sends nothing yet
+    const int fd = Connect(s.port());
+    if (i == 0) {
+      ASSERT_TRUE(SendAll(fd, request.substr(0, 10)));
+    }
+    slow.push_back(fd);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // both threads hold one
+  httplib::Client c("127.0.0.1", s.port());
+  c.set_read_timeout(3, 0);  // under the 5 s a stalled read waits before its thread gives up
+  auto r = c.Get("/hello");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->body, "hello");
+  const std::string got = ReadToEnd(slow[0]);
+  ASSERT_EQ(got.rfind("HTTP/1.1 503", 0), 0u) << got;
+  const auto j = nlohmann::json::parse(got.substr(got.find("\r\n\r\n") + 4), nullptr, false);
+  EXPECT_EQ(j["error"]["code"], 503) << got;
+  EXPECT_EQ(s.server().arriving_given_up(), 1u);
+  EXPECT_EQ(s.server().idle_given_up(), 0u);
+  // The younger one is served when its request comes, and stays open.
+  ASSERT_TRUE(SendAll(slow[1], request));
+  EXPECT_TRUE(ReadHello(slow[1]));
+  ASSERT_TRUE(SendAll(slow[1], request));
+  EXPECT_TRUE(ReadHello(slow[1]));
+  for (int fd : slow) ::close(fd);
+}
+
+// Every thread runs a handler, so no connection waits on its client: a new connection waits,
+// and the first of them to finish closes after its answer to give it its thread.
+TEST(HttpServer, WithNoConnectionWaitingOnItsClientTheNextToGoIdleGivesItsThread) {
+  Running<HttpServer> s(ServerSetup{{}, 2});
   std::vector<int> busy;
   for (int i = 0; i < 2; ++i) {
     const int fd = Connect(s.port());
-    ASSERT_TRUE(SendAll(fd, request.substr(0, 10)));
+    ASSERT_TRUE(SendAll(fd, "GET /gate/" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n"));
     busy.push_back(fd);
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // both threads hold one
+  ASSERT_TRUE(s.InGates(2));
   const int waiting = Connect(s.port());
-  ASSERT_TRUE(SendAll(waiting, request));
+  ASSERT_TRUE(SendAll(waiting, Request("", false)));
   pollfd p{waiting, POLLIN, 0};
   EXPECT_EQ(::poll(&p, 1, 300), 0) << "answered without a thread";
-  ASSERT_TRUE(SendAll(busy[0], request.substr(10)));
+  s.OpenGate(0);
   EXPECT_TRUE(ReadHello(busy[0]));
   EXPECT_TRUE(ClosedByServer(busy[0]));
   EXPECT_TRUE(ReadHello(waiting));
   // The other is served, and stays open.
-  ASSERT_TRUE(SendAll(busy[1], request.substr(10)));
+  s.OpenGate(1);
   EXPECT_TRUE(ReadHello(busy[1]));
-  ASSERT_TRUE(SendAll(busy[1], request));
+  ASSERT_TRUE(SendAll(busy[1], Request("", false)));
   EXPECT_TRUE(ReadHello(busy[1]));
+  EXPECT_EQ(s.server().idle_given_up() + s.server().arriving_given_up(), 0u);
   for (int fd : {busy[0], busy[1], waiting}) ::close(fd);
 }
 
@@ -430,6 +494,26 @@ TEST(HttpServer, HttpsConnectionsHaveTheSameBounds) {
     auto r = fresh.Get("/hello", many);
     ASSERT_TRUE(r) << httplib::to_string(r.error());
     EXPECT_EQ(r->status, 431);
+  }
+  {
+    // Both threads wait on a client that never starts its handshake: a new client is served,
+    // and the handshake begun first gives its thread up.
+    Running<HttpsServer> s(ServerSetup{{}, 2}, cert.c_str(), key.c_str());
+    std::vector<int> mute;
+    for (int i = 0; i < 2; ++i) {
+      mute.push_back(Connect(s.port()));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    httplib::SSLClient c("127.0.0.1", s.port());
+    c.set_ca_cert_path(cert);
+    c.enable_server_certificate_verification(true);
+    c.set_read_timeout(5, 0);
+    auto r = c.Get("/hello");
+    ASSERT_TRUE(r) << httplib::to_string(r.error());
+    EXPECT_EQ(r->body, "hello");
+    EXPECT_TRUE(ClosedByServer(mute[0]));
+    EXPECT_EQ(s.server().arriving_given_up(), 1u);
+    for (int fd : mute) ::close(fd);
   }
   fs::remove_all(dir);
 }

@@ -1606,6 +1606,17 @@ std::string Server::Metrics() const {
                  "# TYPE overcast_serve_inflight gauge\novercast_serve_inflight {}\n"
                  "# TYPE overcast_serve_slo_p99_seconds gauge\novercast_serve_slo_p99_seconds {}\n",
                  m.inflight.load(), m.o.slo_p99_ms / 1e3);
+  if (const auto* conns = dynamic_cast<const http_detail::Signals*>(m.http.get())) {
+    fmt::format_to(out,
+                   "# HELP overcast_serve_connections_given_up_total Client connections shut "
+                   "down to give their thread to a new one past --max-connections, by what "
+                   "they waited for: their next request (idle), or the rest of a request "
+                   "(answered 503).\n"
+                   "# TYPE overcast_serve_connections_given_up_total counter\n"
+                   "overcast_serve_connections_given_up_total{{waiting=\"idle\"}} {}\n"
+                   "overcast_serve_connections_given_up_total{{waiting=\"request\"}} {}\n",
+                   conns->idle_given_up(), conns->arriving_given_up());
+  }
   std::lock_guard<std::mutex> l(m.ctl_mu);
   s += "# HELP overcast_serve_replica_cpu_limit_cores CPU quota of each replica's cgroup.\n"
        "# TYPE overcast_serve_replica_cpu_limit_cores gauge\n";

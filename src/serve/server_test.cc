@@ -674,7 +674,8 @@ TEST_F(ServerTest, AReplicaAnswersOnlyItsFrontEnd) {
 // The front end serves each connection on a thread of its own for the connection's life. A
 // client holding more idle connections than the threads started up front (each would be held
 // for the 60 s keep-alive), or sending half a request on them, must not leave a newcomer, or
-// /healthz, waiting: the pool grows (the client below gives up after 10 s).
+// /healthz, waiting: the pool grows (the client below gives up after 10 s), and past
+// --max-connections the oldest half-sent request gives its thread up.
 TEST_F(ServerTest, IdleAndHalfSentConnectionsDoNotStarveOtherClients) {
   ServeOptions o = Options();
   o.threads = 4;
@@ -697,6 +698,20 @@ TEST_F(ServerTest, IdleAndHalfSentConnectionsDoNotStarveOtherClients) {
   auto r = c.Post("/v1/models/ctr:predict", R"({"instances":[[1]]})", "application/json");
   ASSERT_TRUE(r) << httplib::to_string(r.error());
   EXPECT_EQ(r->status, 200) << r->body;
+  // Past --max-connections, half-sent requests give their threads up, oldest first (a 503).
+  const std::string given_up = "overcast_serve_connections_given_up_total{waiting=\"request";
+  EXPECT_EQ(Metric(server_->Metrics(), given_up), 0);
+  for (int i = 0; i < 64; ++i) {
+    const int fd = ConnectRaw(server_->port());
+    ASSERT_GE(fd, 0);
+    held.push_back(fd);
+    ASSERT_EQ(::send(fd, half.data(), half.size(), 0), ssize_t(half.size()));
+  }
+  auto fresh = Client();
+  h = fresh.Get("/healthz");
+  ASSERT_TRUE(h) << httplib::to_string(h.error());
+  EXPECT_EQ(h->status, 200);
+  EXPECT_GE(Metric(server_->Metrics(), given_up), 1);
   for (int fd : held) ::close(fd);
 }
 

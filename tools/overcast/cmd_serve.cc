@@ -263,7 +263,9 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--max-connections", o->max_connections,
                   "Client connections served at once, a thread each. An idle keep-alive\n"
                   "connection sleeps in poll() (1,000 of them: about 0.004 cores); past the\n"
-                  "bound, the one idle longest closes to give its thread to the new connection")
+                  "bound, the one idle longest closes to give its thread to the new connection,\n"
+                  "or with none idle, the request that began longest ago and is still arriving\n"
+                  "(a 503)")
         ->check(CLI::Range(1, 65536))
         ->capture_default_str();
     c->callback([&ctx, o, models, listen, secret_file, places] {
