@@ -237,6 +237,19 @@ int64_t Nanoseconds(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
+// Waits up to `ms` for `events` on `sock`: 1 when they came, 0 at the timeout, -1 when `stop_fd`
+// (Signals::stop_fd) was raised first: a connection waiting on its client does not hold up the
+// server's stop.
+int WaitUnlessStopped(int sock, short events, int ms, int stop_fd) {
+  pollfd p[2] = {{sock, events, 0}, {stop_fd, POLLIN, 0}};
+  for (;;) {
+    const int r = ::poll(p, 2, ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r > 0 && p[1].revents != 0) return -1;
+    return r > 0 ? 1 : 0;
+  }
+}
+
 int ToMs(time_t sec, time_t usec) {
   return static_cast<int>(std::min<long long>(INT_MAX, sec * 1000LL + (usec + 999) / 1000));
 }
@@ -378,12 +391,16 @@ class GuardedStream final : public httplib::Stream {
       bool ready = left > 0 && Wait(POLLIN, 0);
       if (!ready && left > 0) {  // the client is behind: its thread may be given up meanwhile
         const Signals::Arriving a = signals_.EnterArriving(sock_, Nanoseconds(request_start_));
-        ready = Wait(POLLIN, deadline_first ? static_cast<int>(left) : read_ms_);
+        const int r =
+            WaitUnlessStopped(sock_, POLLIN, deadline_first ? static_cast<int>(left) : read_ms_,
+                              signals_.stop_fd());
         if (!signals_.LeaveArriving(a)) {
           Answer(503, "the server's connection threads are all taken and this request was the "
                       "slowest to arrive; retry");
           return -1;
         }
+        if (r < 0) return -1;  // the server stops: the request will not be served
+        ready = r > 0;
       }
       if (!ready) {
         if (deadline_first) {
@@ -550,10 +567,11 @@ bool AcceptTls(SSL* ssl, int sock, double grace_s, Signals& signals, Clock::time
     if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) break;
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - Clock::now());
     if (left.count() <= 0) break;
-    pollfd p{sock, static_cast<short>(e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), 0};
     const Signals::Arriving a = signals.EnterArriving(sock, Nanoseconds(start));
-    const int ready = ::poll(&p, 1, static_cast<int>(left.count()));
-    if (!signals.LeaveArriving(a) || ready == 0 || (ready < 0 && errno != EINTR)) break;
+    const int ready =
+        WaitUnlessStopped(sock, static_cast<short>(e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT),
+                          static_cast<int>(left.count()), signals.stop_fd());
+    if (!signals.LeaveArriving(a) || ready <= 0) break;
   }
   return ::fcntl(sock, F_SETFL, flags) == 0 && done;
 }

@@ -363,6 +363,18 @@ TEST(HttpServer, WithNoConnectionWaitingOnItsClientTheNextToGoIdleGivesItsThread
   for (int fd : {busy[0], busy[1], waiting}) ::close(fd);
 }
 
+// Stopping the server ends the connections waiting on their clients at once. Before, a
+// half-sent request held the stop up for its read timeout (5 s).
+TEST(HttpServer, StoppingEndsTheRequestsStillArriving) {
+  Running<HttpServer> s(ServerSetup{RequestDeadline{60, 1024}});
+  const int fd = Connect(s.port());
+  ASSERT_TRUE(SendAll(fd, Request("", false).substr(0, 10)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // its thread waits for the rest
+  StopHttpServer(s.server());
+  EXPECT_TRUE(ClosedByServer(fd));
+  ::close(fd);
+}
+
 TEST(HttpServer, PipelinedRequestsAreAllAnsweredInOrder) {
   Running<HttpServer> s;
   const int fd = Connect(s.port());

@@ -1610,8 +1610,9 @@ std::string Server::Metrics() const {
     fmt::format_to(out,
                    "# HELP overcast_serve_connections_given_up_total Client connections shut "
                    "down to give their thread to a new one past --max-connections, by what "
-                   "they waited for: their next request (idle), or the rest of a request "
-                   "(answered 503).\n"
+                   "they waited for: their next request (idle), or a request still arriving "
+                   "(a request begun gets a 503; from its accept to its first bytes, or in a "
+                   "TLS handshake, the connection just closes).\n"
                    "# TYPE overcast_serve_connections_given_up_total counter\n"
                    "overcast_serve_connections_given_up_total{{waiting=\"idle\"}} {}\n"
                    "overcast_serve_connections_given_up_total{{waiting=\"request\"}} {}\n",
