@@ -383,40 +383,20 @@ class GuardedStream final : public httplib::Stream {
   }
 
   // Refills the buffer: the number of bytes read, 0 at the peer's end, -1 on error or timeout.
+  // A TLS socket is non-blocking (AcceptTls): a record that is not whole yet is waited for
+  // here, within the request's deadline, as plain bytes are.
   ssize_t Fill() {
     pos_ = end_ = 0;
-    if (!Buffered()) {
-      const long long left = MsLeft();
-      const bool deadline_first = left < read_ms_;
-      bool ready = left > 0 && Wait(POLLIN, 0);
-      if (!ready && left > 0) {  // the client is behind: its thread may be given up meanwhile
-        const Signals::Arriving a = signals_.EnterArriving(sock_, Nanoseconds(request_start_));
-        const int r =
-            WaitUnlessStopped(sock_, POLLIN, deadline_first ? static_cast<int>(left) : read_ms_,
-                              signals_.stop_fd());
-        if (!signals_.LeaveArriving(a)) {
-          Answer(503, "the server's connection threads are all taken and this request was the "
-                      "slowest to arrive; retry");
-          return -1;
-        }
-        if (r < 0) return -1;  // the server stops: the request will not be served
-        ready = r > 0;
-      }
-      if (!ready) {
-        if (deadline_first) {
-          Answer(408, fmt::format("the request took too long to arrive: over {} s plus 1 s per "
-                                  "{} bytes",
-                                  deadline_.grace_s, deadline_.min_bytes_per_s));
-        }
-        return -1;
-      }
-    }
     for (;;) {
+      if (!Buffered() && !WaitForBytes()) return -1;
       ssize_t n;
       if (ssl_ != nullptr) {
         n = SSL_read(ssl_, buf_, static_cast<int>(sizeof buf_));
         if (n <= 0) {
-          return SSL_get_error(ssl_, static_cast<int>(n)) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+          const int e = SSL_get_error(ssl_, static_cast<int>(n));
+          if (e == SSL_ERROR_WANT_READ) continue;
+          if (e == SSL_ERROR_WANT_WRITE && Wait(POLLOUT, write_ms_)) continue;
+          return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
         }
       } else {
         n = ::recv(sock_, buf_, sizeof buf_, 0);
@@ -427,11 +407,49 @@ class GuardedStream final : public httplib::Stream {
     }
   }
 
+  // Waits for the client's next bytes within the request's deadline; false (after a 408 or a
+  // 503 where one is owed) when they did not come, the server stops, or the connection gave its
+  // thread up.
+  bool WaitForBytes() {
+    const long long left = MsLeft();
+    const bool deadline_first = left < read_ms_;
+    bool ready = left > 0 && Wait(POLLIN, 0);
+    if (!ready && left > 0) {  // the client is behind: its thread may be given up meanwhile
+      const Signals::Arriving a = signals_.EnterArriving(sock_, Nanoseconds(request_start_));
+      const int r =
+          WaitUnlessStopped(sock_, POLLIN, deadline_first ? static_cast<int>(left) : read_ms_,
+                            signals_.stop_fd());
+      if (!signals_.LeaveArriving(a)) {
+        Answer(503, "the server's connection threads are all taken and this request was the "
+                    "slowest to arrive; retry");
+        return false;
+      }
+      if (r < 0) return false;  // the server stops: the request will not be served
+      ready = r > 0;
+    }
+    if (!ready) {
+      if (deadline_first) {
+        Answer(408, fmt::format("the request took too long to arrive: over {} s plus 1 s per "
+                                "{} bytes",
+                                deadline_.grace_s, deadline_.min_bytes_per_s));
+      }
+      return false;
+    }
+    return true;
+  }
+
   ssize_t Send(const char* ptr, size_t size) {
     for (;;) {
       ssize_t n;
       if (ssl_ != nullptr) {
         n = SSL_write(ssl_, ptr, static_cast<int>(std::min<size_t>(size, INT_MAX)));
+        if (n <= 0) {  // non-blocking: the same write again once the socket allows it
+          const int e = SSL_get_error(ssl_, static_cast<int>(n));
+          if ((e == SSL_ERROR_WANT_WRITE && Wait(POLLOUT, write_ms_)) ||
+              (e == SSL_ERROR_WANT_READ && Wait(POLLIN, write_ms_))) {
+            continue;
+          }
+        }
       } else {
         n = ::send(sock_, ptr, size, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
@@ -542,15 +560,13 @@ class SigpipeBlocked {
   sigset_t pipe_, old_;
 };
 
-void SetSocketTimeout(int sock, int option, time_t sec, time_t usec) {
-  const timeval tv{sec, static_cast<suseconds_t>(usec)};
-  ::setsockopt(sock, SOL_SOCKET, option, &tv, sizeof tv);
-}
-
 // The TLS handshake, within the request deadline's grace: run on the socket made non-blocking,
 // waiting in poll() for what OpenSSL asks for. A client that trickles its handshake would
 // otherwise hold the connection's thread for the socket timeouts of every record.
 // While it waits on the client, its thread may be given up to a new connection (Signals).
+// The socket stays non-blocking: GuardedStream waits for each record's bytes itself, within
+// the request's deadline (a blocking SSL_read waited for a whole record, each byte within the
+// read timeout, so a client trickling inside a record held the thread as long as it liked).
 bool AcceptTls(SSL* ssl, int sock, double grace_s, Signals& signals, Clock::time_point start) {
   const int flags = ::fcntl(sock, F_GETFL);
   if (flags < 0 || ::fcntl(sock, F_SETFL, flags | O_NONBLOCK) != 0) return false;
@@ -573,7 +589,7 @@ bool AcceptTls(SSL* ssl, int sock, double grace_s, Signals& signals, Clock::time
                           static_cast<int>(left.count()), signals.stop_fd());
     if (!signals.LeaveArriving(a) || ready <= 0) break;
   }
-  return ::fcntl(sock, F_SETFL, flags) == 0 && done;
+  return done;
 }
 
 bool ServeRequests(const ConnectionSettings& s, GuardedStream& strm,
@@ -601,10 +617,6 @@ bool ServeConnection(const ConnectionSettings& s, int sock, SSL_CTX* tls, Signal
     ret = ServeRequests(s, strm, listening, process);
   } else if (SSL* ssl = SSL_new(tls)) {
     SigpipeBlocked quiet;
-    // After the handshake (AcceptTls, non-blocking), TLS records are read and written blocking,
-    // each call bounded by these.
-    SetSocketTimeout(sock, SO_RCVTIMEO, s.read_timeout_sec, s.read_timeout_usec);
-    SetSocketTimeout(sock, SO_SNDTIMEO, s.write_timeout_sec, s.write_timeout_usec);
     if (SSL_set_fd(ssl, sock) == 1 &&
         AcceptTls(ssl, sock, s.deadline.grace_s, signals, accepted)) {
       GuardedStream strm(sock, ssl, s, signals, accepted);

@@ -2,6 +2,7 @@
 // request at a time.
 #include "serve/http_server.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -19,6 +20,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
 #include <nlohmann/json.hpp>
 
 #include "net/tcp.h"
@@ -31,8 +34,10 @@ namespace fs = std::filesystem;
 constexpr size_t kBodyLimit = 64 << 10;
 constexpr size_t kEnough = 64 << 20;  // a client that sent this much was never stopped
 
+constexpr size_t kBigAnswer = 16 << 20;  // more than a loopback socket holds
+
 // A guarded server on a free loopback port until it goes out of scope: GET /hello, GET /who (the
-// client's address), POST /echo (the body's size), GET /gate/N (answers once the test opens gate
+// client's address), POST /echo (the body's size), GET /big (kBigAnswer bytes), GET /gate/N (answers once the test opens gate
 // N, 0 or 1: a handler that holds its thread).
 struct ServerSetup {
   RequestDeadline deadline;
@@ -54,6 +59,9 @@ class Running {
     });
     server_.Post("/echo", [](const httplib::Request& req, httplib::Response& res) {
       res.set_content(std::to_string(req.body.size()), "text/plain");
+    });
+    server_.Get("/big", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(std::string(kBigAnswer, 'x'), "text/plain");
     });
     server_.Get(R"(/gate/([01]))", [this](const httplib::Request& req, httplib::Response& res) {
       const int g = req.matches[1] == "1";
@@ -478,6 +486,44 @@ TEST(HttpServer, AnswersAnyBytesWithoutA500AndGoesOn) {
   ::close(fd);
 }
 
+// Sends `request` over TLS with its encrypted bytes a byte every 100 ms (a client trickling
+// inside one TLS record) until the server answers or closes; returns the answer decrypted, and
+// in *sent the encrypted bytes sent and in *total those there were.
+std::string TrickleTls(int port, const std::string& request, size_t* sent, size_t* total) {
+  std::string got;
+  *sent = *total = 0;
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL* ssl = SSL_new(ctx);
+  const int fd = Connect(port);
+  if (fd >= 0 && SSL_set_fd(ssl, fd) == 1 && SSL_connect(ssl) == 1) {
+    BIO* out = BIO_new(BIO_s_mem());  // the request's records land here, not on the socket
+    SSL_set0_wbio(ssl, out);
+    const int flags = ::fcntl(fd, F_GETFL);
+    ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    char buf[4096];
+    if (SSL_write(ssl, request.data(), static_cast<int>(request.size())) > 0) {
+      char* bytes = nullptr;
+      *total = static_cast<size_t>(BIO_get_mem_data(out, &bytes));
+      const std::string records(bytes, *total);
+      for (; *sent < records.size(); ++*sent) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 100) != 0) {  // TLS 1.3 session tickets, or the answer or the end
+          const int n = SSL_read(ssl, buf, sizeof buf);
+          if (n > 0) got.append(buf, n);
+          if (n > 0 || SSL_get_error(ssl, n) != SSL_ERROR_WANT_READ) break;
+        }
+        if (!SendAll(fd, records.substr(*sent, 1))) break;
+      }
+    }
+    ::fcntl(fd, F_SETFL, flags);
+    for (int n; (n = SSL_read(ssl, buf, sizeof buf)) > 0;) got.append(buf, n);
+  }
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  if (fd >= 0) ::close(fd);
+  return got;
+}
+
 TEST(HttpServer, HttpsConnectionsHaveTheSameBounds) {
   const fs::path dir = fs::temp_directory_path() / ("oc-https-" + std::to_string(::getpid()));
   fs::create_directories(dir);
@@ -498,6 +544,13 @@ TEST(HttpServer, HttpsConnectionsHaveTheSameBounds) {
       ASSERT_TRUE(r) << httplib::to_string(r.error());
       EXPECT_EQ(r->body, "hello");
     }
+    // Bodies of many records each way on the kept connection (its socket is non-blocking).
+    auto echo = c.Post("/echo", std::string(kBodyLimit, 'b'), "text/plain");
+    ASSERT_TRUE(echo) << httplib::to_string(echo.error());
+    EXPECT_EQ(echo->body, std::to_string(kBodyLimit));
+    auto big = c.Get("/big");
+    ASSERT_TRUE(big) << httplib::to_string(big.error());
+    EXPECT_EQ(big->body.size(), kBigAnswer);
     httplib::Headers many;
     for (size_t i = 0; i < kMaxHeaderFields + 10; ++i) many.emplace("X-" + std::to_string(i), "b");
     httplib::SSLClient fresh("127.0.0.1", s.port());
@@ -506,6 +559,15 @@ TEST(HttpServer, HttpsConnectionsHaveTheSameBounds) {
     auto r = fresh.Get("/hello", many);
     ASSERT_TRUE(r) << httplib::to_string(r.error());
     EXPECT_EQ(r->status, 431);
+  }
+  {
+    // A request trickled inside one TLS record reaches its deadline as a plain one does. Before,
+    // the read of a record waited for all of it, each byte within the 5 s read timeout.
+    Running<HttpsServer> s(ServerSetup{RequestDeadline{1.0, 1024}}, cert.c_str(), key.c_str());
+    size_t sent = 0, total = 0;
+    const std::string got = TrickleTls(s.port(), Request(Fields(5)), &sent, &total);
+    ASSERT_EQ(got.rfind("HTTP/1.1 408", 0), 0u) << got;
+    EXPECT_LT(sent, total);
   }
   {
     // Both threads wait on a client that never starts its handshake: a new client is served,
