@@ -387,20 +387,30 @@ class GuardedStream final : public httplib::Stream {
   // here, within the request's deadline, as plain bytes are.
   ssize_t Fill() {
     pos_ = end_ = 0;
-    for (;;) {
-      if (!Buffered() && !WaitForBytes()) return -1;
+    for (bool wait = true;;) {
+      if (wait && !Buffered() && !WaitForBytes()) return -1;
       ssize_t n;
       if (ssl_ != nullptr) {
         n = SSL_read(ssl_, buf_, static_cast<int>(sizeof buf_));
         if (n <= 0) {
           const int e = SSL_get_error(ssl_, static_cast<int>(n));
-          if (e == SSL_ERROR_WANT_READ) continue;
-          if (e == SSL_ERROR_WANT_WRITE && Wait(POLLOUT, write_ms_)) continue;
+          if (e == SSL_ERROR_WANT_READ) {
+            wait = true;
+            continue;
+          }
+          // OpenSSL has a record of its own to send first: the read is retried once it can.
+          if (e == SSL_ERROR_WANT_WRITE && Wait(POLLOUT, write_ms_)) {
+            wait = false;
+            continue;
+          }
           return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
         }
       } else {
         n = ::recv(sock_, buf_, sizeof buf_, 0);
-        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EINTR) {
+          wait = false;
+          continue;
+        }
       }
       if (n > 0) end_ = static_cast<size_t>(n);
       return n;
