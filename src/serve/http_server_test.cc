@@ -275,6 +275,15 @@ bool ReadHello(int fd) {
   return got.find("hello") != std::string::npos;
 }
 
+// Whether `c` (a plain or a TLS client) gets its hello from GET /hello.
+template <class C>
+::testing::AssertionResult GetsHello(C& c) {
+  auto r = c.Get("/hello");
+  if (!r) return ::testing::AssertionFailure() << httplib::to_string(r.error());
+  if (r->body != "hello") return ::testing::AssertionFailure() << "got: " << r->body;
+  return ::testing::AssertionSuccess();
+}
+
 // Whether the server closed `fd` within a second (no byte left to read before the end).
 bool ClosedByServer(int fd) {
   pollfd p{fd, POLLIN, 0};
@@ -296,9 +305,7 @@ TEST(HttpServer, TheConnectionIdleLongestGivesItsThreadToANewOne) {
   }
   httplib::Client c("127.0.0.1", s.port());
   c.set_read_timeout(10, 0);
-  auto r = c.Get("/hello");
-  ASSERT_TRUE(r) << httplib::to_string(r.error());
-  EXPECT_EQ(r->body, "hello");
+  ASSERT_TRUE(GetsHello(c));
   // The first to go idle was closed; the other still holds its thread and is served.
   EXPECT_TRUE(ClosedByServer(held[0]));
   EXPECT_EQ(s.server().idle_given_up(), 1u);
@@ -326,9 +333,7 @@ TEST(HttpServer, TheRequestArrivingLongestGivesItsThreadToANewOne) {
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // both threads hold one
   httplib::Client c("127.0.0.1", s.port());
   c.set_read_timeout(3, 0);  // under the 5 s a stalled read waits before its thread gives up
-  auto r = c.Get("/hello");
-  ASSERT_TRUE(r) << httplib::to_string(r.error());
-  EXPECT_EQ(r->body, "hello");
+  ASSERT_TRUE(GetsHello(c));
   const std::string got = ReadToEnd(slow[0]);
   ASSERT_EQ(got.rfind("HTTP/1.1 503", 0), 0u) << got;
   const auto j = nlohmann::json::parse(got.substr(got.find("\r\n\r\n") + 4), nullptr, false);
@@ -405,9 +410,7 @@ TEST(HttpServer, KeepAliveAndBodiesUpToTheLimitStillWork) {
   httplib::Client c("127.0.0.1", s.port());
   c.set_keep_alive(true);
   for (int i = 0; i < 5; ++i) {
-    auto r = c.Get("/hello");
-    ASSERT_TRUE(r) << httplib::to_string(r.error());
-    EXPECT_EQ(r->body, "hello");
+    ASSERT_TRUE(GetsHello(c));
   }
   auto r = c.Post("/echo", std::string(kBodyLimit, 'x'), "text/plain");
   ASSERT_TRUE(r) << httplib::to_string(r.error());
@@ -540,9 +543,7 @@ TEST(HttpServer, HttpsConnectionsHaveTheSameBounds) {
     c.enable_server_certificate_verification(true);
     c.set_keep_alive(true);
     for (int i = 0; i < 3; ++i) {
-      auto r = c.Get("/hello");
-      ASSERT_TRUE(r) << httplib::to_string(r.error());
-      EXPECT_EQ(r->body, "hello");
+      ASSERT_TRUE(GetsHello(c));
     }
     // Bodies of many records each way on the kept connection (its socket is non-blocking).
     auto echo = c.Post("/echo", std::string(kBodyLimit, 'b'), "text/plain");
@@ -582,9 +583,7 @@ TEST(HttpServer, HttpsConnectionsHaveTheSameBounds) {
     c.set_ca_cert_path(cert);
     c.enable_server_certificate_verification(true);
     c.set_read_timeout(5, 0);
-    auto r = c.Get("/hello");
-    ASSERT_TRUE(r) << httplib::to_string(r.error());
-    EXPECT_EQ(r->body, "hello");
+    ASSERT_TRUE(GetsHello(c));
     EXPECT_TRUE(ClosedByServer(mute[0]));
     EXPECT_EQ(s.server().arriving_given_up(), 1u);
     for (int fd : mute) ::close(fd);
