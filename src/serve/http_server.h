@@ -75,7 +75,8 @@ namespace http_detail {
 //   - else the one whose request began longest ago and is still arriving (or whose TLS
 //     handshake is): it gets a 503 and the connection closes. Requests arrive in milliseconds,
 //     so the oldest still arriving is a client holding its thread (a byte at a time within the
-//     RequestDeadline), where before it kept the new connection waiting until that deadline;
+//     RequestDeadline). Before, the new connection waited until that deadline or the 5 s read
+//     timeout ended one of them;
 //   - with none waiting on its client (every thread runs a handler or writes an answer), the
 //     next connection to start waiting for its next request closes instead.
 //   Only the connection chosen wakes: when every waiting connection polled one shared
