@@ -1110,7 +1110,11 @@ struct Server::Impl {
         cli = NewClient(s.port);
       }
     }
-    if (s.inflight++ == 0) s.last_progress = Now();
+    // The first request after a quiet spell stamps progress before it counts itself: stamped
+    // after, a supervisor check in between (KillHung, every 20 ms) saw a request in flight with
+    // the spell's old stamp (0 before a replica's first request) and killed a healthy replica.
+    if (s.inflight.load() == 0) s.last_progress = Now();
+    ++s.inflight;
     auto res = cli->Post(path, body, "application/json");
     s.last_progress = Now();
     --s.inflight;
