@@ -237,15 +237,15 @@ int64_t Nanoseconds(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
-// Waits up to `ms` for `events` on `sock`: 1 when they came, 0 at the timeout, -1 when `stop_fd`
-// (Signals::stop_fd) was raised first: a connection waiting on its client does not hold up the
-// server's stop.
+// Waits up to `ms` for `events` on `sock` (or an end a read reports): 1 when they came, 0 at
+// the timeout, -1 when `stop_fd` (Signals::stop_fd) was raised first or poll() failed: a
+// connection waiting on its client does not hold up the server's stop.
 int WaitUnlessStopped(int sock, short events, int ms, int stop_fd) {
   pollfd p[2] = {{sock, events, 0}, {stop_fd, POLLIN, 0}};
   for (;;) {
     const int r = ::poll(p, 2, ms);
     if (r < 0 && errno == EINTR) continue;
-    if (r > 0 && p[1].revents != 0) return -1;
+    if (r < 0 || (r > 0 && p[1].revents != 0)) return -1;
     return r > 0 ? 1 : 0;
   }
 }
@@ -302,19 +302,16 @@ class GuardedStream final : public httplib::Stream {
       return false;
     }
     const auto deadline = Clock::now() + std::chrono::seconds(timeout_sec);
-    bool ready = false;
-    while (listening != INVALID_SOCKET) {
+    int r = 0;
+    while (r == 0 && listening != INVALID_SOCKET) {
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
       if (left <= 0) break;
       // The second-long slices only matter when the server is stopped without the signal.
-      pollfd fds[2] = {{sock_, POLLIN, 0}, {signals_.stop_fd(), POLLIN, 0}};
-      const int r = ::poll(fds, 2, static_cast<int>(std::min<long long>(left, 1000)));
-      if (r < 0 && errno != EINTR) break;
-      if (r <= 0) continue;
-      ready = fds[0].revents != 0 && fds[1].revents == 0;  // bytes, or an end a read reports
-      break;
+      r = WaitUnlessStopped(sock_, POLLIN, static_cast<int>(std::min<long long>(left, 1000)),
+                            signals_.stop_fd());
     }
+    const bool ready = r > 0;
     // A connection shut down for another reads its end whatever else arrived.
     return (served_ ? signals_.LeaveIdle(ticket) : signals_.LeaveArriving(first)) && ready;
   }

@@ -37,8 +37,8 @@ constexpr size_t kEnough = 64 << 20;  // a client that sent this much was never 
 constexpr size_t kBigAnswer = 16 << 20;  // more than a loopback socket holds
 
 // A guarded server on a free loopback port until it goes out of scope: GET /hello, GET /who (the
-// client's address), POST /echo (the body's size), GET /big (kBigAnswer bytes), GET /gate/N (answers once the test opens gate
-// N, 0 or 1: a handler that holds its thread).
+// client's address), POST /echo (the body's size), GET /big (kBigAnswer bytes), GET /gate/N
+// (answers once the test opens gate N, 0 or 1: a handler that holds its thread).
 struct ServerSetup {
   RequestDeadline deadline;
   int max_threads = 16;
@@ -316,8 +316,9 @@ TEST(HttpServer, TheConnectionIdleLongestGivesItsThreadToANewOne) {
 
 // Every thread holds a request still arriving: a new client is served at once, and the request
 // that began longest ago gets a 503 and its connection closes. Before, the new client waited
-// until those requests reached their deadline (10 s by default). A connection that has sent
-// nothing yet counts as arriving since it was accepted, not as idle (idle ones go first).
+// until one of them reached its read timeout (5 s) or its deadline (10 s by default). A
+// connection that has sent nothing yet counts as arriving since it was accepted, not as idle
+// (idle ones go first).
 TEST(HttpServer, TheRequestArrivingLongestGivesItsThreadToANewOne) {
   Running<HttpServer> s(ServerSetup{{}, 2});
   const std::string request = Request("", false);
