@@ -206,6 +206,11 @@ bool Signals::LeaveArriving(const Arriving& a) {
   return arriving_.erase(a) == 1;
 }
 
+size_t Signals::waiting_on_clients() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return idle_.size() + arriving_.size();
+}
+
 void Signals::Demand() {
   std::lock_guard<std::mutex> l(mu_);
   // Under the lock: an owner closes its socket only after leaving, so it is still open. The

@@ -114,6 +114,9 @@ class Signals {
   // owed beyond them are withdrawn.
   void Waiting(size_t connections);
 
+  // Connections waiting on their clients now (idle, or with a request arriving).
+  size_t waiting_on_clients() const;
+
   // Connections shut down for others so far: idle ones, and ones whose request was arriving.
   uint64_t idle_given_up() const { return idle_given_up_.load(std::memory_order_relaxed); }
   uint64_t arriving_given_up() const {
@@ -122,7 +125,7 @@ class Signals {
 
  private:
   const int stop_fd_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::map<uint64_t, int> idle_;  // ticket (rising: the longest waiting first) -> socket
   std::map<Arriving, int> arriving_;  // the oldest request first -> socket
   uint64_t next_ticket_ = 1;

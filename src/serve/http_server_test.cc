@@ -275,6 +275,17 @@ bool ReadHello(int fd) {
   return got.find("hello") != std::string::npos;
 }
 
+// Waits up to 10 s until `n` of `server`'s connections wait on their clients (their threads are
+// back in poll()); false if they did not.
+bool WaitingOnClients(const http_detail::Signals& server, size_t n) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (server.waiting_on_clients() != n) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
 // Whether `c` (a plain or a TLS client) gets its hello from GET /hello.
 template <class C>
 ::testing::AssertionResult GetsHello(C& c) {
@@ -302,6 +313,7 @@ TEST(HttpServer, TheConnectionIdleLongestGivesItsThreadToANewOne) {
     ASSERT_TRUE(SendAll(fd, Request("", false)));
     ASSERT_TRUE(ReadHello(fd));
     held.push_back(fd);
+    ASSERT_TRUE(WaitingOnClients(s.server(), held.size()));  // idle, in this order
   }
   httplib::Client c("127.0.0.1", s.port());
   c.set_read_timeout(10, 0);
@@ -331,7 +343,7 @@ TEST(HttpServer, TheRequestArrivingLongestGivesItsThreadToANewOne) {
     slow.push_back(fd);
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // both threads hold one
+  ASSERT_TRUE(WaitingOnClients(s.server(), 2));  // both threads hold one
   httplib::Client c("127.0.0.1", s.port());
   c.set_read_timeout(3, 0);  // under the 5 s a stalled read waits before its thread gives up
   ASSERT_TRUE(GetsHello(c));
