@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -17,9 +18,12 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <memory>
+#include <optional>
 #include <mutex>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -30,17 +34,39 @@ namespace overcast::serve {
 
 namespace {
 
+// SSL_write on a peer that closed raises SIGPIPE in the writing thread; OpenSSL's socket writes
+// take no MSG_NOSIGNAL, so a TLS connection's thread blocks the signal and drops any it caused.
+class SigpipeBlocked {
+ public:
+  SigpipeBlocked() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  ~SigpipeBlocked() {
+    const timespec zero{0, 0};
+    while (sigtimedwait(&pipe_, nullptr, &zero) == SIGPIPE) {
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+ private:
+  sigset_t pipe_, old_;
+};
+
 // httplib's task queue, elastic: `least` threads always, one more for each connection that
-// arrives with none idle, up to `most`. Threads are detached; shutdown() waits for all to end.
-// A connection that gets no thread raises demand in `signals` (when the server has them): an
-// idle connection is shut down for it, or the next one to go idle closes; closes owed beyond
-// the connections still waiting are withdrawn as threads take them.
+// arrives (or comes back from the parking lot) with none idle, up to `most`. Threads are
+// detached; shutdown() waits for all to end. A connection that gets no thread raises demand in
+// `signals` (when the server has them): a connection waiting on its client gives its thread up,
+// or the next one to go idle does; demands owed beyond the connections still waiting are
+// withdrawn as threads take them.
 class ElasticPool final : public httplib::TaskQueue {
  public:
   ElasticPool(size_t least, size_t most, http_detail::Signals* signals)
       : least_(least), most_(std::max(least, most)), signals_(signals) {
     std::lock_guard<std::mutex> l(mu_);
     for (size_t i = 0; i < least_; ++i) SpawnLocked();
+    if (signals_ != nullptr) signals_->parking().Open(this);
   }
 
   void enqueue(std::function<void()> fn) override {
@@ -56,6 +82,8 @@ class ElasticPool final : public httplib::TaskQueue {
   }
 
   void shutdown() override {
+    // Before the threads end: no parked connection comes back to a pool that is going.
+    if (signals_ != nullptr) signals_->parking().Close();
     std::unique_lock<std::mutex> l(mu_);
     shutdown_ = true;
     work_.notify_all();
@@ -112,10 +140,11 @@ class ElasticPool final : public httplib::TaskQueue {
 }  // namespace
 
 void ConfigureHttpServer(httplib::Server& server, int threads, int max_threads,
-                         size_t max_body_bytes) {
+                         size_t max_body_bytes, size_t max_parked) {
   const size_t most = static_cast<size_t>(std::max(1, max_threads));
   const size_t least = std::min(most, static_cast<size_t>(std::max(1, threads)));
   auto* signals = dynamic_cast<http_detail::Signals*>(&server);
+  if (signals != nullptr) signals->parking().set_limit(max_parked);
   server.new_task_queue = [least, most, signals] { return new ElasticPool(least, most, signals); };
   server.set_tcp_nodelay(true);
   server.set_keep_alive_max_count(1u << 30);
@@ -171,6 +200,7 @@ namespace http_detail {
 Signals::Signals() : stop_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
 Signals::~Signals() {
+  parking_.Close();  // its thread polls stop_fd_
   if (stop_fd_ >= 0) ::close(stop_fd_);
 }
 
@@ -179,13 +209,14 @@ void Signals::Stop() {
   if (stop_fd_ >= 0) (void)!::write(stop_fd_, &one, sizeof one);  // nobody reads it
 }
 
-uint64_t Signals::EnterIdle(int sock) {
+uint64_t Signals::EnterIdle(int wake_fd) {
   std::lock_guard<std::mutex> l(mu_);
   if (owed_ > 0) {
     --owed_;
+    idle_given_up_.fetch_add(1, std::memory_order_relaxed);
     return 0;
   }
-  idle_.emplace(next_ticket_, sock);
+  idle_.emplace(next_ticket_, wake_fd);
   return next_ticket_++;
 }
 
@@ -213,11 +244,12 @@ size_t Signals::waiting_on_clients() const {
 
 void Signals::Demand() {
   std::lock_guard<std::mutex> l(mu_);
-  // Under the lock: an owner closes its socket only after leaving, so it is still open. The
-  // shutdown wakes the owner's poll(), and its reads see the end. An arriving request's owner
-  // can still write its 503: only the reading side is shut.
+  // Under the lock: an owner closes its socket only after leaving, so it is still open. An idle
+  // connection's thread wakes on its eventfd and parks it; an arriving request's owner wakes on
+  // the shutdown, reads the end, and can still write its 503: only the reading side is shut.
   if (!idle_.empty()) {
-    ::shutdown(idle_.begin()->second, SHUT_RDWR);
+    const uint64_t one = 1;
+    (void)!::write(idle_.begin()->second, &one, sizeof one);
     idle_.erase(idle_.begin());
     idle_given_up_.fetch_add(1, std::memory_order_relaxed);
   } else if (!arriving_.empty()) {
@@ -234,25 +266,184 @@ void Signals::Waiting(size_t connections) {
   owed_ = std::min(owed_, connections);
 }
 
-namespace {
+void ParkingLot::Open(httplib::TaskQueue* pool) {
+  std::lock_guard<std::mutex> l(mu_);
+  pool_ = pool;
+  open_ = true;
+}
 
-using Clock = std::chrono::steady_clock;
+void ParkingLot::Close() {
+  std::vector<Go> closing;
+  std::thread ending;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    open_ = false;
+    pool_ = nullptr;
+    while (!cars_.empty()) LeaveLocked(cars_.begin()->first, closing);
+    ending = std::move(thread_);
+    if (wake_fd_ >= 0) {
+      const uint64_t one = 1;
+      (void)!::write(wake_fd_, &one, sizeof one);
+    }
+  }
+  if (ending.joinable()) ending.join();
+  {
+    SigpipeBlocked quiet;  // closing a TLS connection writes its close_notify
+    for (Go& go : closing) go(false);
+    closing.clear();
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  for (int* fd : {&epoll_fd_, &wake_fd_}) {
+    if (*fd >= 0) ::close(*fd);
+    *fd = -1;
+  }
+}
+
+void ParkingLot::set_limit(size_t cars) {
+  std::lock_guard<std::mutex> l(mu_);
+  limit_ = cars;
+}
+
+size_t ParkingLot::parked() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return cars_.size();
+}
+
+void ParkingLot::Park(int sock, Clock::time_point until, Go go) {
+  std::vector<Go> closing;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (open_ && epoll_fd_ < 0) {  // the first parked connection starts the lot's thread
+      epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+      wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      epoll_event wake{EPOLLIN, {.u64 = kWakeId}};
+      epoll_event stop{EPOLLIN, {.u64 = kStopId}};
+      if (epoll_fd_ < 0 || wake_fd_ < 0 ||
+          ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &wake) != 0 ||
+          (stop_fd_ >= 0 && ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, stop_fd_, &stop) != 0)) {
+        open_ = false;  // out of descriptors: connections close instead of parking
+      } else {
+        try {
+          thread_ = std::thread([this] { Loop(); });
+        } catch (const std::system_error&) {
+          open_ = false;
+        }
+      }
+    }
+    const uint64_t id = next_id_++;
+    epoll_event e{EPOLLIN | EPOLLRDHUP, {.u64 = id}};
+    if (!open_ || ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, sock, &e) != 0) {
+      closing.push_back(std::move(go));
+    } else {
+      const bool soonest = deadlines_.empty() || until < deadlines_.begin()->first;
+      cars_.emplace(id, Car{sock, until, std::move(go)});
+      deadlines_.emplace(until, id);
+      // Past the bound, the car due first leaves: its client loses a connection it had let
+      // idle, not a request.
+      if (cars_.size() > limit_) LeaveLocked(deadlines_.begin()->second, closing);
+      if (soonest) {  // the lot's thread sleeps until the deadline it knew
+        const uint64_t one = 1;
+        (void)!::write(wake_fd_, &one, sizeof one);
+      }
+    }
+  }
+  for (Go& g : closing) g(false);
+}
+
+void ParkingLot::LeaveLocked(uint64_t id, std::vector<Go>& out) {
+  auto it = cars_.find(id);
+  if (it == cars_.end()) return;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, it->second.sock, nullptr);
+  deadlines_.erase({it->second.until, id});
+  out.push_back(std::move(it->second.go));
+  cars_.erase(it);
+}
+
+void ParkingLot::Loop() {
+  SigpipeBlocked quiet;  // closing a TLS connection writes its close_notify
+  epoll_event events[64];
+  for (;;) {
+    int ms = 1000;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!open_) return;
+      if (!deadlines_.empty()) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+            deadlines_.begin()->first - Clock::now());
+        ms = static_cast<int>(std::clamp<long long>(left.count(), 0, 1000));
+      }
+    }
+    const int n = ::epoll_wait(epoll_fd_, events, 64, ms);
+    std::vector<Go> resuming, closing;
+    httplib::TaskQueue* pool = nullptr;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!open_) return;
+      bool stopping = false;
+      for (int i = 0; i < n; ++i) {
+        const uint64_t id = events[i].data.u64;
+        if (id == kWakeId) {
+          uint64_t count;
+          (void)!::read(wake_fd_, &count, sizeof count);
+        } else if (id == kStopId) {
+          stopping = true;
+        } else {
+          // A connection in error or closed both ways closes here; one with bytes (or a client
+          // that sent its last request and shut its side) goes back to a thread.
+          const bool over = (events[i].events & (EPOLLERR | EPOLLHUP)) != 0;
+          LeaveLocked(id, over ? closing : resuming);
+        }
+      }
+      if (stopping) {  // the server's stop (its eventfd stays raised): every car closes
+        open_ = false;
+        for (Go& g : resuming) closing.push_back(std::move(g));
+        resuming.clear();
+        while (!cars_.empty()) LeaveLocked(cars_.begin()->first, closing);
+      }
+      const auto now = Clock::now();
+      while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+        LeaveLocked(deadlines_.begin()->second, closing);
+      }
+      pool = pool_;
+    }
+    for (Go& g : closing) g(false);
+    // Close() waits for this thread before the pool goes, so the pool outlives these calls.
+    for (Go& g : resuming) pool->enqueue([g = std::move(g)] { g(true); });
+  }
+}
+
+namespace {
 
 int64_t Nanoseconds(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
 // Waits up to `ms` for `events` on `sock` (or an end a read reports): 1 when they came, 0 at
-// the timeout, -1 when `stop_fd` (Signals::stop_fd) was raised first or poll() failed: a
-// connection waiting on its client does not hold up the server's stop.
-int WaitUnlessStopped(int sock, short events, int ms, int stop_fd) {
-  pollfd p[2] = {{sock, events, 0}, {stop_fd, POLLIN, 0}};
+// the timeout, 2 when `wake_fd` (an eventfd; -1 for none) was written first, -1 when `stop_fd`
+// (Signals::stop_fd) was raised first or poll() failed: a connection waiting on its client does
+// not hold up the server's stop.
+int WaitUnlessStopped(int sock, short events, int ms, int stop_fd, int wake_fd = -1) {
+  pollfd p[3] = {{sock, events, 0}, {stop_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
   for (;;) {
-    const int r = ::poll(p, 2, ms);
+    const int r = ::poll(p, 3, ms);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 || (r > 0 && p[1].revents != 0)) return -1;
-    return r > 0 ? 1 : 0;
+    if (r > 0 && p[0].revents != 0) return 1;
+    return r > 0 ? 2 : 0;
   }
+}
+
+// The calling thread's own eventfd (-1 when the process has no descriptor left: the thread then
+// notices a Demand at the end of its idle spell).
+int ThreadWakeFd() {
+  struct WakeFd {
+    const int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    ~WakeFd() {
+      if (fd >= 0) ::close(fd);
+    }
+  };
+  thread_local WakeFd w;
+  return w.fd;
 }
 
 int ToMs(time_t sec, time_t usec) {
@@ -280,7 +471,6 @@ class GuardedStream final : public httplib::Stream {
 
   // Resets the per-request counts: the next byte read starts a request line.
   void BeginRequest() {
-    served_ = true;
     request_bytes_ = header_bytes_ = lines_ = line_len_ = 0;
     in_headers_ = true;
     last_ = 0;
@@ -292,33 +482,37 @@ class GuardedStream final : public httplib::Stream {
 
   bool Buffered() const { return pos_ < end_ || (ssl_ != nullptr && SSL_pending(ssl_) > 0); }
 
-  // Waits up to `timeout_sec` for the first byte of the next request; false when none came,
-  // the peer closed, the server is stopping, or this connection gave its thread to one
-  // waiting for a thread (Signals::Demand). Until its first request, a connection counts as
-  // one whose request is arriving, from when it was accepted: a client that connects and sends
-  // nothing is not idle, and one that has just connected is not the first to give its thread up.
-  bool WaitForRequest(time_t timeout_sec, const std::atomic<socket_t>& listening) const {
-    if (Buffered() || Wait(POLLIN, 0)) return true;
-    Signals::Arriving first{};
-    uint64_t ticket = 0;
-    if (!served_) {
-      first = signals_.EnterArriving(sock_, Nanoseconds(request_start_));
-    } else if ((ticket = signals_.EnterIdle(sock_)) == 0) {
-      return false;
-    }
-    const auto deadline = Clock::now() + std::chrono::seconds(timeout_sec);
+  enum class Next { kRequest, kPark, kEnd };
+  // Waits on this thread for the first byte of the next request (or of the first one) for up to
+  // `spell_ms`, and never past `until` (the keep-alive deadline): kRequest when it came; kPark
+  // when the spell ended first, or a connection with no thread asked for this one's
+  // (Signals::Demand); kEnd past `until`, when the server stops, or when `listening` closed.
+  Next WaitForRequest(Clock::time_point until, int spell_ms,
+                      const std::atomic<socket_t>& listening) const {
+    if (Buffered() || Wait(POLLIN, 0)) return Next::kRequest;
+    if (listening == INVALID_SOCKET) return Next::kEnd;
+    const int wake = ThreadWakeFd();
+    const uint64_t ticket = signals_.EnterIdle(wake);
+    if (ticket == 0) return Next::kPark;
+    const auto spell_end = std::min(until, Clock::now() + std::chrono::milliseconds(spell_ms));
     int r = 0;
     while (r == 0 && listening != INVALID_SOCKET) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      const long long left =
+          std::chrono::ceil<std::chrono::milliseconds>(spell_end - Clock::now()).count();
       if (left <= 0) break;
       // The second-long slices only matter when the server is stopped without the signal.
-      r = WaitUnlessStopped(sock_, POLLIN, static_cast<int>(std::min<long long>(left, 1000)),
-                            signals_.stop_fd());
+      r = WaitUnlessStopped(sock_, POLLIN, static_cast<int>(std::min(left, 1000LL)),
+                            signals_.stop_fd(), wake);
     }
-    const bool ready = r > 0;
-    // A connection shut down for another reads its end whatever else arrived.
-    return (served_ ? signals_.LeaveIdle(ticket) : signals_.LeaveArriving(first)) && ready;
+    const bool kept = signals_.LeaveIdle(ticket);
+    if (!kept) {  // Demand wrote the thread's eventfd once: read it back for the next wait
+      uint64_t count;
+      (void)!::read(wake, &count, sizeof count);
+    }
+    if (r < 0 || listening == INVALID_SOCKET) return Next::kEnd;
+    if (!kept) return Next::kPark;
+    if (r == 1) return Next::kRequest;
+    return Clock::now() >= until ? Next::kEnd : Next::kPark;
   }
 
   bool is_readable() const override { return Buffered() || Wait(POLLIN, read_ms_); }
@@ -547,30 +741,11 @@ class GuardedStream final : public httplib::Stream {
   char buf_[16 << 10];
   size_t pos_ = 0, end_ = 0;
   size_t request_bytes_ = 0, header_bytes_ = 0, lines_ = 0, line_len_ = 0;
-  bool in_headers_ = true, served_ = false;
+  bool in_headers_ = true;
   char last_ = 0;
   bool read_broken_ = false, write_blocked_ = false;
 };
 
-// SSL_write on a peer that closed raises SIGPIPE in the writing thread; OpenSSL's socket writes
-// take no MSG_NOSIGNAL, so a TLS connection's thread blocks the signal and drops any it caused.
-class SigpipeBlocked {
- public:
-  SigpipeBlocked() {
-    sigemptyset(&pipe_);
-    sigaddset(&pipe_, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
-  }
-  ~SigpipeBlocked() {
-    const timespec zero{0, 0};
-    while (sigtimedwait(&pipe_, nullptr, &zero) == SIGPIPE) {
-    }
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-
- private:
-  sigset_t pipe_, old_;
-};
 
 // The TLS handshake, within the request deadline's grace: run on the socket made non-blocking,
 // waiting in poll() for what OpenSSL asks for. A client that trickles its handshake would
@@ -604,42 +779,87 @@ bool AcceptTls(SSL* ssl, int sock, double grace_s, Signals& signals, Clock::time
   return done;
 }
 
-bool ServeRequests(const ConnectionSettings& s, GuardedStream& strm,
-                   const std::atomic<socket_t>& listening, const ProcessRequest& process) {
-  bool ret = false;
-  for (size_t left = s.keep_alive_max_count; left > 0; --left) {
-    if (!strm.WaitForRequest(s.keep_alive_timeout_sec, listening)) break;
+// A connection between its threads: its socket, TLS session and stream, and what is left of its
+// keep-alive. It closes when its last owner (a thread serving it, or the parking lot) lets go.
+struct Connection {
+  Connection(const ConnectionSettings& s, int sock, Signals& signals,
+             const std::atomic<socket_t>& listening, const ProcessRequest& process)
+      : settings(s),
+        sock(sock),
+        signals(signals),
+        listening(listening),
+        process(process),
+        left(s.keep_alive_max_count),
+        until(Clock::now() + std::chrono::seconds(s.keep_alive_timeout_sec)) {}
+  ~Connection() {
+    if (ssl != nullptr) {
+      if (tls_up) SSL_shutdown(ssl);
+      SSL_free(ssl);
+    }
+    ::shutdown(sock, SHUT_RDWR);
+    ::close(sock);
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  const ConnectionSettings settings;
+  const int sock;
+  Signals& signals;
+  const std::atomic<socket_t>& listening;
+  const ProcessRequest process;
+  SSL* ssl = nullptr;
+  bool tls_up = false;
+  std::unique_ptr<GuardedStream> strm;
+  size_t left;               // requests the keep-alive still allows
+  Clock::time_point until;   // the keep-alive deadline of the wait for the next request
+};
+
+// Serves `c` request after request on this thread, until it ends or leaves for the parking lot.
+void Serve(std::shared_ptr<Connection> c) {
+  std::optional<SigpipeBlocked> quiet;
+  if (c->ssl != nullptr) quiet.emplace();
+  GuardedStream& strm = *c->strm;
+  while (c->left > 0) {
+    const auto next = strm.WaitForRequest(c->until, c->settings.idle_spell_ms, c->listening);
+    if (next == GuardedStream::Next::kPark) {
+      const int sock = c->sock;
+      const Clock::time_point until = c->until;
+      Signals& signals = c->signals;
+      signals.parking().Park(sock, until, [c = std::move(c)](bool resume) {
+        if (resume) Serve(c);
+      });
+      return;
+    }
+    if (next == GuardedStream::Next::kEnd) break;
     strm.BeginRequest();
     bool closed = false;
-    ret = process(strm, left == 1, closed);
-    if (!ret || closed || strm.broken()) break;
+    const bool ok = c->process(strm, c->left == 1, closed);
+    --c->left;
+    if (!ok || closed || strm.broken()) break;
+    c->until = Clock::now() + std::chrono::seconds(c->settings.keep_alive_timeout_sec);
   }
   if (strm.broken()) strm.Linger();
-  return ret;
 }
 
 }  // namespace
 
 bool ServeConnection(const ConnectionSettings& s, int sock, SSL_CTX* tls, Signals& signals,
                      const std::atomic<socket_t>& listening, const ProcessRequest& process) {
-  bool ret = false;
   const auto accepted = Clock::now();
-  if (tls == nullptr) {
-    GuardedStream strm(sock, nullptr, s, signals, accepted);
-    ret = ServeRequests(s, strm, listening, process);
-  } else if (SSL* ssl = SSL_new(tls)) {
+  auto c = std::make_shared<Connection>(s, sock, signals, listening, process);
+  if (tls != nullptr) {
     SigpipeBlocked quiet;
-    if (SSL_set_fd(ssl, sock) == 1 &&
-        AcceptTls(ssl, sock, s.deadline.grace_s, signals, accepted)) {
-      GuardedStream strm(sock, ssl, s, signals, accepted);
-      ret = ServeRequests(s, strm, listening, process);
-      SSL_shutdown(ssl);
+    c->ssl = SSL_new(tls);
+    if (c->ssl == nullptr || SSL_set_fd(c->ssl, sock) != 1 ||
+        !AcceptTls(c->ssl, sock, s.deadline.grace_s, signals, accepted)) {
+      c.reset();  // closes, with SIGPIPE still blocked
+      return false;
     }
-    SSL_free(ssl);
+    c->tls_up = true;
   }
-  ::shutdown(sock, SHUT_RDWR);
-  ::close(sock);
-  return ret;
+  c->strm = std::make_unique<GuardedStream>(sock, c->ssl, s, signals, accepted);
+  Serve(std::move(c));
+  return true;
 }
 
 }  // namespace http_detail

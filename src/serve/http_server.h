@@ -6,6 +6,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <chrono>
 #include <compare>
 #include <cstddef>
 #include <cstdint>
@@ -13,9 +14,13 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 namespace overcast::serve {
 
@@ -45,10 +50,16 @@ struct RequestDeadline {
 // included. With a fixed pool, `threads` idle connections held every thread and every later
 // client, /healthz too, waited up to the keep-alive timeout (60 s). So a connection that finds
 // no thread idle starts one, up to `max_threads`; threads beyond `threads` end after 30 s idle.
-// Past `max_threads`, a connection waits for a thread; on a GuardedServer an idle keep-alive
-// connection gives its thread up for it (http_detail::Signals). `threads` is capped at it.
+// Past `max_threads`, a connection waits for a thread; on a GuardedServer a connection waiting on
+// its client gives its thread up for it (http_detail::Signals), and idle connections leave
+// their threads anyway after a short spell (set_idle_spell). `threads` is capped at it.
+//
+// `max_parked`: on a GuardedServer, idle connections kept without a thread (ParkingLot); past
+// it, the one whose keep-alive deadline comes first closes. Each is a descriptor: with the
+// threads' connections, within the open-files limit, so that accept() never runs out.
+inline constexpr size_t kMaxParkedConnections = 16384;
 void ConfigureHttpServer(httplib::Server& server, int threads, int max_threads,
-                         size_t max_body_bytes);
+                         size_t max_body_bytes, size_t max_parked = kMaxParkedConnections);
 
 // Binds `server` to host:port (0: any free port) and listens with a backlog of 1024; returns the
 // port, or -1. Debian's cpp-httplib is a shared library built with a backlog of 5, which a burst
@@ -65,22 +76,69 @@ bool HasBearer(const httplib::Request& req, std::string_view secret);
 
 namespace http_detail {
 
+using Clock = std::chrono::steady_clock;
+
+// Where connections wait for their next request once they have left their threads: one thread
+// polls them all (epoll) and queues each for a connection thread again when its client sends,
+// or closes it at its keep-alive deadline, when the server stops, or past its limit (the one
+// whose deadline comes first). Started with the server's first parked connection.
+class ParkingLot {
+ public:
+  // Called once: with true on a connection thread when the client sent something, or with
+  // false (the connection is to close) on any thread.
+  using Go = std::function<void(bool resume)>;
+
+  explicit ParkingLot(int stop_fd) : stop_fd_(stop_fd) {}
+  ~ParkingLot() { Close(); }
+  ParkingLot(const ParkingLot&) = delete;
+  ParkingLot& operator=(const ParkingLot&) = delete;
+
+  // Connections resume on `pool`'s threads from now until Close().
+  void Open(httplib::TaskQueue* pool);
+  // Every parked connection closes, and later ones close as they come; the thread ends.
+  void Close();
+  void Park(int sock, Clock::time_point until, Go go);
+  size_t parked() const;
+  void set_limit(size_t cars);
+
+ private:
+  struct Car {
+    int sock;
+    Clock::time_point until;
+    Go go;
+  };
+  static constexpr uint64_t kWakeId = 0, kStopId = UINT64_MAX;  // epoll ids beside the cars'
+  void Loop();
+  // Takes car `id` out (its Go into `out`) and stops polling its socket.
+  void LeaveLocked(uint64_t id, std::vector<Go>& out);
+
+  const int stop_fd_;
+  mutable std::mutex mu_;
+  httplib::TaskQueue* pool_ = nullptr;
+  bool open_ = false;
+  size_t limit_ = kMaxParkedConnections;
+  int epoll_fd_ = -1, wake_fd_ = -1;
+  std::thread thread_;
+  std::map<uint64_t, Car> cars_;
+  std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;
+  uint64_t next_id_ = 1;
+};
+
 // What a connection waiting on its client answers to, beside its socket:
 // - stop: an eventfd written once when the server stops; every such connection ends;
-// - demand: an accepted connection the pool has no thread for (all `max_threads` hold
-//   connections). A connection waiting on its client is shut down, and its thread serves the new
-//   one:
-//   - first the one that has waited longest for its next request (idle keep-alive); its client
-//     loses nothing and reconnects;
+// - demand: an accepted connection (or a parked one whose client sent) the pool has no thread
+//   for, all `max_threads` holding connections. A connection waiting on its client gives its
+//   thread up:
+//   - first the one that has waited longest for its next request (idle keep-alive, or not yet
+//     sent a byte): it leaves for the parking lot at once instead of at the end of its spell
+//     (set_idle_spell). Its client loses nothing;
 //   - else the one whose request began longest ago and is still arriving (or whose TLS
 //     handshake is): it gets a 503 and the connection closes. Requests arrive in milliseconds,
 //     so the oldest still arriving is a client holding its thread (a byte at a time within the
-//     RequestDeadline). Before, the new connection waited until that deadline or the 5 s read
-//     timeout ended one of them;
+//     RequestDeadline);
 //   - with none waiting on its client (every thread runs a handler or writes an answer), the
-//     next connection to start waiting for its next request closes instead.
-//   Only the connection chosen wakes: when every waiting connection polled one shared
-//   semaphore, each new connection woke them all.
+//     next connection to start waiting for its next request is parked at once.
+//   Only the connection chosen wakes (an idle one through its thread's own eventfd).
 class Signals {
  public:
   Signals();
@@ -90,10 +148,12 @@ class Signals {
   void Stop();
   int stop_fd() const { return stop_fd_; }
 
-  // The connection on `sock` starts waiting for its next request: a ticket for LeaveIdle, or 0
-  // when a connection waits for a thread, and this one is to close and give it its own.
-  uint64_t EnterIdle(int sock);
-  // It stops waiting: false when it was shut down to give its thread up (Demand).
+  // The connection whose thread waits on `wake_fd` (an eventfd) starts waiting for its next
+  // request: a ticket for LeaveIdle, or 0 when a connection waits for a thread and this one is
+  // to leave for the parking lot at once.
+  uint64_t EnterIdle(int wake_fd);
+  // It stops waiting: false when it was asked to give its thread up (Demand); its wake_fd was
+  // written once.
   bool LeaveIdle(uint64_t ticket);
 
   // The connection on `sock` waits for more of a request (or a TLS handshake) that began at
@@ -107,17 +167,20 @@ class Signals {
   // It stops waiting: false when its reading side was shut down to give its thread up.
   bool LeaveArriving(const Arriving& a);
 
-  // An accepted connection has no thread: a connection waiting on its client is shut down for
-  // it, or, with none waiting, the next to start waiting for its next request will close.
+  // A connection has no thread: a connection waiting on its client gives its thread up, or,
+  // with none waiting, the next to start waiting for its next request will.
   void Demand();
-  // A thread took a connection that had none, and `connections` still wait for one: closes
+  // A thread took a connection that had none, and `connections` still wait for one: demands
   // owed beyond them are withdrawn.
   void Waiting(size_t connections);
 
-  // Connections waiting on their clients now (idle, or with a request arriving).
+  // Connections waiting on their clients on their threads now (idle, or a request arriving).
   size_t waiting_on_clients() const;
+  ParkingLot& parking() { return parking_; }
+  size_t parked() const { return parking_.parked(); }
 
-  // Connections shut down for others so far: idle ones, and ones whose request was arriving.
+  // Connections that gave their threads up for others so far: idle ones (parked early), and
+  // ones whose request was arriving (a 503, closed).
   uint64_t idle_given_up() const { return idle_given_up_.load(std::memory_order_relaxed); }
   uint64_t arriving_given_up() const {
     return arriving_given_up_.load(std::memory_order_relaxed);
@@ -126,11 +189,12 @@ class Signals {
  private:
   const int stop_fd_;
   mutable std::mutex mu_;
-  std::map<uint64_t, int> idle_;  // ticket (rising: the longest waiting first) -> socket
+  std::map<uint64_t, int> idle_;  // ticket (rising: the longest waiting first) -> wake eventfd
   std::map<Arriving, int> arriving_;  // the oldest request first -> socket
   uint64_t next_ticket_ = 1;
-  size_t owed_ = 0;  // closes owed to connections waiting for a thread, at most one each
+  size_t owed_ = 0;  // threads owed to connections waiting for one, at most one each
   std::atomic<uint64_t> idle_given_up_{0}, arriving_given_up_{0};
+  ParkingLot parking_{stop_fd_};
 };
 
 struct ConnectionSettings {
@@ -139,6 +203,7 @@ struct ConnectionSettings {
   time_t read_timeout_sec, read_timeout_usec, write_timeout_sec, write_timeout_usec;
   size_t payload_max_length;
   RequestDeadline deadline;
+  int idle_spell_ms;
 };
 
 // httplib's Server::process_request for one request on `strm`.
@@ -146,8 +211,8 @@ using ProcessRequest =
     std::function<bool(httplib::Stream& strm, bool close_connection, bool& connection_closed)>;
 
 // Serves the accepted connection `sock` request after request until it closes, the keep-alive
-// timeout passes, `signals` stop it or ask for its thread, or `listening` becomes INVALID_SOCKET;
-// then closes `sock`.
+// timeout passes, `signals` stop it, or `listening` becomes INVALID_SOCKET; then closes `sock`.
+// Between requests it may leave its thread for `signals`' parking lot, and come back on another.
 // `tls`: null for plain TCP, else the context to run a TLS handshake with first.
 bool ServeConnection(const ConnectionSettings& settings, int sock, SSL_CTX* tls,
                      Signals& signals, const std::atomic<socket_t>& listening,
@@ -163,8 +228,9 @@ bool ServeConnection(const ConnectionSettings& settings, int sock, SSL_CTX* tls,
 // - bytes a client sends ahead (pipelined requests) are kept for the next request, where
 //   httplib's loop dropped them and the client waited for an answer that never came;
 // - a connection waiting for its next request sleeps in poll() until bytes come, where httplib
-//   woke it 100 times a second (300 idle connections cost the front end 0.48 cores), and gives
-//   its thread up to a connection that has none (Signals).
+//   woke it 100 times a second (300 idle connections cost the front end 0.48 cores); after its
+//   idle spell (1 s) it leaves its thread for the parking lot (ParkingLot), and comes back on a
+//   thread when its client sends. Sooner when a connection has no thread (Signals).
 template <class Base>
 class GuardedServer final : public Base, public http_detail::Signals {
  public:
@@ -172,13 +238,19 @@ class GuardedServer final : public Base, public http_detail::Signals {
 
   // Set before listening.
   void set_request_deadline(RequestDeadline d) { deadline_ = d; }
+  // How long a connection waits for its next request on its thread before it leaves for the
+  // parking lot (http_detail::ParkingLot): busy keep-alive connections stay on their threads,
+  // and an idle one costs a socket and a few KiB, not a thread.
+  void set_idle_spell(std::chrono::milliseconds spell) {
+    idle_spell_ms_ = static_cast<int>(spell.count());
+  }
 
  private:
   bool process_and_close_socket(socket_t sock) override {
     const http_detail::ConnectionSettings s{
         this->keep_alive_max_count_, this->keep_alive_timeout_sec_, this->read_timeout_sec_,
         this->read_timeout_usec_,    this->write_timeout_sec_,      this->write_timeout_usec_,
-        this->payload_max_length_,   deadline_};
+        this->payload_max_length_,   deadline_,                     idle_spell_ms_};
     SSL_CTX* tls = nullptr;
     if constexpr (std::is_base_of_v<httplib::SSLServer, Base>) tls = this->ssl_context();
     return http_detail::ServeConnection(
@@ -189,6 +261,7 @@ class GuardedServer final : public Base, public http_detail::Signals {
   }
 
   RequestDeadline deadline_;
+  int idle_spell_ms_ = 1000;
 };
 
 using HttpServer = GuardedServer<httplib::Server>;

@@ -37,12 +37,18 @@ constexpr size_t kEnough = 64 << 20;  // a client that sent this much was never 
 constexpr size_t kBigAnswer = 16 << 20;  // more than a loopback socket holds
 
 // A guarded server on a free loopback port until it goes out of scope: GET /hello, GET /who (the
-// client's address), POST /echo (the body's size), GET /big (kBigAnswer bytes), GET /gate/N
-// (answers once the test opens gate N, 0 or 1: a handler that holds its thread).
+// client's address), GET /port (the client's port: which connection), POST /echo (the body's
+// size), GET /big (kBigAnswer bytes), GET /gate/N (answers once the test opens gate N, 0 or 1: a
+// handler that holds its thread).
 struct ServerSetup {
   RequestDeadline deadline;
   int max_threads = 16;
+  std::chrono::milliseconds idle_spell{1000};  // the server's default
+  time_t keep_alive_s = 60;
 };
+
+// For the tests of what a connection waiting on its thread gives up: no idle spell ends in them.
+constexpr std::chrono::milliseconds kNoSpellEnds{60000};
 
 template <class S>
 class Running {
@@ -51,11 +57,16 @@ class Running {
   explicit Running(ServerSetup setup = {}, A&&... args) : server_(std::forward<A>(args)...) {
     ConfigureHttpServer(server_, 2, setup.max_threads, kBodyLimit);
     server_.set_request_deadline(setup.deadline);
+    server_.set_idle_spell(setup.idle_spell);
+    server_.set_keep_alive_timeout(setup.keep_alive_s);
     server_.Get("/hello", [](const httplib::Request&, httplib::Response& res) {
       res.set_content("hello", "text/plain");
     });
     server_.Get("/who", [](const httplib::Request& req, httplib::Response& res) {
       res.set_content(req.remote_addr, "text/plain");
+    });
+    server_.Get("/port", [](const httplib::Request& req, httplib::Response& res) {
+      res.set_content(std::to_string(req.remote_port), "text/plain");
     });
     server_.Post("/echo", [](const httplib::Request& req, httplib::Response& res) {
       res.set_content(std::to_string(req.body.size()), "text/plain");
@@ -302,11 +313,22 @@ bool ClosedByServer(int fd) {
   return ::poll(&p, 1, 1000) > 0 && ::recv(fd, &b, 1, 0) == 0;
 }
 
+// Waits up to 10 s until `n` connections are parked; false if they were not.
+bool Parked(const http_detail::Signals& server, size_t n) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (server.parked() != n) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
 // With every thread holding an idle keep-alive connection, a new client is served at once: the
-// connection idle longest gives its thread up. Before, the new client waited for one to reach
-// the keep-alive timeout (60 s).
+// connection idle longest gives its thread up and waits in the parking lot, still open. Before
+// the lot, the new client waited for one to reach the keep-alive timeout (60 s), and later the
+// idle connection was closed for it.
 TEST(HttpServer, TheConnectionIdleLongestGivesItsThreadToANewOne) {
-  Running<HttpServer> s(ServerSetup{{}, 2});
+  Running<HttpServer> s(ServerSetup{{}, 2, kNoSpellEnds});
   std::vector<int> held;
   for (int i = 0; i < 2; ++i) {  // each holds a thread after its first answer
     const int fd = Connect(s.port());
@@ -318,28 +340,27 @@ TEST(HttpServer, TheConnectionIdleLongestGivesItsThreadToANewOne) {
   httplib::Client c("127.0.0.1", s.port());
   c.set_read_timeout(10, 0);
   ASSERT_TRUE(GetsHello(c));
-  // The first to go idle was closed; the other still holds its thread and is served.
-  EXPECT_TRUE(ClosedByServer(held[0]));
+  // The first to go idle was parked; the other still holds its thread. Both are served.
   EXPECT_EQ(s.server().idle_given_up(), 1u);
-  ASSERT_TRUE(SendAll(held[1], Request("", false)));
-  EXPECT_TRUE(ReadHello(held[1]));
+  EXPECT_EQ(s.server().parked(), 1u);
+  for (int i : {0, 1, 0}) {
+    ASSERT_TRUE(SendAll(held[i], Request("", false)));
+    EXPECT_TRUE(ReadHello(held[i])) << i;
+  }
+  EXPECT_EQ(s.server().arriving_given_up(), 0u);
   for (int fd : held) ::close(fd);
 }
 
 // Every thread holds a request still arriving: a new client is served at once, and the request
 // that began longest ago gets a 503 and its connection closes. Before, the new client waited
-// until one of them reached its read timeout (5 s) or its deadline (10 s by default). A
-// connection that has sent nothing yet counts as arriving since it was accepted, not as idle
-// (idle ones go first).
+// until one of them reached its read timeout (5 s) or its deadline (10 s by default).
 TEST(HttpServer, TheRequestArrivingLongestGivesItsThreadToANewOne) {
-  Running<HttpServer> s(ServerSetup{{}, 2});
+  Running<HttpServer> s(ServerSetup{{}, 2, kNoSpellEnds});
   const std::string request = Request("", false);
   std::vector<int> slow;
-  for (int i = 0; i < 2; ++i) {  // the first began first; the second sends nothing yet
+  for (int i = 0; i < 2; ++i) {  // the first began first
     const int fd = Connect(s.port());
-    if (i == 0) {
-      ASSERT_TRUE(SendAll(fd, request.substr(0, 10)));
-    }
+    ASSERT_TRUE(SendAll(fd, request.substr(0, 10)));
     slow.push_back(fd);
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -353,18 +374,43 @@ TEST(HttpServer, TheRequestArrivingLongestGivesItsThreadToANewOne) {
   EXPECT_EQ(j["error"]["code"], 503) << got;
   EXPECT_EQ(s.server().arriving_given_up(), 1u);
   EXPECT_EQ(s.server().idle_given_up(), 0u);
-  // The younger one is served when its request comes, and stays open.
-  ASSERT_TRUE(SendAll(slow[1], request));
+  // The younger one is served when the rest of its request comes, and stays open.
+  ASSERT_TRUE(SendAll(slow[1], request.substr(10)));
   EXPECT_TRUE(ReadHello(slow[1]));
   ASSERT_TRUE(SendAll(slow[1], request));
   EXPECT_TRUE(ReadHello(slow[1]));
   for (int fd : slow) ::close(fd);
 }
 
+// A connection that has sent nothing yet waits for its first request as an idle one waits for
+// its next: it gives its thread up before a request still arriving does, to the parking lot,
+// and is served when its request comes.
+TEST(HttpServer, AConnectionThatHasSentNothingGivesItsThreadFirstAndStaysOpen) {
+  Running<HttpServer> s(ServerSetup{{}, 2, kNoSpellEnds});
+  const std::string request = Request("", false);
+  const int half = Connect(s.port());
+  ASSERT_TRUE(SendAll(half, request.substr(0, 10)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const int mute = Connect(s.port());
+  ASSERT_TRUE(WaitingOnClients(s.server(), 2));
+  httplib::Client c("127.0.0.1", s.port());
+  c.set_read_timeout(3, 0);
+  ASSERT_TRUE(GetsHello(c));
+  EXPECT_EQ(s.server().idle_given_up(), 1u);
+  EXPECT_EQ(s.server().arriving_given_up(), 0u);
+  EXPECT_EQ(s.server().parked(), 1u);
+  ASSERT_TRUE(SendAll(mute, request));
+  EXPECT_TRUE(ReadHello(mute));
+  ASSERT_TRUE(SendAll(half, request.substr(10)));
+  EXPECT_TRUE(ReadHello(half));
+  EXPECT_EQ(s.server().arriving_given_up(), 0u);
+  for (int fd : {half, mute}) ::close(fd);
+}
+
 // Every thread runs a handler, so no connection waits on its client: a new connection waits,
-// and the first of them to finish closes after its answer to give it its thread.
+// and the first of them to finish parks after its answer to give it its thread.
 TEST(HttpServer, WithNoConnectionWaitingOnItsClientTheNextToGoIdleGivesItsThread) {
-  Running<HttpServer> s(ServerSetup{{}, 2});
+  Running<HttpServer> s(ServerSetup{{}, 2, kNoSpellEnds});
   std::vector<int> busy;
   for (int i = 0; i < 2; ++i) {
     const int fd = Connect(s.port());
@@ -378,15 +424,58 @@ TEST(HttpServer, WithNoConnectionWaitingOnItsClientTheNextToGoIdleGivesItsThread
   EXPECT_EQ(::poll(&p, 1, 300), 0) << "answered without a thread";
   s.OpenGate(0);
   EXPECT_TRUE(ReadHello(busy[0]));
-  EXPECT_TRUE(ClosedByServer(busy[0]));
   EXPECT_TRUE(ReadHello(waiting));
-  // The other is served, and stays open.
+  EXPECT_EQ(s.server().idle_given_up(), 1u);
+  EXPECT_TRUE(Parked(s.server(), 1));
+  // The other is served, and every connection stays open.
   s.OpenGate(1);
   EXPECT_TRUE(ReadHello(busy[1]));
-  ASSERT_TRUE(SendAll(busy[1], Request("", false)));
-  EXPECT_TRUE(ReadHello(busy[1]));
-  EXPECT_EQ(s.server().idle_given_up() + s.server().arriving_given_up(), 0u);
+  for (int fd : {busy[1], busy[0], waiting}) {
+    ASSERT_TRUE(SendAll(fd, Request("", false)));
+    EXPECT_TRUE(ReadHello(fd));
+  }
+  EXPECT_EQ(s.server().arriving_given_up(), 0u);
   for (int fd : {busy[0], busy[1], waiting}) ::close(fd);
+}
+
+// Connections idle past their spell leave their threads: many more keep-alive connections than
+// threads stay open, hold no thread, and are each served again when their client sends. A
+// parked connection still closes at its keep-alive deadline, and when its client closes.
+TEST(HttpServer, IdleConnectionsWaitParkedWithoutAThread) {
+  Running<HttpServer> s(ServerSetup{{}, 2, std::chrono::milliseconds(50), 3});
+  constexpr size_t kConnections = 40;
+  std::vector<int> held;
+  for (size_t i = 0; i < kConnections; ++i) {
+    const int fd = Connect(s.port());
+    ASSERT_TRUE(SendAll(fd, Request("", false)));
+    ASSERT_TRUE(ReadHello(fd)) << i;
+    held.push_back(fd);
+  }
+  ASSERT_TRUE(Parked(s.server(), kConnections));
+  EXPECT_EQ(s.server().waiting_on_clients(), 0u);
+  auto last_round = std::chrono::steady_clock::now();
+  for (int round = 0; round < 2; ++round) {
+    last_round = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < kConnections; ++i) {
+      ASSERT_TRUE(SendAll(held[i], Request("", false)));
+      EXPECT_TRUE(ReadHello(held[i])) << round << " " << i;
+    }
+  }
+  EXPECT_EQ(s.server().arriving_given_up(), 0u);
+  ASSERT_TRUE(Parked(s.server(), kConnections));
+  // A client that closes leaves the lot.
+  ::close(held.back());
+  held.pop_back();
+  EXPECT_TRUE(Parked(s.server(), kConnections - 1));
+  // The keep-alive deadline (3 s after each one's last answer) closes the rest from the lot,
+  // and not before.
+  EXPECT_TRUE(Parked(s.server(), 0));
+  EXPECT_GE(std::chrono::steady_clock::now() - last_round, std::chrono::seconds(3));
+  for (int fd : held) {
+    char b;
+    EXPECT_EQ(::recv(fd, &b, 1, 0), 0);
+    ::close(fd);
+  }
 }
 
 // Stopping the server ends the connections waiting on their clients at once. Before, a
@@ -573,6 +662,24 @@ TEST(HttpServer, HttpsConnectionsHaveTheSameBounds) {
     auto r = fresh.Get("/hello", many);
     ASSERT_TRUE(r) << httplib::to_string(r.error());
     EXPECT_EQ(r->status, 431);
+  }
+  {
+    // A TLS connection parked between requests comes back with its session: the same
+    // connection (the client's port) answers again, on another thread.
+    Running<HttpsServer> s(ServerSetup{{}, 2, std::chrono::milliseconds(50)}, cert.c_str(),
+                           key.c_str());
+    httplib::SSLClient c("127.0.0.1", s.port());
+    c.set_ca_cert_path(cert);
+    c.enable_server_certificate_verification(true);
+    c.set_keep_alive(true);
+    std::string port;
+    for (int i = 0; i < 3; ++i) {
+      auto r = c.Get("/port");
+      ASSERT_TRUE(r) << httplib::to_string(r.error());
+      if (i == 0) port = r->body;
+      EXPECT_EQ(r->body, port) << i;
+      ASSERT_TRUE(Parked(s.server(), 1)) << i;
+    }
   }
   {
     // A request trickled inside one TLS record reaches its deadline as a plain one does. Before,

@@ -1313,20 +1313,29 @@ Status Server::Start() {
     }
   }
   if (o.max_connections < 1) return InvalidArgument("--max-connections must be at least 1");
+  if (o.max_idle_connections < 0) {
+    return InvalidArgument("--max-idle-connections must be at least 0");
+  }
+  size_t max_parked = static_cast<size_t>(o.max_idle_connections);
   {
     // Each client connection is a descriptor, as are the pools to the replicas: raise the soft
-    // limit (often 1024) to the hard one when --max-connections needs more.
-    const rlim_t want = static_cast<rlim_t>(o.max_connections) + 256 +
+    // limit (often 1024) to the hard one when the bounds need more. Idle connections get what
+    // the limit leaves beside the others, so that accept() never runs out of descriptors.
+    const rlim_t busy = static_cast<rlim_t>(o.max_connections) + 256 +
                         static_cast<rlim_t>(m.SlotCount()) * o.replica_connections;
+    const rlim_t want = busy + max_parked;
     rlimit nofile{};
     if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < want) {
       nofile.rlim_cur = std::min(want, nofile.rlim_max);
       ::setrlimit(RLIMIT_NOFILE, &nofile);
+      ::getrlimit(RLIMIT_NOFILE, &nofile);
       if (nofile.rlim_cur < want) {
+        max_parked = nofile.rlim_cur > busy ? static_cast<size_t>(nofile.rlim_cur - busy) : 0;
         spdlog::warn("open files limited to {} (hard limit): fewer than the {} that "
-                     "--max-connections {} may need",
+                     "--max-connections {} and --max-idle-connections {} may need; idle "
+                     "connections kept: {}",
                      static_cast<uint64_t>(nofile.rlim_cur), static_cast<uint64_t>(want),
-                     o.max_connections);
+                     o.max_connections, o.max_idle_connections, max_parked);
       }
     }
   }
@@ -1385,7 +1394,7 @@ Status Server::Start() {
   }
 
   httplib::Server& h = *m.http;
-  ConfigureHttpServer(h, o.threads, o.max_connections, o.max_body_bytes);
+  ConfigureHttpServer(h, o.threads, o.max_connections, o.max_body_bytes, max_parked);
   h.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
     int up = 0;
     for (auto& s : impl_->slots) up += s->up && s->active ? 1 : 0;
@@ -1612,15 +1621,20 @@ std::string Server::Metrics() const {
                  m.inflight.load(), m.o.slo_p99_ms / 1e3);
   if (const auto* conns = dynamic_cast<const http_detail::Signals*>(m.http.get())) {
     fmt::format_to(out,
-                   "# HELP overcast_serve_connections_given_up_total Client connections shut "
-                   "down to give their thread to a new one past --max-connections, by what "
-                   "they waited for: their next request (idle), or a request still arriving "
-                   "(a request begun gets a 503; from its accept to its first bytes, or in a "
-                   "TLS handshake, the connection just closes).\n"
-                   "# TYPE overcast_serve_connections_given_up_total counter\n"
-                   "overcast_serve_connections_given_up_total{{waiting=\"idle\"}} {}\n"
-                   "overcast_serve_connections_given_up_total{{waiting=\"request\"}} {}\n",
-                   conns->idle_given_up(), conns->arriving_given_up());
+                   "# HELP overcast_serve_connection_threads_given_up_total Client "
+                   "connections that gave their thread to another past --max-connections, by "
+                   "what they waited for: their next or first request (idle: they wait on in "
+                   "the parking lot, open), or a request still arriving (a 503, and the "
+                   "connection closes; in a TLS handshake it just closes).\n"
+                   "# TYPE overcast_serve_connection_threads_given_up_total counter\n"
+                   "overcast_serve_connection_threads_given_up_total{{waiting=\"idle\"}} {}\n"
+                   "overcast_serve_connection_threads_given_up_total{{waiting=\"request\"}} "
+                   "{}\n"
+                   "# HELP overcast_serve_connections_parked Client connections idle past their "
+                   "spell, waiting for their next request without a thread.\n"
+                   "# TYPE overcast_serve_connections_parked gauge\n"
+                   "overcast_serve_connections_parked {}\n",
+                   conns->idle_given_up(), conns->arriving_given_up(), conns->parked());
   }
   std::lock_guard<std::mutex> l(m.ctl_mu);
   s += "# HELP overcast_serve_replica_cpu_limit_cores CPU quota of each replica's cgroup.\n"

@@ -76,10 +76,13 @@ struct ServeOptions {
   size_t max_body_bytes = 1 << 20;
   int threads = 256;             // front-end connection threads started up front
   // Connections served at once, a thread each: the pool grows to this when every thread holds a
-  // connection (ConfigureHttpServer); more wait for one to close.
-  // Each held connection's thread polls it every 10 ms (cpp-httplib 0.11): about 0.0017 cores
-  // an idle connection (src/serve/README.md), so this also bounds what idle clients cost.
+  // connection (ConfigureHttpServer); past it, a connection waiting on its client gives its
+  // thread up (http_server.h).
   int max_connections = 1024;
+  // Idle keep-alive connections kept without a thread (parked, after a second idle on their
+  // thread); past it, the one whose keep-alive ends first closes. Fewer when the open-files
+  // limit cannot hold them beside --max-connections.
+  int max_idle_connections = 16384;  // kMaxParkedConnections (http_server.h)
   int replica_connections = 32;  // keep-alive connections per replica (< replica threads)
   // A replica with requests in flight that answers none for this long is taken for stuck and
   // killed (then restarted): its requests fail over at once rather than after the 30 s read

@@ -671,11 +671,11 @@ TEST_F(ServerTest, AReplicaAnswersOnlyItsFrontEnd) {
   EXPECT_EQ(r->status, 200) << r->body;
 }
 
-// The front end serves each connection on a thread of its own for the connection's life. A
-// client holding more idle connections than the threads started up front (each would be held
-// for the 60 s keep-alive), or sending half a request on them, must not leave a newcomer, or
-// /healthz, waiting: the pool grows (the client below gives up after 10 s), and past
-// --max-connections the oldest half-sent request gives its thread up.
+// The front end serves each connection on a thread of its own while it waits on its client. A
+// client holding more silent connections than the threads started up front, or sending half a
+// request on them, must not leave a newcomer, or /healthz, waiting: the pool grows (the client
+// below gives up after 10 s), and past --max-connections the silent ones leave their threads
+// for the parking lot, then the oldest half-sent request gives its thread up.
 TEST_F(ServerTest, IdleAndHalfSentConnectionsDoNotStarveOtherClients) {
   ServeOptions o = Options();
   o.threads = 4;
@@ -699,7 +699,8 @@ TEST_F(ServerTest, IdleAndHalfSentConnectionsDoNotStarveOtherClients) {
   ASSERT_TRUE(r) << httplib::to_string(r.error());
   EXPECT_EQ(r->status, 200) << r->body;
   // Past --max-connections, half-sent requests give their threads up, oldest first (a 503).
-  const std::string given_up = "overcast_serve_connections_given_up_total{waiting=\"request";
+  const std::string given_up =
+      "overcast_serve_connection_threads_given_up_total{waiting=\"request";
   EXPECT_EQ(Metric(server_->Metrics(), given_up), 0);
   for (int i = 0; i < 64; ++i) {
     const int fd = ConnectRaw(server_->port());

@@ -261,12 +261,18 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--max-body-bytes", o->max_body_bytes, "Larger request bodies get 413")
         ->capture_default_str();
     c->add_option("--max-connections", o->max_connections,
-                  "Client connections served at once, a thread each. An idle keep-alive\n"
-                  "connection sleeps in poll() (1,000 of them: about 0.004 cores); past the\n"
-                  "bound, the one idle longest closes to give its thread to the new connection,\n"
+                  "Client connections served at once, a thread each. A connection idle for a\n"
+                  "second leaves its thread (see --max-idle-connections); past the bound, the\n"
+                  "one idle longest leaves at once to give its thread to the new connection,\n"
                   "or with none idle, the request that began longest ago and is still arriving\n"
-                  "(a 503)")
+                  "gets a 503")
         ->check(CLI::Range(1, 65536))
+        ->capture_default_str();
+    c->add_option("--max-idle-connections", o->max_idle_connections,
+                  "Idle keep-alive connections kept open without a thread, one poll thread\n"
+                  "watching them all; past it, the one whose keep-alive (60 s) ends first\n"
+                  "closes. Lowered to fit the open-files limit beside --max-connections")
+        ->check(CLI::Range(0, 1 << 20))
         ->capture_default_str();
     c->callback([&ctx, o, models, listen, secret_file, places] {
       ctx.exit_code = Finish([&]() -> Status {
