@@ -74,11 +74,17 @@ class ElasticPool final : public httplib::TaskQueue {
     jobs_.push_back(std::move(fn));
     // A thread still starting takes a job as an idle one does; counting it as busy raised
     // demand for a job it was about to take, and closed an idle connection for nothing.
-    if (idle_ + starting_ < jobs_.size() && !(live_ < most_ && SpawnLocked()) &&
-        signals_ != nullptr) {
+    if (waiting_.size() + waking_ + starting_ < jobs_.size() &&
+        !(live_ < most_ && SpawnLocked()) && signals_ != nullptr) {
       signals_->Demand();
     }
-    work_.notify_one();
+    if (!waiting_.empty()) {  // the thread idle the shortest: the others may reach kIdleEnd
+      Waiter* w = waiting_.back();
+      waiting_.pop_back();
+      ++waking_;
+      w->woken = true;
+      w->cv.notify_one();
+    }
   }
 
   void shutdown() override {
@@ -86,7 +92,7 @@ class ElasticPool final : public httplib::TaskQueue {
     if (signals_ != nullptr) signals_->parking().Close();
     std::unique_lock<std::mutex> l(mu_);
     shutdown_ = true;
-    work_.notify_all();
+    for (Waiter* w : waiting_) w->cv.notify_one();
     ended_.wait(l, [this] { return live_ == 0; });
   }
 
@@ -106,16 +112,31 @@ class ElasticPool final : public httplib::TaskQueue {
     }
   }
 
+  // An idle thread, waiting for a job. Jobs go to the thread idle the shortest (a stack), so
+  // that after a burst the threads it started stay idle and end; woken in turn, every thread of
+  // a large pool took a job now and then under a light load, and none reached kIdleEnd.
+  struct Waiter {
+    std::condition_variable cv;
+    bool woken = false;
+  };
+
   void Work() {
     std::unique_lock<std::mutex> l(mu_);
     --starting_;
     for (;;) {
-      ++idle_;
-      const bool woken =
-          work_.wait_for(l, kIdleEnd, [this] { return !jobs_.empty() || shutdown_; });
-      --idle_;
-      if (jobs_.empty()) {
-        if (shutdown_ || (!woken && live_ > least_)) break;
+      bool timed_out = false;
+      if (jobs_.empty() && !shutdown_) {
+        Waiter w;
+        waiting_.push_back(&w);
+        timed_out = !w.cv.wait_for(l, kIdleEnd, [&] { return w.woken || shutdown_; });
+        if (w.woken) {
+          --waking_;
+        } else {
+          std::erase(waiting_, &w);
+        }
+      }
+      if (jobs_.empty()) {  // another thread took the job first, or none came
+        if (shutdown_ || (timed_out && live_ > least_)) break;
         continue;
       }
       std::function<void()> fn = std::move(jobs_.front());
@@ -131,9 +152,10 @@ class ElasticPool final : public httplib::TaskQueue {
   const size_t least_, most_;
   http_detail::Signals* const signals_;
   std::mutex mu_;
-  std::condition_variable work_, ended_;
+  std::condition_variable ended_;
   std::deque<std::function<void()>> jobs_;
-  size_t live_ = 0, idle_ = 0, starting_ = 0;
+  std::vector<Waiter*> waiting_;  // the idle threads, the one idle the shortest last
+  size_t live_ = 0, starting_ = 0, waking_ = 0;  // waking: taken off waiting_, not yet running
   bool shutdown_ = false;
 };
 
