@@ -62,8 +62,9 @@ class SigpipeBlocked {
 // withdrawn as threads take them.
 class ElasticPool final : public httplib::TaskQueue {
  public:
-  ElasticPool(size_t least, size_t most, http_detail::Signals* signals)
-      : least_(least), most_(std::max(least, most)), signals_(signals) {
+  ElasticPool(size_t least, size_t most, std::chrono::milliseconds idle_end,
+              http_detail::Signals* signals)
+      : least_(least), most_(std::max(least, most)), idle_end_(idle_end), signals_(signals) {
     std::lock_guard<std::mutex> l(mu_);
     for (size_t i = 0; i < least_; ++i) SpawnLocked();
     if (signals_ != nullptr) signals_->parking().Open(this);
@@ -78,7 +79,7 @@ class ElasticPool final : public httplib::TaskQueue {
         !(live_ < most_ && SpawnLocked()) && signals_ != nullptr) {
       signals_->Demand();
     }
-    if (!waiting_.empty()) {  // the thread idle the shortest: the others may reach kIdleEnd
+    if (!waiting_.empty()) {  // the thread idle the shortest: the others may reach idle_end_
       Waiter* w = waiting_.back();
       waiting_.pop_back();
       ++waking_;
@@ -97,8 +98,6 @@ class ElasticPool final : public httplib::TaskQueue {
   }
 
  private:
-  static constexpr std::chrono::seconds kIdleEnd{30};
-
   // When the system refuses another thread (a limit on tasks or memory), the connection waits
   // for one of the running threads, as it would past `most`.
   bool SpawnLocked() {
@@ -114,7 +113,7 @@ class ElasticPool final : public httplib::TaskQueue {
 
   // An idle thread, waiting for a job. Jobs go to the thread idle the shortest (a stack), so
   // that after a burst the threads it started stay idle and end; woken in turn, every thread of
-  // a large pool took a job now and then under a light load, and none reached kIdleEnd.
+  // a large pool took a job now and then under a light load, and none reached idle_end_.
   struct Waiter {
     std::condition_variable cv;
     bool woken = false;
@@ -128,7 +127,7 @@ class ElasticPool final : public httplib::TaskQueue {
       if (jobs_.empty() && !shutdown_) {
         Waiter w;
         waiting_.push_back(&w);
-        timed_out = !w.cv.wait_for(l, kIdleEnd, [&] { return w.woken || shutdown_; });
+        timed_out = !w.cv.wait_for(l, idle_end_, [&] { return w.woken || shutdown_; });
         if (w.woken) {
           --waking_;
         } else {
@@ -143,13 +142,14 @@ class ElasticPool final : public httplib::TaskQueue {
       jobs_.pop_front();
       if (signals_ != nullptr) signals_->Waiting(jobs_.size());
       l.unlock();
-      fn();  // one connection, until it closes
+      fn();  // one connection, until it closes or parks
       l.lock();
     }
     if (--live_ == 0) ended_.notify_all();
   }
 
   const size_t least_, most_;
+  const std::chrono::milliseconds idle_end_;  // a thread beyond `least` idle this long ends
   http_detail::Signals* const signals_;
   std::mutex mu_;
   std::condition_variable ended_;
@@ -162,12 +162,15 @@ class ElasticPool final : public httplib::TaskQueue {
 }  // namespace
 
 void ConfigureHttpServer(httplib::Server& server, int threads, int max_threads,
-                         size_t max_body_bytes, size_t max_parked) {
+                         size_t max_body_bytes, size_t max_parked,
+                         std::chrono::milliseconds thread_idle_end) {
   const size_t most = static_cast<size_t>(std::max(1, max_threads));
   const size_t least = std::min(most, static_cast<size_t>(std::max(1, threads)));
   auto* signals = dynamic_cast<http_detail::Signals*>(&server);
   if (signals != nullptr) signals->parking().set_limit(max_parked);
-  server.new_task_queue = [least, most, signals] { return new ElasticPool(least, most, signals); };
+  server.new_task_queue = [least, most, thread_idle_end, signals] {
+    return new ElasticPool(least, most, thread_idle_end, signals);
+  };
   server.set_tcp_nodelay(true);
   server.set_keep_alive_max_count(1u << 30);
   server.set_keep_alive_timeout(60);

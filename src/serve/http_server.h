@@ -49,7 +49,8 @@ struct RequestDeadline {
 // httplib serves each connection on one pool thread for the connection's whole life, keep-alive
 // included. With a fixed pool, `threads` idle connections held every thread and every later
 // client, /healthz too, waited up to the keep-alive timeout (60 s). So a connection that finds
-// no thread idle starts one, up to `max_threads`; threads beyond `threads` end after 30 s idle.
+// no thread idle starts one, up to `max_threads`; threads beyond `threads` end after 30 s idle
+// (each job goes to the thread idle the shortest, so the others can).
 // Past `max_threads`, a connection waits for a thread; on a GuardedServer a connection waiting on
 // its client gives its thread up for it (http_detail::Signals), and idle connections leave
 // their threads anyway after a short spell (set_idle_spell). `threads` is capped at it.
@@ -57,9 +58,11 @@ struct RequestDeadline {
 // `max_parked`: on a GuardedServer, idle connections kept without a thread (ParkingLot); past
 // it, the one whose keep-alive deadline comes first closes. Each is a descriptor: with the
 // threads' connections, within the open-files limit, so that accept() never runs out.
+// `thread_idle_end`: a thread beyond `threads` idle this long ends.
 inline constexpr size_t kMaxParkedConnections = 16384;
 void ConfigureHttpServer(httplib::Server& server, int threads, int max_threads,
-                         size_t max_body_bytes, size_t max_parked = kMaxParkedConnections);
+                         size_t max_body_bytes, size_t max_parked = kMaxParkedConnections,
+                         std::chrono::milliseconds thread_idle_end = std::chrono::seconds(30));
 
 // Binds `server` to host:port (0: any free port) and listens with a backlog of 1024; returns the
 // port, or -1. Debian's cpp-httplib is a shared library built with a backlog of 5, which a burst
@@ -97,8 +100,12 @@ class ParkingLot {
   void Open(httplib::TaskQueue* pool);
   // Every parked connection closes, and later ones close as they come; the thread ends.
   void Close();
+  // The connection on `sock` waits here for its client's next bytes, until `until` (its
+  // keep-alive deadline); `go` is told what became of it. Closed at once when the lot is not
+  // open (the server stops, or the lot could not start: out of descriptors or threads).
   void Park(int sock, Clock::time_point until, Go go);
   size_t parked() const;
+  // Connections kept at most (ConfigureHttpServer's `max_parked`).
   void set_limit(size_t cars);
 
  private:

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <thread>
@@ -42,6 +43,10 @@ Status RunReplica(const ReplicaOptions& o) {
 
   HttpServer svr;
   ConfigureHttpServer(svr, o.threads, o.max_threads, o.max_body_bytes);
+  // The replica's clients are the front end's pooled connections, fewer than its threads: an
+  // idle one keeps its thread until its keep-alive ends, as before the parking lot, and a
+  // request on it never waits for the lot's wake-up on a CPU quota the controller keeps tight.
+  svr.set_idle_spell(std::chrono::hours(24));
   svr.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("{\"status\":\"ok\"}", "application/json");
   });
