@@ -288,15 +288,26 @@ bool ReadHello(int fd) {
   return got.find("hello") != std::string::npos;
 }
 
-// Waits up to 10 s until `n` of `server`'s connections wait on their clients (their threads are
-// back in poll()); false if they did not.
-bool WaitingOnClients(const http_detail::Signals& server, size_t n) {
+// Waits up to 10 s until `done()`; false if it did not come.
+template <class F>
+bool Eventually(F done) {
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (server.waiting_on_clients() != n) {
+  while (!done()) {
     if (std::chrono::steady_clock::now() > give_up) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return true;
+}
+
+// Waits up to 10 s until `n` of `server`'s connections wait on their clients (their threads are
+// back in poll()); false if they did not.
+bool WaitingOnClients(const http_detail::Signals& server, size_t n) {
+  return Eventually([&] { return server.waiting_on_clients() == n; });
+}
+
+// Waits up to 10 s until `n` connections are parked; false if they were not.
+bool Parked(const http_detail::Signals& server, size_t n) {
+  return Eventually([&] { return server.parked() == n; });
 }
 
 // Whether `c` (a plain or a TLS client) gets its hello from GET /hello.
@@ -313,16 +324,6 @@ bool ClosedByServer(int fd) {
   pollfd p{fd, POLLIN, 0};
   char b;
   return ::poll(&p, 1, 1000) > 0 && ::recv(fd, &b, 1, 0) == 0;
-}
-
-// Waits up to 10 s until `n` connections are parked; false if they were not.
-bool Parked(const http_detail::Signals& server, size_t n) {
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (server.parked() != n) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
 }
 
 // With every thread holding an idle keep-alive connection, a new client is served at once: the
