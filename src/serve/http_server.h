@@ -5,8 +5,10 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <climits>
 #include <compare>
 #include <cstddef>
 #include <cstdint>
@@ -247,9 +249,10 @@ class GuardedServer final : public Base, public http_detail::Signals {
   void set_request_deadline(RequestDeadline d) { deadline_ = d; }
   // How long a connection waits for its next request on its thread before it leaves for the
   // parking lot (http_detail::ParkingLot): busy keep-alive connections stay on their threads,
-  // and an idle one costs a socket and a few KiB, not a thread.
+  // and an idle one costs a socket and its buffers (16 KiB and the TLS session), not a thread.
+  // Longer than the keep-alive: connections never park unless a connection has no thread.
   void set_idle_spell(std::chrono::milliseconds spell) {
-    idle_spell_ms_ = static_cast<int>(spell.count());
+    idle_spell_ms_ = static_cast<int>(std::clamp<long long>(spell.count(), 0, INT_MAX));
   }
 
  private:
