@@ -854,11 +854,11 @@ struct Server::Impl {
   }
 
   // Closes the slot's pooled connections idle for longer than o.replica_idle_close_s, keeping
-  // the o.replica_warm_connections most recently used. An open keep-alive connection costs its
-  // replica a thread that wakes about 90 times a second (cpp-httplib's keep-alive loop polls
-  // every 10 ms and sleeps 1 ms): measured here, 8 idle connections burned 2.4% of a core per
-  // replica, billed to its cgroup. The pool reuses its most recent connection first, so the ones
-  // at the front are those a lighter load no longer needs.
+  // the o.replica_warm_connections most recently used. Under cpp-httplib's own keep-alive loop
+  // (polling every 10 ms) 8 idle connections burned 2.4% of a core per replica, billed to its
+  // cgroup; overcast's loop sleeps in poll() (http_server.h), so an idle one now costs its
+  // replica a thread and no CPU, and the trimming stays for the threads. The pool reuses its most
+  // recent connection first, so the ones at the front are those a lighter load no longer needs.
   void TrimIdle(Slot& s, double now) {
     std::lock_guard<std::mutex> l(s.mu);
     size_t n = 0;
