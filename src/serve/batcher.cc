@@ -1,6 +1,13 @@
 #include "serve/batcher.h"
 
 namespace overcast::serve {
+namespace {
+
+uint64_t Nanos(std::chrono::steady_clock::duration d) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+}
+
+}  // namespace
 
 Batcher::Batcher(const Predictor* model, BatcherOptions o)
     : model_(model), o_(o), outputs_per_row_(OutputsPerRow(model->info())) {}
@@ -61,6 +68,7 @@ void Batcher::LeadOneBatch(std::unique_lock<std::mutex>& l, Job* leader) {
   }
   queued_rows_ -= rows;
   l.unlock();
+  const auto began = std::chrono::steady_clock::now();
   merged_.clear();
   for (Job* j : taken) {
     const SparseBatch& b = *j->rows;
@@ -76,9 +84,13 @@ void Batcher::LeadOneBatch(std::unique_lock<std::mutex>& l, Job* leader) {
     j->out->assign(outputs_.begin() + at, outputs_.begin() + at + n);
     at += n;
   }
+  const auto ended = std::chrono::steady_clock::now();
   l.lock();
   stats_.batches += 1;
   stats_.rows += rows;
+  stats_.requests += taken.size();
+  for (Job* j : taken) stats_.queue_ns += Nanos(began - j->arrived);
+  stats_.compute_ns += Nanos(ended - began);
   // Notified under mu_: a job's thread cannot see done, return and destroy the job (and its
   // condition variable) before the notify is over.
   for (Job* j : taken) {

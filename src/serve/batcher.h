@@ -26,7 +26,10 @@ struct BatcherOptions {
 };
 
 struct BatcherStats {
-  uint64_t batches = 0, rows = 0, rejected = 0;
+  uint64_t batches = 0, rows = 0, requests = 0, rejected = 0;
+  // Summed over requests: from Submit to the start of their batch's prediction. Summed over
+  // batches: the prediction (merging the requests' rows, the model, splitting its outputs).
+  uint64_t queue_ns = 0, compute_ns = 0;
 };
 
 // Thread-safe: any number of request threads call Submit.

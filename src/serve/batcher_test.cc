@@ -85,6 +85,10 @@ TEST(Batcher, ConcurrentRequestsEachGetTheirOwnOutputs) {
   EXPECT_EQ(wrong.load(), 0);
   const BatcherStats s = batcher.stats();
   EXPECT_EQ(s.rows, static_cast<uint64_t>(kThreads * (kRequests / 2 * 3)));
+  EXPECT_EQ(s.requests, static_cast<uint64_t>(kThreads * kRequests));
+  // Every prediction sleeps 200 us; requests queued behind one waited.
+  EXPECT_GE(s.compute_ns, s.batches * 200'000);
+  EXPECT_GT(s.queue_ns, 0u);
   // Requests queued behind a 200 us prediction were batched together...
   EXPECT_LT(s.batches, static_cast<uint64_t>(kThreads * kRequests));
   // ...never beyond the bound.
@@ -103,6 +107,8 @@ TEST(Batcher, ALoneRequestIsPredictedOnItsOwnThread) {
   const auto threads = model.threads();
   ASSERT_EQ(threads.size(), 3u);
   for (auto id : threads) EXPECT_EQ(id, std::this_thread::get_id());
+  EXPECT_EQ(batcher.stats().batches, 3u);
+  EXPECT_EQ(batcher.stats().requests, 3u);
 }
 
 TEST(Batcher, MaxWaitGathersAFullBatch) {

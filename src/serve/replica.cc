@@ -63,7 +63,12 @@ Status RunReplica(const ReplicaOptions& o) {
     nlohmann::json j;
     for (auto& [name, s] : models) {
       auto st = s.batcher->stats();
-      j[name] = {{"batches", st.batches}, {"rows", st.rows}, {"rejected", st.rejected}};
+      j[name] = {{"batches", st.batches},
+                 {"rows", st.rows},
+                 {"requests", st.requests},
+                 {"rejected", st.rejected},
+                 {"queue_seconds", st.queue_ns / 1e9},
+                 {"compute_seconds", st.compute_ns / 1e9}};
     }
     res.set_content(j.dump(), "application/json");
   });

@@ -32,7 +32,8 @@ inline constexpr char kReplicaTokenEnv[] = "OVERCAST_REPLICA_TOKEN";
 
 // Serves until SIGTERM/SIGINT (the caller blocks those signals in every thread first and
 // passes a waiter) or a fatal error. Endpoints: POST /v1/models/NAME:predict, GET /healthz,
-// GET /stats (batches, rows, rejections per model, as JSON).
+// GET /stats (per model, as JSON: batches, rows, requests, rejections, and the seconds requests
+// queued and batches took to predict).
 Status RunReplica(const ReplicaOptions& o);
 
 }  // namespace overcast::serve

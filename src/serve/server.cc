@@ -16,6 +16,8 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -36,6 +38,22 @@ namespace overcast::serve {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// One metric family in Prometheus text: its HELP (when given) and TYPE lines, then the sample
+// of each item that has one (`value` returns a number, or an empty optional), all together: the
+// format wants a family's samples in one group, not a replica's families one after another.
+template <class T, class Value>
+void AppendFamily(std::string& s, std::string_view name, std::string_view type,
+                  std::string_view help, const std::vector<std::pair<std::string, T>>& items,
+                  Value value) {
+  auto out = std::back_inserter(s);
+  if (!help.empty()) fmt::format_to(out, "# HELP {} {}\n", name, help);
+  fmt::format_to(out, "# TYPE {} {}\n", name, type);
+  for (const auto& [labels, item] : items) {
+    const std::optional<double> v = value(item);
+    if (v) fmt::format_to(out, "{}{{{}}} {}\n", name, labels, *v);
+  }
+}
 
 double Now() {
   return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
@@ -380,6 +398,72 @@ struct Server::Impl {
     return cli;
   }
 
+  // Each running replica's batching counters (its GET /stats), asked when /metrics is, with
+  // short timeouts: a replica that does not answer (hung, restarting) leaves only its series out
+  // (overcast_serve_replica_stats_up 0). Takes no lock while it waits on a replica.
+  std::string ReplicaBatchMetrics() const {
+    struct Scraped {
+      std::string labels;
+      nlohmann::json stats;  // model -> counters; null when the replica did not answer
+    };
+    std::vector<Scraped> got;
+    for (const auto& sp : slots) {
+      if (!sp->active) continue;
+      int port = 0;
+      {
+        std::lock_guard<std::mutex> l(sp->mu);
+        port = sp->port;
+      }
+      Scraped sc{fmt::format("replica=\"{}\"", sp->index), nullptr};
+      if (sp->up && port > 0) {
+        httplib::Client cli("127.0.0.1", port);
+        cli.set_bearer_token_auth(replica_token.c_str());
+        cli.set_connection_timeout(0, 250'000);
+        cli.set_read_timeout(0, 500'000);
+        auto res = cli.Get("/stats");
+        if (res && res->status == 200) {
+          auto j = nlohmann::json::parse(res->body, nullptr, false);
+          if (j.is_object()) sc.stats = std::move(j);
+        }
+      }
+      got.push_back(std::move(sc));
+    }
+    using Json = const nlohmann::json*;
+    std::vector<std::pair<std::string, Json>> answered, models;
+    for (const Scraped& sc : got) {
+      answered.emplace_back(sc.labels, &sc.stats);
+      if (!sc.stats.is_object()) continue;
+      for (const auto& [name, st] : sc.stats.items()) {
+        if (!st.is_object()) continue;
+        models.emplace_back(fmt::format("{},model=\"{}\"", sc.labels, name), &st);
+      }
+    }
+    std::string s;
+    AppendFamily(s, "overcast_serve_replica_stats_up", "gauge",
+                 "1 when the replica answered this scrape's ask for its batching counters.",
+                 answered, [](Json j) { return j->is_object() ? 1 : 0; });
+    auto counter = [&](std::string_view name, const std::string& key, std::string_view help) {
+      AppendFamily(s, name, "counter", help, models, [&key](Json j) -> std::optional<double> {
+        const auto it = j->find(key);
+        if (it == j->end() || !it->is_number()) return std::nullopt;
+        return it->get<double>();
+      });
+    };
+    counter("overcast_serve_replica_requests_total", "requests",
+            "Predict requests each replica's batcher answered, by model (since it started).");
+    counter("overcast_serve_replica_batches_total", "batches",
+            "Batches predicted, one model call each.");
+    counter("overcast_serve_replica_batch_rows_total", "rows",
+            "Rows predicted in those batches: rows over batches is the mean batch.");
+    counter("overcast_serve_replica_queue_rejected_total", "rejected",
+            "Requests refused (503) because the replica's queue was full.");
+    counter("overcast_serve_replica_queue_seconds_total", "queue_seconds",
+            "Summed over requests: from reaching the batcher to the start of their batch.");
+    counter("overcast_serve_replica_compute_seconds_total", "compute_seconds",
+            "Summed over batches: predicting them.");
+    return s;
+  }
+
   // Forks and execs one replica, joined to its cgroup before exec, then waits for its port.
   Status Spawn(Slot& s) {
     std::filesystem::remove(s.port_file);
@@ -440,9 +524,8 @@ struct Server::Impl {
       if (f >> port && port > 0) {
         // Open a share of the pool now, one at a time: replicas listen with a small backlog,
         // and a burst of connects under load would drop SYNs (a 1 s retransmit each). Only a
-        // share: each idle keep-alive connection costs its replica a poll wake-up every ~11 ms
-        // (cpp-httplib's keep-alive loop), CPU billed to the replica's cgroup; TrimIdle closes
-        // those left unused.
+        // share: each idle keep-alive connection holds one of the replica's threads (asleep in
+        // poll, no CPU); TrimIdle closes those left unused.
         std::vector<Slot::IdleConn> warm;
         for (int k = 0; k < std::min(8, o.replica_connections); ++k) {
           auto cli = NewClient(port);
@@ -1405,7 +1488,7 @@ Status Server::Start() {
   });
   h.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
     if (!impl_->Authorized(req, res)) return;
-    res.set_content(Metrics(), "text/plain; version=0.0.4");
+    res.set_content(Metrics() + impl_->ReplicaBatchMetrics(), "text/plain; version=0.0.4");
   });
   h.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
     if (!impl_->Authorized(req, res)) return;
@@ -1637,56 +1720,80 @@ std::string Server::Metrics() const {
                    conns->idle_given_up(), conns->arriving_given_up(), conns->parked());
   }
   std::lock_guard<std::mutex> l(m.ctl_mu);
-  s += "# HELP overcast_serve_replica_cpu_limit_cores CPU quota of each replica's cgroup.\n"
-       "# TYPE overcast_serve_replica_cpu_limit_cores gauge\n";
-  for (auto& sp : m.slots) {
-    const auto& r = *sp;
-    const std::string lb = fmt::format("replica=\"{}\",controller=\"{}\"", r.index, r.ctl->name());
-    fmt::format_to(out, "overcast_serve_replica_cpu_limit_cores{{{}}} {}\n", lb, r.limit.load());
-    // The quota's period: the base, or longer for a limit under 1 ms a base period (QuotaFor).
-    fmt::format_to(out, "overcast_serve_replica_cfs_period_us{{{}}} {}\n", lb, r.cg->period_us());
-    fmt::format_to(out, "overcast_serve_replica_up{{{}}} {}\n", lb, r.up ? 1 : 0);
-    fmt::format_to(out, "overcast_serve_replica_restarts{{{}}} {}\n", lb, r.restarts.load());
-    {
-      std::lock_guard<std::mutex> cl(r.mu);
-      fmt::format_to(out, "overcast_serve_replica_connections{{{}}} {}\n", lb, r.open_conns);
-    }
-    fmt::format_to(out, "overcast_serve_replica_connects_total{{{}}} {}\n", lb, r.connects.load());
-    fmt::format_to(out, "overcast_serve_replica_cpu_usage_seconds_total{{{}}} {}\n", lb, r.stat.usage_usec / 1e6);
-    fmt::format_to(out, "overcast_serve_replica_cfs_periods_total{{{}}} {}\n", lb, r.stat.nr_periods);
-    fmt::format_to(out, "overcast_serve_replica_cfs_throttled_periods_total{{{}}} {}\n", lb, r.stat.nr_throttled);
-    fmt::format_to(out, "overcast_serve_replica_cfs_throttled_seconds_total{{{}}} {}\n", lb, r.stat.throttled_usec / 1e6);
-    fmt::format_to(out, "overcast_serve_replica_cfs_bursts_total{{{}}} {}\n", lb, r.stat.nr_bursts);
-    fmt::format_to(out, "overcast_serve_replica_cfs_burst_seconds_total{{{}}} {}\n", lb,
-                   r.stat.burst_usec / 1e6);
-    fmt::format_to(out, "overcast_serve_replica_scale_ups_total{{{}}} {}\n", lb, r.ctl->scale_ups);
-    fmt::format_to(out, "overcast_serve_replica_scale_downs_total{{{}}} {}\n", lb, r.ctl->scale_downs);
-    fmt::format_to(out, "overcast_serve_replica_rollbacks_total{{{}}} {}\n", lb, r.ctl->rollbacks);
-    if (r.ctl->target() >= 0) {
-      fmt::format_to(out, "overcast_serve_replica_throttle_target{{{}}} {}\n", lb, r.ctl->target());
-      if (auto* c = dynamic_cast<const Captain*>(r.ctl.get())) {
-        fmt::format_to(out, "overcast_serve_replica_throttle_ratio{{{}}} {}\n", lb, c->last_ratio());
-        fmt::format_to(out, "overcast_serve_replica_captain_margin{{{}}} {}\n", lb, c->margin());
-      }
-    }
+  using Slot = const Impl::Slot*;
+  std::vector<std::pair<std::string, Slot>> reps;
+  for (const auto& sp : m.slots) {
+    reps.emplace_back(fmt::format("replica=\"{}\",controller=\"{}\"", sp->index, sp->ctl->name()),
+                      sp.get());
   }
-  if (!m.groups.empty()) {
-    s += "# HELP overcast_serve_tower_target Throttle target the Tower of each service group "
-         "chose, and what it learned from.\n"
-         "# TYPE overcast_serve_tower_target gauge\n";
-  }
-  for (const auto& gc : m.groups) {
-    const std::string lb = fmt::format("group=\"{}\"", gc.g.name);
-    fmt::format_to(out,
-                   "overcast_serve_tower_target{{{0}}} {1}\n"
-                   "overcast_serve_tower_decisions_total{{{0}}} {2}\n"
-                   "overcast_serve_tower_explorations_total{{{0}}} {3}\n"
-                   "overcast_serve_tower_last_rate{{{0}}} {4}\n"
-                   "overcast_serve_tower_last_p99_seconds{{{0}}} {5}\n"
-                   "overcast_serve_tower_last_cost{{{0}}} {6}\n",
-                   lb, gc.target(), gc.tower->decisions(), gc.tower->explorations(), gc.rate,
-                   gc.p99_ms / 1e3, gc.cost);
-  }
+  auto replicas = [&](std::string_view name, std::string_view type, std::string_view help,
+                      auto value) { AppendFamily(s, name, type, help, reps, value); };
+  replicas("overcast_serve_replica_cpu_limit_cores", "gauge", "CPU quota of each replica's cgroup.",
+           [](Slot r) { return r->limit.load(); });
+  replicas("overcast_serve_replica_cfs_period_us", "gauge",
+           "The quota's period: the base, or longer for a limit under 1 ms a base period.",
+           [](Slot r) { return r->cg->period_us(); });
+  replicas("overcast_serve_replica_up", "gauge", "", [](Slot r) { return r->up ? 1 : 0; });
+  replicas("overcast_serve_replica_restarts", "gauge", "Restarts of each replica's slot so far.",
+           [](Slot r) { return r->restarts.load(); });
+  replicas("overcast_serve_replica_connections", "gauge",
+           "Pooled keep-alive connections open to each replica.", [](Slot r) {
+             std::lock_guard<std::mutex> cl(r->mu);
+             return r->open_conns;
+           });
+  replicas("overcast_serve_replica_connects_total", "counter", "",
+           [](Slot r) { return r->connects.load(); });
+  replicas("overcast_serve_replica_cpu_usage_seconds_total", "counter", "",
+           [](Slot r) { return r->stat.usage_usec / 1e6; });
+  replicas("overcast_serve_replica_cfs_periods_total", "counter", "",
+           [](Slot r) { return r->stat.nr_periods; });
+  replicas("overcast_serve_replica_cfs_throttled_periods_total", "counter", "",
+           [](Slot r) { return r->stat.nr_throttled; });
+  replicas("overcast_serve_replica_cfs_throttled_seconds_total", "counter", "",
+           [](Slot r) { return r->stat.throttled_usec / 1e6; });
+  replicas("overcast_serve_replica_cfs_bursts_total", "counter", "",
+           [](Slot r) { return r->stat.nr_bursts; });
+  replicas("overcast_serve_replica_cfs_burst_seconds_total", "counter", "",
+           [](Slot r) { return r->stat.burst_usec / 1e6; });
+  replicas("overcast_serve_replica_scale_ups_total", "counter", "",
+           [](Slot r) { return r->ctl->scale_ups; });
+  replicas("overcast_serve_replica_scale_downs_total", "counter", "",
+           [](Slot r) { return r->ctl->scale_downs; });
+  replicas("overcast_serve_replica_rollbacks_total", "counter", "",
+           [](Slot r) { return r->ctl->rollbacks; });
+  replicas("overcast_serve_replica_throttle_target", "gauge",
+           "The throttle ratio each replica's quota controller aims at.",
+           [](Slot r) -> std::optional<double> {
+             if (r->ctl->target() < 0) return std::nullopt;
+             return r->ctl->target();
+           });
+  auto captain = [](Slot r) { return dynamic_cast<const Captain*>(r->ctl.get()); };
+  replicas("overcast_serve_replica_throttle_ratio", "gauge", "",
+           [&](Slot r) -> std::optional<double> {
+             if (captain(r) == nullptr) return std::nullopt;
+             return captain(r)->last_ratio();
+           });
+  replicas("overcast_serve_replica_captain_margin", "gauge", "",
+           [&](Slot r) -> std::optional<double> {
+             if (captain(r) == nullptr) return std::nullopt;
+             return captain(r)->margin();
+           });
+  if (m.groups.empty()) return s;
+  using Group = const Impl::GroupControl*;
+  std::vector<std::pair<std::string, Group>> groups;
+  for (const auto& gc : m.groups) groups.emplace_back(fmt::format("group=\"{}\"", gc.g.name), &gc);
+  auto towers = [&](std::string_view name, std::string_view help, auto value) {
+    AppendFamily(s, name, name.ends_with("_total") ? "counter" : "gauge", help, groups, value);
+  };
+  towers("overcast_serve_tower_target",
+         "Throttle target the Tower of each service group chose, and what it learned from.",
+         [](Group g) { return g->target(); });
+  towers("overcast_serve_tower_decisions_total", "", [](Group g) { return g->tower->decisions(); });
+  towers("overcast_serve_tower_explorations_total", "",
+         [](Group g) { return g->tower->explorations(); });
+  towers("overcast_serve_tower_last_rate", "", [](Group g) { return g->rate; });
+  towers("overcast_serve_tower_last_p99_seconds", "", [](Group g) { return g->p99_ms / 1e3; });
+  towers("overcast_serve_tower_last_cost", "", [](Group g) { return g->cost; });
   return s;
 }
 

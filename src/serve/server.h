@@ -156,6 +156,8 @@ class Server {
   Status Reload();
   void RequestReload();
   int port() const;
+  // The front end's metrics (Prometheus text). GET /metrics adds each replica's batching
+  // counters, asked of the replicas then.
   std::string Metrics() const;
   ServerTotals totals() const;
   pid_t replica_pid(int i) const;  // -1 while replica i is down or not running (scaled in)

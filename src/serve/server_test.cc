@@ -12,6 +12,8 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -187,6 +189,47 @@ class Traffic {
   std::vector<std::thread> threads_;
 };
 
+// The value of the first series in `metrics` that begins with `series` (a name and the start
+// of its labels); -1 when there is none.
+double Metric(const std::string& metrics, const std::string& series) {
+  const size_t at = metrics.find("\n" + series);
+  if (at == std::string::npos) return -1;
+  return std::strtod(metrics.c_str() + metrics.find("} ", at) + 2, nullptr);
+}
+
+// What breaks the Prometheus text format's grouping in `text`, or "" when nothing does: each
+// family's TYPE line comes once and before its samples, and its samples (a histogram's _bucket,
+// _sum and _count too) are one group.
+std::string UngroupedFamily(const std::string& text) {
+  std::map<std::string, std::string> types;  // family -> its TYPE
+  std::set<std::string> seen;                // families whose samples began
+  std::string current;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with("# TYPE ")) {
+      std::istringstream t(line.substr(7));
+      std::string name, type;
+      t >> name >> type;
+      if (!types.emplace(name, type).second) return "a second TYPE line: " + line;
+      if (seen.contains(name)) return "a TYPE line after its samples: " + line;
+      continue;
+    }
+    if (line.empty() || line[0] == '#') continue;
+    const std::string name = line.substr(0, line.find_first_of("{ "));
+    std::string family = name;
+    for (const std::string suffix : {"_bucket", "_sum", "_count"}) {
+      const std::string base = name.substr(0, name.size() - std::min(name.size(), suffix.size()));
+      if (name.ends_with(suffix) && types.contains(base) && types[base] == "histogram") {
+        family = base;
+      }
+    }
+    if (family == current) continue;
+    if (!seen.insert(family).second) return family + "'s samples are split, again at: " + line;
+    current = family;
+  }
+  return "";
+}
+
 TEST_F(ServerTest, AnswersAndRefusesBadInputWithJsonErrors) {
   StartServer(Options());
   auto c = Client();
@@ -287,6 +330,61 @@ TEST_F(ServerTest, AnswersAndRefusesBadInputWithJsonErrors) {
   EXPECT_NE(m->body.find("overcast_serve_replica_cpu_limit_cores{replica=\"1\""), std::string::npos);
   EXPECT_NE(m->body.find("overcast_serve_replica_cfs_period_us{replica=\"1\""), std::string::npos);
   EXPECT_NE(m->body.find("overcast_serve_request_duration_seconds_bucket"), std::string::npos);
+}
+
+// GET /metrics adds each replica's batching counters, asked of the replicas: every request the
+// front end answered was predicted by one of them, and each family's samples stay one group.
+TEST_F(ServerTest, MetricsCountEachReplicasBatches) {
+  StartServer(Options());
+  int answered = 0;
+  {
+    Traffic traffic(server_->port(), 4);
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    traffic.Stop();
+    ASSERT_EQ(traffic.failed(), 0) << traffic.first_failure();
+    answered = traffic.ok();
+  }
+  ASSERT_GT(answered, 0);
+  auto m = Client().Get("/metrics");
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->status, 200);
+  EXPECT_EQ(UngroupedFamily(m->body), "") << m->body;
+  double requests = 0, rows = 0, batches = 0, compute = 0;
+  for (int r = 0; r < 2; ++r) {
+    const std::string ctr = fmt::format("{{replica=\"{}\",model=\"ctr\"", r);
+    EXPECT_EQ(Metric(m->body, fmt::format("overcast_serve_replica_stats_up{{replica=\"{}\"", r)), 1)
+        << m->body;
+    requests += Metric(m->body, "overcast_serve_replica_requests_total" + ctr);
+    rows += Metric(m->body, "overcast_serve_replica_batch_rows_total" + ctr);
+    batches += Metric(m->body, "overcast_serve_replica_batches_total" + ctr);
+    compute += Metric(m->body, "overcast_serve_replica_compute_seconds_total" + ctr);
+    EXPECT_GE(Metric(m->body, "overcast_serve_replica_queue_seconds_total" + ctr), 0) << m->body;
+    EXPECT_EQ(Metric(m->body, "overcast_serve_replica_queue_rejected_total" + ctr), 0) << m->body;
+    EXPECT_EQ(Metric(m->body, fmt::format("overcast_serve_replica_requests_total{{replica=\"{}\","
+                                          "model=\"digits\"", r)),
+              0)
+        << m->body;
+  }
+  EXPECT_EQ(requests, answered) << m->body;
+  EXPECT_EQ(rows, answered) << m->body;  // one row each
+  EXPECT_GE(batches, 1);
+  EXPECT_LE(batches, requests);
+  EXPECT_GT(compute, 0);
+  // Server::Metrics() is the front end's own: it asks no replica.
+  EXPECT_EQ(server_->Metrics().find("overcast_serve_replica_requests_total"), std::string::npos);
+  // A replica that does not answer (stopped; with no request in flight it is not killed as hung)
+  // leaves its batching series out, and /metrics still answers.
+  const pid_t stopped = server_->replica_pid(1);
+  ASSERT_GT(stopped, 0);
+  ASSERT_EQ(::kill(stopped, SIGSTOP), 0);
+  m = Client().Get("/metrics");
+  ::kill(stopped, SIGCONT);
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->status, 200);
+  EXPECT_EQ(Metric(m->body, "overcast_serve_replica_stats_up{replica=\"1\""), 0) << m->body;
+  EXPECT_EQ(Metric(m->body, "overcast_serve_replica_requests_total{replica=\"1\""), -1) << m->body;
+  EXPECT_EQ(Metric(m->body, "overcast_serve_replica_stats_up{replica=\"0\""), 1) << m->body;
+  EXPECT_EQ(UngroupedFamily(m->body), "") << m->body;
 }
 
 TEST_F(ServerTest, PicksTheFastestVariantMeetingMinAccuracy) {
@@ -540,15 +638,7 @@ TEST_F(ServerTest, ServesHttpsWithTheGivenCertificate) {
   EXPECT_NE(st.message().find("OpenSSL refused"), std::string::npos) << st.message();
 }
 
-// Reads replica 0's gauge `name` from the server's metrics; -1 when absent.
-// The value of the first series in `metrics` that begins with `series` (a name and the start
-// of its labels); -1 when there is none.
-double Metric(const std::string& metrics, const std::string& series) {
-  const size_t at = metrics.find("\n" + series);
-  if (at == std::string::npos) return -1;
-  return std::strtod(metrics.c_str() + metrics.find("} ", at) + 2, nullptr);
-}
-
+// Replica 0's gauge `name` from the server's metrics; -1 when absent.
 double ReplicaGauge(const Server& server, const std::string& name) {
   return Metric(server.Metrics(), name + "{replica=\"0\"");
 }
@@ -1140,6 +1230,7 @@ TEST_F(ServerTest, EachServiceGroupsTowerLearnsFromItsOwnLoad) {
       EXPECT_GT(Metric(m, "overcast_serve_tower_last_rate{group=\"ctr\""), 0) << m;
       EXPECT_EQ(Metric(m, "overcast_serve_tower_last_rate{group=\"digits\""), 0) << m;
       EXPECT_GE(Metric(m, "overcast_serve_tower_decisions_total{group=\"digits\""), 2) << m;
+      EXPECT_EQ(UngroupedFamily(m), "") << m;  // two replicas, two towers
       for (const auto& [replica, group] : {std::pair{0, "ctr"}, std::pair{1, "digits"}}) {
         EXPECT_EQ(
             Metric(m, fmt::format("overcast_serve_replica_throttle_target{{replica=\"{}\"", replica)),
