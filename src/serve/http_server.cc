@@ -86,6 +86,7 @@ class ElasticPool final : public httplib::TaskQueue {
       w->woken = true;
       w->cv.notify_one();
     }
+    PublishLocked();
   }
 
   void shutdown() override {
@@ -105,6 +106,7 @@ class ElasticPool final : public httplib::TaskQueue {
       std::thread([this] { Work(); }).detach();
       ++live_;
       ++starting_;
+      PublishLocked();
       return true;
     } catch (const std::system_error&) {
       return false;
@@ -127,11 +129,13 @@ class ElasticPool final : public httplib::TaskQueue {
       if (jobs_.empty() && !shutdown_) {
         Waiter w;
         waiting_.push_back(&w);
+        PublishLocked();
         timed_out = !w.cv.wait_for(l, idle_end_, [&] { return w.woken || shutdown_; });
         if (w.woken) {
           --waking_;
         } else {
           std::erase(waiting_, &w);
+          PublishLocked();
         }
       }
       if (jobs_.empty()) {  // another thread took the job first, or none came
@@ -145,7 +149,16 @@ class ElasticPool final : public httplib::TaskQueue {
       fn();  // one connection, until it closes or parks
       l.lock();
     }
-    if (--live_ == 0) ended_.notify_all();
+    --live_;
+    PublishLocked();
+    if (live_ == 0) ended_.notify_all();
+  }
+
+  // The threads' counts, for the server's metrics. A thread woken for a job counts as busy.
+  void PublishLocked() {
+    if (signals_ != nullptr) {
+      signals_->SetPoolThreads({static_cast<uint32_t>(live_), static_cast<uint32_t>(waiting_.size())});
+    }
   }
 
   const size_t least_, most_;
@@ -329,6 +342,16 @@ void ParkingLot::set_limit(size_t cars) {
   limit_ = cars;
 }
 
+size_t ParkingLot::limit() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return limit_;
+}
+
+uint64_t ParkingLot::closed_past_limit() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return closed_past_limit_;
+}
+
 size_t ParkingLot::parked() const {
   std::lock_guard<std::mutex> l(mu_);
   return cars_.size();
@@ -365,7 +388,10 @@ void ParkingLot::Park(int sock, Clock::time_point until, Go go) {
       deadlines_.emplace(until, id);
       // Past the bound, the car due first leaves: its client loses a connection it had let
       // idle, not a request.
-      if (cars_.size() > limit_) LeaveLocked(deadlines_.begin()->second, closing);
+      if (cars_.size() > limit_) {
+        LeaveLocked(deadlines_.begin()->second, closing);
+        ++closed_past_limit_;
+      }
       if (soonest) {  // the lot's thread sleeps until the deadline it knew
         const uint64_t one = 1;
         (void)!::write(wake_fd_, &one, sizeof one);

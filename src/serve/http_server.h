@@ -109,6 +109,9 @@ class ParkingLot {
   size_t parked() const;
   // Connections kept at most (ConfigureHttpServer's `max_parked`).
   void set_limit(size_t cars);
+  size_t limit() const;
+  // Connections closed so far to keep within the limit.
+  uint64_t closed_past_limit() const;
 
  private:
   struct Car {
@@ -131,6 +134,7 @@ class ParkingLot {
   std::map<uint64_t, Car> cars_;
   std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;
   uint64_t next_id_ = 1;
+  uint64_t closed_past_limit_ = 0;
 };
 
 // What a connection waiting on its client answers to, beside its socket:
@@ -186,7 +190,16 @@ class Signals {
   // Connections waiting on their clients on their threads now (idle, or a request arriving).
   size_t waiting_on_clients() const;
   ParkingLot& parking() { return parking_; }
+  const ParkingLot& parking() const { return parking_; }
   size_t parked() const { return parking_.parked(); }
+
+  // The connection pool's threads (ConfigureHttpServer), as its last change left them: all, and
+  // those idle (waiting for a connection to serve).
+  struct PoolThreads {
+    uint32_t all = 0, idle = 0;
+  };
+  void SetPoolThreads(PoolThreads t) { pool_threads_.store(t, std::memory_order_relaxed); }
+  PoolThreads pool_threads() const { return pool_threads_.load(std::memory_order_relaxed); }
 
   // Connections that gave their threads up for others so far: idle ones (parked early), and
   // ones whose request was arriving (a 503, closed).
@@ -203,6 +216,7 @@ class Signals {
   uint64_t next_ticket_ = 1;
   size_t owed_ = 0;  // threads owed to connections waiting for one, at most one each
   std::atomic<uint64_t> idle_given_up_{0}, arriving_given_up_{0};
+  std::atomic<PoolThreads> pool_threads_{};  // one word: the two counts agree
   ParkingLot parking_{stop_fd_};
 };
 

@@ -46,6 +46,7 @@ struct ServerSetup {
   std::chrono::milliseconds idle_spell{1000};  // the server's default
   time_t keep_alive_s = 60;
   std::chrono::milliseconds thread_idle_end{30000};  // the server's default
+  size_t max_parked = kMaxParkedConnections;
 };
 
 // For the tests of what a connection waiting on its thread gives up: no idle spell ends in them.
@@ -56,7 +57,7 @@ class Running {
  public:
   template <class... A>
   explicit Running(ServerSetup setup = {}, A&&... args) : server_(std::forward<A>(args)...) {
-    ConfigureHttpServer(server_, 2, setup.max_threads, kBodyLimit, kMaxParkedConnections,
+    ConfigureHttpServer(server_, 2, setup.max_threads, kBodyLimit, setup.max_parked,
                         setup.thread_idle_end);
     server_.set_request_deadline(setup.deadline);
     server_.set_idle_spell(setup.idle_spell);
@@ -485,9 +486,32 @@ TEST(HttpServer, AParkedConnectionClosesAtItsKeepAliveDeadline) {
   EXPECT_TRUE(Parked(s.server(), 1));
   EXPECT_TRUE(Parked(s.server(), 0));
   EXPECT_GE(std::chrono::steady_clock::now() - asked, std::chrono::seconds(1));
-  char b;
-  EXPECT_EQ(::recv(fd, &b, 1, 0), 0);
+  EXPECT_TRUE(ClosedByServer(fd));
   ::close(fd);
+}
+
+// Past its limit the lot closes the connection whose keep-alive ends first (the one answered
+// first), and the others stay.
+TEST(HttpServer, PastItsLimitTheLotClosesTheConnectionDueFirst) {
+  ServerSetup setup{{}, 2, std::chrono::milliseconds(50)};
+  setup.max_parked = 3;
+  Running<HttpServer> s(setup);
+  EXPECT_EQ(s.server().parking().limit(), 3u);
+  std::vector<int> held;
+  for (size_t i = 0; i < 4; ++i) {
+    const int fd = Connect(s.port());
+    ASSERT_TRUE(SendAll(fd, Request("", false)));
+    ASSERT_TRUE(ReadHello(fd)) << i;
+    held.push_back(fd);
+    ASSERT_TRUE(Parked(s.server(), std::min<size_t>(i + 1, 3))) << i;
+  }
+  EXPECT_TRUE(ClosedByServer(held[0]));
+  EXPECT_EQ(s.server().parking().closed_past_limit(), 1u);
+  for (size_t i = 1; i < 4; ++i) {
+    ASSERT_TRUE(SendAll(held[i], Request("", false)));
+    EXPECT_TRUE(ReadHello(held[i])) << i;
+  }
+  for (int fd : held) ::close(fd);
 }
 
 size_t ProcessThreads() {
@@ -512,6 +536,8 @@ TEST(HttpServer, TheThreadsABurstStartedEndUnderALightLoad) {
   }
   ASSERT_TRUE(s.InGates(16));
   EXPECT_GE(ProcessThreads(), before + 14);  // 2 threads were started up front
+  EXPECT_EQ(s.server().pool_threads().all, 16u);  // what the metrics show
+  EXPECT_EQ(s.server().pool_threads().idle, 0u);
   s.OpenGate(0);
   for (int fd : burst) {
     EXPECT_TRUE(ReadHello(fd));
@@ -526,6 +552,8 @@ TEST(HttpServer, TheThreadsABurstStartedEndUnderALightLoad) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_LE(ProcessThreads(), before + 4);
+  EXPECT_LE(s.server().pool_threads().all, 2u + 4u);
+  EXPECT_LE(s.server().pool_threads().idle, s.server().pool_threads().all);
 }
 
 // Stopping the server ends the connections waiting on their clients at once. Before, a

@@ -1703,6 +1703,7 @@ std::string Server::Metrics() const {
                  "# TYPE overcast_serve_slo_p99_seconds gauge\novercast_serve_slo_p99_seconds {}\n",
                  m.inflight.load(), m.o.slo_p99_ms / 1e3);
   if (const auto* conns = dynamic_cast<const http_detail::Signals*>(m.http.get())) {
+    const http_detail::Signals::PoolThreads threads = conns->pool_threads();
     fmt::format_to(out,
                    "# HELP overcast_serve_connection_threads_given_up_total Client "
                    "connections that gave their thread to another past --max-connections, by "
@@ -1716,8 +1717,26 @@ std::string Server::Metrics() const {
                    "# HELP overcast_serve_connections_parked Client connections idle past their "
                    "spell, waiting for their next request without a thread.\n"
                    "# TYPE overcast_serve_connections_parked gauge\n"
-                   "overcast_serve_connections_parked {}\n",
-                   conns->idle_given_up(), conns->arriving_given_up(), conns->parked());
+                   "overcast_serve_connections_parked {}\n"
+                   "# HELP overcast_serve_connections_parked_limit Parked connections kept at "
+                   "most (--max-idle-connections, or less to fit the open-files limit).\n"
+                   "# TYPE overcast_serve_connections_parked_limit gauge\n"
+                   "overcast_serve_connections_parked_limit {}\n"
+                   "# HELP overcast_serve_connections_closed_past_parked_limit_total Parked "
+                   "connections closed to keep within that limit (the one whose keep-alive "
+                   "ends first).\n"
+                   "# TYPE overcast_serve_connections_closed_past_parked_limit_total counter\n"
+                   "overcast_serve_connections_closed_past_parked_limit_total {}\n"
+                   "# HELP overcast_serve_connection_threads Threads serving client "
+                   "connections: holding one (a request, or waiting on its client for up to the "
+                   "idle spell) or idle; beyond the threads started up front, an idle one ends "
+                   "after 30 s.\n"
+                   "# TYPE overcast_serve_connection_threads gauge\n"
+                   "overcast_serve_connection_threads{{state=\"connection\"}} {}\n"
+                   "overcast_serve_connection_threads{{state=\"idle\"}} {}\n",
+                   conns->idle_given_up(), conns->arriving_given_up(), conns->parked(),
+                   conns->parking().limit(), conns->parking().closed_past_limit(),
+                   threads.all - threads.idle, threads.idle);
   }
   std::lock_guard<std::mutex> l(m.ctl_mu);
   using Slot = const Impl::Slot*;

@@ -190,10 +190,11 @@ class Traffic {
 };
 
 // The value of the first series in `metrics` that begins with `series` (a name and the start
-// of its labels); -1 when there is none.
+// of its labels, or a name and a space for a series without labels); -1 when there is none.
 double Metric(const std::string& metrics, const std::string& series) {
   const size_t at = metrics.find("\n" + series);
   if (at == std::string::npos) return -1;
+  if (series.ends_with(' ')) return std::strtod(metrics.c_str() + at + 1 + series.size(), nullptr);
   return std::strtod(metrics.c_str() + metrics.find("} ", at) + 2, nullptr);
 }
 
@@ -349,6 +350,10 @@ TEST_F(ServerTest, MetricsCountEachReplicasBatches) {
   ASSERT_TRUE(m);
   ASSERT_EQ(m->status, 200);
   EXPECT_EQ(UngroupedFamily(m->body), "") << m->body;
+  // The front end's own threads: at least the one answering this.
+  EXPECT_GE(Metric(m->body, "overcast_serve_connection_threads{state=\"connection\""), 1);
+  EXPECT_GE(Metric(m->body, "overcast_serve_connection_threads{state=\"idle\""), 0);
+  EXPECT_GT(Metric(m->body, "overcast_serve_connections_parked_limit "), 0);
   double requests = 0, rows = 0, batches = 0, compute = 0;
   for (int r = 0; r < 2; ++r) {
     const std::string ctr = fmt::format("{{replica=\"{}\",model=\"ctr\"", r);
