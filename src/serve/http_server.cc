@@ -157,7 +157,8 @@ class ElasticPool final : public httplib::TaskQueue {
   // The threads' counts, for the server's metrics. A thread woken for a job counts as busy.
   void PublishLocked() {
     if (signals_ != nullptr) {
-      signals_->SetPoolThreads({static_cast<uint32_t>(live_), static_cast<uint32_t>(waiting_.size())});
+      signals_->SetPoolThreads(
+          {static_cast<uint32_t>(live_), static_cast<uint32_t>(waiting_.size())});
     }
   }
 
