@@ -19,8 +19,9 @@
 #include <cstring>
 #include <deque>
 #include <memory>
-#include <optional>
 #include <mutex>
+#include <optional>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -358,7 +359,7 @@ size_t ParkingLot::parked() const {
   return cars_.size();
 }
 
-void ParkingLot::Park(int sock, Clock::time_point until, Go go) {
+void ParkingLot::Park(int sock, Clock::time_point until, bool back_at_until, Go go) {
   std::vector<Go> closing;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -385,7 +386,7 @@ void ParkingLot::Park(int sock, Clock::time_point until, Go go) {
       closing.push_back(std::move(go));
     } else {
       const bool soonest = deadlines_.empty() || until < deadlines_.begin()->first;
-      cars_.emplace(id, Car{sock, until, std::move(go)});
+      cars_.emplace(id, Car{sock, until, back_at_until, std::move(go)});
       deadlines_.emplace(until, id);
       // Past the bound, the car due first leaves: its client loses a connection it had let
       // idle, not a request.
@@ -454,7 +455,8 @@ void ParkingLot::Loop() {
       }
       const auto now = Clock::now();
       while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-        LeaveLocked(deadlines_.begin()->second, closing);
+        const uint64_t id = deadlines_.begin()->second;
+        LeaveLocked(id, cars_.at(id).back_at_until ? resuming : closing);
       }
       pool = pool_;
     }
@@ -502,8 +504,81 @@ int ToMs(time_t sec, time_t usec) {
   return static_cast<int>(std::min<long long>(INT_MAX, sec * 1000LL + (usec + 999) / 1000));
 }
 
+// Whether `a` is `lower` with any of its ASCII letters in either case.
+bool SameLetters(std::string_view a, std::string_view lower) {
+  return a.size() == lower.size() &&
+         std::equal(a.begin(), a.end(), lower.begin(), [](char x, char y) {
+           return (x >= 'A' && x <= 'Z' ? static_cast<char>(x - 'A' + 'a') : x) == y;
+         });
+}
+
+std::string_view Trimmed(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+// Whether httplib's parser takes `line` (without its LF) as a request line: METHOD SP TARGET SP
+// VERSION CR, a method it knows, HTTP/1.0 or 1.1. When it does not, it answers 400 after this
+// line alone. Anything unusual (two spaces in a row, say) counts as refused here: the parser then
+// reads the rest as it comes, as before.
+bool TakenAsARequestLine(std::string_view line) {
+  if (line.empty() || line.back() != '\r') return false;
+  line.remove_suffix(1);
+  const size_t a = line.find(' '), b = line.rfind(' ');
+  if (a == std::string_view::npos || b <= a + 1) return false;
+  const std::string_view method = line.substr(0, a), target = line.substr(a + 1, b - a - 1),
+                         version = line.substr(b + 1);
+  static constexpr std::string_view kMethods[] = {"GET",     "HEAD",    "POST",  "PUT",   "DELETE",
+                                                  "CONNECT", "OPTIONS", "TRACE", "PATCH", "PRI"};
+  return target.find(' ') == std::string_view::npos &&
+         (version == "HTTP/1.1" || version == "HTTP/1.0") &&
+         std::find(std::begin(kMethods), std::end(kMethods), method) != std::end(kMethods);
+}
+
+// The body bytes to gather before httplib's parser reads a request whose head (request line and
+// header lines, each ending in LF) is `head`: the Content-Length of a POST, PUT or PATCH whose
+// body httplib reads by that length alone (no Transfer-Encoding, no Expect, no Content-Encoding:
+// those bodies are refused, or read as they come), at most `max_body` (a longer one is refused
+// before it is read). 0 for anything else, or anything this reading is not sure of: the parser
+// then reads the rest as it comes. A wrong 0 only keeps a thread waiting, as before; a wrong
+// length would wait for bytes the parser does not want.
+size_t BodyToGather(std::string_view head, size_t max_body) {
+  const size_t sp = head.find(' ');
+  const std::string_view method = head.substr(0, sp);
+  if (method != "POST" && method != "PUT" && method != "PATCH") return 0;
+  std::optional<size_t> length;
+  size_t at = head.find('\n') + 1;
+  while (at < head.size()) {
+    const size_t end = head.find('\n', at);
+    std::string_view line = head.substr(at, end - at);
+    at = end + 1;
+    if (line.empty() || line.back() != '\r') continue;  // httplib skips a line without CR
+    line.remove_suffix(1);
+    if (line.empty()) break;  // the blank line: the head's end
+    const size_t colon = line.find(':');
+    if (line[0] == ' ' || line[0] == '\t' || colon == std::string_view::npos) return 0;
+    const std::string_view name = line.substr(0, colon), value = Trimmed(line.substr(colon + 1));
+    if (name.find_first_of(" \t") != std::string_view::npos) return 0;
+    if (SameLetters(name, "transfer-encoding") || SameLetters(name, "expect")) return 0;
+    if (SameLetters(name, "content-encoding") && !value.empty() &&
+        !SameLetters(value, "identity")) {
+      return 0;
+    }
+    if (SameLetters(name, "content-length")) {
+      if (length || value.empty() || value.size() > 18 ||
+          value.find_first_not_of("0123456789") != std::string_view::npos) {
+        return 0;
+      }
+      length = std::stoull(std::string(value));
+    }
+  }
+  return length && *length <= max_body ? *length : 0;
+}
+
 // One connection's bytes, for httplib's parser: a read buffer that lives as long as the
-// connection (so pipelined requests survive from one request to the next), and a count of what
+// connection (so pipelined requests survive from one request to the next, and a request that
+// arrives slowly is gathered there before the parser reads it: Gather), and a count of what
 // each request has sent, which ends the connection past the bounds in http_server.h.
 class GuardedStream final : public httplib::Stream {
  public:
@@ -516,18 +591,33 @@ class GuardedStream final : public httplib::Stream {
         read_ms_(ToMs(s.read_timeout_sec, s.read_timeout_usec)),
         write_ms_(ToMs(s.write_timeout_sec, s.write_timeout_usec)),
         deadline_(s.deadline),
+        max_body_(s.payload_max_length),
         request_start_(accepted),
         request_cap_(kMaxHeaderBytes + (s.payload_max_length > SIZE_MAX / 4
                                             ? SIZE_MAX / 2
                                             : 2 * s.payload_max_length + (64 << 10))) {}
 
-  // Resets the per-request counts: the next byte read starts a request line.
+  // Resets the per-request counts: the next byte read starts a request line, and the request
+  // is to be gathered (Gather) before the parser reads it.
   void BeginRequest() {
     request_bytes_ = header_bytes_ = lines_ = line_len_ = 0;
     in_headers_ = true;
     last_ = 0;
     request_start_ = Clock::now();
+    received_ = end_ - pos_;
+    gather_ = Gathering{};
+    gathering_ = true;
+    if (buf_.size() > kBufferBytes && end_ - pos_ <= kBufferBytes) {  // after a large request
+      std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
+      end_ -= pos_;
+      pos_ = 0;
+      buf_.resize(kBufferBytes);
+      buf_.shrink_to_fit();
+    }
   }
+
+  // A request has begun and is not gathered yet (it may have left its thread meanwhile).
+  bool gathering() const { return gathering_; }
 
   // The connection cannot carry another request (a bound was passed).
   bool broken() const { return read_broken_; }
@@ -567,6 +657,55 @@ class GuardedStream final : public httplib::Stream {
     return Clock::now() >= until ? Next::kEnd : Next::kPark;
   }
 
+  // Reads the request begun (BeginRequest) into the buffer before the parser reads any of it:
+  // its head, and a body of known length the parser will read (BodyToGather). kRequest when it
+  // is there, or at once when the parser is to read the rest as it comes (a head past the
+  // bounds, which the parser refuses; a body BodyToGather leaves to it). Waiting on its client it
+  // is idle (Signals): it may leave its thread, kPark, when the spell ends or a connection
+  // with no thread asks for this one's; the request's deadline still runs (RequestDue). kEnd when
+  // the deadline passed (answered 408) or the server stops.
+  Next Gather(int spell_ms, const std::atomic<socket_t>& listening) {
+    for (;;) {
+      if (Gathered()) {
+        gathering_ = false;
+        return Next::kRequest;
+      }
+      const ssize_t n = ReadMore();
+      if (n > 0) continue;
+      if (n != kWouldBlock) {  // the client closed (its side) or failed: the parser says what
+        gathering_ = false;    // it says to that, as before (a 400 for a head cut short)
+        return Next::kRequest;
+      }
+      const long long left = MsLeft();
+      if (left <= 0) {
+        AnswerLate();
+        return Next::kEnd;
+      }
+      if (listening == INVALID_SOCKET) return Next::kEnd;
+      const int wake = ThreadWakeFd();
+      const uint64_t ticket = signals_.EnterIdle(wake);
+      if (ticket == 0) return Next::kPark;
+      const int ms = static_cast<int>(std::min<long long>(left, spell_ms));
+      const int r = WaitUnlessStopped(sock_, POLLIN, ms, signals_.stop_fd(), wake);
+      const bool kept = signals_.LeaveIdle(ticket);
+      if (!kept) {  // Demand wrote the thread's eventfd once: read it back for the next wait
+        uint64_t count;
+        (void)!::read(wake, &count, sizeof count);
+      }
+      if (r < 0 || listening == INVALID_SOCKET) return Next::kEnd;
+      if (!kept || (r == 0 && MsLeft() > 0)) return Next::kPark;
+      // Bytes came, or the deadline passed: the loop reads them, or answers 408.
+    }
+  }
+
+  // When the request being gathered is late (its RequestDeadline at the bytes so far).
+  Clock::time_point RequestDue() const {
+    const double s = deadline_.grace_s + static_cast<double>(received_) /
+                                             std::max(1.0, deadline_.min_bytes_per_s);
+    return request_start_ + std::chrono::duration_cast<Clock::duration>(
+                                std::chrono::duration<double>(s));
+  }
+
   bool is_readable() const override { return Buffered() || Wait(POLLIN, read_ms_); }
   bool is_writable() const override { return Wait(POLLOUT, write_ms_); }
 
@@ -577,8 +716,8 @@ class GuardedStream final : public httplib::Stream {
       if (n <= 0) return n;
     }
     const size_t n = std::min(size, end_ - pos_);
-    if (!Admit(buf_ + pos_, n)) return -1;
-    std::memcpy(ptr, buf_ + pos_, n);
+    if (!Admit(buf_.data() + pos_, n)) return -1;
+    std::memcpy(ptr, buf_.data() + pos_, n);
     pos_ += n;
     return static_cast<ssize_t>(n);
   }
@@ -605,7 +744,7 @@ class GuardedStream final : public httplib::Stream {
     const auto deadline = Clock::now() + std::chrono::seconds(1);
     size_t dropped = 0;
     while (dropped < (4u << 20) && Clock::now() < deadline && Wait(POLLIN, 100)) {
-      const ssize_t n = ::recv(sock_, buf_, sizeof buf_, 0);
+      const ssize_t n = ::recv(sock_, buf_.data(), buf_.size(), 0);
       if (n <= 0) break;
       dropped += static_cast<size_t>(n);
     }
@@ -623,51 +762,99 @@ class GuardedStream final : public httplib::Stream {
 
   // Milliseconds left before the request's deadline (RequestDeadline), at its bytes so far.
   long long MsLeft() const {
-    const double s = deadline_.grace_s + static_cast<double>(request_bytes_) /
-                                             std::max(1.0, deadline_.min_bytes_per_s);
-    const auto due = request_start_ + std::chrono::duration_cast<Clock::duration>(
-                                          std::chrono::duration<double>(s));
-    return std::chrono::duration_cast<std::chrono::milliseconds>(due - Clock::now()).count();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(RequestDue() - Clock::now())
+        .count();
   }
 
-  // Refills the buffer: the number of bytes read, 0 at the peer's end, -1 on error or timeout.
-  // A TLS socket is non-blocking (AcceptTls): a record that is not whole yet is waited for
-  // here, within the request's deadline, as plain bytes are.
-  ssize_t Fill() {
-    pos_ = end_ = 0;
-    for (bool wait = true;;) {
-      if (wait && !Buffered() && !WaitForBytes()) return -1;
-      ssize_t n;
+  static constexpr ssize_t kWouldBlock = -2;
+
+  // Reads what the client has sent, without waiting: the number of bytes, 0 at the peer's end,
+  // -1 on error, kWouldBlock when nothing has come (or, over TLS, no whole record). A TLS socket
+  // is non-blocking (AcceptTls); a plain one is read with MSG_DONTWAIT.
+  ssize_t ReadSome(char* p, size_t cap) {
+    for (;;) {
       if (ssl_ != nullptr) {
-        n = SSL_read(ssl_, buf_, static_cast<int>(sizeof buf_));
-        if (n <= 0) {
-          const int e = SSL_get_error(ssl_, static_cast<int>(n));
-          if (e == SSL_ERROR_WANT_READ) {
-            wait = true;
-            continue;
-          }
-          // OpenSSL has a record of its own to send first: the read is retried once it can.
-          if (e == SSL_ERROR_WANT_WRITE && Wait(POLLOUT, write_ms_)) {
-            wait = false;
-            continue;
-          }
-          return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
-        }
-      } else {
-        n = ::recv(sock_, buf_, sizeof buf_, 0);
-        if (n < 0 && errno == EINTR) {
-          wait = false;
-          continue;
-        }
+        const int n = SSL_read(ssl_, p, static_cast<int>(std::min<size_t>(cap, INT_MAX)));
+        if (n > 0) return n;
+        const int e = SSL_get_error(ssl_, n);
+        if (e == SSL_ERROR_WANT_READ) return kWouldBlock;
+        // OpenSSL has a record of its own to send first: the read is retried once it can.
+        if (e == SSL_ERROR_WANT_WRITE && Wait(POLLOUT, write_ms_)) continue;
+        return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
       }
-      if (n > 0) end_ = static_cast<size_t>(n);
-      return n;
+      const ssize_t n = ::recv(sock_, p, cap, MSG_DONTWAIT);
+      if (n >= 0) return n;
+      if (errno == EINTR) continue;
+      return errno == EAGAIN || errno == EWOULDBLOCK ? kWouldBlock : -1;
     }
   }
 
-  // Waits for the client's next bytes within the request's deadline; false (after a 408 or a
-  // 503 where one is owed) when they did not come, the server stops, or the connection gave its
-  // thread up.
+  // Refills the buffer for the parser: the number of bytes read, 0 at the peer's end, -1 on
+  // error or timeout. What has not come yet (a TLS record not whole yet too) is waited for
+  // within the request's deadline.
+  ssize_t Fill() {
+    pos_ = end_ = 0;
+    for (;;) {
+      const ssize_t n = ReadSome(buf_.data(), buf_.size());
+      if (n != kWouldBlock) {
+        if (n > 0) {
+          end_ = static_cast<size_t>(n);
+          received_ += end_;
+        }
+        return n;
+      }
+      if (!WaitForBytes()) return -1;
+    }
+  }
+
+  // Reads what the client has sent onto the buffer's end (ReadSome's results), making room: a
+  // request being gathered may be larger than the buffer.
+  ssize_t ReadMore() {
+    if (end_ == buf_.size()) {
+      if (pos_ > 0) {
+        std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
+        end_ -= pos_;
+        pos_ = 0;
+      } else {
+        buf_.resize(buf_.size() * 2);
+      }
+    }
+    const ssize_t n = ReadSome(buf_.data() + end_, buf_.size() - end_);
+    if (n > 0) {
+      end_ += static_cast<size_t>(n);
+      received_ += static_cast<size_t>(n);
+    }
+    return n;
+  }
+
+  // Whether the request begun at pos_ is gathered (Gather), looking only at bytes not looked at
+  // before. Its head ends at a line that is exactly CRLF after the request line, as httplib's
+  // does; a head past the bounds, or a request line the parser refuses, is for the parser now.
+  bool Gathered() {
+    Gathering& g = gather_;
+    const std::string_view have(buf_.data() + pos_, end_ - pos_);
+    while (g.need == 0) {
+      if (g.looked >= kMaxHeaderBytes || g.lines > kMaxHeaderFields + 1) return true;
+      const size_t lf = have.find('\n', g.looked);
+      if (lf == std::string_view::npos) {
+        g.looked = have.size();
+        return g.looked >= kMaxHeaderBytes;
+      }
+      const std::string_view line = have.substr(g.line_start, lf - g.line_start);
+      g.looked = g.line_start = lf + 1;
+      if (g.lines++ == 0) {
+        if (!TakenAsARequestLine(line)) return true;  // the parser answers 400 at once
+      } else if (line == "\r") {
+        const size_t head = lf + 1;
+        g.need = head + BodyToGather(have.substr(0, head), max_body_);
+      }
+    }
+    return have.size() >= g.need;
+  }
+
+  // Waits for the client's next bytes for the parser, within the request's deadline; false
+  // (after a 408 or a 503 where one is owed) when they did not come, the server stops, or the
+  // connection gave its thread up (a 503: the parser cannot resume on another thread).
   bool WaitForBytes() {
     const long long left = MsLeft();
     const bool deadline_first = left < read_ms_;
@@ -686,14 +873,15 @@ class GuardedStream final : public httplib::Stream {
       ready = r > 0;
     }
     if (!ready) {
-      if (deadline_first) {
-        Answer(408, fmt::format("the request took too long to arrive: over {} s plus 1 s per "
-                                "{} bytes",
-                                deadline_.grace_s, deadline_.min_bytes_per_s));
-      }
+      if (deadline_first) AnswerLate();
       return false;
     }
     return true;
+  }
+
+  void AnswerLate() {
+    Answer(408, fmt::format("the request took too long to arrive: over {} s plus 1 s per {} bytes",
+                            deadline_.grace_s, deadline_.min_bytes_per_s));
   }
 
   ssize_t Send(const char* ptr, size_t size) {
@@ -788,10 +976,20 @@ class GuardedStream final : public httplib::Stream {
   Signals& signals_;
   const int read_ms_, write_ms_;
   const RequestDeadline deadline_;
+  const size_t max_body_;
   Clock::time_point request_start_;  // the connection's, until its first request
   const size_t request_cap_;
-  char buf_[16 << 10];
+  static constexpr size_t kBufferBytes = 16 << 10;  // grown while a larger request is gathered
+  std::vector<char> buf_ = std::vector<char>(kBufferBytes);
   size_t pos_ = 0, end_ = 0;
+  size_t received_ = 0;  // bytes of this request (and any sent behind it) read from the client
+  // How far Gathered looked into the request from pos_.
+  struct Gathering {
+    size_t looked = 0, line_start = 0, lines = 0;
+    size_t need = 0;  // the request's bytes to gather, once its head is whole
+  };
+  Gathering gather_;
+  bool gathering_ = false;
   size_t request_bytes_ = 0, header_bytes_ = 0, lines_ = 0, line_len_ = 0;
   bool in_headers_ = true;
   char last_ = 0;
@@ -866,24 +1064,41 @@ struct Connection {
   Clock::time_point until;   // the keep-alive deadline of the wait for the next request
 };
 
+void Serve(std::shared_ptr<Connection> c);
+
+// Leaves `c` in the parking lot until its client sends (Serve goes on with it on a pool thread)
+// or `until`: then an idle connection closes, and one whose request is being gathered comes back
+// to a thread for its 408.
+void Park(std::shared_ptr<Connection> c, Clock::time_point until, bool gathering) {
+  const int sock = c->sock;
+  Signals& signals = c->signals;
+  signals.parking().Park(sock, until, gathering, [c = std::move(c)](bool resume) {
+    if (resume) Serve(c);
+  });
+}
+
 // Serves `c` request after request on this thread, until it ends or leaves for the parking lot.
 void Serve(std::shared_ptr<Connection> c) {
   std::optional<SigpipeBlocked> quiet;
   if (c->ssl != nullptr) quiet.emplace();
   GuardedStream& strm = *c->strm;
+  const int spell = c->settings.idle_spell_ms;
   while (c->left > 0) {
-    const auto next = strm.WaitForRequest(c->until, c->settings.idle_spell_ms, c->listening);
-    if (next == GuardedStream::Next::kPark) {
-      const int sock = c->sock;
-      const Clock::time_point until = c->until;
-      Signals& signals = c->signals;
-      signals.parking().Park(sock, until, [c = std::move(c)](bool resume) {
-        if (resume) Serve(c);
-      });
-      return;
+    if (!strm.gathering()) {
+      const auto next = strm.WaitForRequest(c->until, spell, c->listening);
+      if (next == GuardedStream::Next::kPark) {
+        const Clock::time_point until = c->until;
+        return Park(std::move(c), until, false);
+      }
+      if (next == GuardedStream::Next::kEnd) break;
+      strm.BeginRequest();
     }
-    if (next == GuardedStream::Next::kEnd) break;
-    strm.BeginRequest();
+    const auto gathered = strm.Gather(spell, c->listening);
+    if (gathered == GuardedStream::Next::kPark) {
+      const Clock::time_point due = strm.RequestDue();
+      return Park(std::move(c), due, true);
+    }
+    if (gathered == GuardedStream::Next::kEnd) break;
     bool closed = false;
     const bool ok = c->process(strm, c->left == 1, closed);
     --c->left;

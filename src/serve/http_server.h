@@ -83,10 +83,11 @@ namespace http_detail {
 
 using Clock = std::chrono::steady_clock;
 
-// Where connections wait for their next request once they have left their threads: one thread
-// polls them all (epoll) and queues each for a connection thread again when its client sends,
-// or closes it at its keep-alive deadline, when the server stops, or past its limit (the one
-// whose deadline comes first). Started with the server's first parked connection.
+// Where connections wait on their clients once they have left their threads (for their next
+// request, or the rest of one being gathered): one thread polls them all (epoll) and queues each
+// for a connection thread again when its client sends, or at its request's deadline (for the
+// 408); it closes one at its keep-alive deadline, when the server stops, or past its limit (the
+// one whose deadline comes first). Started with the server's first parked connection.
 class ParkingLot {
  public:
   // Called once: with true on a connection thread when the client sent something, or with
@@ -103,9 +104,11 @@ class ParkingLot {
   // Every parked connection closes, and later ones close as they come; the thread ends.
   void Close();
   // The connection on `sock` waits here for its client's next bytes, until `until` (its
-  // keep-alive deadline); `go` is told what became of it. Closed at once when the lot is not
-  // open (the server stops, or the lot could not start: out of descriptors or threads).
-  void Park(int sock, Clock::time_point until, Go go);
+  // keep-alive deadline, or its request's); `go` is told what became of it: at `until` it closes,
+  // or with `back_at_until` it goes back to a connection thread (to answer a request late). Closed
+  // at once when the lot is not open (the server stops, or the lot could not start: out of
+  // descriptors or threads).
+  void Park(int sock, Clock::time_point until, bool back_at_until, Go go);
   size_t parked() const;
   // Connections kept at most (ConfigureHttpServer's `max_parked`).
   void set_limit(size_t cars);
@@ -117,6 +120,7 @@ class ParkingLot {
   struct Car {
     int sock;
     Clock::time_point until;
+    bool back_at_until;
     Go go;
   };
   static constexpr uint64_t kWakeId = 0, kStopId = UINT64_MAX;  // epoll ids beside the cars'
@@ -142,12 +146,14 @@ class ParkingLot {
 // - demand: an accepted connection (or a parked one whose client sent) the pool has no thread
 //   for, all `max_threads` holding connections. A connection waiting on its client gives its
 //   thread up:
-//   - first the one that has waited longest for its next request (idle keep-alive, or not yet
-//     sent a byte): it leaves for the parking lot at once instead of at the end of its spell
-//     (set_idle_spell). Its client loses nothing;
-//   - else the one whose request began longest ago and is still arriving (or whose TLS
-//     handshake is): it gets a 503 and the connection closes. Requests arrive in milliseconds,
-//     so the oldest still arriving is a client holding its thread (a byte at a time within the
+//   - first the one that has waited longest on its client while idle: for its next request
+//     (keep-alive), its first byte, or the rest of a request being gathered (its head, or a body
+//     of known length: GuardedServer). It leaves for the parking lot at once instead of at the
+//     end of its spell (set_idle_spell). Its client loses nothing;
+//   - else the one whose request began longest ago and is still arriving in the parser (a
+//     chunked body, say: the parser cannot move to another thread) or whose TLS handshake is:
+//     it gets a 503 and the connection closes. Requests arrive in milliseconds, so the oldest
+//     still arriving is a client holding its thread (a byte at a time within the
 //     RequestDeadline);
 //   - with none waiting on its client (every thread runs a handler or writes an answer), the
 //     next connection to start waiting for its next request is parked at once.
@@ -253,7 +259,12 @@ bool ServeConnection(const ConnectionSettings& settings, int sock, SSL_CTX* tls,
 // - a connection waiting for its next request sleeps in poll() until bytes come, where httplib
 //   woke it 100 times a second (300 idle connections cost the front end 0.48 cores); after its
 //   idle spell (1 s) it leaves its thread for the parking lot (ParkingLot), and comes back on a
-//   thread when its client sends. Sooner when a connection has no thread (Signals).
+//   thread when its client sends. Sooner when a connection has no thread (Signals);
+// - a request is gathered in the connection's buffer before httplib's parser reads it: its
+//   head, and a body whose length the head gives (a POST, PUT or PATCH with a Content-Length
+//   within the body limit, no Transfer-Encoding, Expect or Content-Encoding). While its client
+//   is behind, the connection waits as an idle one does, and may park with the bytes so far;
+//   its deadline still runs. Other bodies are read by the parser as they come, on the thread.
 template <class Base>
 class GuardedServer final : public Base, public http_detail::Signals {
  public:
@@ -261,10 +272,11 @@ class GuardedServer final : public Base, public http_detail::Signals {
 
   // Set before listening.
   void set_request_deadline(RequestDeadline d) { deadline_ = d; }
-  // How long a connection waits for its next request on its thread before it leaves for the
-  // parking lot (http_detail::ParkingLot): busy keep-alive connections stay on their threads,
-  // and an idle one costs a socket and its buffers (16 KiB and the TLS session), not a thread.
-  // Longer than the keep-alive: connections never park unless a connection has no thread.
+  // How long a connection waits on its client on its thread (for its next request, or for more
+  // of one being gathered) before it leaves for the parking lot (http_detail::ParkingLot): busy
+  // keep-alive connections stay on their threads, and an idle one costs a socket and its
+  // buffers (16 KiB, or the request gathered so far, and the TLS session), not a thread. Longer
+  // than the keep-alive: connections never park unless a connection has no thread.
   void set_idle_spell(std::chrono::milliseconds spell) {
     idle_spell_ms_ = static_cast<int>(std::clamp<long long>(spell.count(), 0, INT_MAX));
   }

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -277,17 +278,28 @@ TEST(HttpServer, ARequestArrivingTooSlowlyGets408) {
   ::close(fd);
 }
 
-// Reads one answer to GET /hello on `fd` whole (its headers and body may come in separate
+// Reads one answer on `fd` until `want` has come (its headers and body may come in separate
 // segments); false when the connection ends first.
-bool ReadHello(int fd) {
+bool ReadUntil(int fd, const std::string& want) {
   std::string got;
   char buf[4096];
-  for (ssize_t n; got.find("hello") == std::string::npos &&
+  for (ssize_t n; got.find(want) == std::string::npos &&
                   (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
     got.append(buf, static_cast<size_t>(n));
   }
-  return got.find("hello") != std::string::npos;
+  return got.find(want) != std::string::npos;
 }
+
+bool ReadHello(int fd) { return ReadUntil(fd, "hello"); }
+
+// An answer of POST /echo whose body (the size it was sent) is `n`.
+bool ReadEcho(int fd, size_t n) { return ReadUntil(fd, "\r\n\r\n" + std::to_string(n)); }
+
+// A chunked request stopped inside its first chunk: its head is whole, so httplib's parser reads
+// the body as it comes, on the connection's thread.
+const std::string kChunkedHead =
+    "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab";
+const std::string kChunkedRest = "cde\r\n0\r\n\r\n";
 
 // Waits up to 10 s until `done()`; false if it did not come.
 template <class F>
@@ -355,16 +367,17 @@ TEST(HttpServer, TheConnectionIdleLongestGivesItsThreadToANewOne) {
   for (int fd : held) ::close(fd);
 }
 
-// Every thread holds a request still arriving: a new client is served at once, and the request
-// that began longest ago gets a 503 and its connection closes. Before, the new client waited
-// until one of them reached its read timeout (5 s) or its deadline (10 s by default).
+// Every thread holds a request still arriving in the parser (a chunked body): a new client is
+// served at once, and the request that began longest ago gets a 503 and its connection closes.
+// Before, the new client waited until one of them reached its read timeout (5 s) or its
+// deadline (10 s by default).
 TEST(HttpServer, TheRequestArrivingLongestGivesItsThreadToANewOne) {
   Running<HttpServer> s(ServerSetup{{}, 2, kNoSpellEnds});
   const std::string request = Request("", false);
   std::vector<int> slow;
   for (int i = 0; i < 2; ++i) {  // the first began first
     const int fd = Connect(s.port());
-    ASSERT_TRUE(SendAll(fd, request.substr(0, 10)));
+    ASSERT_TRUE(SendAll(fd, kChunkedHead));
     slow.push_back(fd);
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -379,21 +392,21 @@ TEST(HttpServer, TheRequestArrivingLongestGivesItsThreadToANewOne) {
   EXPECT_EQ(s.server().arriving_given_up(), 1u);
   EXPECT_EQ(s.server().idle_given_up(), 0u);
   // The younger one is served when the rest of its request comes, and stays open.
-  ASSERT_TRUE(SendAll(slow[1], request.substr(10)));
-  EXPECT_TRUE(ReadHello(slow[1]));
+  ASSERT_TRUE(SendAll(slow[1], kChunkedRest));
+  EXPECT_TRUE(ReadEcho(slow[1], 5));
   ASSERT_TRUE(SendAll(slow[1], request));
   EXPECT_TRUE(ReadHello(slow[1]));
   for (int fd : slow) ::close(fd);
 }
 
 // A connection that has sent nothing yet waits for its first request as an idle one waits for
-// its next: it gives its thread up before a request still arriving does, to the parking lot,
-// and is served when its request comes.
+// its next: it gives its thread up before a request still arriving in the parser does, to the
+// parking lot, and is served when its request comes.
 TEST(HttpServer, AConnectionThatHasSentNothingGivesItsThreadFirstAndStaysOpen) {
   Running<HttpServer> s(ServerSetup{{}, 2, kNoSpellEnds});
   const std::string request = Request("", false);
   const int half = Connect(s.port());
-  ASSERT_TRUE(SendAll(half, request.substr(0, 10)));
+  ASSERT_TRUE(SendAll(half, kChunkedHead));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   const int mute = Connect(s.port());
   ASSERT_TRUE(WaitingOnClients(s.server(), 2));
@@ -409,8 +422,8 @@ TEST(HttpServer, AConnectionThatHasSentNothingGivesItsThreadFirstAndStaysOpen) {
   ASSERT_TRUE(WaitingOnClients(s.server(), 2));
   ASSERT_TRUE(SendAll(mute, request));
   EXPECT_TRUE(ReadHello(mute));
-  ASSERT_TRUE(SendAll(half, request.substr(10)));
-  EXPECT_TRUE(ReadHello(half));
+  ASSERT_TRUE(SendAll(half, kChunkedRest));
+  EXPECT_TRUE(ReadEcho(half, 5));
   EXPECT_EQ(s.server().arriving_given_up(), 0u);
   for (int fd : {half, mute}) ::close(fd);
 }
@@ -473,6 +486,67 @@ TEST(HttpServer, IdleConnectionsWaitParkedWithoutAThread) {
   held.pop_back();
   EXPECT_TRUE(Parked(s.server(), kConnections - 1));
   for (int fd : held) ::close(fd);
+}
+
+// A request whose client is behind is gathered in its connection's buffer, and parks with its
+// bytes so far (its head half sent, or its body): many more such requests than threads hold no
+// thread, a new client is served at once, and each is answered when the rest comes. Before,
+// each held a thread, and past --max-connections the oldest got a 503.
+TEST(HttpServer, RequestsArrivingSlowlyWaitParkedWithoutAThread) {
+  Running<HttpServer> s(ServerSetup{{}, 2, std::chrono::milliseconds(50)});
+  const std::string body(3000, 'b');
+  const std::string post = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n\r\n" + body;
+  constexpr size_t kConnections = 20;
+  std::vector<std::pair<int, size_t>> slow;  // a socket, the bytes it sent
+  for (size_t i = 0; i < kConnections; ++i) {
+    const int fd = Connect(s.port());
+    const size_t cut = i % 2 ? 20 : post.size() - 1000;  // in the request line, or the body
+    ASSERT_TRUE(SendAll(fd, post.substr(0, cut)));
+    slow.emplace_back(fd, cut);
+  }
+  ASSERT_TRUE(Parked(s.server(), kConnections));
+  EXPECT_EQ(s.server().waiting_on_clients(), 0u);
+  httplib::Client c("127.0.0.1", s.port());
+  c.set_read_timeout(3, 0);
+  ASSERT_TRUE(GetsHello(c));
+  for (const auto& [fd, cut] : slow) {
+    ASSERT_TRUE(SendAll(fd, post.substr(cut)));
+    EXPECT_TRUE(ReadEcho(fd, body.size())) << cut;
+  }
+  EXPECT_EQ(s.server().arriving_given_up(), 0u);
+  for (const auto& [fd, cut] : slow) ::close(fd);
+}
+
+// A request parked while it is gathered still has its deadline: it comes back to a thread for
+// its 408.
+TEST(HttpServer, ARequestParkedWhileArrivingGets408AtItsDeadline) {
+  Running<HttpServer> s(ServerSetup{RequestDeadline{1.0, 1024}, 2, std::chrono::milliseconds(50)});
+  const int fd = Connect(s.port());
+  const auto asked = std::chrono::steady_clock::now();
+  ASSERT_TRUE(SendAll(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab"));
+  EXPECT_TRUE(Parked(s.server(), 1));
+  const std::string got = ReadToEnd(fd);
+  ::close(fd);
+  EXPECT_EQ(got.rfind("HTTP/1.1 408", 0), 0u) << got;
+  EXPECT_GE(std::chrono::steady_clock::now() - asked, std::chrono::seconds(1));
+  EXPECT_EQ(s.server().parked(), 0u);
+}
+
+// Only a body the parser reads by its length is gathered first: not a GET's (httplib reads
+// none), nor one its client sends after the 100 Continue it waits for.
+TEST(HttpServer, OnlyBodiesTheParserReadsByTheirLengthAreGathered) {
+  Running<HttpServer> s;
+  int fd = Connect(s.port());
+  ASSERT_TRUE(SendAll(fd, "GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"));
+  EXPECT_TRUE(ReadHello(fd));
+  ::close(fd);
+  fd = Connect(s.port());
+  ASSERT_TRUE(SendAll(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                          "Expect: 100-continue\r\n\r\n"));
+  EXPECT_TRUE(ReadUntil(fd, "HTTP/1.1 100 Continue\r\n\r\n"));
+  ASSERT_TRUE(SendAll(fd, "abc"));
+  EXPECT_TRUE(ReadEcho(fd, 3));
+  ::close(fd);
 }
 
 // A parked connection still closes at its keep-alive deadline (from its last answer), and not
@@ -707,6 +781,40 @@ std::string TrickleTls(int port, const std::string& request, size_t* sent, size_
   return got;
 }
 
+// Over TLS, POST /echo of `body`: the first half of the request in a record of its own, then the
+// record of the rest in two halves, `between()` after each of those sends. The answer, decrypted.
+std::string PostTlsInPieces(int port, const std::string& body,
+                            const std::function<void()>& between) {
+  const std::string post = "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                           "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  const int cut = static_cast<int>(post.size() / 2);
+  std::string got;
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL* ssl = SSL_new(ctx);
+  const int fd = Connect(port);
+  if (fd >= 0 && SSL_set_fd(ssl, fd) == 1 && SSL_connect(ssl) == 1 &&
+      SSL_write(ssl, post.data(), cut) == cut) {
+    between();
+    BIO* out = BIO_new(BIO_s_mem());  // the rest's records land here, not on the socket
+    SSL_set0_wbio(ssl, out);
+    if (SSL_write(ssl, post.data() + cut, static_cast<int>(post.size()) - cut) > 0) {
+      char* bytes = nullptr;
+      const long size = BIO_get_mem_data(out, &bytes);
+      const std::string records(bytes, static_cast<size_t>(size));
+      if (SendAll(fd, records.substr(0, records.size() / 2))) {
+        between();
+        (void)SendAll(fd, records.substr(records.size() / 2));
+      }
+    }
+    char buf[4096];
+    for (int n; (n = SSL_read(ssl, buf, sizeof buf)) > 0;) got.append(buf, n);
+  }
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  if (fd >= 0) ::close(fd);
+  return got;
+}
+
 TEST(HttpServer, HttpsConnectionsHaveTheSameBounds) {
   const fs::path dir = fs::temp_directory_path() / ("oc-https-" + std::to_string(::getpid()));
   fs::create_directories(dir);
@@ -758,6 +866,19 @@ TEST(HttpServer, HttpsConnectionsHaveTheSameBounds) {
       EXPECT_EQ(r->body, port) << i;
       ASSERT_TRUE(Parked(s.server(), 1)) << i;
     }
+  }
+  {
+    // A TLS request parked while it is gathered: after a record with its first half, and inside
+    // the record of the rest. It is answered when the rest comes.
+    Running<HttpsServer> s(ServerSetup{{}, 2, std::chrono::milliseconds(50)}, cert.c_str(),
+                           key.c_str());
+    const std::string body(2000, 'b');
+    const std::string got = PostTlsInPieces(s.port(), body, [&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      EXPECT_TRUE(Parked(s.server(), 1));
+    });
+    EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got;
+    EXPECT_NE(got.find("\r\n\r\n2000"), std::string::npos) << got;
   }
   {
     // A request trickled inside one TLS record reaches its deadline as a plain one does. Before,
