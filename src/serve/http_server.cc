@@ -633,27 +633,13 @@ class GuardedStream final : public httplib::Stream {
                       const std::atomic<socket_t>& listening) const {
     if (Buffered() || Wait(POLLIN, 0)) return Next::kRequest;
     if (listening == INVALID_SOCKET) return Next::kEnd;
-    const int wake = ThreadWakeFd();
-    const uint64_t ticket = signals_.EnterIdle(wake);
-    if (ticket == 0) return Next::kPark;
-    const auto spell_end = std::min(until, Clock::now() + std::chrono::milliseconds(spell_ms));
-    int r = 0;
-    while (r == 0 && listening != INVALID_SOCKET) {
-      const long long left =
-          std::chrono::ceil<std::chrono::milliseconds>(spell_end - Clock::now()).count();
-      if (left <= 0) break;
-      // The second-long slices only matter when the server is stopped without the signal.
-      r = WaitUnlessStopped(sock_, POLLIN, static_cast<int>(std::min(left, 1000LL)),
-                            signals_.stop_fd(), wake);
+    switch (WaitIdle(std::min(until, Clock::now() + std::chrono::milliseconds(spell_ms)),
+                     listening)) {
+      case Idle::kBytes: return Next::kRequest;
+      case Idle::kAsked: return Next::kPark;
+      case Idle::kStop: return Next::kEnd;
+      case Idle::kTimeUp: break;
     }
-    const bool kept = signals_.LeaveIdle(ticket);
-    if (!kept) {  // Demand wrote the thread's eventfd once: read it back for the next wait
-      uint64_t count;
-      (void)!::read(wake, &count, sizeof count);
-    }
-    if (r < 0 || listening == INVALID_SOCKET) return Next::kEnd;
-    if (!kept) return Next::kPark;
-    if (r == 1) return Next::kRequest;
     return Clock::now() >= until ? Next::kEnd : Next::kPark;
   }
 
@@ -682,20 +668,44 @@ class GuardedStream final : public httplib::Stream {
         return Next::kEnd;
       }
       if (listening == INVALID_SOCKET) return Next::kEnd;
-      const int wake = ThreadWakeFd();
-      const uint64_t ticket = signals_.EnterIdle(wake);
-      if (ticket == 0) return Next::kPark;
-      const int ms = static_cast<int>(std::min<long long>(left, spell_ms));
-      const int r = WaitUnlessStopped(sock_, POLLIN, ms, signals_.stop_fd(), wake);
-      const bool kept = signals_.LeaveIdle(ticket);
-      if (!kept) {  // Demand wrote the thread's eventfd once: read it back for the next wait
-        uint64_t count;
-        (void)!::read(wake, &count, sizeof count);
+      switch (WaitIdle(std::min(RequestDue(), Clock::now() + std::chrono::milliseconds(spell_ms)),
+                       listening)) {
+        case Idle::kBytes: break;  // the loop reads them
+        case Idle::kAsked: return Next::kPark;
+        case Idle::kStop: return Next::kEnd;
+        case Idle::kTimeUp:
+          if (MsLeft() > 0) return Next::kPark;  // the spell ended; else the loop answers 408
+          break;
       }
-      if (r < 0 || listening == INVALID_SOCKET) return Next::kEnd;
-      if (!kept || (r == 0 && MsLeft() > 0)) return Next::kPark;
-      // Bytes came, or the deadline passed: the loop reads them, or answers 408.
     }
+  }
+
+  // How a wait on the client while idle (WaitIdle) ended.
+  enum class Idle { kBytes, kTimeUp, kAsked, kStop };
+  // Waits on the client as an idle connection (Signals::EnterIdle) until bytes come or `end`:
+  // kAsked when a connection with no thread asked for this one's (Demand), kStop when the server
+  // stops or `listening` closed.
+  Idle WaitIdle(Clock::time_point end, const std::atomic<socket_t>& listening) const {
+    const int wake = ThreadWakeFd();
+    const uint64_t ticket = signals_.EnterIdle(wake);
+    if (ticket == 0) return Idle::kAsked;
+    int r = 0;
+    while (r == 0 && listening != INVALID_SOCKET) {
+      const long long left =
+          std::chrono::ceil<std::chrono::milliseconds>(end - Clock::now()).count();
+      if (left <= 0) break;
+      // The second-long slices only matter when the server is stopped without the signal.
+      r = WaitUnlessStopped(sock_, POLLIN, static_cast<int>(std::min(left, 1000LL)),
+                            signals_.stop_fd(), wake);
+    }
+    const bool kept = signals_.LeaveIdle(ticket);
+    if (!kept) {  // Demand wrote the thread's eventfd once: read it back for the next wait
+      uint64_t count;
+      (void)!::read(wake, &count, sizeof count);
+    }
+    if (r < 0 || listening == INVALID_SOCKET) return Idle::kStop;
+    if (!kept) return Idle::kAsked;
+    return r == 1 ? Idle::kBytes : Idle::kTimeUp;
   }
 
   // When the request being gathered is late (its RequestDeadline at the bytes so far).

@@ -416,11 +416,11 @@ struct Server::Impl {
       }
       Scraped sc{fmt::format("replica=\"{}\"", sp->index), nullptr};
       if (sp->up && port > 0) {
-        httplib::Client cli("127.0.0.1", port);
-        cli.set_bearer_token_auth(replica_token.c_str());
-        cli.set_connection_timeout(0, 250'000);
-        cli.set_read_timeout(0, 500'000);
-        auto res = cli.Get("/stats");
+        auto cli = NewClient(port);  // its token; not kept alive, with short timeouts
+        cli->set_keep_alive(false);
+        cli->set_connection_timeout(0, 250'000);
+        cli->set_read_timeout(0, 500'000);
+        auto res = cli->Get("/stats");
         if (res && res->status == 200) {
           auto j = nlohmann::json::parse(res->body, nullptr, false);
           if (j.is_object()) sc.stats = std::move(j);
