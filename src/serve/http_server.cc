@@ -536,18 +536,28 @@ bool TakenAsARequestLine(std::string_view line) {
          std::find(std::begin(kMethods), std::end(kMethods), method) != std::end(kMethods);
 }
 
-// The body bytes to gather before httplib's parser reads a request whose head (request line and
-// header lines, each ending in LF) is `head`: the Content-Length of a POST, PUT or PATCH whose
-// body httplib reads by that length alone (no Transfer-Encoding, no Expect, no Content-Encoding:
-// those bodies are refused, or read as they come), at most `max_body` (a longer one is refused
-// before it is read). 0 for anything else, or anything this reading is not sure of: the parser
-// then reads the rest as it comes. A wrong 0 only keeps a thread waiting, as before; a wrong
-// length would wait for bytes the parser does not want.
-size_t BodyToGather(std::string_view head, size_t max_body) {
+// How httplib's parser reads the body of a request whose head (request line and header lines,
+// each ending in LF) is `head`, where that is sure (BodyToGather): `length` bytes (the
+// Content-Length, at most `max_body`), or chunks (`chunked`).
+struct BodyFraming {
+  size_t length = 0;
+  bool chunked = false;
+};
+
+// The body to gather before httplib's parser reads a request whose head is `head`: that of a
+// POST, PUT or PATCH whose body httplib reads by its Content-Length (at most `max_body`: a longer
+// one is refused before it is read) or as chunks (one `Transfer-Encoding: chunked` and no
+// Content-Length), with no Expect and no Content-Encoding (those bodies are refused, or read as
+// they come). No body for anything else, or anything this reading is not sure of: the parser
+// then reads the rest as it comes. A wrong "no body" only keeps a thread waiting, as before; a
+// wrong length would wait for bytes the parser does not want.
+BodyFraming BodyToGather(std::string_view head, size_t max_body) {
   const size_t sp = head.find(' ');
   const std::string_view method = head.substr(0, sp);
-  if (method != "POST" && method != "PUT" && method != "PATCH") return 0;
+  if (method != "POST" && method != "PUT" && method != "PATCH") return {};
   std::optional<size_t> length;
+  int encodings = 0;
+  bool chunked = false;
   size_t at = head.find('\n') + 1;
   while (at < head.size()) {
     const size_t end = head.find('\n', at);
@@ -557,23 +567,83 @@ size_t BodyToGather(std::string_view head, size_t max_body) {
     line.remove_suffix(1);
     if (line.empty()) break;  // the blank line: the head's end
     const size_t colon = line.find(':');
-    if (line[0] == ' ' || line[0] == '\t' || colon == std::string_view::npos) return 0;
+    if (line[0] == ' ' || line[0] == '\t' || colon == std::string_view::npos) return {};
     const std::string_view name = line.substr(0, colon), value = Trimmed(line.substr(colon + 1));
-    if (name.find_first_of(" \t") != std::string_view::npos) return 0;
-    if (SameLetters(name, "transfer-encoding") || SameLetters(name, "expect")) return 0;
+    if (name.find_first_of(" \t") != std::string_view::npos) return {};
+    if (SameLetters(name, "expect")) return {};
+    if (SameLetters(name, "transfer-encoding")) {
+      ++encodings;
+      chunked = SameLetters(value, "chunked");
+    }
     if (SameLetters(name, "content-encoding") && !value.empty() &&
         !SameLetters(value, "identity")) {
-      return 0;
+      return {};
     }
     if (SameLetters(name, "content-length")) {
       if (length || value.empty() || value.size() > 18 ||
           value.find_first_not_of("0123456789") != std::string_view::npos) {
-        return 0;
+        length = SIZE_MAX;  // two lengths, or one the parser may read otherwise: not sure
+        continue;
       }
       length = std::stoull(std::string(value));
     }
   }
-  return length && *length <= max_body ? *length : 0;
+  if (encodings > 0) {  // a length beside the chunks is not for this reading to settle
+    return encodings == 1 && chunked && !length ? BodyFraming{0, true} : BodyFraming{};
+  }
+  return length && *length <= max_body ? BodyFraming{*length, false} : BodyFraming{};
+}
+
+// How far a chunked body has been read (ScanChunks): `at`, the offset of its next line to read
+// (a chunk's size, or the line after the last chunk); `data`, the chunks' bytes before it;
+// `last`, whether the last chunk (size 0) was read.
+struct ChunkScan {
+  size_t at = 0, data = 0;
+  bool last = false;
+};
+
+// A chunk-size line (with any extension) longer than this is left to the parser.
+constexpr size_t kMaxChunkLine = 64;
+
+enum class Chunks { kMore, kWhole, kParser };
+// Reads on in `body` (a chunked body, from its first byte) from `s`, as httplib's parser reads
+// it: each chunk is a size in hex (an extension after ';' ignored) ending in CRLF, the data, and
+// CRLF; the last has size 0 and is followed by one line. kWhole (s.at: the body's end) when that
+// line has come, kMore when bytes are still to come, and kParser for anything unusual (a size
+// with a sign, spaces or a 0x, a line over kMaxChunkLine, data not followed by CRLF, chunks over
+// `max_body` together): the parser reads the rest as it comes, as before.
+Chunks ScanChunks(std::string_view body, size_t max_body, ChunkScan& s) {
+  for (;;) {
+    const size_t lf = body.find('\n', s.at);
+    if (lf == std::string_view::npos) {
+      return body.size() - s.at > kMaxChunkLine ? Chunks::kParser : Chunks::kMore;
+    }
+    if (lf - s.at > kMaxChunkLine) return Chunks::kParser;
+    if (s.last) {  // the line after the last chunk: the parser reads it, whatever it says
+      s.at = lf + 1;
+      return Chunks::kWhole;
+    }
+    std::string_view size = body.substr(s.at, lf - s.at);
+    if (size.empty() || size.back() != '\r') return Chunks::kParser;
+    size.remove_suffix(1);
+    size = size.substr(0, size.find(';'));
+    if (size.empty() || size.size() > 15 ||
+        size.find_first_not_of("0123456789abcdefABCDEF") != std::string_view::npos) {
+      return Chunks::kParser;
+    }
+    const size_t n = std::stoull(std::string(size), nullptr, 16);
+    if (n == 0) {
+      s.last = true;
+      s.at = lf + 1;
+      continue;
+    }
+    if (n > max_body - s.data) return Chunks::kParser;
+    const size_t end = lf + 1 + n;  // the data's end
+    if (body.size() < end + 2) return Chunks::kMore;
+    if (body.substr(end, 2) != "\r\n") return Chunks::kParser;
+    s.data += n;
+    s.at = end + 2;
+  }
 }
 
 // One connection's bytes, for httplib's parser: a read buffer that lives as long as the
@@ -644,7 +714,7 @@ class GuardedStream final : public httplib::Stream {
   }
 
   // Reads the request begun (BeginRequest) into the buffer before the parser reads any of it:
-  // its head, and a body of known length the parser will read (BodyToGather). kRequest when it
+  // its head, and the body the parser will read (BodyToGather, ScanChunks). kRequest when it
   // is there, or at once when the parser is to read the rest as it comes (a head past the
   // bounds, which the parser refuses; a body BodyToGather leaves to it). Waiting on its client it
   // is idle (Signals): it may leave its thread, kPark, when the spell ends or a connection
@@ -843,6 +913,7 @@ class GuardedStream final : public httplib::Stream {
   bool Gathered() {
     Gathering& g = gather_;
     const std::string_view have(buf_.data() + pos_, end_ - pos_);
+    if (have.size() > request_cap_) return true;  // the parser ends it at its bound (Admit)
     while (g.need == 0) {
       if (g.looked >= kMaxHeaderBytes || g.lines > kMaxHeaderFields + 1) return true;
       const size_t lf = have.find('\n', g.looked);
@@ -856,8 +927,14 @@ class GuardedStream final : public httplib::Stream {
         if (!TakenAsARequestLine(line)) return true;  // the parser answers 400 at once
       } else if (line == "\r") {
         const size_t head = lf + 1;
-        g.need = head + BodyToGather(have.substr(0, head), max_body_);
+        const BodyFraming body = BodyToGather(have.substr(0, head), max_body_);
+        g.need = head + body.length;
+        g.chunked = body.chunked;
       }
+    }
+    if (g.chunked) {
+      const size_t head = g.need;
+      return ScanChunks(have.substr(head), max_body_, g.chunks) != Chunks::kMore;
     }
     return have.size() >= g.need;
   }
@@ -996,7 +1073,10 @@ class GuardedStream final : public httplib::Stream {
   // How far Gathered looked into the request from pos_.
   struct Gathering {
     size_t looked = 0, line_start = 0, lines = 0;
-    size_t need = 0;  // the request's bytes to gather, once its head is whole
+    size_t need = 0;  // the request's bytes to gather, once its head is whole (its head's alone
+                      // for a chunked body)
+    bool chunked = false;
+    ChunkScan chunks;  // of a chunked body
   };
   Gathering gather_;
   bool gathering_ = false;

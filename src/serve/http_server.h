@@ -148,10 +148,10 @@ class ParkingLot {
 //   thread up:
 //   - first the one that has waited longest on its client while idle: for its next request
 //     (keep-alive), its first byte, or the rest of a request being gathered (its head, or a body
-//     of known length: GuardedServer). It leaves for the parking lot at once instead of at the
+//     of known length or chunks: GuardedServer). It leaves for the parking lot at once instead of at the
 //     end of its spell (set_idle_spell). Its client loses nothing;
-//   - else the one whose request began longest ago and is still arriving in the parser (a
-//     chunked body, say: the parser cannot move to another thread) or whose TLS handshake is:
+//   - else the one whose request began longest ago and is still arriving in the parser (a body
+//     sent after a 100 Continue, say: the parser cannot move to another thread) or whose TLS handshake is:
 //     it gets a 503 and the connection closes. Requests arrive in milliseconds, so the oldest
 //     still arriving is a client holding its thread (a byte at a time within the
 //     RequestDeadline);
@@ -261,8 +261,8 @@ bool ServeConnection(const ConnectionSettings& settings, int sock, SSL_CTX* tls,
 //   idle spell (1 s) it leaves its thread for the parking lot (ParkingLot), and comes back on a
 //   thread when its client sends. Sooner when a connection has no thread (Signals);
 // - a request is gathered in the connection's buffer before httplib's parser reads it: its
-//   head, and a body whose length the head gives (a POST, PUT or PATCH with a Content-Length
-//   within the body limit, no Transfer-Encoding, Expect or Content-Encoding). While its client
+//   head, and the body the parser will read (a POST, PUT or PATCH with a Content-Length within
+//   the body limit, or chunks of the body limit together; no Expect or Content-Encoding). While its client
 //   is behind, the connection waits as an idle one does, and may park with the bytes so far;
 //   its deadline still runs. Other bodies are read by the parser as they come, on the thread.
 template <class Base>
