@@ -1,5 +1,7 @@
 #include "serve/batcher.h"
 
+#include <algorithm>
+
 namespace overcast::serve {
 namespace {
 
@@ -88,6 +90,8 @@ void Batcher::LeadOneBatch(std::unique_lock<std::mutex>& l, Job* leader) {
   l.lock();
   stats_.batches += 1;
   stats_.rows += rows;
+  stats_.sizes[std::lower_bound(kBatchRowsBounds.begin(), kBatchRowsBounds.end(), rows) -
+               kBatchRowsBounds.begin()] += 1;
   stats_.requests += taken.size();
   for (Job* j : taken) stats_.queue_ns += Nanos(began - j->arrived);
   stats_.compute_ns += Nanos(ended - began);

@@ -5,6 +5,7 @@
 // predicted form the next one.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -25,11 +26,18 @@ struct BatcherOptions {
   size_t max_queued_rows = 1024;  // beyond this, Submit refuses (503)
 };
 
+// The upper bounds of the batch-size histogram's buckets (rows; BatcherStats::sizes), past
+// which one more bucket counts the rest.
+inline constexpr std::array<size_t, 9> kBatchRowsBounds = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+
 struct BatcherStats {
   uint64_t batches = 0, rows = 0, requests = 0, rejected = 0;
   // Summed over requests: from Submit to the start of their batch's prediction. Summed over
   // batches: the prediction (merging the requests' rows, the model, splitting its outputs).
   uint64_t queue_ns = 0, compute_ns = 0;
+  // Batches by their rows: sizes[i] counts those of more than kBatchRowsBounds[i - 1] rows and
+  // at most kBatchRowsBounds[i]; the last, those past every bound. Not cumulative.
+  std::array<uint64_t, kBatchRowsBounds.size() + 1> sizes{};
 };
 
 // Thread-safe: any number of request threads call Submit.

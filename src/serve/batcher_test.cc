@@ -94,6 +94,12 @@ TEST(Batcher, ConcurrentRequestsEachGetTheirOwnOutputs) {
   // ...never beyond the bound.
   EXPECT_LE(model.max_rows(), 5u);
   EXPECT_GT(model.max_rows(), 1u);
+  // The batch-size histogram counts each batch once, none past the bucket of 8 rows.
+  uint64_t counted = 0;
+  for (uint64_t n : s.sizes) counted += n;
+  EXPECT_EQ(counted, s.batches);
+  for (size_t b = 4; b < s.sizes.size(); ++b) EXPECT_EQ(s.sizes[b], 0u) << b;
+  EXPECT_GT(s.sizes[2] + s.sizes[3], 0u);  // some batches of 3 to 5 rows
 }
 
 TEST(Batcher, ALoneRequestIsPredictedOnItsOwnThread) {
@@ -109,6 +115,9 @@ TEST(Batcher, ALoneRequestIsPredictedOnItsOwnThread) {
   for (auto id : threads) EXPECT_EQ(id, std::this_thread::get_id());
   EXPECT_EQ(batcher.stats().batches, 3u);
   EXPECT_EQ(batcher.stats().requests, 3u);
+  // Three batches of 2 rows, in the histogram's bucket of 2.
+  const auto sizes = batcher.stats().sizes;
+  for (size_t b = 0; b < sizes.size(); ++b) EXPECT_EQ(sizes[b], b == 1 ? 3u : 0u) << b;
 }
 
 TEST(Batcher, MaxWaitGathersAFullBatch) {

@@ -68,7 +68,8 @@ Status RunReplica(const ReplicaOptions& o) {
                  {"requests", st.requests},
                  {"rejected", st.rejected},
                  {"queue_seconds", st.queue_ns / 1e9},
-                 {"compute_seconds", st.compute_ns / 1e9}};
+                 {"compute_seconds", st.compute_ns / 1e9},
+                 {"batch_sizes", st.sizes}};
     }
     res.set_content(j.dump(), "application/json");
   });

@@ -30,6 +30,7 @@
 #include "common/log.h"
 #include "net/auth.h"
 #include "serve/api.h"
+#include "serve/batcher.h"
 #include "serve/http_server.h"
 #include "serve/predictor.h"
 #include "serve/replica.h"
@@ -401,6 +402,36 @@ struct Server::Impl {
   // Each running replica's batching counters (its GET /stats), asked when /metrics is, with
   // short timeouts: a replica that does not answer (hung, restarting) leaves only its series out
   // (overcast_serve_replica_stats_up 0). Takes no lock while it waits on a replica.
+  // The batch-size histogram of each replica's models from their /stats ("batch_sizes": counts
+  // per bucket of kBatchRowsBounds, not cumulative); a model without one is left out.
+  static void AppendBatchSizes(std::string& s,
+                               const std::vector<std::pair<std::string, const nlohmann::json*>>& ms) {
+    constexpr std::string_view kName = "overcast_serve_replica_batch_size_rows";
+    auto out = std::back_inserter(s);
+    fmt::format_to(out,
+                   "# HELP {} Batches predicted, by their rows (--max-batch bounds them).\n"
+                   "# TYPE {} histogram\n",
+                   kName, kName);
+    for (const auto& [labels, j] : ms) {
+      const auto it = j->find("batch_sizes");
+      if (it == j->end() || !it->is_array() || it->size() != kBatchRowsBounds.size() + 1 ||
+          !std::all_of(it->begin(), it->end(), [](const auto& n) { return n.is_number_unsigned(); })) {
+        continue;
+      }
+      uint64_t below = 0;
+      for (size_t b = 0; b <= kBatchRowsBounds.size(); ++b) {
+        below += (*it)[b].get<uint64_t>();
+        const std::string le =
+            b < kBatchRowsBounds.size() ? std::to_string(kBatchRowsBounds[b]) : "+Inf";
+        fmt::format_to(out, "{}_bucket{{{},le=\"{}\"}} {}\n", kName, labels, le, below);
+      }
+      const auto rows = j->find("rows");
+      fmt::format_to(out, "{}_sum{{{}}} {}\n{}_count{{{}}} {}\n", kName, labels,
+                     rows != j->end() && rows->is_number() ? rows->get<double>() : 0.0, kName,
+                     labels, below);
+    }
+  }
+
   std::string ReplicaBatchMetrics() const {
     struct Scraped {
       std::string labels;
@@ -461,6 +492,7 @@ struct Server::Impl {
             "Summed over requests: from reaching the batcher to the start of their batch.");
     counter("overcast_serve_replica_compute_seconds_total", "compute_seconds",
             "Summed over batches: predicting them.");
+    AppendBatchSizes(s, models);
     return s;
   }
 

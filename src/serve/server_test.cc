@@ -363,6 +363,17 @@ TEST_F(ServerTest, MetricsCountEachReplicasBatches) {
     rows += Metric(m->body, "overcast_serve_replica_batch_rows_total" + ctr);
     batches += Metric(m->body, "overcast_serve_replica_batches_total" + ctr);
     compute += Metric(m->body, "overcast_serve_replica_compute_seconds_total" + ctr);
+    // The batch-size histogram: one row each, so every batch is within the bucket of 32 rows
+    // (--max-batch's default), as many as there are rows; the first bucket, at most that.
+    const std::string sizes = "overcast_serve_replica_batch_size_rows";
+    const double count = Metric(m->body, sizes + "_count" + ctr);
+    EXPECT_EQ(count, Metric(m->body, "overcast_serve_replica_batches_total" + ctr)) << m->body;
+    EXPECT_EQ(Metric(m->body, sizes + "_bucket" + ctr + ",le=\"+Inf\""), count) << m->body;
+    EXPECT_EQ(Metric(m->body, sizes + "_bucket" + ctr + ",le=\"32\""), count) << m->body;
+    EXPECT_LE(Metric(m->body, sizes + "_bucket" + ctr + ",le=\"1\""), count) << m->body;
+    EXPECT_EQ(Metric(m->body, sizes + "_sum" + ctr),
+              Metric(m->body, "overcast_serve_replica_batch_rows_total" + ctr))
+        << m->body;
     EXPECT_GE(Metric(m->body, "overcast_serve_replica_queue_seconds_total" + ctr), 0) << m->body;
     EXPECT_EQ(Metric(m->body, "overcast_serve_replica_queue_rejected_total" + ctr), 0) << m->body;
     EXPECT_EQ(Metric(m->body, fmt::format("overcast_serve_replica_requests_total{{replica=\"{}\","
