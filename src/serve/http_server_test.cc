@@ -799,42 +799,68 @@ TEST(HttpServer, AnswersAnyBytesWithoutA500AndGoesOn) {
   ::close(fd);
 }
 
+// A TLS client connection (the certificate unchecked); `ok` once its handshake is done.
+struct TlsClient {
+  explicit TlsClient(int port)
+      : ctx(SSL_CTX_new(TLS_client_method())), ssl(SSL_new(ctx)), fd(Connect(port)) {
+    ok = fd >= 0 && SSL_set_fd(ssl, fd) == 1 && SSL_connect(ssl) == 1;
+  }
+  ~TlsClient() {
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    if (fd >= 0) ::close(fd);
+  }
+  TlsClient(const TlsClient&) = delete;
+  TlsClient& operator=(const TlsClient&) = delete;
+
+  // The records that carry `bytes`, for the caller to send as it likes: from here on what the
+  // connection writes lands in memory, not on the socket. Empty when the write failed.
+  std::string Records(std::string_view bytes) {
+    BIO* out = BIO_new(BIO_s_mem());
+    SSL_set0_wbio(ssl, out);
+    if (SSL_write(ssl, bytes.data(), static_cast<int>(bytes.size())) <= 0) return "";
+    char* p = nullptr;
+    const long size = BIO_get_mem_data(out, &p);
+    return std::string(p, static_cast<size_t>(size));
+  }
+
+  // What the server sends until it closes, decrypted, after `got`.
+  std::string ReadToEnd(std::string got = "") {
+    char buf[4096];
+    for (int n; (n = SSL_read(ssl, buf, sizeof buf)) > 0;) got.append(buf, n);
+    return got;
+  }
+
+  SSL_CTX* const ctx;
+  SSL* const ssl;
+  const int fd;
+  bool ok = false;
+};
+
 // Sends `request` over TLS with its encrypted bytes a byte every 100 ms (a client trickling
 // inside one TLS record) until the server answers or closes; returns the answer decrypted, and
 // in *sent the encrypted bytes sent and in *total those there were.
 std::string TrickleTls(int port, const std::string& request, size_t* sent, size_t* total) {
   std::string got;
   *sent = *total = 0;
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  SSL* ssl = SSL_new(ctx);
-  const int fd = Connect(port);
-  if (fd >= 0 && SSL_set_fd(ssl, fd) == 1 && SSL_connect(ssl) == 1) {
-    BIO* out = BIO_new(BIO_s_mem());  // the request's records land here, not on the socket
-    SSL_set0_wbio(ssl, out);
-    const int flags = ::fcntl(fd, F_GETFL);
-    ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-    char buf[4096];
-    if (SSL_write(ssl, request.data(), static_cast<int>(request.size())) > 0) {
-      char* bytes = nullptr;
-      *total = static_cast<size_t>(BIO_get_mem_data(out, &bytes));
-      const std::string records(bytes, *total);
-      for (; *sent < records.size(); ++*sent) {
-        pollfd p{fd, POLLIN, 0};
-        if (::poll(&p, 1, 100) != 0) {  // TLS 1.3 session tickets, or the answer or the end
-          const int n = SSL_read(ssl, buf, sizeof buf);
-          if (n > 0) got.append(buf, n);
-          if (n > 0 || SSL_get_error(ssl, n) != SSL_ERROR_WANT_READ) break;
-        }
-        if (!SendAll(fd, records.substr(*sent, 1))) break;
-      }
+  TlsClient c(port);
+  if (!c.ok) return got;
+  const int flags = ::fcntl(c.fd, F_GETFL);
+  ::fcntl(c.fd, F_SETFL, flags | O_NONBLOCK);
+  const std::string records = c.Records(request);
+  *total = records.size();
+  char buf[4096];
+  for (; *sent < records.size(); ++*sent) {
+    pollfd p{c.fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) != 0) {  // TLS 1.3 session tickets, or the answer or the end
+      const int n = SSL_read(c.ssl, buf, sizeof buf);
+      if (n > 0) got.append(buf, n);
+      if (n > 0 || SSL_get_error(c.ssl, n) != SSL_ERROR_WANT_READ) break;
     }
-    ::fcntl(fd, F_SETFL, flags);
-    for (int n; (n = SSL_read(ssl, buf, sizeof buf)) > 0;) got.append(buf, n);
+    if (!SendAll(c.fd, records.substr(*sent, 1))) break;
   }
-  SSL_free(ssl);
-  SSL_CTX_free(ctx);
-  if (fd >= 0) ::close(fd);
-  return got;
+  ::fcntl(c.fd, F_SETFL, flags);
+  return c.ReadToEnd(got);
 }
 
 // Over TLS, POST /echo of `body`: the first half of the request in a record of its own, then the
@@ -844,31 +870,15 @@ std::string PostTlsInPieces(int port, const std::string& body,
   const std::string post = "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                            "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
   const int cut = static_cast<int>(post.size() / 2);
-  std::string got;
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  SSL* ssl = SSL_new(ctx);
-  const int fd = Connect(port);
-  if (fd >= 0 && SSL_set_fd(ssl, fd) == 1 && SSL_connect(ssl) == 1 &&
-      SSL_write(ssl, post.data(), cut) == cut) {
+  TlsClient c(port);
+  if (!c.ok || SSL_write(c.ssl, post.data(), cut) != cut) return "";
+  between();
+  const std::string records = c.Records(std::string_view(post).substr(cut));
+  if (SendAll(c.fd, records.substr(0, records.size() / 2))) {
     between();
-    BIO* out = BIO_new(BIO_s_mem());  // the rest's records land here, not on the socket
-    SSL_set0_wbio(ssl, out);
-    if (SSL_write(ssl, post.data() + cut, static_cast<int>(post.size()) - cut) > 0) {
-      char* bytes = nullptr;
-      const long size = BIO_get_mem_data(out, &bytes);
-      const std::string records(bytes, static_cast<size_t>(size));
-      if (SendAll(fd, records.substr(0, records.size() / 2))) {
-        between();
-        (void)SendAll(fd, records.substr(records.size() / 2));
-      }
-    }
-    char buf[4096];
-    for (int n; (n = SSL_read(ssl, buf, sizeof buf)) > 0;) got.append(buf, n);
+    (void)SendAll(c.fd, records.substr(records.size() / 2));
   }
-  SSL_free(ssl);
-  SSL_CTX_free(ctx);
-  if (fd >= 0) ::close(fd);
-  return got;
+  return c.ReadToEnd();
 }
 
 TEST(HttpServer, HttpsConnectionsHaveTheSameBounds) {
