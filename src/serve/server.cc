@@ -56,6 +56,12 @@ void AppendFamily(std::string& s, std::string_view name, std::string_view type,
   }
 }
 
+// `j` as text; bytes that are not UTF-8 (in a model name from a file's metadata, say) become
+// U+FFFD rather than an exception.
+std::string DumpJson(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 double Now() {
   return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
 }
@@ -817,6 +823,28 @@ struct Server::Impl {
   }
 
   // Whether replica `index` loads and serves `model` (ServeOptions::placement).
+  // A model's entry in GET /v1/models: its name, group, task, shape, recorded accuracy, running
+  // latency (-1 before any answer) and the replicas serving it (--place).
+  nlohmann::json ModelEntry(const std::string& name, const ModelInfo& info) const {
+    double ms = -1;
+    {
+      std::lock_guard<std::mutex> l(metrics_mu);
+      if (const auto it = ewma_ms.find(name); it != ewma_ms.end()) ms = it->second;
+    }
+    std::vector<int> on;
+    for (int r = 0; r < SlotCount(); ++r) {
+      if (Hosts(r, name)) on.push_back(r);
+    }
+    return {{"name", name},
+            {"group", info.group},
+            {"task", TaskName(info.task)},
+            {"num_features", info.num_features},
+            {"num_classes", info.num_classes},
+            {"accuracy", info.accuracy},
+            {"latency_ms", ms},
+            {"replicas", on}};
+  }
+
   bool Hosts(int index, const std::string& model) const {
     auto it = o.placement.find(model);
     return it == o.placement.end() ||
@@ -1524,25 +1552,33 @@ Status Server::Start() {
   });
   h.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
     if (!impl_->Authorized(req, res)) return;
-    std::string s = "{\"models\":[";
-    bool first = true;
+    nlohmann::json models = nlohmann::json::array();
     for (auto& [name, info] : impl_->Models()->models) {
-      double ms = -1;
-      {
-        std::lock_guard<std::mutex> l(impl_->metrics_mu);
-        if (impl_->ewma_ms.count(name)) ms = impl_->ewma_ms.at(name);
-      }
-      std::vector<int> on;  // the replicas serving it (--place)
-      for (int r = 0; r < impl_->SlotCount(); ++r) {
-        if (impl_->Hosts(r, name)) on.push_back(r);
-      }
-      s += fmt::format("{}{{\"name\":\"{}\",\"group\":\"{}\",\"task\":\"{}\",\"num_features\":{},"
-                       "\"num_classes\":{},\"accuracy\":{},\"latency_ms\":{},\"replicas\":[{}]}}",
-                       first ? "" : ",", name, info.group, TaskName(info.task), info.num_features,
-                       info.num_classes, info.accuracy, ms, fmt::join(on, ","));
-      first = false;
+      models.push_back(impl_->ModelEntry(name, info));
     }
-    res.set_content(s + "]}", "application/json");
+    res.set_content(DumpJson(nlohmann::json{{"models", std::move(models)}}), "application/json");
+  });
+  // A model's readiness (KServe's V1 protocol): its entry above and "ready", whether a replica
+  // serving it is up; 503 while none is, 404 for a name that is no model (a group's variants
+  // are models of their own).
+  h.Get(R"(/v1/models/([^/:]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!impl_->Authorized(req, res)) return;
+    const std::string name = req.matches[1];
+    const auto cat = impl_->Models();
+    const auto it = cat->models.find(name);
+    if (it == cat->models.end()) {
+      res.status = 404;
+      res.set_content(JsonError(404, "unknown model '" + name + "'"), "application/json");
+      return;
+    }
+    nlohmann::json j = impl_->ModelEntry(name, it->second);
+    bool ready = false;
+    for (const auto& s : impl_->slots) {
+      ready = ready || (s->up && s->active && impl_->Hosts(s->index, name));
+    }
+    j["ready"] = ready;
+    res.status = ready ? 200 : 503;
+    res.set_content(DumpJson(j), "application/json");
   });
   h.Post("/v1/reload", [this](const httplib::Request& req, httplib::Response& res) {
     if (!impl_->Authorized(req, res)) return;

@@ -494,7 +494,7 @@ TEST_F(ServerTest, BeyondLoopbackOnlyWithASecretAndEveryRequestMustCarryIt) {
   r = c.Post("/v1/models/nosuch:predict", body, "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 401);
-  for (const std::string path : {"/metrics", "/v1/models"}) {
+  for (const std::string path : {"/metrics", "/v1/models", "/v1/models/ctr"}) {
     r = c.Get(path);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 401) << path;
@@ -543,7 +543,7 @@ TEST_F(ServerTest, BeyondLoopbackOnlyWithASecretAndEveryRequestMustCarryIt) {
   auto m = c.Get("/metrics");
   ASSERT_TRUE(m);
   ASSERT_EQ(m->status, 200);
-  EXPECT_NE(m->body.find("overcast_serve_unauthorized_total 7\n"), std::string::npos) << m->body;
+  EXPECT_NE(m->body.find("overcast_serve_unauthorized_total 8\n"), std::string::npos) << m->body;
 
   // The load generator sends the token; without it, it stops with a clear error.
   LoadgenOptions lo;
@@ -1167,6 +1167,23 @@ TEST_F(ServerTest, APlacedModelIsLoadedAndServedOnlyByItsReplicas) {
   for (const auto& m : nlohmann::json::parse(listed->body)["models"]) {
     EXPECT_EQ(m["replicas"], m["name"] == "digits" ? nlohmann::json({1}) : nlohmann::json({0, 1}))
         << m;
+    // Each model's own entry (KServe's readiness) is its listed one, and ready.
+    auto one = c.Get("/v1/models/" + m["name"].get<std::string>());
+    ASSERT_TRUE(one);
+    EXPECT_EQ(one->status, 200) << one->body;
+    auto j = nlohmann::json::parse(one->body);
+    EXPECT_EQ(j["ready"], true) << one->body;
+    j.erase("ready");
+    j.erase("latency_ms");  // it moves with every answer
+    auto listed_entry = m;
+    listed_entry.erase("latency_ms");
+    EXPECT_EQ(j, listed_entry);
+  }
+  for (const std::string path : {"/v1/models/nothing", "/v1/models/digits:predict"}) {
+    auto none = c.Get(path);
+    ASSERT_TRUE(none);
+    EXPECT_EQ(none->status, 404) << path;
+    EXPECT_EQ(nlohmann::json::parse(none->body, nullptr, false)["error"]["code"], 404) << path;
   }
   Status r = server_->Reload();
   ASSERT_TRUE(r.ok()) << r.message();

@@ -216,6 +216,7 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
         "  POST /v1/models/GROUP:predict?min_accuracy=0.9  the fastest variant of GROUP (make-model\n"
         "       --group) whose recorded accuracy is >= 0.9\n"
         "  GET  /healthz   GET /metrics (Prometheus)   GET /v1/models\n"
+        "  GET  /v1/models/NAME  one model, and \"ready\" (503 while no replica serving it is up)\n"
         "  POST /v1/reload  (or SIGHUP) re-read the model files (and list --model-dir again)\n"
         "       and move the replicas onto them one at a time, each new process started before\n"
         "       the old one stops; a file that does not load is refused (409) and the old\n"
