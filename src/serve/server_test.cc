@@ -1185,6 +1185,28 @@ TEST_F(ServerTest, APlacedModelIsLoadedAndServedOnlyByItsReplicas) {
     EXPECT_EQ(none->status, 404) << path;
     EXPECT_EQ(nlohmann::json::parse(none->body, nullptr, false)["error"]["code"], 404) << path;
   }
+  // Its only replica killed, digits is not ready (503) until that replica is back; ctr, on both,
+  // stays ready.
+  const pid_t killed = server_->replica_pid(1);
+  ASSERT_GT(killed, 0);
+  ASSERT_EQ(::kill(killed, SIGKILL), 0);
+  auto ready_is = [&](bool want) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (;;) {
+      auto r = c.Get("/v1/models/digits");
+      if (r && r->status == (want ? 200 : 503) &&
+          nlohmann::json::parse(r->body, nullptr, false)["ready"] == want) {
+        return true;
+      }
+      if (std::chrono::steady_clock::now() > give_up) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  };
+  ASSERT_TRUE(ready_is(false));
+  auto ctr = c.Get("/v1/models/ctr");
+  ASSERT_TRUE(ctr);
+  EXPECT_EQ(ctr->status, 200) << ctr->body;
+  ASSERT_TRUE(ready_is(true));
   Status r = server_->Reload();
   ASSERT_TRUE(r.ok()) << r.message();
   check();
