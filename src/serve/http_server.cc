@@ -686,6 +686,9 @@ class GuardedStream final : public httplib::Stream {
     }
   }
 
+  // When the request began arriving (BeginRequest).
+  Clock::time_point request_start() const { return request_start_; }
+
   // A request has begun and is not gathered yet (it may have left its thread meanwhile).
   bool gathering() const { return gathering_; }
 
@@ -1167,6 +1170,8 @@ void Park(std::shared_ptr<Connection> c, Clock::time_point until, bool gathering
   });
 }
 
+thread_local Clock::time_point t_request_began;
+
 // Serves `c` request after request on this thread, until it ends or leaves for the parking lot.
 void Serve(std::shared_ptr<Connection> c) {
   std::optional<SigpipeBlocked> quiet;
@@ -1190,6 +1195,7 @@ void Serve(std::shared_ptr<Connection> c) {
     }
     if (gathered == GuardedStream::Next::kEnd) break;
     bool closed = false;
+    t_request_began = strm.request_start();
     const bool ok = c->process(strm, c->left == 1, closed);
     --c->left;
     if (!ok || closed || strm.broken()) break;
@@ -1220,5 +1226,7 @@ bool ServeConnection(const ConnectionSettings& s, int sock, SSL_CTX* tls, Signal
 }
 
 }  // namespace http_detail
+
+std::chrono::steady_clock::time_point RequestBegan() { return http_detail::t_request_began; }
 
 }  // namespace overcast::serve

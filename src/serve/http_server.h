@@ -147,14 +147,13 @@ class ParkingLot {
 //   for, all `max_threads` holding connections. A connection waiting on its client gives its
 //   thread up:
 //   - first the one that has waited longest on its client while idle: for its next request
-//     (keep-alive), its first byte, or the rest of a request being gathered (its head, or a body
-//     of known length or chunks: GuardedServer). It leaves for the parking lot at once instead of at the
-//     end of its spell (set_idle_spell). Its client loses nothing;
-//   - else the one whose request began longest ago and is still arriving in the parser (a body
-//     sent after a 100 Continue, say: the parser cannot move to another thread) or whose TLS handshake is:
-//     it gets a 503 and the connection closes. Requests arrive in milliseconds, so the oldest
-//     still arriving is a client holding its thread (a byte at a time within the
-//     RequestDeadline);
+//     (keep-alive), its first byte, or the rest of a request being gathered (its head, or a body of
+//     known length or chunks: GuardedServer). It leaves for the parking lot at once instead of at
+//     the end of its spell (set_idle_spell). Its client loses nothing;
+//   - else the one whose request began longest ago and is still arriving in the parser (a body sent
+//     after a 100 Continue, say: the parser cannot move to another thread) or whose TLS handshake
+//     is: it gets a 503 and the connection closes. Requests arrive in milliseconds, so the oldest
+//     still arriving is a client holding its thread (a byte at a time within the RequestDeadline);
 //   - with none waiting on its client (every thread runs a handler or writes an answer), the
 //     next connection to start waiting for its next request is parked at once.
 //   Only the connection chosen wakes (an idle one through its thread's own eventfd).
@@ -260,11 +259,11 @@ bool ServeConnection(const ConnectionSettings& settings, int sock, SSL_CTX* tls,
 //   woke it 100 times a second (300 idle connections cost the front end 0.48 cores); after its
 //   idle spell (1 s) it leaves its thread for the parking lot (ParkingLot), and comes back on a
 //   thread when its client sends. Sooner when a connection has no thread (Signals);
-// - a request is gathered in the connection's buffer before httplib's parser reads it: its
-//   head, and the body the parser will read (a POST, PUT or PATCH with a Content-Length within
-//   the body limit, or chunks of the body limit together; no Expect or Content-Encoding). While its client
-//   is behind, the connection waits as an idle one does, and may park with the bytes so far;
-//   its deadline still runs. Other bodies are read by the parser as they come, on the thread.
+// - a request is gathered in the connection's buffer before httplib's parser reads it: its head,
+//   and the body the parser will read (a POST, PUT or PATCH with a Content-Length within the body
+//   limit, or chunks of the body limit together; no Expect or Content-Encoding). While its client
+//   is behind, the connection waits as an idle one does, and may park with the bytes so far; its
+//   deadline still runs. Other bodies are read by the parser as they come, on the thread.
 template <class Base>
 class GuardedServer final : public Base, public http_detail::Signals {
  public:
@@ -299,6 +298,11 @@ class GuardedServer final : public Base, public http_detail::Signals {
   RequestDeadline deadline_;
   int idle_spell_ms_ = 1000;
 };
+
+// When the request being processed on this thread (by a GuardedServer) began arriving: its first
+// byte read after the answer before it. For handlers and loggers; outside a request, the time of
+// the last one on this thread.
+std::chrono::steady_clock::time_point RequestBegan();
 
 using HttpServer = GuardedServer<httplib::Server>;
 using HttpsServer = GuardedServer<httplib::SSLServer>;

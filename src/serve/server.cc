@@ -58,7 +58,8 @@ void AppendFamily(std::string& s, std::string_view name, std::string_view type,
 
 // `j` as text; bytes that are not UTF-8 (in a model name from a file's metadata, say) become
 // U+FFFD rather than an exception.
-std::string DumpJson(const nlohmann::json& j) {
+template <class Json>
+std::string DumpJson(const Json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
@@ -348,6 +349,7 @@ struct Server::Impl {
   std::atomic<size_t> inflight{0};
   std::atomic<uint64_t> rr{0};
   std::atomic<uint64_t> unauthorized{0};  // requests refused for a missing or wrong secret
+  std::unique_ptr<AccessLog> access_log;   // --access-log; set before listening
 
   // Reloads, run by the supervisor thread (which owns starting replicas); guarded by reload_mu.
   std::mutex reload_mu;
@@ -405,13 +407,10 @@ struct Server::Impl {
     return cli;
   }
 
-  // Each running replica's batching counters (its GET /stats), asked when /metrics is, with
-  // short timeouts: a replica that does not answer (hung, restarting) leaves only its series out
-  // (overcast_serve_replica_stats_up 0). Takes no lock while it waits on a replica.
   // The batch-size histogram of each replica's models from their /stats ("batch_sizes": counts
   // per bucket of kBatchRowsBounds, not cumulative); a model without one is left out.
-  static void AppendBatchSizes(std::string& s,
-                               const std::vector<std::pair<std::string, const nlohmann::json*>>& ms) {
+  using Labelled = std::vector<std::pair<std::string, const nlohmann::json*>>;
+  static void AppendBatchSizes(std::string& s, const Labelled& ms) {
     constexpr std::string_view kName = "overcast_serve_replica_batch_size_rows";
     auto out = std::back_inserter(s);
     fmt::format_to(out,
@@ -420,10 +419,12 @@ struct Server::Impl {
                    kName, kName);
     for (const auto& [labels, j] : ms) {
       const auto it = j->find("batch_sizes");
-      if (it == j->end() || !it->is_array() || it->size() != kBatchRowsBounds.size() + 1 ||
-          !std::all_of(it->begin(), it->end(), [](const auto& n) { return n.is_number_unsigned(); })) {
-        continue;
-      }
+      const auto counts = [](const nlohmann::json& a) {
+        const auto count = [](const nlohmann::json& n) { return n.is_number_unsigned(); };
+        return a.is_array() && a.size() == kBatchRowsBounds.size() + 1 &&
+               std::all_of(a.begin(), a.end(), count);
+      };
+      if (it == j->end() || !counts(*it)) continue;
       uint64_t below = 0;
       for (size_t b = 0; b <= kBatchRowsBounds.size(); ++b) {
         below += (*it)[b].get<uint64_t>();
@@ -438,6 +439,9 @@ struct Server::Impl {
     }
   }
 
+  // Each running replica's batching counters (its GET /stats), asked when /metrics is, with
+  // short timeouts: a replica that does not answer (hung, restarting) leaves only its series out
+  // (overcast_serve_replica_stats_up 0). Takes no lock while it waits on a replica.
   std::string ReplicaBatchMetrics() const {
     struct Scraped {
       std::string labels;
@@ -822,10 +826,9 @@ struct Server::Impl {
     return next;
   }
 
-  // Whether replica `index` loads and serves `model` (ServeOptions::placement).
   // A model's entry in GET /v1/models: its name, group, task, shape, recorded accuracy, running
   // latency (-1 before any answer) and the replicas serving it (--place).
-  nlohmann::json ModelEntry(const std::string& name, const ModelInfo& info) const {
+  nlohmann::ordered_json ModelEntry(const std::string& name, const ModelInfo& info) const {
     double ms = -1;
     {
       std::lock_guard<std::mutex> l(metrics_mu);
@@ -845,6 +848,7 @@ struct Server::Impl {
             {"replicas", on}};
   }
 
+  // Whether replica `index` loads and serves `model` (ServeOptions::placement).
   bool Hosts(int index, const std::string& model) const {
     auto it = o.placement.find(model);
     return it == o.placement.end() ||
@@ -1390,6 +1394,9 @@ Status Server::Start() {
                                          o.tls_cert, o.tls_key));
     }
   }
+  if (!o.access_log.path.empty()) {
+    OC_ASSIGN_OR_RETURN(m.access_log, AccessLog::Open(o.access_log));
+  }
   if (o.replica_bin.empty()) {
     std::error_code ec;
     o.replica_bin = std::filesystem::read_symlink("/proc/self/exe", ec).string();
@@ -1538,6 +1545,16 @@ Status Server::Start() {
 
   httplib::Server& h = *m.http;
   ConfigureHttpServer(h, o.threads, o.max_connections, o.max_body_bytes, max_parked);
+  if (m.access_log) {
+    h.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+      const auto took = Clock::now() - RequestBegan();
+      impl_->access_log->Add(
+          {std::chrono::system_clock::now() -
+               std::chrono::duration_cast<std::chrono::system_clock::duration>(took),
+           req.remote_addr, req.method, req.target, res.status,
+           std::chrono::duration<double>(took).count(), req.body.size(), res.body.size()});
+    });
+  }
   h.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
     int up = 0;
     for (auto& s : impl_->slots) up += s->up && s->active ? 1 : 0;
@@ -1552,11 +1569,12 @@ Status Server::Start() {
   });
   h.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
     if (!impl_->Authorized(req, res)) return;
-    nlohmann::json models = nlohmann::json::array();
+    nlohmann::ordered_json models = nlohmann::ordered_json::array();
     for (auto& [name, info] : impl_->Models()->models) {
       models.push_back(impl_->ModelEntry(name, info));
     }
-    res.set_content(DumpJson(nlohmann::json{{"models", std::move(models)}}), "application/json");
+    res.set_content(DumpJson(nlohmann::ordered_json{{"models", std::move(models)}}),
+                    "application/json");
   });
   // A model's readiness (KServe's V1 protocol): its entry above and "ready", whether a replica
   // serving it is up; 503 while none is, 404 for a name that is no model (a group's variants
@@ -1571,7 +1589,7 @@ Status Server::Start() {
       res.set_content(JsonError(404, "unknown model '" + name + "'"), "application/json");
       return;
     }
-    nlohmann::json j = impl_->ModelEntry(name, it->second);
+    nlohmann::ordered_json j = impl_->ModelEntry(name, it->second);
     bool ready = false;
     for (const auto& s : impl_->slots) {
       ready = ready || (s->up && s->active && impl_->Hosts(s->index, name));
@@ -1628,6 +1646,7 @@ void Server::Stop() {
   }
   if (m.http) StopHttpServer(*m.http);
   if (m.http_thread.joinable()) m.http_thread.join();
+  m.access_log.reset();  // writes the lines still queued: no request is answered after the join
   if (m.supervisor.joinable()) m.supervisor.join();
   if (m.control.joinable()) m.control.join();
   for (auto& s : m.slots) {
@@ -1716,6 +1735,12 @@ std::string Server::Metrics() const {
          "bearer token (--secret-file).\n"
          "# TYPE overcast_serve_unauthorized_total counter\n";
     fmt::format_to(out, "overcast_serve_unauthorized_total {}\n", m.unauthorized.load());
+    if (m.access_log) {
+      s += "# HELP overcast_serve_access_log_dropped_total Access-log lines dropped because the "
+           "file did not keep up (its queue was full).\n"
+           "# TYPE overcast_serve_access_log_dropped_total counter\n";
+      fmt::format_to(out, "overcast_serve_access_log_dropped_total {}\n", m.access_log->dropped());
+    }
     s += "# HELP overcast_serve_request_duration_seconds Front-end latency of predict requests.\n"
          "# TYPE overcast_serve_request_duration_seconds histogram\n";
     for (auto& [name, ms] : m.stats) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "serve/access_log.h"
 #include "serve/controller.h"
 
 namespace overcast::serve {
@@ -99,6 +100,8 @@ struct ServeOptions {
   // PEM certificate (chain) and private key: the front end then speaks HTTPS only, so the bearer
   // token and the rows travel encrypted. Both or neither. The replicas stay on loopback HTTP.
   std::string tls_cert, tls_key;
+  // The access log (path "": none): a JSON line per request the front end answers.
+  AccessLogOptions access_log;
 };
 
 struct ServerTotals {

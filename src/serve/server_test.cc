@@ -333,6 +333,59 @@ TEST_F(ServerTest, AnswersAndRefusesBadInputWithJsonErrors) {
   EXPECT_NE(m->body.find("overcast_serve_request_duration_seconds_bucket"), std::string::npos);
 }
 
+// --access-log: a JSON line per request the front end answered, each with what it was and how
+// it ended, all written by the time the server has stopped.
+TEST_F(ServerTest, TheAccessLogHasALinePerAnswer) {
+  ServeOptions o = Options();
+  o.access_log.path = dir_ + "/access.log";
+  StartServer(o);
+  auto c = Client();
+  const std::string body = R"({"instances":[{"ids":[1,2,3]}]})";
+  for (int i = 0; i < 3; ++i) {
+    auto r = c.Post("/v1/models/ctr:predict", body, "application/json");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+  }
+  auto missing = c.Post("/v1/models/nope:predict?x=1", body, "application/json");
+  ASSERT_TRUE(missing);
+  ASSERT_EQ(missing->status, 404);
+  auto health = c.Get("/healthz");
+  ASSERT_TRUE(health);
+  auto m = c.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(Metric(m->body, "overcast_serve_access_log_dropped_total "), 0) << m->body;
+  server_->Stop();
+  std::ifstream in(dir_ + "/access.log");
+  std::vector<nlohmann::json> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(nlohmann::json::parse(l));
+  ASSERT_EQ(lines.size(), 6u);  // the /metrics above too
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const auto& j = lines[i];
+    EXPECT_EQ(j["remote"], "127.0.0.1") << j;
+    EXPECT_GT(j["ms"].get<double>(), 0) << j;
+    EXPECT_GT(j["out"].get<size_t>(), 0u) << j;
+    EXPECT_EQ(j["time"].get<std::string>().size(), 24u) << j;  // 2026-12-04T04:46:00.971Z
+    if (i < 3) {
+      EXPECT_EQ(j["method"], "POST") << j;
+      EXPECT_EQ(j["target"], "/v1/models/ctr:predict") << j;
+      EXPECT_EQ(j["status"], 200) << j;
+      EXPECT_EQ(j["in"], body.size()) << j;
+    }
+  }
+  EXPECT_EQ(lines[3]["target"], "/v1/models/nope:predict?x=1");
+  EXPECT_EQ(lines[3]["status"], 404);
+  EXPECT_EQ(lines[4]["method"], "GET");
+  EXPECT_EQ(lines[4]["target"], "/healthz");
+  EXPECT_EQ(lines[4]["status"], 200);
+  EXPECT_EQ(lines[5]["target"], "/metrics");
+  // A log that cannot be opened stops the server from starting (exit 2 on the command line).
+  ServeOptions bad = Options();
+  bad.access_log.path = dir_ + "/ctr.model/access.log";
+  Server s(bad);
+  const Status st = s.Start();
+  EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.message();
+}
+
 // GET /metrics adds each replica's batching counters, asked of the replicas: every request the
 // front end answered was predicted by one of them, and each family's samples stay one group.
 TEST_F(ServerTest, MetricsCountEachReplicasBatches) {

@@ -275,8 +275,25 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
                   "closes. Lowered to fit the open-files limit beside --max-connections")
         ->check(CLI::Range(0, 1 << 20))
         ->capture_default_str();
-    c->callback([&ctx, o, models, listen, secret_file, places] {
+    auto rotate_mb = std::make_shared<double>(100);
+    c->add_option("--access-log", o->access_log.path,
+                  "Write a JSON line per request the front end answers (time, remote, method,\n"
+                  "target, status, ms, body bytes in and out) to this file, appending; '-' for\n"
+                  "standard output. Written by a thread of its own: a full queue (8192 lines)\n"
+                  "drops the oldest (overcast_serve_access_log_dropped_total)");
+    c->add_option("--access-log-rotate-mb", *rotate_mb,
+                  "Access log: past this size the file is renamed with .1 before its extension\n"
+                  "(access.log -> access.1.log, older ones to .2, ...); 0: never (rotate it\n"
+                  "outside with logrotate's copytruncate)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    c->add_option("--access-log-keep", o->access_log.keep_files,
+                  "Access log: rotated files kept (.1 ... .N)")
+        ->check(CLI::Range(1, 1000))
+        ->capture_default_str();
+    c->callback([&ctx, o, models, listen, secret_file, places, rotate_mb] {
       ctx.exit_code = Finish([&]() -> Status {
+        o->access_log.rotate_bytes = static_cast<size_t>(*rotate_mb * (1 << 20));
         OC_RETURN_IF_ERROR(SplitHostPort(*listen, &o->host, &o->port));
         OC_ASSIGN_OR_RETURN(o->placement, ParsePlacement(*places));
         if (!secret_file->empty()) {
