@@ -157,6 +157,136 @@ int HttpCodeFor(const Status& s) {
   }
 }
 
+namespace {
+
+// Appends the numbers of `data` (nested arrays of numbers, or of booleans when `booleans`) to
+// `out` in row-major order; false at anything else.
+bool Flatten(const nlohmann::json& data, bool booleans, std::vector<nlohmann::json>* out) {
+  if (data.is_array()) {
+    for (const auto& d : data) {
+      if (!Flatten(d, booleans, out)) return false;
+    }
+    return true;
+  }
+  if (booleans && data.is_boolean()) {
+    out->push_back(data.get<bool>() ? 1 : 0);
+    return true;
+  }
+  if (!data.is_number()) return false;
+  out->push_back(data);
+  return true;
+}
+
+std::string Dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace
+
+Result<std::string> V2InferToV1(std::string_view body, std::string* id) {
+  const nlohmann::json j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return InvalidArgument("request body is not valid JSON");
+  if (!j.is_object()) return InvalidArgument("request body must be a JSON object with \"inputs\"");
+  id->clear();
+  if (const auto it = j.find("id"); it != j.end()) {
+    if (!it->is_string()) return InvalidArgument("\"id\" must be a string");
+    *id = it->get<std::string>();
+  }
+  const auto inputs = j.find("inputs");
+  if (inputs == j.end() || !inputs->is_array() || inputs->size() != 1) {
+    return InvalidArgument("request needs \"inputs\": an array of one tensor (the rows' features)");
+  }
+  const nlohmann::json& in = (*inputs)[0];
+  if (!in.is_object()) return InvalidArgument("the input must be an object");
+  const auto shape = in.find("shape");
+  if (shape == in.end() || !shape->is_array() || shape->empty() || shape->size() > 2 ||
+      !std::all_of(shape->begin(), shape->end(),
+                   [](const nlohmann::json& d) { return d.is_number_unsigned(); })) {
+    return InvalidArgument("the input's \"shape\" must be [ROWS, FEATURES] or [FEATURES]");
+  }
+  const size_t rows = shape->size() == 2 ? (*shape)[0].get<size_t>() : 1;
+  const size_t cols = shape->back().get<size_t>();
+  static constexpr std::string_view kTypes[] = {"BOOL",  "UINT8", "UINT16", "UINT32", "UINT64",
+                                                "INT8",  "INT16", "INT32",  "INT64",  "FP16",
+                                                "FP32",  "FP64",  "BF16"};
+  const auto type = in.find("datatype");
+  if (type == in.end() || !type->is_string() ||
+      std::find(std::begin(kTypes), std::end(kTypes), type->get<std::string>()) ==
+          std::end(kTypes)) {
+    return InvalidArgument("the input's \"datatype\" must be a numeric one (FP32, INT64, ...) or BOOL");
+  }
+  const auto data = in.find("data");
+  std::vector<nlohmann::json> flat;
+  if (data == in.end() || !Flatten(*data, type->get<std::string>() == "BOOL", &flat)) {
+    return InvalidArgument(fmt::format("the input's \"data\" must hold {} numbers", type->get<std::string>()));
+  }
+  if (rows == 0 || cols == 0 || flat.size() / rows != cols || flat.size() % rows != 0) {
+    return InvalidArgument(fmt::format("the input's shape [{}, {}] needs {} values, \"data\" holds {}",
+                                       rows, cols, rows * cols, flat.size()));
+  }
+  nlohmann::json instances = nlohmann::json::array();
+  for (size_t r = 0; r < rows; ++r) {
+    nlohmann::json row = nlohmann::json::array();
+    for (size_t k = r * cols; k < (r + 1) * cols; ++k) row.push_back(std::move(flat[k]));
+    instances.push_back(std::move(row));
+  }
+  return Dump(nlohmann::json{{"instances", std::move(instances)}});
+}
+
+Result<std::string> V1AnswerToV2(std::string_view v1_body, const std::string& id) {
+  // Ordered: the outputs come in the order of the predictions' fields (label, class, ...).
+  const nlohmann::ordered_json j =
+      nlohmann::ordered_json::parse(v1_body, nullptr, /*allow_exceptions=*/false);
+  const auto preds = j.is_object() ? j.find("predictions") : j.end();
+  if (j.is_discarded() || !j.is_object() || preds == j.end() || !preds->is_array() ||
+      preds->empty() || !(*preds)[0].is_object()) {
+    return Internal("the replica's answer is not a V1 predict answer");
+  }
+  nlohmann::ordered_json out;
+  out["model_name"] = j.value("model", "");
+  if (!id.empty()) out["id"] = id;
+  nlohmann::ordered_json outputs = nlohmann::ordered_json::array();
+  for (const auto& [field, first] : (*preds)[0].items()) {
+    const size_t width = first.is_array() ? first.size() : 0;
+    nlohmann::ordered_json data = nlohmann::ordered_json::array();
+    bool whole = true;
+    for (const auto& p : *preds) {
+      const auto v = p.find(field);
+      if (v == p.end() || v->is_array() != first.is_array() ||
+          (v->is_array() && v->size() != width)) {
+        return Internal("the replica's predictions differ in shape");
+      }
+      for (const auto& x : v->is_array() ? *v : nlohmann::ordered_json::array({*v})) {
+        whole = whole && x.is_number_integer();
+        data.push_back(x);
+      }
+    }
+    const bool integer = field == "label" || field == "cluster" || (field == "class" && whole);
+    nlohmann::ordered_json o;
+    o["name"] = field;
+    o["datatype"] = integer ? "INT64" : "FP32";
+    o["shape"] = first.is_array() ? nlohmann::ordered_json::array({preds->size(), width})
+                                  : nlohmann::ordered_json::array({preds->size()});
+    o["data"] = std::move(data);
+    outputs.push_back(std::move(o));
+  }
+  out["outputs"] = std::move(outputs);
+  return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string V2Error(std::string_view message) {
+  return Dump(nlohmann::json{{"error", std::string(message)}});
+}
+
+std::string V1ErrorToV2(std::string_view v1_body) {
+  const nlohmann::json j = nlohmann::json::parse(v1_body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_object() && j.contains("error") && j["error"].is_object() &&
+      j["error"].contains("message") && j["error"]["message"].is_string()) {
+    return V2Error(j["error"]["message"].get<std::string>());
+  }
+  return V2Error(v1_body);
+}
+
 bool ParsePredictPath(std::string_view path, std::string* model) {
   constexpr std::string_view kPrefix = "/v1/models/", kSuffix = ":predict";
   if (path.size() <= kPrefix.size() + kSuffix.size()) return false;

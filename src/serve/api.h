@@ -41,4 +41,25 @@ int HttpCodeFor(const Status& s);
 // Parses "/v1/models/NAME:predict" into NAME; false when the path has another shape.
 bool ParsePredictPath(std::string_view path, std::string* model);
 
+// KServe's V2 (Open Inference) protocol, translated to and from the V1 bodies above: the front
+// end translates, the replicas answer V1 alone.
+//
+// The V1 body of a V2 infer request {"id"?, "inputs": [{"name", "shape", "datatype", "data"}]}:
+// its one input, of shape [N, F] (or [F]: one row) and a numeric or BOOL datatype, with its
+// data flat in row-major order or nested, as N dense rows. The request's "id" (or "") in *id.
+// InvalidArgument naming what is wrong.
+Result<std::string> V2InferToV1(std::string_view body, std::string* id);
+
+// A V1 predict answer as V2's {"model_name", "id", "outputs": [...]}: each field of the
+// predictions becomes one output, N values (a number per row) or N x K (an array of K per row):
+// "label" and "cluster" INT64, "class" INT64 when every class is a whole number, the others
+// ("probabilities", "value", "distance") FP32.
+Result<std::string> V1AnswerToV2(std::string_view v1_body, const std::string& id);
+
+// V2's error body, {"error": "message"}.
+std::string V2Error(std::string_view message);
+
+// A V1 error body ({"error": {"code", "message"}}) as V2's.
+std::string V1ErrorToV2(std::string_view v1_body);
+
 }  // namespace overcast::serve

@@ -212,6 +212,93 @@ TEST(Api, PredictPath) {
   EXPECT_EQ(j["error"]["message"], "unknown model '\xef\xbf\xbd\xef\xbf\xbd'");
 }
 
+// V2 infer requests become V1 rows: flat or nested data, [N, F] or [F], BOOL as 0/1; anything
+// else an error that says what.
+TEST(Api, V2InferRequestsBecomeV1Rows) {
+  auto rows = [](const std::string& body, std::string* id = nullptr) {
+    std::string ignored;
+    auto r = V2InferToV1(body, id != nullptr ? id : &ignored);
+    return r.ok() ? nlohmann::json::parse(*r) : nlohmann::json(r.status().message());
+  };
+  const auto want = nlohmann::json::parse(R"({"instances":[[1,0.5,0],[0,2,3]]})");
+  std::string id;
+  EXPECT_EQ(rows(R"({"id":"r1","inputs":[{"name":"x","shape":[2,3],"datatype":"FP32",
+                     "data":[1,0.5,0,0,2,3]}]})", &id), want);
+  EXPECT_EQ(id, "r1");
+  EXPECT_EQ(rows(R"({"inputs":[{"name":"x","shape":[2,3],"datatype":"FP64",
+                     "data":[[1,0.5,0],[0,2,3]]}]})", &id), want);
+  EXPECT_EQ(id, "");
+  EXPECT_EQ(rows(R"({"inputs":[{"name":"x","shape":[3],"datatype":"INT64","data":[4,5,6]}]})"),
+            nlohmann::json::parse(R"({"instances":[[4,5,6]]})"));
+  EXPECT_EQ(rows(R"({"inputs":[{"name":"x","shape":[1,2],"datatype":"BOOL","data":[true,false]}]})"),
+            nlohmann::json::parse(R"({"instances":[[1,0]]})"));
+  auto error = [&](const std::string& body) {
+    const auto j = rows(body);
+    return j.is_string() ? j.get<std::string>() : "no error: " + j.dump();
+  };
+  EXPECT_NE(error("{").find("not valid JSON"), std::string::npos);
+  EXPECT_NE(error(R"({"inputs":[]})").find("one tensor"), std::string::npos);
+  const std::string in = R"({"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]})";
+  EXPECT_NE(error(R"({"inputs":[)" + in + "," + in + "]}").find("one tensor"), std::string::npos);
+  EXPECT_NE(error(R"({"inputs":[{"shape":[2,2],"datatype":"FP32","data":[1,2,3]}]})")
+                .find("needs 4 values, \"data\" holds 3"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"inputs":[{"shape":[1,2],"datatype":"BYTES","data":["a","b"]}]})")
+                .find("datatype"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"inputs":[{"shape":[1,2],"datatype":"FP32","data":[1,"b"]}]})")
+                .find("FP32 numbers"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"inputs":[{"shape":[1,2,3],"datatype":"FP32","data":[1]}]})").find("shape"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"id":7,"inputs":[]})").find("\"id\""), std::string::npos);
+}
+
+// V1 answers become V2 output tensors, one per field of the predictions.
+TEST(Api, V1AnswersBecomeV2Outputs) {
+  auto v2 = [](const std::string& v1, const std::string& id = "") {
+    auto r = V1AnswerToV2(v1, id);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? nlohmann::json::parse(*r) : nlohmann::json();
+  };
+  auto j = v2(R"({"model":"digits","predictions":[{"label":1,"class":7,"probabilities":[0.25,0.75]},
+                 {"label":0,"class":3,"probabilities":[1,0]}]})", "r1");
+  EXPECT_EQ(j["model_name"], "digits");
+  EXPECT_EQ(j["id"], "r1");
+  ASSERT_EQ(j["outputs"].size(), 3u);
+  for (const auto& o : j["outputs"]) {
+    if (o["name"] == "label") {
+      EXPECT_EQ(o["datatype"], "INT64");
+      EXPECT_EQ(o["shape"], nlohmann::json::parse("[2]"));
+      EXPECT_EQ(o["data"], nlohmann::json::parse("[1,0]"));
+    } else if (o["name"] == "class") {
+      EXPECT_EQ(o["datatype"], "INT64");
+      EXPECT_EQ(o["data"], nlohmann::json::parse("[7,3]"));
+    } else {
+      EXPECT_EQ(o["name"], "probabilities");
+      EXPECT_EQ(o["datatype"], "FP32");  // though the second row's are whole numbers
+      EXPECT_EQ(o["shape"], nlohmann::json::parse("[2,2]"));
+      EXPECT_EQ(o["data"], nlohmann::json::parse("[0.25,0.75,1,0]"));
+    }
+  }
+  j = v2(R"({"model":"m","predictions":[{"value":1.5},{"value":-2}]})");
+  EXPECT_FALSE(j.contains("id"));
+  EXPECT_EQ(j["outputs"], nlohmann::json::parse(
+                              R"([{"name":"value","datatype":"FP32","shape":[2],"data":[1.5,-2]}])"));
+  j = v2(R"({"model":"k","predictions":[{"cluster":2,"distance":0.5}]})");
+  EXPECT_EQ(j["outputs"][0]["datatype"], "INT64");
+  EXPECT_EQ(j["outputs"][1]["name"], "distance");
+  EXPECT_EQ(j["outputs"][1]["datatype"], "FP32");
+  // Class values that are not whole numbers stay FP32.
+  j = v2(R"({"model":"m","predictions":[{"label":0,"class":0.5,"probabilities":[0.6,0.4]}]})");
+  EXPECT_EQ(j["outputs"][1]["datatype"], "FP32");
+  EXPECT_FALSE(V1AnswerToV2(R"({"predictions":[]})", "").ok());
+  EXPECT_FALSE(V1AnswerToV2(R"({"predictions":[{"value":1},{"label":1}]})", "").ok());
+  EXPECT_EQ(nlohmann::json::parse(V1ErrorToV2(JsonError(404, "unknown model 'x'"))),
+            nlohmann::json::parse(R"({"error":"unknown model 'x'"})"));
+  EXPECT_EQ(nlohmann::json::parse(V1ErrorToV2("not json"))["error"], "not json");
+}
+
 // Linear models of every task, 10 features, for the request-to-response tests below.
 std::vector<std::unique_ptr<Predictor>> SmallModels() {
   std::vector<std::unique_ptr<Predictor>> models;
@@ -272,6 +359,53 @@ TEST(Api, ScoresThatOverflowGetAnErrorNotANanInTheAnswer) {
 // Hostile bodies, made by mutating valid ones with a fixed seed: each gets either an
 // InvalidArgument or a response that parses as JSON, has one prediction per row and holds only
 // finite numbers. Whatever the bytes, the answer is never a 200 whose body is not JSON.
+// Mutated V2 infer requests: each is refused with a message, or becomes V1 rows a model answers
+// or refuses; every answer becomes V2 outputs that are JSON.
+TEST(Api, AnyV2BodyGetsAnErrorOrAnAnswerThatIsJson) {
+  auto models = SmallModels();
+  ASSERT_EQ(models.size(), 3u);
+  const std::vector<std::string> seeds = {
+      R"({"id":"a","inputs":[{"name":"x","shape":[2,3],"datatype":"FP32","data":[1,0,2,0,3,0]}]})",
+      R"({"inputs":[{"name":"x","shape":[10],"datatype":"BOOL","data":[true,false,true,true,false,)"
+      R"(false,true,false,true,true]}]})",
+      R"({"inputs":[{"name":"x","shape":[1,2],"datatype":"INT64","data":[[3e38,3e38]]}]})"};
+  const std::vector<std::string> tokens = {
+      "3e38", "-1", "0", "18446744073709551615", "null", "true", "\"x\"", "[", "]", "{", "}",
+      ",", ":", "\"shape\"", "\"data\"", "\"inputs\"", "\"BYTES\"", "[0,0]", "[[1],[2]]", "1.5"};
+  std::mt19937_64 rng(20261204);
+  auto pick = [&rng](size_t n) { return static_cast<size_t>(rng() % n); };
+  int refused = 0, answered = 0;
+  for (int i = 0; i < 5000; ++i) {
+    std::string body = seeds[pick(seeds.size())];
+    for (int k = 0, ops = 1 + static_cast<int>(pick(3)); k < ops; ++k) {
+      const size_t at = pick(body.size() + 1), len = std::min(pick(6), body.size() - at);
+      if (pick(2) == 0) {
+        body.replace(at, len, tokens[pick(tokens.size())]);
+      } else {
+        body.erase(at, len);
+      }
+    }
+    std::string id;
+    Result<std::string> rows = V2InferToV1(body, &id);
+    if (!rows.ok()) {
+      ASSERT_EQ(rows.status().code(), Code::kInvalidArgument) << body;
+      ASSERT_FALSE(rows.status().message().empty()) << body;
+      ++refused;
+      continue;
+    }
+    for (const auto& m : models) {
+      std::string response;
+      if (!Answer(*m, *rows, &response).ok()) continue;
+      Result<std::string> v2 = V1AnswerToV2(response, id);
+      ASSERT_TRUE(v2.ok()) << body << " -> " << response;
+      ASSERT_TRUE(nlohmann::json::accept(*v2)) << *v2;
+      ++answered;
+    }
+  }
+  EXPECT_GT(refused, 100);
+  EXPECT_GT(answered, 100);
+}
+
 TEST(Api, AnyBodyGetsAnErrorOrAnAnswerThatIsJson) {
   auto models = SmallModels();
   ASSERT_EQ(models.size(), 3u);

@@ -848,6 +848,14 @@ struct Server::Impl {
             {"replicas", on}};
   }
 
+  // Whether a replica serving `model` is up.
+  bool Ready(const std::string& model) const {
+    for (const auto& s : slots) {
+      if (s->up && s->active && Hosts(s->index, model)) return true;
+    }
+    return false;
+  }
+
   // Whether replica `index` loads and serves `model` (ServeOptions::placement).
   bool Hosts(int index, const std::string& model) const {
     auto it = o.placement.find(model);
@@ -1322,9 +1330,11 @@ struct Server::Impl {
     return Status::Ok();
   }
 
-  void HandlePredict(const httplib::Request& req, httplib::Response& res) {
+  // Answers a predict request for `model` (a model or a group: req's min_accuracy picks the
+  // variant) whose V1 body is `in`: *code and the V1 answer or error in *out.
+  void HandlePredict(const httplib::Request& req, std::string model, const std::string& in,
+                     int* out_code, std::string* out) {
     const auto t0 = Clock::now();
-    std::string model = req.matches[1];
     int code = 0;
     std::string body;
     Status pick = PickVariant(req, &model);
@@ -1339,10 +1349,10 @@ struct Server::Impl {
     } else {
       const std::string path = "/v1/models/" + model + ":predict";
       Slot* s = Pick(model, nullptr);
-      bool sent = s && Forward(*s, path, req.body, &code, &body);
+      bool sent = s && Forward(*s, path, in, &code, &body);
       if (!sent) {  // replica gone mid-request: predictions are idempotent, try another once
         Slot* other = Pick(model, s);
-        sent = other && Forward(*other, path, req.body, &code, &body);
+        sent = other && Forward(*other, path, in, &code, &body);
       }
       if (!sent) {
         code = 503;
@@ -1352,10 +1362,15 @@ struct Server::Impl {
       }
       inflight.fetch_sub(1);
     }
+    Record(model, code, std::chrono::duration<double>(Clock::now() - t0).count());
+    *out_code = code;
+    *out = std::move(body);
+  }
+
+  static void Reply(httplib::Response& res, int code, std::string body) {
     res.status = code;
     if (code == 503) res.set_header("Retry-After", "1");
     res.set_content(std::move(body), "application/json");
-    Record(model, code, std::chrono::duration<double>(Clock::now() - t0).count());
   }
 };
 
@@ -1590,10 +1605,7 @@ Status Server::Start() {
       return;
     }
     nlohmann::ordered_json j = impl_->ModelEntry(name, it->second);
-    bool ready = false;
-    for (const auto& s : impl_->slots) {
-      ready = ready || (s->up && s->active && impl_->Hosts(s->index, name));
-    }
+    const bool ready = impl_->Ready(name);
     j["ready"] = ready;
     res.status = ready ? 200 : 503;
     res.set_content(DumpJson(j), "application/json");
@@ -1613,7 +1625,91 @@ Status Server::Start() {
   h.Post(R"(/v1/models/([^/]+):predict)", [this](const httplib::Request& req,
                                                  httplib::Response& res) {
     if (!impl_->Authorized(req, res)) return;
-    impl_->HandlePredict(req, res);
+    int code = 0;
+    std::string body;
+    impl_->HandlePredict(req, req.matches[1], req.body, &code, &body);
+    Impl::Reply(res, code, std::move(body));
+  });
+  // KServe's V2 (Open Inference) protocol beside V1: an infer request's one input tensor becomes
+  // V1 rows, and the V1 answer becomes output tensors (api.h); errors are {"error": "..."}.
+  h.Post(R"(/v2/models/([^/]+)/infer)", [this](const httplib::Request& req,
+                                               httplib::Response& res) {
+    if (!impl_->Authorized(req, res)) return;
+    const auto t0 = Clock::now();
+    std::string id;
+    Result<std::string> rows = V2InferToV1(req.body, &id);
+    if (!rows.ok()) {
+      const std::string model = req.matches[1];
+      impl_->Record(impl_->Models()->models.count(model) ? model : "_unknown", 400,
+                    std::chrono::duration<double>(Clock::now() - t0).count());
+      return Impl::Reply(res, 400, V2Error(rows.status().message()));
+    }
+    int code = 0;
+    std::string body;
+    impl_->HandlePredict(req, req.matches[1], *rows, &code, &body);
+    if (code != 200) return Impl::Reply(res, code, V1ErrorToV2(body));
+    Result<std::string> v2 = V1AnswerToV2(body, id);
+    if (!v2.ok()) return Impl::Reply(res, 500, V2Error(v2.status().message()));
+    Impl::Reply(res, 200, std::move(*v2));
+  });
+  // V2's health and model endpoints: live while the front end answers; ready while every model
+  // has a replica up (a model: while one serving it is up); a model's metadata.
+  h.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"live":true})", "application/json");
+  });
+  h.Get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& res) {
+    bool ready = true;
+    for (const auto& [name, info] : impl_->Models()->models) ready = ready && impl_->Ready(name);
+    res.status = ready ? 200 : 503;
+    res.set_content(ready ? R"({"ready":true})" : R"({"ready":false})", "application/json");
+  });
+  h.Get(R"(/v2/models/([^/]+)/ready)", [this](const httplib::Request& req,
+                                              httplib::Response& res) {
+    if (!impl_->Authorized(req, res)) return;
+    const std::string name = req.matches[1];
+    if (!impl_->Models()->models.count(name)) {
+      return Impl::Reply(res, 404, V2Error("unknown model '" + name + "'"));
+    }
+    const bool ready = impl_->Ready(name);
+    Impl::Reply(res, ready ? 200 : 503,
+                DumpJson(nlohmann::ordered_json{{"name", name}, {"ready", ready}}));
+  });
+  h.Get(R"(/v2/models/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!impl_->Authorized(req, res)) return;
+    const std::string name = req.matches[1];
+    const auto cat = impl_->Models();
+    const auto it = cat->models.find(name);
+    if (it == cat->models.end()) {
+      return Impl::Reply(res, 404, V2Error("unknown model '" + name + "'"));
+    }
+    const ModelInfo& info = it->second;
+    nlohmann::ordered_json outputs = nlohmann::ordered_json::array();
+    auto output = [&](const char* n, const char* type, nlohmann::json shape) {
+      outputs.push_back({{"name", n}, {"datatype", type}, {"shape", std::move(shape)}});
+    };
+    if (info.task == Task::kRegression) {
+      output("value", "FP32", {-1});
+    } else if (info.task == Task::kClustering) {
+      output("cluster", "INT64", {-1});
+      output("distance", "FP32", {-1});
+    } else {
+      output("label", "INT64", {-1});
+      if (!info.class_values.empty()) {
+        const bool whole = std::all_of(info.class_values.begin(), info.class_values.end(),
+                                       [](double c) { return c == std::floor(c); });
+        output("class", whole ? "INT64" : "FP32", {-1});
+      }
+      output("probabilities", "FP32", {-1, static_cast<int64_t>(OutputsPerRow(info))});
+    }
+    nlohmann::ordered_json j;
+    j["name"] = name;
+    j["versions"] = {"1"};
+    j["platform"] = "overcast";
+    j["inputs"] = nlohmann::ordered_json::array(
+        {{{"name", "features"}, {"datatype", "FP32"},
+          {"shape", {-1, static_cast<int64_t>(info.num_features)}}}});
+    j["outputs"] = std::move(outputs);
+    Impl::Reply(res, 200, DumpJson(j));
   });
   m.bound_port = BindHttpServer(h, o.host, o.port);
   if (m.bound_port <= 0) {

@@ -94,7 +94,7 @@ struct ServeOptions {
   double replica_idle_close_s = 2;
   size_t replica_warm_connections = 2;
   std::string replica_bin;       // default: /proc/self/exe
-  // A shared secret ("" = none): every endpoint but GET /healthz then needs
+  // A shared secret ("" = none): every endpoint but the probes (GET /healthz, /v2/health/*) needs
   // `Authorization: Bearer SECRET` (else 401). Required to listen beyond loopback.
   std::string secret;
   // PEM certificate (chain) and private key: the front end then speaks HTTPS only, so the bearer

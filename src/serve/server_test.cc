@@ -333,6 +333,73 @@ TEST_F(ServerTest, AnswersAndRefusesBadInputWithJsonErrors) {
   EXPECT_NE(m->body.find("overcast_serve_request_duration_seconds_bucket"), std::string::npos);
 }
 
+// KServe's V2 protocol beside V1: an infer request gets the same predictions as V1 as output
+// tensors; errors are {"error": "..."}; the health, readiness and metadata endpoints answer.
+TEST_F(ServerTest, SpeaksKServesV2Protocol) {
+  StartServer(Options());
+  auto c = Client();
+  const std::string v2 = R"({"id":"q7","inputs":[{"name":"features","shape":[2,3],
+                             "datatype":"FP32","data":[1,0,0.5,0,2,0]}]})";
+  auto r = c.Post("/v2/models/ctr/infer", v2, "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const auto j = nlohmann::json::parse(r->body);
+  EXPECT_EQ(j["model_name"], "ctr");
+  EXPECT_EQ(j["id"], "q7");
+  auto v1 = c.Post("/v1/models/ctr:predict", R"({"instances":[[1,0,0.5],[0,2,0]]})",
+                   "application/json");
+  ASSERT_TRUE(v1 && v1->status == 200);
+  const auto p = nlohmann::json::parse(v1->body)["predictions"];
+  ASSERT_EQ(j["outputs"].size(), 2u) << r->body;
+  EXPECT_EQ(j["outputs"][0]["name"], "label");
+  EXPECT_EQ(j["outputs"][0]["data"], nlohmann::json({p[0]["label"], p[1]["label"]}));
+  EXPECT_EQ(j["outputs"][1]["name"], "probabilities");
+  EXPECT_EQ(j["outputs"][1]["shape"], nlohmann::json::parse("[2,2]"));
+  for (size_t k = 0; k < 4; ++k) {
+    EXPECT_DOUBLE_EQ(j["outputs"][1]["data"][k].get<double>(),
+                     p[k / 2]["probabilities"][k % 2].get<double>());
+  }
+  // Errors: the tensor, an unknown model, a row the model refuses.
+  auto error = [&](const std::string& path, const std::string& body, int code) {
+    auto e = c.Post(path, body, "application/json");
+    if (!e) return std::string("no answer");
+    EXPECT_EQ(e->status, code) << path << " " << body << " " << e->body;
+    const auto ej = nlohmann::json::parse(e->body, nullptr, false);
+    return ej.is_object() && ej["error"].is_string() ? ej["error"].get<std::string>() : e->body;
+  };
+  EXPECT_NE(error("/v2/models/ctr/infer", R"({"inputs":[]})", 400).find("one tensor"),
+            std::string::npos);
+  EXPECT_NE(error("/v2/models/nope/infer", v2, 404).find("unknown model 'nope'"),
+            std::string::npos);
+  std::string wide = R"({"inputs":[{"name":"f","shape":[1,1001],"datatype":"FP32","data":[0)";
+  for (int i = 0; i < 1000; ++i) wide += ",0";
+  EXPECT_NE(error("/v2/models/ctr/infer", wide + "]}]}", 400).find("1000 features"),
+            std::string::npos);
+  // Health, readiness, metadata.
+  for (const std::string path : {"/v2/health/live", "/v2/health/ready", "/v2/models/ctr/ready"}) {
+    auto h = c.Get(path);
+    ASSERT_TRUE(h);
+    EXPECT_EQ(h->status, 200) << path << " " << h->body;
+  }
+  auto meta = c.Get("/v2/models/digits");
+  ASSERT_TRUE(meta && meta->status == 200);
+  const auto mj = nlohmann::json::parse(meta->body);
+  EXPECT_EQ(mj["name"], "digits");
+  EXPECT_EQ(mj["inputs"][0]["shape"], nlohmann::json::parse("[-1,784]"));
+  EXPECT_EQ(mj["outputs"].back()["shape"], nlohmann::json::parse("[-1,10]"));
+  auto none = c.Get("/v2/models/nope");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 404);
+  auto none_ready = c.Get("/v2/models/nope/ready");
+  ASSERT_TRUE(none_ready);
+  EXPECT_EQ(none_ready->status, 404);
+  // V2 requests count in the front end's metrics like V1's.
+  auto m = c.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(Metric(m->body, "overcast_serve_requests_total{model=\"ctr\",code=\"400\""), 2)
+      << m->body;
+}
+
 // --access-log: a JSON line per request the front end answered, each with what it was and how
 // it ended, all written by the time the server has stopped.
 TEST_F(ServerTest, TheAccessLogHasALinePerAnswer) {
@@ -547,10 +614,19 @@ TEST_F(ServerTest, BeyondLoopbackOnlyWithASecretAndEveryRequestMustCarryIt) {
   r = c.Post("/v1/models/nosuch:predict", body, "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 401);
-  for (const std::string path : {"/metrics", "/v1/models", "/v1/models/ctr"}) {
+  for (const std::string path :
+       {"/metrics", "/v1/models", "/v1/models/ctr", "/v2/models/ctr", "/v2/models/ctr/ready"}) {
     r = c.Get(path);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 401) << path;
+  }
+  r = c.Post("/v2/models/ctr/infer", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  for (const std::string path : {"/v2/health/live", "/v2/health/ready"}) {  // probes, open
+    r = c.Get(path);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << path;
   }
   c.set_bearer_token_auth("s3cret-tokeN");
   r = c.Post("/v1/models/ctr:predict", body, "application/json");
@@ -596,7 +672,7 @@ TEST_F(ServerTest, BeyondLoopbackOnlyWithASecretAndEveryRequestMustCarryIt) {
   auto m = c.Get("/metrics");
   ASSERT_TRUE(m);
   ASSERT_EQ(m->status, 200);
-  EXPECT_NE(m->body.find("overcast_serve_unauthorized_total 8\n"), std::string::npos) << m->body;
+  EXPECT_NE(m->body.find("overcast_serve_unauthorized_total 11\n"), std::string::npos) << m->body;
 
   // The load generator sends the token; without it, it stops with a clear error.
   LoadgenOptions lo;

@@ -217,6 +217,9 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
         "       --group) whose recorded accuracy is >= 0.9\n"
         "  GET  /healthz   GET /metrics (Prometheus)   GET /v1/models\n"
         "  GET  /v1/models/NAME  one model, and \"ready\" (503 while no replica serving it is up)\n"
+        "  POST /v2/models/NAME/infer  KServe's V2 protocol: {\"inputs\":[{\"name\":\"x\",\n"
+        "       \"shape\":[N,F],\"datatype\":\"FP32\",\"data\":[...]}]} -> output tensors; also\n"
+        "       GET /v2/health/live|ready, /v2/models/NAME[/ready]\n"
         "  POST /v1/reload  (or SIGHUP) re-read the model files (and list --model-dir again)\n"
         "       and move the replicas onto them one at a time, each new process started before\n"
         "       the old one stops; a file that does not load is refused (409) and the old\n"
@@ -241,7 +244,8 @@ void AddServeCommands(CLI::App& app, CommandContext& ctx) {
         ->capture_default_str();
     c->add_option("--port-file", o->port_file, "Write the bound port here once listening");
     c->add_option("--secret-file", *secret_file,
-                  "File holding a shared secret: every request but GET /healthz must then send "
+                  "File holding a shared secret: every request but the probes (GET /healthz, "
+                  "/v2/health/live|ready) must then send "
                   "`Authorization: Bearer SECRET` (else 401). Needed to listen beyond loopback; "
                   "the token travels in clear unless --tls-cert/--tls-key are given");
     c->add_option("--tls-cert", o->tls_cert,
