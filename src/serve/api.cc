@@ -159,12 +159,15 @@ int HttpCodeFor(const Status& s) {
 
 namespace {
 
-// Appends the numbers of `data` (nested arrays of numbers, or of booleans when `booleans`) to
-// `out` in row-major order; false at anything else.
-bool Flatten(const nlohmann::json& data, bool booleans, std::vector<nlohmann::json>* out) {
+// Appends the numbers of `data` (arrays nested at most `depth` deep holding numbers, or
+// booleans when `booleans`) to `out` in row-major order; false at anything else. The bound keeps
+// a body of nested brackets from running the stack out.
+bool Flatten(const nlohmann::json& data, bool booleans, size_t depth,
+             std::vector<nlohmann::json>* out) {
   if (data.is_array()) {
+    if (depth == 0) return false;
     for (const auto& d : data) {
-      if (!Flatten(d, booleans, out)) return false;
+      if (!Flatten(d, booleans, depth - 1, out)) return false;
     }
     return true;
   }
@@ -213,16 +216,21 @@ Result<std::string> V2InferToV1(std::string_view body, std::string* id) {
   if (type == in.end() || !type->is_string() ||
       std::find(std::begin(kTypes), std::end(kTypes), type->get<std::string>()) ==
           std::end(kTypes)) {
-    return InvalidArgument("the input's \"datatype\" must be a numeric one (FP32, INT64, ...) or BOOL");
+    return InvalidArgument(
+        "the input's \"datatype\" must be a numeric one (FP32, INT64, ...) or BOOL");
   }
+  const std::string datatype = type->get<std::string>();
   const auto data = in.find("data");
   std::vector<nlohmann::json> flat;
-  if (data == in.end() || !Flatten(*data, type->get<std::string>() == "BOOL", &flat)) {
-    return InvalidArgument(fmt::format("the input's \"data\" must hold {} numbers", type->get<std::string>()));
+  if (data == in.end() || !data->is_array() ||
+      !Flatten(*data, datatype == "BOOL", shape->size(), &flat)) {
+    return InvalidArgument(fmt::format(
+        "the input's \"data\" must be {} values, flat or nested as the shape", datatype));
   }
   if (rows == 0 || cols == 0 || flat.size() / rows != cols || flat.size() % rows != 0) {
-    return InvalidArgument(fmt::format("the input's shape [{}, {}] needs {} values, \"data\" holds {}",
-                                       rows, cols, rows * cols, flat.size()));
+    return InvalidArgument(
+        fmt::format("the input's shape [{}, {}] needs {} values, \"data\" holds {}", rows, cols,
+                    rows * cols, flat.size()));
   }
   nlohmann::json instances = nlohmann::json::array();
   for (size_t r = 0; r < rows; ++r) {
@@ -243,7 +251,8 @@ Result<std::string> V1AnswerToV2(std::string_view v1_body, const std::string& id
     return Internal("the replica's answer is not a V1 predict answer");
   }
   nlohmann::ordered_json out;
-  out["model_name"] = j.value("model", "");
+  const auto model = j.find("model");
+  out["model_name"] = model != j.end() && model->is_string() ? model->get<std::string>() : "";
   if (!id.empty()) out["id"] = id;
   nlohmann::ordered_json outputs = nlohmann::ordered_json::array();
   for (const auto& [field, first] : (*preds)[0].items()) {

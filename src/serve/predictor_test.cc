@@ -247,8 +247,15 @@ TEST(Api, V2InferRequestsBecomeV1Rows) {
                 .find("datatype"),
             std::string::npos);
   EXPECT_NE(error(R"({"inputs":[{"shape":[1,2],"datatype":"FP32","data":[1,"b"]}]})")
-                .find("FP32 numbers"),
+                .find("FP32 values"),
             std::string::npos);
+  // Nested deeper than its shape: refused, however deep (no recursion runs the stack out).
+  EXPECT_NE(error(R"({"inputs":[{"shape":[2],"datatype":"FP32","data":[[1],[2]]}]})")
+                .find("nested as the shape"),
+            std::string::npos);
+  const std::string deep = R"({"inputs":[{"shape":[1,1],"datatype":"FP32","data":)" +
+                           std::string(100000, '[') + "1" + std::string(100000, ']') + "}]}";
+  EXPECT_NE(error(deep).find("nested as the shape"), std::string::npos);
   EXPECT_NE(error(R"({"inputs":[{"shape":[1,2,3],"datatype":"FP32","data":[1]}]})").find("shape"),
             std::string::npos);
   EXPECT_NE(error(R"({"id":7,"inputs":[]})").find("\"id\""), std::string::npos);
