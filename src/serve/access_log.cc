@@ -23,8 +23,8 @@ Result<std::unique_ptr<AccessLog>> AccessLog::Open(const AccessLogOptions& o) {
     if (o.path == "-") {
       sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
     } else if (o.rotate_bytes > 0) {
-      sink = std::make_shared<spdlog::sinks::rotating_file_sink_mt>(o.path, o.rotate_bytes,
-                                                                    std::max<size_t>(1, o.keep_files));
+      sink = std::make_shared<spdlog::sinks::rotating_file_sink_mt>(
+          o.path, o.rotate_bytes, std::max<size_t>(1, o.keep_files));
     } else {
       sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(o.path, /*truncate=*/false);
     }
@@ -32,7 +32,8 @@ Result<std::unique_ptr<AccessLog>> AccessLog::Open(const AccessLogOptions& o) {
     return InvalidArgument(fmt::format("--access-log {}: cannot open it: {}", o.path, e.what()));
   }
   sink->set_pattern("%v");
-  auto pool = std::make_shared<spdlog::details::thread_pool>(std::max<size_t>(16, o.queue_lines), 1);
+  auto pool =
+      std::make_shared<spdlog::details::thread_pool>(std::max<size_t>(16, o.queue_lines), 1);
   // Not registered with spdlog: its name is free, and nothing else flushes or drops it.
   auto logger = std::make_shared<spdlog::async_logger>(
       "access", std::move(sink), pool, spdlog::async_overflow_policy::overrun_oldest);

@@ -230,8 +230,9 @@ TEST(Api, V2InferRequestsBecomeV1Rows) {
   EXPECT_EQ(id, "");
   EXPECT_EQ(rows(R"({"inputs":[{"name":"x","shape":[3],"datatype":"INT64","data":[4,5,6]}]})"),
             nlohmann::json::parse(R"({"instances":[[4,5,6]]})"));
-  EXPECT_EQ(rows(R"({"inputs":[{"name":"x","shape":[1,2],"datatype":"BOOL","data":[true,false]}]})"),
-            nlohmann::json::parse(R"({"instances":[[1,0]]})"));
+  EXPECT_EQ(
+      rows(R"({"inputs":[{"name":"x","shape":[1,2],"datatype":"BOOL","data":[true,false]}]})"),
+      nlohmann::json::parse(R"({"instances":[[1,0]]})"));
   auto error = [&](const std::string& body) {
     const auto j = rows(body);
     return j.is_string() ? j.get<std::string>() : "no error: " + j.dump();
@@ -290,8 +291,9 @@ TEST(Api, V1AnswersBecomeV2Outputs) {
   }
   j = v2(R"({"model":"m","predictions":[{"value":1.5},{"value":-2}]})");
   EXPECT_FALSE(j.contains("id"));
-  EXPECT_EQ(j["outputs"], nlohmann::json::parse(
-                              R"([{"name":"value","datatype":"FP32","shape":[2],"data":[1.5,-2]}])"));
+  EXPECT_EQ(j["outputs"],
+            nlohmann::json::parse(
+                R"([{"name":"value","datatype":"FP32","shape":[2],"data":[1.5,-2]}])"));
   j = v2(R"({"model":"k","predictions":[{"cluster":2,"distance":0.5}]})");
   EXPECT_EQ(j["outputs"][0]["datatype"], "INT64");
   EXPECT_EQ(j["outputs"][1]["name"], "distance");
