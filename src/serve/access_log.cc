@@ -14,6 +14,8 @@
 
 #include <fmt/format.h>
 
+#include "serve/api.h"
+
 namespace overcast::serve {
 
 Result<std::unique_ptr<AccessLog>> AccessLog::Open(const AccessLogOptions& o) {
@@ -88,7 +90,7 @@ std::string AccessLog::Line(const AccessRecord& r) {
   j["ms"] = std::round(r.seconds * 1e6) / 1e3;  // to the microsecond
   j["in"] = r.bytes_in;
   j["out"] = r.bytes_out;
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return DumpJson(j);
 }
 
 }  // namespace overcast::serve

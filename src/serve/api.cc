@@ -127,10 +127,18 @@ std::string FormatPredictResponse(const ModelInfo& info, const float* outputs, s
 }
 
 std::string JsonError(int http_code, std::string_view message) {
-  nlohmann::json j = {{"error", {{"code", http_code}, {"message", std::string(message)}}}};
   // A message may quote the client's bytes (a model name from the path, a query value) that are
-  // not UTF-8: they become U+FFFD rather than an exception, so the client still gets its 4xx.
+  // not UTF-8: DumpJson makes them U+FFFD, so the client still gets its 4xx.
+  return DumpJson(
+      nlohmann::json{{"error", {{"code", http_code}, {"message", std::string(message)}}}});
+}
+
+std::string DumpJson(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string DumpJson(const nlohmann::ordered_json& j) {
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 std::string HttpReason(int code) {
@@ -178,10 +186,6 @@ bool Flatten(const nlohmann::json& data, bool booleans, size_t depth,
   if (!data.is_number()) return false;
   out->push_back(data);
   return true;
-}
-
-std::string Dump(const nlohmann::json& j) {
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace
@@ -238,7 +242,7 @@ Result<std::string> V2InferToV1(std::string_view body, std::string* id) {
     for (size_t k = r * cols; k < (r + 1) * cols; ++k) row.push_back(std::move(flat[k]));
     instances.push_back(std::move(row));
   }
-  return Dump(nlohmann::json{{"instances", std::move(instances)}});
+  return DumpJson(nlohmann::json{{"instances", std::move(instances)}});
 }
 
 Result<std::string> V1AnswerToV2(std::string_view v1_body, const std::string& id) {
@@ -265,9 +269,14 @@ Result<std::string> V1AnswerToV2(std::string_view v1_body, const std::string& id
           (v->is_array() && v->size() != width)) {
         return Internal("the replica's predictions differ in shape");
       }
-      for (const auto& x : v->is_array() ? *v : nlohmann::ordered_json::array({*v})) {
+      const auto add = [&](const nlohmann::ordered_json& x) {
         whole = whole && x.is_number_integer();
         data.push_back(x);
+      };
+      if (v->is_array()) {
+        for (const auto& x : *v) add(x);
+      } else {
+        add(*v);
       }
     }
     const bool integer = field == "label" || field == "cluster" || (field == "class" && whole);
@@ -280,11 +289,11 @@ Result<std::string> V1AnswerToV2(std::string_view v1_body, const std::string& id
     outputs.push_back(std::move(o));
   }
   out["outputs"] = std::move(outputs);
-  return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return DumpJson(out);
 }
 
 std::string V2Error(std::string_view message) {
-  return Dump(nlohmann::json{{"error", std::string(message)}});
+  return DumpJson(nlohmann::json{{"error", std::string(message)}});
 }
 
 std::string V1ErrorToV2(std::string_view v1_body) {

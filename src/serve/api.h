@@ -1,6 +1,7 @@
 // The HTTP/JSON predict API: request bodies to CSR rows, outputs to response bodies, JSON errors.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +32,11 @@ Status CheckPredictOutputs(const ModelInfo& info, const float* outputs, size_t r
 
 // {"error": {"code": HTTP, "message": "..."}}
 std::string JsonError(int http_code, std::string_view message);
+
+// `j` as compact text; bytes that are not UTF-8 (a client's model name, a target, a name from a
+// model file's metadata) become U+FFFD rather than an exception, so the answer is still JSON.
+std::string DumpJson(const nlohmann::json& j);
+std::string DumpJson(const nlohmann::ordered_json& j);
 
 // A short reason for an HTTP status ("request body too large" for 413, ...).
 std::string HttpReason(int http_code);

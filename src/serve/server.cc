@@ -56,13 +56,6 @@ void AppendFamily(std::string& s, std::string_view name, std::string_view type,
   }
 }
 
-// `j` as text; bytes that are not UTF-8 (in a model name from a file's metadata, say) become
-// U+FFFD rather than an exception.
-template <class Json>
-std::string DumpJson(const Json& j) {
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
 double Now() {
   return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
 }
@@ -1193,6 +1186,12 @@ struct Server::Impl {
     count_groups = std::move(next);
   }
 
+  // The name a refused request is counted under: its model's, or "_unknown" for a name that is
+  // no model (the metrics do not grow a series per name a client makes up).
+  std::string CountedAs(const std::string& model) const {
+    return Models()->models.count(model) ? model : "_unknown";
+  }
+
   void Record(const std::string& model, int code, double seconds) {
     std::lock_guard<std::mutex> l(metrics_mu);
     ModelStats& m = stats[model];
@@ -1341,7 +1340,7 @@ struct Server::Impl {
     if (!pick.ok()) {
       code = HttpCodeFor(pick);
       body = JsonError(code, pick.message());
-      if (!Models()->models.count(model)) model = "_unknown";
+      model = CountedAs(model);
     } else if (inflight.fetch_add(1) >= o.max_inflight) {
       inflight.fetch_sub(1);
       code = 503;
@@ -1639,8 +1638,7 @@ Status Server::Start() {
     std::string id;
     Result<std::string> rows = V2InferToV1(req.body, &id);
     if (!rows.ok()) {
-      const std::string model = req.matches[1];
-      impl_->Record(impl_->Models()->models.count(model) ? model : "_unknown", 400,
+      impl_->Record(impl_->CountedAs(req.matches[1]), 400,
                     std::chrono::duration<double>(Clock::now() - t0).count());
       return Impl::Reply(res, 400, V2Error(rows.status().message()));
     }
