@@ -306,6 +306,22 @@ void Signals::Waiting(size_t connections) {
   owed_ = std::min(owed_, connections);
 }
 
+// The slot of Signals::answered_ counting `status`, or -1.
+static int AnsweredSlot(int status) {
+  return status == 408 ? 0 : status == 431 ? 1 : status == 503 ? 2 : -1;
+}
+
+void Signals::LoopAnswered(const LoopAnswer& a) {
+  const int slot = AnsweredSlot(a.status);
+  if (slot >= 0) answered_[slot].fetch_add(1, std::memory_order_relaxed);
+  if (on_loop_answer_) on_loop_answer_(a);
+}
+
+uint64_t Signals::loop_answers(int status) const {
+  const int slot = AnsweredSlot(status);
+  return slot < 0 ? 0 : answered_[slot].load(std::memory_order_relaxed);
+}
+
 void ParkingLot::Open(httplib::TaskQueue* pool) {
   std::lock_guard<std::mutex> l(mu_);
   pool_ = pool;
@@ -467,6 +483,10 @@ void ParkingLot::Loop() {
 }
 
 namespace {
+
+// Of the request being processed on this thread (RequestBegan, AnsweredByTheLoop).
+thread_local Clock::time_point t_request_began;
+thread_local bool t_loop_answered = false;
 
 int64_t Nanoseconds(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
@@ -676,6 +696,7 @@ class GuardedStream final : public httplib::Stream {
     request_start_ = Clock::now();
     received_ = end_ - pos_;
     gather_ = Gathering{};
+    request_line_.clear();
     gathering_ = true;
     if (buf_.size() > kBufferBytes && end_ - pos_ <= kBufferBytes) {  // after a large request
       std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
@@ -928,8 +949,10 @@ class GuardedStream final : public httplib::Stream {
       g.looked = g.line_start = lf + 1;
       if (g.lines++ == 0) {
         if (!TakenAsARequestLine(line)) return true;  // the parser answers 400 at once
+        request_line_.assign(line.substr(0, line.size() - 1));  // for the loop's own answers
       } else if (line == "\r") {
         const size_t head = lf + 1;
+        g.head = head;
         const BodyFraming body = BodyToGather(have.substr(0, head), max_body_);
         g.need = head + body.length;
         g.chunked = body.chunked;
@@ -1027,9 +1050,11 @@ class GuardedStream final : public httplib::Stream {
   }
 
   // Sends `code` with a JSON error and ends the connection; httplib's own answer to the request
-  // it could not finish reading (a 400) stays unsent.
+  // it could not finish reading (a 400) stays unsent. The answer is counted and handed on
+  // (Signals::LoopAnswered) before it is written: a client that read it finds it counted.
   void Answer(int code, const std::string& message) {
     const std::string body = JsonError(code, message);
+    Told(code, body.size());
     const std::string answer = fmt::format(
         "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
         "Connection: close\r\n\r\n{}",
@@ -1044,6 +1069,26 @@ class GuardedStream final : public httplib::Stream {
       sent += static_cast<size_t>(n);
     }
     read_broken_ = write_blocked_ = true;
+  }
+
+  // Hands the loop's answer `code` (a JSON body of `body_bytes`) to Signals::LoopAnswered.
+  void Told(int code, size_t body_bytes) {
+    Signals::LoopAnswer a;
+    a.status = code;
+    const std::string_view line = request_line_;  // "METHOD TARGET VERSION", or empty
+    const size_t sp = line.find(' '), last = line.rfind(' ');
+    if (sp != std::string_view::npos && last > sp) {
+      a.method = line.substr(0, sp);
+      a.target = line.substr(sp + 1, last - sp - 1);
+    }
+    int port = 0;
+    Address(::getpeername, a.remote, port);
+    a.began = request_start_;
+    const size_t head = gather_.head;
+    a.body_bytes = head > 0 && received_ > head ? received_ - head : 0;
+    a.answer_bytes = body_bytes;
+    t_loop_answered = true;
+    signals_.LoopAnswered(a);
   }
 
   void Address(int (*name)(int, sockaddr*, socklen_t*), std::string& ip, int& port) const {
@@ -1078,10 +1123,12 @@ class GuardedStream final : public httplib::Stream {
     size_t looked = 0, line_start = 0, lines = 0;
     size_t need = 0;  // the request's bytes to gather, once its head is whole (its head's alone
                       // for a chunked body)
+    size_t head = 0;  // its head's bytes, once whole
     bool chunked = false;
     ChunkScan chunks;  // of a chunked body
   };
   Gathering gather_;
+  std::string request_line_;  // of the request begun, once gathered (without its CRLF)
   bool gathering_ = false;
   size_t request_bytes_ = 0, header_bytes_ = 0, lines_ = 0, line_len_ = 0;
   bool in_headers_ = true;
@@ -1170,7 +1217,6 @@ void Park(std::shared_ptr<Connection> c, Clock::time_point until, bool gathering
   });
 }
 
-thread_local Clock::time_point t_request_began;
 
 // Serves `c` request after request on this thread, until it ends or leaves for the parking lot.
 void Serve(std::shared_ptr<Connection> c) {
@@ -1196,6 +1242,7 @@ void Serve(std::shared_ptr<Connection> c) {
     if (gathered == GuardedStream::Next::kEnd) break;
     bool closed = false;
     t_request_began = strm.request_start();
+    t_loop_answered = false;
     const bool ok = c->process(strm, c->left == 1, closed);
     --c->left;
     if (!ok || closed || strm.broken()) break;
@@ -1228,5 +1275,6 @@ bool ServeConnection(const ConnectionSettings& s, int sock, SSL_CTX* tls, Signal
 }  // namespace http_detail
 
 std::chrono::steady_clock::time_point RequestBegan() { return http_detail::t_request_began; }
+bool AnsweredByTheLoop() { return http_detail::t_loop_answered; }
 
 }  // namespace overcast::serve

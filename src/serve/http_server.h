@@ -206,6 +206,25 @@ class Signals {
   void SetPoolThreads(PoolThreads t) { pool_threads_.store(t, std::memory_order_relaxed); }
   PoolThreads pool_threads() const { return pool_threads_.load(std::memory_order_relaxed); }
 
+  // An answer the connection loop wrote itself: the request never reached httplib's router
+  // (and so its logger). A 408 (too slow to arrive), a 431 (a head past the bounds) or a 503 (its
+  // thread given up while the parser read it).
+  struct LoopAnswer {
+    int status = 0;
+    std::string_view method, target;  // the request line's, once it came whole (else empty)
+    std::string remote;               // the client's address
+    Clock::time_point began;          // when the request began arriving
+    size_t body_bytes = 0;            // of its body, read before the answer
+    size_t answer_bytes = 0;          // the answer's JSON body
+  };
+  using LoopAnswerHandler = std::function<void(const LoopAnswer&)>;
+  // Set before listening; called on the connection's thread.
+  void set_loop_answer_handler(LoopAnswerHandler h) { on_loop_answer_ = std::move(h); }
+  // Counts `a`, then hands it to the handler.
+  void LoopAnswered(const LoopAnswer& a);
+  // The loop's answers so far with `status` (408, 431 or 503; 0 for any other).
+  uint64_t loop_answers(int status) const;
+
   // Connections that gave their threads up for others so far: idle ones (parked early), and
   // ones whose request was arriving (a 503, closed).
   uint64_t idle_given_up() const { return idle_given_up_.load(std::memory_order_relaxed); }
@@ -221,6 +240,8 @@ class Signals {
   uint64_t next_ticket_ = 1;
   size_t owed_ = 0;  // threads owed to connections waiting for one, at most one each
   std::atomic<uint64_t> idle_given_up_{0}, arriving_given_up_{0};
+  std::atomic<uint64_t> answered_[3]{};  // the loop's 408s, 431s and 503s
+  LoopAnswerHandler on_loop_answer_;
   std::atomic<PoolThreads> pool_threads_{};  // one word: the two counts agree
   ParkingLot parking_{stop_fd_};
 };
@@ -303,6 +324,10 @@ class GuardedServer final : public Base, public http_detail::Signals {
 // byte read after the answer before it. For handlers and loggers; outside a request, the time of
 // the last one on this thread.
 std::chrono::steady_clock::time_point RequestBegan();
+// Whether the connection loop answered the request being processed on this thread itself
+// (http_detail::Signals::LoopAnswer: a 431 or a 503 while the parser read it). httplib's logger
+// still sees the parser's own answer to that request (a 400), which was never sent.
+bool AnsweredByTheLoop();
 
 using HttpServer = GuardedServer<httplib::Server>;
 using HttpsServer = GuardedServer<httplib::SSLServer>;

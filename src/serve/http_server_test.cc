@@ -48,6 +48,7 @@ struct ServerSetup {
   time_t keep_alive_s = 60;
   std::chrono::milliseconds thread_idle_end{30000};  // the server's default
   size_t max_parked = kMaxParkedConnections;
+  http_detail::Signals::LoopAnswerHandler on_loop_answer = nullptr;
 };
 
 // For the tests of what a connection waiting on its thread gives up: no idle spell ends in them.
@@ -63,6 +64,7 @@ class Running {
     server_.set_request_deadline(setup.deadline);
     server_.set_idle_spell(setup.idle_spell);
     server_.set_keep_alive_timeout(setup.keep_alive_s);
+    if (setup.on_loop_answer) server_.set_loop_answer_handler(setup.on_loop_answer);
     server_.Get("/hello", [](const httplib::Request&, httplib::Response& res) {
       res.set_content("hello", "text/plain");
     });
@@ -278,6 +280,84 @@ TEST(HttpServer, ARequestArrivingTooSlowlyGets408) {
   ::close(fd);
 }
 
+// What the loop's own answers were handed on as (Signals::LoopAnswer), the views copied.
+struct SeenAnswer {
+  int status;
+  std::string method, target, remote;
+  size_t body_bytes, answer_bytes;
+  double seconds;
+};
+
+class SeenAnswers {
+ public:
+  http_detail::Signals::LoopAnswerHandler Handler() {
+    return [this](const http_detail::Signals::LoopAnswer& a) {
+      std::lock_guard<std::mutex> l(mu_);
+      seen_.push_back({a.status, std::string(a.method), std::string(a.target), a.remote,
+                       a.body_bytes, a.answer_bytes,
+                       std::chrono::duration<double>(http_detail::Clock::now() - a.began).count()});
+      cv_.notify_all();
+    };
+  }
+  // Waits up to `within` for the `n`-th answer (the handler runs after the answer went out).
+  std::vector<SeenAnswer> Wait(size_t n,
+                               std::chrono::milliseconds within = std::chrono::seconds(10)) {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_for(l, within, [&] { return seen_.size() >= n; });
+    return seen_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<SeenAnswer> seen_;
+};
+
+// The 408s and 431s the loop writes itself never reach httplib's router or logger: they are
+// counted, and handed to the server's loop-answer handler (the front end's access log).
+TEST(HttpServer, TheLoopsOwnAnswersAreCountedAndHandedOn) {
+  SeenAnswers seen;
+  ServerSetup setup{RequestDeadline{1.0, 1024}};
+  setup.on_loop_answer = seen.Handler();
+  Running<HttpServer> s(setup);
+  const int fd = Connect(s.port());
+  ASSERT_TRUE(SendAll(fd, Request(Fields(kMaxHeaderFields - 1))));  // one field too many
+  ExpectJson431(ReadToEnd(fd));
+  ::close(fd);
+  size_t sent = 0;
+  const std::string body(100, 'x');
+  const std::string late =
+      Trickle(s.port(), "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", body,
+              &sent);
+  ASSERT_EQ(late.rfind("HTTP/1.1 408", 0), 0u) << late;
+  const std::vector<SeenAnswer> got = seen.Wait(2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].status, 431);
+  EXPECT_EQ(got[0].method, "GET");
+  EXPECT_EQ(got[0].target, "/hello");
+  EXPECT_EQ(got[0].body_bytes, 0u);
+  EXPECT_EQ(got[1].status, 408);
+  EXPECT_EQ(got[1].method, "POST");
+  EXPECT_EQ(got[1].target, "/echo");
+  // The bytes of the body that came (one more may have been on its way as the 408 went out).
+  EXPECT_LE(got[1].body_bytes, sent);
+  EXPECT_GE(got[1].body_bytes + 1, sent);
+  EXPECT_GE(got[1].seconds, 1.0);      // the deadline
+  for (const SeenAnswer& a : got) {
+    EXPECT_EQ(a.remote, "127.0.0.1");
+    EXPECT_GT(a.answer_bytes, 0u);
+  }
+  EXPECT_EQ(s.server().loop_answers(431), 1u);
+  EXPECT_EQ(s.server().loop_answers(408), 1u);
+  EXPECT_EQ(s.server().loop_answers(503), 0u);
+  // An answer of httplib's own (a 404) is not the loop's.
+  httplib::Client c("127.0.0.1", s.port());
+  const auto r = c.Get("/nowhere");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(seen.Wait(3, std::chrono::milliseconds(300)).size(), 2u);
+}
+
 // Reads one answer on `fd` until `want` has come (its headers and body may come in separate
 // segments); false when the connection ends first. What was read is left in *read.
 bool ReadUntil(int fd, const std::string& want, std::string* read = nullptr) {
@@ -398,6 +478,7 @@ TEST(HttpServer, TheRequestArrivingLongestGivesItsThreadToANewOne) {
   EXPECT_EQ(j["error"]["code"], 503) << got;
   EXPECT_EQ(s.server().arriving_given_up(), 1u);
   EXPECT_EQ(s.server().idle_given_up(), 0u);
+  EXPECT_EQ(s.server().loop_answers(503), 1u);
   // The younger one is served when the rest of its request comes, and stays open.
   ASSERT_TRUE(SendAll(slow[1], kExpectRest));
   EXPECT_TRUE(ReadEcho(slow[1], 5));

@@ -1561,6 +1561,7 @@ Status Server::Start() {
   ConfigureHttpServer(h, o.threads, o.max_connections, o.max_body_bytes, max_parked);
   if (m.access_log) {
     h.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+      if (AnsweredByTheLoop()) return;  // logged by the handler below; this answer was not sent
       const auto took = Clock::now() - RequestBegan();
       impl_->access_log->Add(
           {std::chrono::system_clock::now() -
@@ -1568,6 +1569,17 @@ Status Server::Start() {
            req.remote_addr, req.method, req.target, res.status,
            std::chrono::duration<double>(took).count(), req.body.size(), res.body.size()});
     });
+    // The 408s, 431s and 503s the connection loop writes itself never reach the logger above.
+    if (auto* conns = dynamic_cast<http_detail::Signals*>(m.http.get())) {
+      conns->set_loop_answer_handler([this](const http_detail::Signals::LoopAnswer& a) {
+        const auto took = Clock::now() - a.began;
+        impl_->access_log->Add(
+            {std::chrono::system_clock::now() -
+                 std::chrono::duration_cast<std::chrono::system_clock::duration>(took),
+             a.remote, a.method, a.target, a.status, std::chrono::duration<double>(took).count(),
+             a.body_bytes, a.answer_bytes});
+      });
+    }
   }
   h.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
     int up = 0;
@@ -1902,6 +1914,14 @@ std::string Server::Metrics() const {
                    "overcast_serve_connection_threads_given_up_total{{waiting=\"idle\"}} {}\n"
                    "overcast_serve_connection_threads_given_up_total{{waiting=\"request\"}} "
                    "{}\n"
+                   "# HELP overcast_serve_connection_answers_total Requests the connection "
+                   "loop answered itself before routing them (not in "
+                   "overcast_serve_requests_total), by code: 408, too slow to arrive; 431, a "
+                   "request line and headers past their bounds; 503, its thread given up.\n"
+                   "# TYPE overcast_serve_connection_answers_total counter\n"
+                   "overcast_serve_connection_answers_total{{code=\"408\"}} {}\n"
+                   "overcast_serve_connection_answers_total{{code=\"431\"}} {}\n"
+                   "overcast_serve_connection_answers_total{{code=\"503\"}} {}\n"
                    "# HELP overcast_serve_connections_parked Client connections idle past their "
                    "spell, waiting without a thread for their next request or the rest of one.\n"
                    "# TYPE overcast_serve_connections_parked gauge\n"
@@ -1922,7 +1942,8 @@ std::string Server::Metrics() const {
                    "# TYPE overcast_serve_connection_threads gauge\n"
                    "overcast_serve_connection_threads{{state=\"connection\"}} {}\n"
                    "overcast_serve_connection_threads{{state=\"idle\"}} {}\n",
-                   conns->idle_given_up(), conns->arriving_given_up(), conns->parked(),
+                   conns->idle_given_up(), conns->arriving_given_up(), conns->loop_answers(408),
+                   conns->loop_answers(431), conns->loop_answers(503), conns->parked(),
                    conns->parking().limit(), conns->parking().closed_past_limit(),
                    threads.all - threads.idle, threads.idle);
   }

@@ -23,6 +23,7 @@
 
 #include "common/fs.h"
 #include "net/tcp.h"
+#include "serve/http_server.h"
 #include "serve/loadgen.h"
 #include "serve/predictor.h"
 #include "serve/server.h"
@@ -416,16 +417,30 @@ TEST_F(ServerTest, TheAccessLogHasALinePerAnswer) {
   auto missing = c.Post("/v1/models/nope:predict?x=1", body, "application/json");
   ASSERT_TRUE(missing);
   ASSERT_EQ(missing->status, 404);
+  {  // a head past the bounds: the connection loop's own 431 (never routed) gets its line too
+    std::string head = "GET /v1/models HTTP/1.1\r\nHost: x\r\n";
+    for (size_t i = 0; i <= kMaxHeaderFields; ++i) head += fmt::format("X-{}: y\r\n", i);
+    const int fd = ConnectRaw(server_->port());
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::send(fd, head.data(), head.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(head.size()));
+    const std::string got = ReadResponse(fd);
+    ::close(fd);
+    ASSERT_EQ(got.rfind("HTTP/1.1 431", 0), 0u) << got;
+  }
   auto health = c.Get("/healthz");
   ASSERT_TRUE(health);
   auto m = c.Get("/metrics");
   ASSERT_TRUE(m);
   EXPECT_EQ(Metric(m->body, "overcast_serve_access_log_dropped_total "), 0) << m->body;
+  EXPECT_EQ(Metric(m->body, "overcast_serve_connection_answers_total{code=\"431\"} "), 1)
+      << m->body;
+  EXPECT_EQ(Metric(m->body, "overcast_serve_connection_answers_total{code=\"408\"} "), 0);
   server_->Stop();
   std::ifstream in(dir_ + "/access.log");
   std::vector<nlohmann::json> lines;
   for (std::string l; std::getline(in, l);) lines.push_back(nlohmann::json::parse(l));
-  ASSERT_EQ(lines.size(), 6u);  // the /metrics above too
+  ASSERT_EQ(lines.size(), 7u);  // the /metrics above too
   for (size_t i = 0; i < lines.size(); ++i) {
     const auto& j = lines[i];
     EXPECT_EQ(j["remote"], "127.0.0.1") << j;
@@ -442,9 +457,13 @@ TEST_F(ServerTest, TheAccessLogHasALinePerAnswer) {
   EXPECT_EQ(lines[3]["target"], "/v1/models/nope:predict?x=1");
   EXPECT_EQ(lines[3]["status"], 404);
   EXPECT_EQ(lines[4]["method"], "GET");
-  EXPECT_EQ(lines[4]["target"], "/healthz");
-  EXPECT_EQ(lines[4]["status"], 200);
-  EXPECT_EQ(lines[5]["target"], "/metrics");
+  EXPECT_EQ(lines[4]["target"], "/v1/models");
+  EXPECT_EQ(lines[4]["status"], 431);
+  EXPECT_EQ(lines[4]["in"], 0);
+  EXPECT_EQ(lines[5]["method"], "GET");
+  EXPECT_EQ(lines[5]["target"], "/healthz");
+  EXPECT_EQ(lines[5]["status"], 200);
+  EXPECT_EQ(lines[6]["target"], "/metrics");
   // A log that cannot be opened stops the server from starting (exit 2 on the command line).
   ServeOptions bad = Options();
   bad.access_log.path = dir_ + "/ctr.model/access.log";
