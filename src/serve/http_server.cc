@@ -308,7 +308,7 @@ void Signals::Waiting(size_t connections) {
 
 // The slot of Signals::answered_ counting `status`, or -1.
 static int AnsweredSlot(int status) {
-  return status == 408 ? 0 : status == 431 ? 1 : status == 503 ? 2 : -1;
+  return status == 408 ? 0 : status == 413 ? 1 : status == 431 ? 2 : status == 503 ? 3 : -1;
 }
 
 void Signals::LoopAnswered(const LoopAnswer& a) {
@@ -562,6 +562,7 @@ bool TakenAsARequestLine(std::string_view line) {
 struct BodyFraming {
   size_t length = 0;
   bool chunked = false;
+  bool too_large = false;  // a Content-Length over `max_body`: answered 413 before it is sent
 };
 
 // The body to gather before httplib's parser reads a request whose head is `head`: that of a
@@ -570,14 +571,16 @@ struct BodyFraming {
 // Content-Length), with no Expect and no Content-Encoding (those bodies are refused, or read as
 // they come). No body for anything else, or anything this reading is not sure of: the parser
 // then reads the rest as it comes. A wrong "no body" only keeps a thread waiting, as before; a
-// wrong length would wait for bytes the parser does not want.
+// wrong length would wait for bytes the parser does not want. A Content-Length over `max_body`
+// (no Transfer-Encoding or Content-Encoding beside it, an Expect or not) is `too_large`: the
+// parser would read the whole body only to drop it.
 BodyFraming BodyToGather(std::string_view head, size_t max_body) {
   const size_t sp = head.find(' ');
   const std::string_view method = head.substr(0, sp);
   if (method != "POST" && method != "PUT" && method != "PATCH") return {};
   std::optional<size_t> length;
   int encodings = 0;
-  bool chunked = false;
+  bool chunked = false, expect = false;
   size_t at = head.find('\n') + 1;
   while (at < head.size()) {
     const size_t end = head.find('\n', at);
@@ -590,7 +593,7 @@ BodyFraming BodyToGather(std::string_view head, size_t max_body) {
     if (line[0] == ' ' || line[0] == '\t' || colon == std::string_view::npos) return {};
     const std::string_view name = line.substr(0, colon), value = Trimmed(line.substr(colon + 1));
     if (name.find_first_of(" \t") != std::string_view::npos) return {};
-    if (SameLetters(name, "expect")) return {};
+    if (SameLetters(name, "expect")) expect = true;
     if (SameLetters(name, "transfer-encoding")) {
       ++encodings;
       chunked = SameLetters(value, "chunked");
@@ -609,9 +612,12 @@ BodyFraming BodyToGather(std::string_view head, size_t max_body) {
     }
   }
   if (encodings > 0) {  // a length beside the chunks is not for this reading to settle
-    return encodings == 1 && chunked && !length ? BodyFraming{0, true} : BodyFraming{};
+    return encodings == 1 && chunked && !length && !expect ? BodyFraming{0, true}
+                                                           : BodyFraming{};
   }
-  return length && *length <= max_body ? BodyFraming{*length, false} : BodyFraming{};
+  if (!length || *length == SIZE_MAX) return {};
+  if (*length > max_body) return BodyFraming{0, false, true};
+  return expect ? BodyFraming{} : BodyFraming{*length, false};
 }
 
 // How far a chunked body has been read (ScanChunks): `at`, the offset of its next line to read
@@ -748,6 +754,10 @@ class GuardedStream final : public httplib::Stream {
     for (;;) {
       if (Gathered()) {
         gathering_ = false;
+        if (gather_.too_large) {  // answered now: the client need not send the body at all
+          Answer(413, fmt::format("the request body is over the limit of {} bytes", max_body_));
+          return Next::kEnd;
+        }
         return Next::kRequest;
       }
       const ssize_t n = ReadMore();
@@ -954,6 +964,10 @@ class GuardedStream final : public httplib::Stream {
         const size_t head = lf + 1;
         g.head = head;
         const BodyFraming body = BodyToGather(have.substr(0, head), max_body_);
+        if (body.too_large) {
+          g.too_large = true;
+          return true;
+        }
         g.need = head + body.length;
         g.chunked = body.chunked;
       }
@@ -1060,6 +1074,7 @@ class GuardedStream final : public httplib::Stream {
         "Connection: close\r\n\r\n{}",
         code,
         code == 408   ? "Request Timeout"
+        : code == 413 ? "Payload Too Large"
         : code == 431 ? "Request Header Fields Too Large"
                       : "Service Unavailable",
         body.size(), body);
@@ -1124,6 +1139,7 @@ class GuardedStream final : public httplib::Stream {
     size_t need = 0;  // the request's bytes to gather, once its head is whole (its head's alone
                       // for a chunked body)
     size_t head = 0;  // its head's bytes, once whole
+    bool too_large = false;  // its Content-Length is over the body limit (BodyToGather)
     bool chunked = false;
     ChunkScan chunks;  // of a chunked body
   };

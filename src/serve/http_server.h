@@ -207,8 +207,9 @@ class Signals {
   PoolThreads pool_threads() const { return pool_threads_.load(std::memory_order_relaxed); }
 
   // An answer the connection loop wrote itself: the request never reached httplib's router
-  // (and so its logger). A 408 (too slow to arrive), a 431 (a head past the bounds) or a 503 (its
-  // thread given up while the parser read it).
+  // (and so its logger). A 408 (too slow to arrive), a 413 (a Content-Length over the body limit,
+  // answered before the body is sent), a 431 (a head past the bounds) or a 503 (its thread given
+  // up while the parser read it).
   struct LoopAnswer {
     int status = 0;
     std::string_view method, target;  // the request line's, once it came whole (else empty)
@@ -222,7 +223,7 @@ class Signals {
   void set_loop_answer_handler(LoopAnswerHandler h) { on_loop_answer_ = std::move(h); }
   // Counts `a`, then hands it to the handler.
   void LoopAnswered(const LoopAnswer& a);
-  // The loop's answers so far with `status` (408, 431 or 503; 0 for any other).
+  // The loop's answers so far with `status` (408, 413, 431 or 503; 0 for any other).
   uint64_t loop_answers(int status) const;
 
   // Connections that gave their threads up for others so far: idle ones (parked early), and
@@ -240,7 +241,7 @@ class Signals {
   uint64_t next_ticket_ = 1;
   size_t owed_ = 0;  // threads owed to connections waiting for one, at most one each
   std::atomic<uint64_t> idle_given_up_{0}, arriving_given_up_{0};
-  std::atomic<uint64_t> answered_[3]{};  // the loop's 408s, 431s and 503s
+  std::atomic<uint64_t> answered_[4]{};  // the loop's 408s, 413s, 431s and 503s
   LoopAnswerHandler on_loop_answer_;
   std::atomic<PoolThreads> pool_threads_{};  // one word: the two counts agree
   ParkingLot parking_{stop_fd_};
@@ -284,7 +285,9 @@ bool ServeConnection(const ConnectionSettings& settings, int sock, SSL_CTX* tls,
 //   and the body the parser will read (a POST, PUT or PATCH with a Content-Length within the body
 //   limit, or chunks of the body limit together; no Expect or Content-Encoding). While its client
 //   is behind, the connection waits as an idle one does, and may park with the bytes so far; its
-//   deadline still runs. Other bodies are read by the parser as they come, on the thread.
+//   deadline still runs. Other bodies are read by the parser as they come, on the thread; one
+//   whose Content-Length is over the body limit gets a 413 once the head is whole, and the
+//   connection closes, without waiting for a body the parser would only read to drop.
 template <class Base>
 class GuardedServer final : public Base, public http_detail::Signals {
  public:

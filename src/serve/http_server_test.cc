@@ -815,6 +815,26 @@ TEST(HttpServer, KeepAliveAndBodiesUpToTheLimitStillWork) {
   EXPECT_EQ(r->body, "127.0.0.1");
 }
 
+// A Content-Length over the body limit is answered 413 as soon as the request's head has come,
+// with an Expect: 100-continue or without: the client need not send the body, which the parser
+// read whole only to drop it, on the connection's thread.
+TEST(HttpServer, ABodyOverTheLimitGets413BeforeItIsSent) {
+  Running<HttpServer> s;
+  for (const std::string expect : {"", "Expect: 100-continue\r\n"}) {
+    const int fd = Connect(s.port());
+    ASSERT_TRUE(SendAll(fd, "POST /echo HTTP/1.1\r\nHost: x\r\n" + expect + "Content-Length: " +
+                                std::to_string(kBodyLimit + 1) + "\r\n\r\n"));
+    const std::string got = ReadToEnd(fd);  // the answer, then the end: no body was sent
+    ::close(fd);
+    ASSERT_EQ(got.rfind("HTTP/1.1 413", 0), 0u) << got;
+    const auto j = nlohmann::json::parse(got.substr(got.find("\r\n\r\n") + 4), nullptr, false);
+    EXPECT_EQ(j["error"]["code"], 413) << got;
+    EXPECT_NE(j["error"]["message"].get<std::string>().find(std::to_string(kBodyLimit)),
+              std::string::npos);
+  }
+  EXPECT_EQ(s.server().loop_answers(413), 2u);
+}
+
 // 2,000 requests mutated from valid ones (a fixed seed): cut, spliced, bytes changed, framing
 // tokens inserted. Each connection gets HTTP answers with 4xx or 2xx statuses, or none (a request
 // cut short), never a 500; and the server answers a plain request after them all.

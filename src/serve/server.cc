@@ -1916,10 +1916,12 @@ std::string Server::Metrics() const {
                    "{}\n"
                    "# HELP overcast_serve_connection_answers_total Requests the connection "
                    "loop answered itself before routing them (not in "
-                   "overcast_serve_requests_total), by code: 408, too slow to arrive; 431, a "
-                   "request line and headers past their bounds; 503, its thread given up.\n"
+                   "overcast_serve_requests_total), by code: 408, too slow to arrive; 413, a "
+                   "Content-Length over --max-body-bytes; 431, a request line and headers past "
+                   "their bounds; 503, its thread given up.\n"
                    "# TYPE overcast_serve_connection_answers_total counter\n"
                    "overcast_serve_connection_answers_total{{code=\"408\"}} {}\n"
+                   "overcast_serve_connection_answers_total{{code=\"413\"}} {}\n"
                    "overcast_serve_connection_answers_total{{code=\"431\"}} {}\n"
                    "overcast_serve_connection_answers_total{{code=\"503\"}} {}\n"
                    "# HELP overcast_serve_connections_parked Client connections idle past their "
@@ -1943,7 +1945,7 @@ std::string Server::Metrics() const {
                    "overcast_serve_connection_threads{{state=\"connection\"}} {}\n"
                    "overcast_serve_connection_threads{{state=\"idle\"}} {}\n",
                    conns->idle_given_up(), conns->arriving_given_up(), conns->loop_answers(408),
-                   conns->loop_answers(431), conns->loop_answers(503), conns->parked(),
+                   conns->loop_answers(413), conns->loop_answers(431), conns->loop_answers(503), conns->parked(),
                    conns->parking().limit(), conns->parking().closed_past_limit(),
                    threads.all - threads.idle, threads.idle);
   }
