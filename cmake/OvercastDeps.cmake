@@ -15,7 +15,12 @@ find_path(NLOHMANN_JSON_INCLUDE_DIR nlohmann/json.hpp REQUIRED)
 
 add_library(overcast_asio INTERFACE)
 target_include_directories(overcast_asio SYSTEM INTERFACE ${ASIO_INCLUDE_DIR})
-target_compile_definitions(overcast_asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED)
+# asio decides between aligned_alloc/free and operator new/delete for its handler memory from
+# whether libstdc++'s _GLIBCXX_HAVE_ALIGNED_ALLOC was defined before asio's config was read, so
+# two translation units could disagree (memory from aligned_alloc freed with operator delete:
+# AddressSanitizer's alloc-dealloc-mismatch in every PS client). Settled once for all of them.
+target_compile_definitions(overcast_asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED
+                                                   ASIO_HAS_STD_ALIGNED_ALLOC=1)
 target_link_libraries(overcast_asio INTERFACE Threads::Threads)
 
 if(OVERCAST_BUILD_TESTS)

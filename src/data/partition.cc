@@ -160,6 +160,7 @@ Status DecodePartition(std::string_view bytes, uint64_t expected_checksum, uint6
   if (h.compression == Compression::kNone) {
     size_t at = 0;
     for (const Piece& piece : pieces) {
+      if (piece.size == 0) continue;  // an empty array's data() may be null
       std::memcpy(const_cast<void*>(piece.data), payload + at, piece.size);
       at += piece.size;
     }

@@ -1312,7 +1312,8 @@ TEST_F(ServerTest, APlacedModelIsLoadedAndServedOnlyByItsReplicas) {
   check();
   auto listed = c.Get("/v1/models");
   ASSERT_TRUE(listed && listed->status == 200);
-  for (const auto& m : nlohmann::json::parse(listed->body)["models"]) {
+  const nlohmann::json models = nlohmann::json::parse(listed->body);  // outlives the loop
+  for (const auto& m : models["models"]) {
     EXPECT_EQ(m["replicas"], m["name"] == "digits" ? nlohmann::json({1}) : nlohmann::json({0, 1}))
         << m;
     // Each model's own entry (KServe's readiness) is its listed one, and ready.
