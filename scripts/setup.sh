@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages overcast needs, only those missing (idempotent), then configures
-# and builds into build/. Usage: scripts/setup.sh [extra cmake args]
+# and builds into build/ (or $OVERCAST_BUILD_DIR). Usage: scripts/setup.sh [extra cmake args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,5 +15,6 @@ PACKAGES=(
 )
 bash scripts/ensure_packages.sh setup "${PACKAGES[@]}"
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >&2
-cmake --build build -j"$(nproc)" >&2
+BUILD_DIR="${OVERCAST_BUILD_DIR:-build}"
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >&2
+cmake --build "$BUILD_DIR" -j"$(nproc)" >&2
