@@ -268,6 +268,9 @@ struct Server::Impl {
     double last_limit_set = -1;
     int group = -1;  // its service group's index in `groups` (under ctl_mu; -1: none)
     double rule_used = 0;  // core-seconds used since the count rule last decided
+    // Whether the replica was serving at the last sample: the CPU of a sample that began while
+    // it was starting (its models loading) is its own start-up, not load for the count rule.
+    bool up_at_last_sample = false;
   };
 
   // The replica-count rule of one service group (ServiceGroups by placement, whatever
@@ -1041,7 +1044,10 @@ struct Server::Impl {
       std::lock_guard<std::mutex> cl(ctl_mu);
       for (auto& sp : slots) {
         Slot& s = *sp;
-        if (!s.active && !s.up) continue;  // scaled in (a draining one still holds its quota)
+        if (!s.active && !s.up) {  // scaled in (a draining one still holds its quota)
+          s.up_at_last_sample = false;
+          continue;
+        }
         TrimIdle(s, t);
         // Allocation is charged for the limit in force over the interval just ended.
         const double charged = s.limit.load() * dt;
@@ -1051,7 +1057,8 @@ struct Server::Impl {
         if (!st.ok()) continue;
         const double u = CounterDelta(st->usage_usec, s.stat.usage_usec) / 1e6;
         used += u;
-        s.rule_used += u;
+        if (s.up_at_last_sample) s.rule_used += u;
+        s.up_at_last_sample = s.up;
         periods += CounterDelta(st->nr_periods, s.stat.nr_periods);
         throttled += CounterDelta(st->nr_throttled, s.stat.nr_throttled);
         s.stat = *st;
