@@ -1233,7 +1233,6 @@ void Park(std::shared_ptr<Connection> c, Clock::time_point until, bool gathering
   });
 }
 
-
 // Serves `c` request after request on this thread, until it ends or leaves for the parking lot.
 void Serve(std::shared_ptr<Connection> c) {
   std::optional<SigpipeBlocked> quiet;

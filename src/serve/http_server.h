@@ -328,8 +328,8 @@ class GuardedServer final : public Base, public http_detail::Signals {
 // the last one on this thread.
 std::chrono::steady_clock::time_point RequestBegan();
 // Whether the connection loop answered the request being processed on this thread itself
-// (http_detail::Signals::LoopAnswer: a 431 or a 503 while the parser read it). httplib's logger
-// still sees the parser's own answer to that request (a 400), which was never sent.
+// (http_detail::Signals::LoopAnswer: a 408, 431 or 503 while the parser read it). httplib's
+// logger still sees the parser's own answer to that request (a 400), which was never sent.
 bool AnsweredByTheLoop();
 
 using HttpServer = GuardedServer<httplib::Server>;

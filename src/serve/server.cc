@@ -1576,7 +1576,8 @@ Status Server::Start() {
            req.remote_addr, req.method, req.target, res.status,
            std::chrono::duration<double>(took).count(), req.body.size(), res.body.size()});
     });
-    // The 408s, 431s and 503s the connection loop writes itself never reach the logger above.
+    // The 408s, 413s, 431s and 503s the connection loop writes itself never reach the logger
+    // above.
     if (auto* conns = dynamic_cast<http_detail::Signals*>(m.http.get())) {
       conns->set_loop_answer_handler([this](const http_detail::Signals::LoopAnswer& a) {
         const auto took = Clock::now() - a.began;
@@ -1952,7 +1953,8 @@ std::string Server::Metrics() const {
                    "overcast_serve_connection_threads{{state=\"connection\"}} {}\n"
                    "overcast_serve_connection_threads{{state=\"idle\"}} {}\n",
                    conns->idle_given_up(), conns->arriving_given_up(), conns->loop_answers(408),
-                   conns->loop_answers(413), conns->loop_answers(431), conns->loop_answers(503), conns->parked(),
+                   conns->loop_answers(413), conns->loop_answers(431), conns->loop_answers(503),
+                   conns->parked(),
                    conns->parking().limit(), conns->parking().closed_past_limit(),
                    threads.all - threads.idle, threads.idle);
   }
