@@ -1383,6 +1383,19 @@ struct Server::Impl {
 Server::Server(ServeOptions o) : impl_(std::make_unique<Impl>(std::move(o))) {}
 Server::~Server() { Stop(); }
 
+namespace {
+
+// The access-log record of a request that began arriving at `began` and is answered now.
+AccessRecord AnsweredNow(Clock::time_point began, std::string_view remote, std::string_view method,
+                         std::string_view target, int status, size_t in, size_t out) {
+  const auto took = Clock::now() - began;
+  return {std::chrono::system_clock::now() -
+              std::chrono::duration_cast<std::chrono::system_clock::duration>(took),
+          remote, method, target, status, std::chrono::duration<double>(took).count(), in, out};
+}
+
+}  // namespace
+
 Status Server::Start() {
   Impl& m = *impl_;
   ServeOptions& o = m.o;
@@ -1569,23 +1582,15 @@ Status Server::Start() {
   if (m.access_log) {
     h.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       if (AnsweredByTheLoop()) return;  // logged by the handler below; this answer was not sent
-      const auto took = Clock::now() - RequestBegan();
-      impl_->access_log->Add(
-          {std::chrono::system_clock::now() -
-               std::chrono::duration_cast<std::chrono::system_clock::duration>(took),
-           req.remote_addr, req.method, req.target, res.status,
-           std::chrono::duration<double>(took).count(), req.body.size(), res.body.size()});
+      impl_->access_log->Add(AnsweredNow(RequestBegan(), req.remote_addr, req.method, req.target,
+                                         res.status, req.body.size(), res.body.size()));
     });
     // The 408s, 413s, 431s and 503s the connection loop writes itself never reach the logger
     // above.
     if (auto* conns = dynamic_cast<http_detail::Signals*>(m.http.get())) {
       conns->set_loop_answer_handler([this](const http_detail::Signals::LoopAnswer& a) {
-        const auto took = Clock::now() - a.began;
-        impl_->access_log->Add(
-            {std::chrono::system_clock::now() -
-                 std::chrono::duration_cast<std::chrono::system_clock::duration>(took),
-             a.remote, a.method, a.target, a.status, std::chrono::duration<double>(took).count(),
-             a.body_bytes, a.answer_bytes});
+        impl_->access_log->Add(AnsweredNow(a.began, a.remote, a.method, a.target, a.status,
+                                           a.body_bytes, a.answer_bytes));
       });
     }
   }
