@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/version.h"
 #include "data/test_util.h"
 
 namespace overcast::data {
@@ -190,6 +191,22 @@ TEST_F(LoadCliTest, HelpTeaches) {
   for (const char* s : {"libsvm", "--categorical", "--hash-bits", "--test-fraction", "gzip",
                         "--skip-bad-lines", "Example"}) {
     EXPECT_NE(r.out.find(s), std::string::npos) << s;
+  }
+}
+
+// `overcast --version` prints the release (the project() version) and exits 0, with no
+// subcommand needed; `/metrics` and V2's `GET /v2` name the same one.
+TEST_F(LoadCliTest, TheBinaryPrintsItsVersion) {
+  const std::string out = dir_.path() + "/version";
+  for (const std::string flag : {"--version", "--help"}) {
+    const int status = std::system(("'" + bin_ + "' " + flag + " >'" + out + "'").c_str());
+    ASSERT_TRUE(WIFEXITED(status)) << flag;
+    EXPECT_EQ(WEXITSTATUS(status), 0) << flag;
+    if (flag == "--version") {
+      EXPECT_EQ(Slurp(out), std::string(Version()) + "\n");
+    } else {
+      EXPECT_NE(Slurp(out).find("--version"), std::string::npos);
+    }
   }
 }
 

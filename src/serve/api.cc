@@ -1,9 +1,13 @@
 #include "serve/api.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 namespace overcast::serve {
@@ -188,16 +192,144 @@ bool Flatten(const nlohmann::json& data, bool booleans, size_t depth,
   return true;
 }
 
+// A V2 datatype this server takes as input, and the bytes of one value in binary data.
+struct V2Type {
+  std::string_view name;
+  size_t bytes;
+};
+constexpr V2Type kV2Types[] = {{"BOOL", 1},  {"UINT8", 1}, {"UINT16", 2}, {"UINT32", 4},
+                               {"UINT64", 8}, {"INT8", 1},  {"INT16", 2},  {"INT32", 4},
+                               {"INT64", 8},  {"FP16", 2},  {"FP32", 4},   {"FP64", 8},
+                               {"BF16", 2}};
+
+const V2Type* FindV2Type(std::string_view name) {
+  for (const V2Type& t : kV2Types) {
+    if (t.name == name) return &t;
+  }
+  return nullptr;
+}
+
+// IEEE half precision to single: exact, as every half is a float.
+float HalfToFloat(uint16_t h) {
+  const bool negative = (h & 0x8000u) != 0;
+  const uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+  if (exponent == 0) {  // zero or subnormal: mantissa x 2^-24
+    const float f = std::ldexp(static_cast<float>(mantissa), -24);
+    return negative ? -f : f;
+  }
+  if (exponent == 31) {
+    return mantissa != 0 ? std::numeric_limits<float>::quiet_NaN()
+                         : (negative ? -1.0f : 1.0f) * std::numeric_limits<float>::infinity();
+  }
+  return std::bit_cast<float>((negative ? 0x80000000u : 0u) | ((exponent + 112) << 23) |
+                              (mantissa << 13));
+}
+
+// Binary tensor data (little-endian, row-major) of `type` as JSON numbers; InvalidArgument at a
+// value JSON cannot carry (not finite) or a BOOL byte other than 0 and 1, naming its position.
+Status DecodeBinary(const V2Type& type, std::string_view bytes, std::vector<nlohmann::json>* out) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size() / type.bytes;
+  out->reserve(n);
+  for (size_t i = 0; i < n; ++i, p += type.bytes) {
+    uint64_t v = 0;
+    for (size_t b = 0; b < type.bytes; ++b) v |= static_cast<uint64_t>(p[b]) << (8 * b);
+    const int unused = static_cast<int>(64 - 8 * type.bytes);
+    double x = 0;
+    const std::string_view t = type.name;
+    if (t == "BOOL") {
+      if (v > 1) {
+        return InvalidArgument(
+            fmt::format("the input's BOOL value {} is byte {}, not 0 or 1", i, v));
+      }
+      out->push_back(v);
+      continue;
+    } else if (t.starts_with("UINT")) {
+      out->push_back(v);
+      continue;
+    } else if (t.starts_with("INT")) {
+      out->push_back(static_cast<int64_t>(v << unused) >> unused);  // sign-extended
+      continue;
+    } else if (t == "FP16") {
+      x = HalfToFloat(static_cast<uint16_t>(v));
+    } else if (t == "BF16") {
+      x = std::bit_cast<float>(static_cast<uint32_t>(v << 16));
+    } else if (t == "FP32") {
+      x = std::bit_cast<float>(static_cast<uint32_t>(v));
+    } else {
+      x = std::bit_cast<double>(v);
+    }
+    if (!std::isfinite(x)) {
+      return InvalidArgument(fmt::format("the input's {} value {} is not finite", t, i));
+    }
+    out->push_back(x);
+  }
+  return Status::Ok();
+}
+
+// Appends the numbers of `data` to `out` as binary tensor data: INT64 when `int64`, else FP32.
+void EncodeBinary(bool int64, const nlohmann::ordered_json& data, std::string* out) {
+  for (const auto& x : data) {
+    const uint64_t v = int64 ? static_cast<uint64_t>(x.get<int64_t>())
+                             : std::bit_cast<uint32_t>(x.get<float>());
+    for (size_t b = 0; b < (int64 ? 8u : 4u); ++b) out->push_back(static_cast<char>(v >> (8 * b)));
+  }
+}
+
+// The boolean parameter `key` of `j`'s "parameters" (absent: nullopt); InvalidArgument, naming
+// `whose` parameters, when the parameters are not an object or the value not a boolean.
+Result<std::optional<bool>> BoolParameter(const nlohmann::json& j, std::string_view key,
+                                          std::string_view whose) {
+  const auto params = j.find("parameters");
+  if (params == j.end()) return std::optional<bool>();
+  const auto it = params->is_object() ? params->find(key) : params->end();
+  if (!params->is_object() || (it != params->end() && !it->is_boolean())) {
+    return InvalidArgument(fmt::format(
+        "{} \"parameters\" must be an object, its \"{}\" true or false", whose, key));
+  }
+  return it == params->end() ? std::optional<bool>() : std::optional<bool>(it->get<bool>());
+}
+
+// InvalidArgument: `name` is not among `outputs` (V2 output tensors or their metadata).
+Status UnknownOutput(const std::string& name, const nlohmann::ordered_json& outputs) {
+  std::vector<std::string> names;
+  for (const auto& o : outputs) names.push_back(o.at("name").get<std::string>());
+  return InvalidArgument(
+      fmt::format("unknown output '{}'; the model's outputs: {}", name, fmt::join(names, ", ")));
+}
+
 }  // namespace
 
-Result<std::string> V2InferToV1(std::string_view body, std::string* id) {
+Result<std::string> V2InferToV1(std::string_view body, V2Infer* req, V2JsonBytes json_bytes) {
+  if (json_bytes && *json_bytes > body.size()) {
+    return InvalidArgument(fmt::format(
+        "Inference-Header-Content-Length is {} but the body holds {} bytes", *json_bytes,
+        body.size()));
+  }
+  const std::string_view binary = json_bytes ? body.substr(*json_bytes) : std::string_view();
+  if (json_bytes) body = body.substr(0, *json_bytes);
   const nlohmann::json j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return InvalidArgument("request body is not valid JSON");
   if (!j.is_object()) return InvalidArgument("request body must be a JSON object with \"inputs\"");
-  id->clear();
+  *req = V2Infer{};
   if (const auto it = j.find("id"); it != j.end()) {
     if (!it->is_string()) return InvalidArgument("\"id\" must be a string");
-    *id = it->get<std::string>();
+    req->id = it->get<std::string>();
+  }
+  OC_ASSIGN_OR_RETURN(const auto binary_outputs,
+                      BoolParameter(j, "binary_data_output", "the request's"));
+  req->binary_outputs = binary_outputs.value_or(false);
+  if (const auto it = j.find("outputs"); it != j.end()) {
+    const std::string kWant =
+        "\"outputs\" must be an array of objects with a \"name\" each, e.g. "
+        "[{\"name\": \"probabilities\"}]";
+    if (!it->is_array()) return InvalidArgument(kWant);
+    for (const auto& o : *it) {
+      const auto name = o.is_object() ? o.find("name") : o.end();
+      if (!o.is_object() || name == o.end() || !name->is_string()) return InvalidArgument(kWant);
+      OC_ASSIGN_OR_RETURN(auto binary_data, BoolParameter(o, "binary_data", "an output's"));
+      req->outputs.push_back({name->get<std::string>(), binary_data});
+    }
   }
   const auto inputs = j.find("inputs");
   if (inputs == j.end() || !inputs->is_array() || inputs->size() != 1) {
@@ -213,28 +345,59 @@ Result<std::string> V2InferToV1(std::string_view body, std::string* id) {
   }
   const size_t rows = shape->size() == 2 ? (*shape)[0].get<size_t>() : 1;
   const size_t cols = shape->back().get<size_t>();
-  static constexpr std::string_view kTypes[] = {"BOOL",  "UINT8", "UINT16", "UINT32", "UINT64",
-                                                "INT8",  "INT16", "INT32",  "INT64",  "FP16",
-                                                "FP32",  "FP64",  "BF16"};
   const auto type = in.find("datatype");
-  if (type == in.end() || !type->is_string() ||
-      std::find(std::begin(kTypes), std::end(kTypes), type->get<std::string>()) ==
-          std::end(kTypes)) {
+  const V2Type* datatype = type != in.end() && type->is_string()
+                               ? FindV2Type(type->get<std::string>())
+                               : nullptr;
+  if (datatype == nullptr) {
     return InvalidArgument(
         "the input's \"datatype\" must be a numeric one (FP32, INT64, ...) or BOOL");
   }
-  const std::string datatype = type->get<std::string>();
+  const auto params = in.find("parameters");
+  const auto size = params != in.end() && params->is_object() ? params->find("binary_data_size")
+                                                              : in.end();
+  if (params != in.end() &&
+      (!params->is_object() || (size != params->end() && !size->is_number_unsigned()))) {
+    return InvalidArgument(
+        "the input's \"parameters\" must be an object, its \"binary_data_size\" a byte count");
+  }
+  const bool is_binary = params != in.end() && size != params->end();
+  if (!is_binary && !binary.empty()) {
+    return InvalidArgument(fmt::format(
+        "the body holds {} bytes after its JSON but no input has \"binary_data_size\"",
+        binary.size()));
+  }
   const auto data = in.find("data");
   std::vector<nlohmann::json> flat;
-  if (data == in.end() || !data->is_array() ||
-      !Flatten(*data, datatype == "BOOL", shape->size(), &flat)) {
+  if (is_binary) {
+    if (!json_bytes) {
+      return InvalidArgument(
+          "an input with \"binary_data_size\" needs the Inference-Header-Content-Length header "
+          "(the length of the JSON before the tensor's bytes)");
+    }
+    if (data != in.end()) {
+      return InvalidArgument("the input has both \"data\" and \"binary_data_size\"");
+    }
+    const size_t declared = size->get<size_t>();
+    if (declared != binary.size()) {
+      return InvalidArgument(fmt::format(
+          "the input's \"binary_data_size\" is {} but the body holds {} bytes after its JSON",
+          declared, binary.size()));
+    }
+    if (binary.size() % datatype->bytes != 0) {
+      return InvalidArgument(fmt::format("the input's {} bytes are not whole {} values",
+                                         binary.size(), datatype->name));
+    }
+    OC_RETURN_IF_ERROR(DecodeBinary(*datatype, binary, &flat));
+  } else if (data == in.end() || !data->is_array() ||
+             !Flatten(*data, datatype->name == "BOOL", shape->size(), &flat)) {
     return InvalidArgument(fmt::format(
-        "the input's \"data\" must be {} values, flat or nested as the shape", datatype));
+        "the input's \"data\" must be {} values, flat or nested as the shape", datatype->name));
   }
   if (rows == 0 || cols == 0 || flat.size() / rows != cols || flat.size() % rows != 0) {
-    return InvalidArgument(
-        fmt::format("the input's shape [{}, {}] needs {} values, \"data\" holds {}", rows, cols,
-                    rows * cols, flat.size()));
+    return InvalidArgument(fmt::format("the input's shape [{}, {}] needs {} values, {} holds {}",
+                                       rows, cols, rows * cols,
+                                       is_binary ? "its binary data" : "\"data\"", flat.size()));
   }
   nlohmann::json instances = nlohmann::json::array();
   for (size_t r = 0; r < rows; ++r) {
@@ -245,7 +408,7 @@ Result<std::string> V2InferToV1(std::string_view body, std::string* id) {
   return DumpJson(nlohmann::json{{"instances", std::move(instances)}});
 }
 
-Result<std::string> V1AnswerToV2(std::string_view v1_body, const std::string& id) {
+Result<V2Answer> V1AnswerToV2(std::string_view v1_body, const V2Infer& req) {
   // Ordered: the outputs come in the order of the predictions' fields (label, class, ...).
   const nlohmann::ordered_json j =
       nlohmann::ordered_json::parse(v1_body, nullptr, /*allow_exceptions=*/false);
@@ -257,12 +420,12 @@ Result<std::string> V1AnswerToV2(std::string_view v1_body, const std::string& id
   nlohmann::ordered_json out;
   const auto model = j.find("model");
   out["model_name"] = model != j.end() && model->is_string() ? model->get<std::string>() : "";
-  if (!id.empty()) out["id"] = id;
+  if (!req.id.empty()) out["id"] = req.id;
   nlohmann::ordered_json outputs = nlohmann::ordered_json::array();
   for (const auto& [field, first] : (*preds)[0].items()) {
     const size_t width = first.is_array() ? first.size() : 0;
     nlohmann::ordered_json data = nlohmann::ordered_json::array();
-    bool whole = true;
+    bool whole = true, numbers = true;
     for (const auto& p : *preds) {
       const auto v = p.find(field);
       if (v == p.end() || v->is_array() != first.is_array() ||
@@ -271,6 +434,7 @@ Result<std::string> V1AnswerToV2(std::string_view v1_body, const std::string& id
       }
       const auto add = [&](const nlohmann::ordered_json& x) {
         whole = whole && x.is_number_integer();
+        numbers = numbers && x.is_number();
         data.push_back(x);
       };
       if (v->is_array()) {
@@ -279,6 +443,7 @@ Result<std::string> V1AnswerToV2(std::string_view v1_body, const std::string& id
         add(*v);
       }
     }
+    if (!numbers) return Internal("the replica's predictions hold a value that is not a number");
     const bool integer = field == "label" || field == "cluster" || (field == "class" && whole);
     nlohmann::ordered_json o;
     o["name"] = field;
@@ -288,8 +453,68 @@ Result<std::string> V1AnswerToV2(std::string_view v1_body, const std::string& id
     o["data"] = std::move(data);
     outputs.push_back(std::move(o));
   }
+  std::vector<bool> binary(outputs.size(), req.binary_outputs);
+  if (!req.outputs.empty()) {  // only those asked for, in the order asked
+    nlohmann::ordered_json picked = nlohmann::ordered_json::array();
+    binary.clear();
+    for (const V2Infer::Output& asked : req.outputs) {
+      const auto it = std::find_if(outputs.begin(), outputs.end(),
+                                   [&asked](const auto& o) { return o.at("name") == asked.name; });
+      if (it == outputs.end()) return UnknownOutput(asked.name, outputs);
+      picked.push_back(*it);
+      binary.push_back(asked.binary.value_or(req.binary_outputs));
+    }
+    outputs = std::move(picked);
+  }
+  std::string tail;  // the binary outputs' bytes, in the order of the outputs
+  for (size_t k = 0; k < outputs.size(); ++k) {
+    if (!binary[k]) continue;
+    nlohmann::ordered_json& o = outputs[k];
+    const size_t before = tail.size();
+    EncodeBinary(o.at("datatype") == "INT64", o.at("data"), &tail);
+    o.erase("data");
+    o["parameters"] = {{"binary_data_size", tail.size() - before}};
+  }
   out["outputs"] = std::move(outputs);
-  return DumpJson(out);
+  V2Answer answer{DumpJson(out), std::nullopt};
+  if (std::find(binary.begin(), binary.end(), true) != binary.end()) {
+    answer.json_bytes = answer.body.size();
+    answer.body += tail;
+  }
+  return answer;
+}
+
+nlohmann::ordered_json V2OutputsOf(const ModelInfo& info) {
+  nlohmann::ordered_json outputs = nlohmann::ordered_json::array();
+  auto output = [&](const char* n, const char* type, nlohmann::json shape) {
+    outputs.push_back({{"name", n}, {"datatype", type}, {"shape", std::move(shape)}});
+  };
+  if (info.task == Task::kRegression) {
+    output("value", "FP32", {-1});
+  } else if (info.task == Task::kClustering) {
+    output("cluster", "INT64", {-1});
+    output("distance", "FP32", {-1});
+  } else {
+    output("label", "INT64", {-1});
+    if (!info.class_values.empty()) {
+      const bool whole = std::all_of(info.class_values.begin(), info.class_values.end(),
+                                     [](double c) { return c == std::floor(c); });
+      output("class", whole ? "INT64" : "FP32", {-1});
+    }
+    output("probabilities", "FP32", {-1, static_cast<int64_t>(OutputsPerRow(info))});
+  }
+  return outputs;
+}
+
+Status CheckV2Outputs(const V2Infer& req, const ModelInfo& info) {
+  const nlohmann::ordered_json outputs = V2OutputsOf(info);
+  for (const V2Infer::Output& asked : req.outputs) {
+    if (std::none_of(outputs.begin(), outputs.end(),
+                     [&asked](const auto& o) { return o.at("name") == asked.name; })) {
+      return UnknownOutput(asked.name, outputs);
+    }
+  }
+  return Status::Ok();
 }
 
 std::string V2Error(std::string_view message) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,17 +51,55 @@ bool ParsePredictPath(std::string_view path, std::string* model);
 // KServe's V2 (Open Inference) protocol, translated to and from the V1 bodies above: the front
 // end translates, the replicas answer V1 alone.
 //
-// The V1 body of a V2 infer request {"id"?, "inputs": [{"name", "shape", "datatype", "data"}]}:
-// its one input, of shape [N, F] (or [F]: one row) and a numeric or BOOL datatype, with its
-// data flat in row-major order or nested, as N dense rows. The request's "id" (or "") in *id.
-// InvalidArgument naming what is wrong.
-Result<std::string> V2InferToV1(std::string_view body, std::string* id);
+// What a V2 infer request asks beside its rows: its "id" ("" when it has none), the outputs in
+// its "outputs" ([{"name": ..., "parameters"?: {"binary_data": bool}}, ...]; none: every
+// output), and whether outputs not named come back as binary data (the request's
+// "parameters": {"binary_data_output": true}).
+struct V2Infer {
+  struct Output {
+    std::string name;
+    std::optional<bool> binary;  // its "binary_data", when given
+  };
+  std::string id;
+  std::vector<Output> outputs;
+  bool binary_outputs = false;
+};
+
+// V2's binary tensor data extension (KServe, Triton): a body whose first `json_bytes` bytes are
+// the JSON request (the Inference-Header-Content-Length header) and the rest the tensors'
+// bytes, little-endian and row-major, in the order of the inputs that have a
+// "parameters": {"binary_data_size": BYTES}. Absent: the body is all JSON.
+using V2JsonBytes = std::optional<size_t>;
+
+// The V1 body of a V2 infer request {"id"?, "inputs": [{"name", "shape", "datatype", "data"}],
+// "outputs"?, "parameters"?}: its one input, of shape [N, F] (or [F]: one row) and a numeric
+// or BOOL datatype, with its data flat in row-major order or nested (or as binary data), as N
+// dense rows. What else it asks in *req. InvalidArgument naming what is wrong.
+Result<std::string> V2InferToV1(std::string_view body, V2Infer* req,
+                                V2JsonBytes json_bytes = std::nullopt);
+
+// A V2 infer answer: its body, and when some outputs are binary data, the length of the JSON
+// that begins it (the answer's Inference-Header-Content-Length; the tensors' bytes follow).
+struct V2Answer {
+  std::string body;
+  V2JsonBytes json_bytes;
+};
 
 // A V1 predict answer as V2's {"model_name", "id", "outputs": [...]}: each field of the
 // predictions becomes one output, N values (a number per row) or N x K (an array of K per row):
 // "label" and "cluster" INT64, "class" INT64 when every class is a whole number, the others
-// ("probabilities", "value", "distance") FP32.
-Result<std::string> V1AnswerToV2(std::string_view v1_body, const std::string& id);
+// ("probabilities", "value", "distance") FP32. When `req.outputs` names some, only those, in
+// that order; InvalidArgument naming one the answer does not have. An output asked for as binary
+// data carries "parameters": {"binary_data_size"} in place of "data", its bytes after the JSON.
+// Internal when `v1_body` is not a V1 predict answer.
+Result<V2Answer> V1AnswerToV2(std::string_view v1_body, const V2Infer& req);
+
+// The V2 metadata of a model's outputs: [{"name", "datatype", "shape"}, ...] with -1 for the
+// rows, in the order an infer answer lists them.
+nlohmann::ordered_json V2OutputsOf(const ModelInfo& info);
+
+// InvalidArgument naming the first output `req` asks for that `info`'s model does not have.
+Status CheckV2Outputs(const V2Infer& req, const ModelInfo& info);
 
 // V2's error body, {"error": "message"}.
 std::string V2Error(std::string_view message);

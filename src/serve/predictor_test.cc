@@ -1,9 +1,13 @@
 // Model file round trip, corrupt files, request parsing and response formatting.
+#include <bit>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <random>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -20,6 +24,15 @@ namespace {
 
 std::string Tmp(const std::string& n) {
   return (std::filesystem::temp_directory_path() / ("oc-serve-" + n + "-" + std::to_string(::getpid()))).string();
+}
+
+// `values` as binary tensor data: little-endian (this host's order), packed.
+template <class T>
+std::string Bytes(std::initializer_list<T> values) {
+  static_assert(std::endian::native == std::endian::little);
+  std::string out(values.size() * sizeof(T), '\0');
+  std::memcpy(out.data(), std::data(values), out.size());
+  return out;
 }
 
 TEST(Predictor, LinearBinaryMatchesHandComputation) {
@@ -216,8 +229,9 @@ TEST(Api, PredictPath) {
 // else an error that says what.
 TEST(Api, V2InferRequestsBecomeV1Rows) {
   auto rows = [](const std::string& body, std::string* id = nullptr) {
-    std::string ignored;
-    auto r = V2InferToV1(body, id != nullptr ? id : &ignored);
+    V2Infer req;
+    auto r = V2InferToV1(body, &req);
+    if (id != nullptr) *id = req.id;
     return r.ok() ? nlohmann::json::parse(*r) : nlohmann::json(r.status().message());
   };
   const auto want = nlohmann::json::parse(R"({"instances":[[1,0.5,0],[0,2,3]]})");
@@ -260,14 +274,159 @@ TEST(Api, V2InferRequestsBecomeV1Rows) {
   EXPECT_NE(error(R"({"inputs":[{"shape":[1,2,3],"datatype":"FP32","data":[1]}]})").find("shape"),
             std::string::npos);
   EXPECT_NE(error(R"({"id":7,"inputs":[]})").find("\"id\""), std::string::npos);
+  // "outputs": the names asked for, in order; anything but objects with a string name refused.
+  V2Infer req;
+  ASSERT_TRUE(V2InferToV1(R"({"inputs":[)" + in + R"(],"outputs":[{"name":"probabilities"},)" +
+                              R"({"name":"label","parameters":{}}]})",
+                          &req)
+                  .ok());
+  ASSERT_EQ(req.outputs.size(), 2u);
+  EXPECT_EQ(req.outputs[0].name, "probabilities");
+  EXPECT_EQ(req.outputs[1].name, "label");
+  EXPECT_FALSE(req.outputs[0].binary.has_value());
+  EXPECT_FALSE(req.binary_outputs);
+  for (const std::string outputs : {R"("label")", R"(["label"])", R"([{"name":1}])", "[{}]"}) {
+    EXPECT_NE(error(R"({"inputs":[)" + in + R"(],"outputs":)" + outputs + "}").find("\"outputs\""),
+              std::string::npos)
+        << outputs;
+  }
+}
+
+// V2's binary tensor data extension, in: an input's bytes after the JSON become the same rows
+// as its "data" would, for every datatype; what is inconsistent is refused by name.
+TEST(Api, V2BinaryInputsBecomeTheSameRows) {
+  auto rows = [](const std::string& input, const std::string& bytes) {
+    const std::string json = R"({"inputs":[)" + input + "]}";
+    V2Infer req;
+    auto r = V2InferToV1(json + bytes, &req, json.size());
+    return r.ok() ? nlohmann::json::parse(*r) : nlohmann::json(r.status().message());
+  };
+  auto binary = [](const std::string& type, const std::string& shape, size_t size) {
+    return fmt::format(R"({{"name":"x","shape":{},"datatype":"{}",)"
+                       R"("parameters":{{"binary_data_size":{}}}}})",
+                       shape, type, size);
+  };
+  EXPECT_EQ(rows(binary("FP32", "[2,3]", 24), Bytes<float>({1, 0.5f, 0, 0, 2, -3})),
+            nlohmann::json::parse(R"({"instances":[[1,0.5,0],[0,2,-3]]})"));
+  EXPECT_EQ(rows(binary("FP64", "[2]", 16), Bytes<double>({1.5, -0.25})),
+            nlohmann::json::parse(R"({"instances":[[1.5,-0.25]]})"));
+  // Half precision: 1, the smallest subnormal (2^-24), -2; bfloat16: 1, -3.
+  const auto half = rows(binary("FP16", "[1,3]", 6), Bytes<uint16_t>({0x3c00, 0x0001, 0xc000}));
+  ASSERT_TRUE(half.is_object()) << half;
+  EXPECT_EQ(half["instances"][0][0], 1.0);
+  EXPECT_EQ(half["instances"][0][1], std::ldexp(1.0, -24));
+  EXPECT_EQ(half["instances"][0][2], -2.0);
+  EXPECT_EQ(rows(binary("BF16", "[1,2]", 4), Bytes<uint16_t>({0x3f80, 0xc040})),
+            nlohmann::json::parse(R"({"instances":[[1,-3]]})"));
+  // Integers keep their sign and width; BOOL is one byte, 0 or 1.
+  EXPECT_EQ(rows(binary("INT16", "[1,3]", 6), Bytes<int16_t>({-3, 7, -32768})),
+            nlohmann::json::parse(R"({"instances":[[-3,7,-32768]]})"));
+  EXPECT_EQ(rows(binary("INT8", "[1,2]", 2), Bytes<int8_t>({-1, 5})),
+            nlohmann::json::parse(R"({"instances":[[-1,5]]})"));
+  EXPECT_EQ(rows(binary("UINT8", "[1,2]", 2), Bytes<uint8_t>({255, 1})),
+            nlohmann::json::parse(R"({"instances":[[255,1]]})"));
+  EXPECT_EQ(rows(binary("INT64", "[1,1]", 8), Bytes<int64_t>({-5000000000})),
+            nlohmann::json::parse(R"({"instances":[[-5000000000]]})"));
+  EXPECT_EQ(rows(binary("BOOL", "[1,2]", 2), Bytes<uint8_t>({1, 0})),
+            nlohmann::json::parse(R"({"instances":[[1,0]]})"));
+  // Refused, each with what is wrong.
+  auto error = [&](const std::string& input, const std::string& bytes) {
+    const auto j = rows(input, bytes);
+    return j.is_string() ? j.get<std::string>() : "no error: " + j.dump();
+  };
+  const std::string three = Bytes<float>({1, 2, 3});
+  EXPECT_NE(error(binary("FP32", "[1,3]", 16), three).find("\"binary_data_size\" is 16 but the "
+                                                          "body holds 12 bytes after its JSON"),
+            std::string::npos);
+  EXPECT_NE(error(binary("FP32", "[1,4]", 12), three)
+                .find("needs 4 values, its binary data holds 3"),
+            std::string::npos);
+  EXPECT_NE(error(binary("FP16", "[1,2]", 3), "abc").find("not whole FP16 values"),
+            std::string::npos);
+  EXPECT_NE(error(binary("BOOL", "[1,2]", 2), Bytes<uint8_t>({1, 2})).find("not 0 or 1"),
+            std::string::npos);
+  EXPECT_NE(error(binary("FP32", "[1,2]", 8),
+                  Bytes<float>({1, std::numeric_limits<float>::infinity()}))
+                .find("FP32 value 1 is not finite"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"name":"x","shape":[1,3],"datatype":"FP32","data":[1,2,3]})", three)
+                .find("12 bytes after its JSON but no input has \"binary_data_size\""),
+            std::string::npos);
+  EXPECT_NE(error(R"({"name":"x","shape":[1,3],"datatype":"FP32","data":[1,2,3],)"
+                  R"("parameters":{"binary_data_size":12}})",
+                  three)
+                .find("both"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"name":"x","shape":[1,3],"datatype":"FP32","parameters":7})", three)
+                .find("\"parameters\" must be an object"),
+            std::string::npos);
+  V2Infer req;
+  const std::string json = R"({"inputs":[)" + binary("FP32", "[1,3]", 12) + "]}";
+  auto r = V2InferToV1(json + three, &req);  // no header: the bytes make it not JSON
+  ASSERT_FALSE(r.ok());
+  r = V2InferToV1(json, &req);  // binary_data_size without the header
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("needs the Inference-Header-Content-Length"),
+            std::string::npos);
+  r = V2InferToV1(json, &req, json.size() + 1);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("but the body holds"), std::string::npos);
+  r = V2InferToV1(R"({"inputs":[)" + binary("FP32", "[1,3]", 12) +
+                      R"(],"parameters":{"binary_data_output":1}})",
+                  &req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("\"binary_data_output\" true or false"), std::string::npos);
+}
+
+// V2's binary tensor data extension, out: outputs asked for as binary data (every one with
+// "binary_data_output", or each with its "binary_data", which wins) carry their size in place
+// of "data", and their bytes follow the JSON in the order of the outputs.
+TEST(Api, V2OutputsAskedAsBinaryComeAfterTheJson) {
+  const std::string v1 = R"({"model":"d","predictions":[{"label":1,"probabilities":[0.25,0.75]},
+                            {"label":0,"probabilities":[1,0]}]})";
+  V2Infer all;
+  all.binary_outputs = true;
+  auto a = V1AnswerToV2(v1, all);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  ASSERT_TRUE(a->json_bytes.has_value());
+  auto j = nlohmann::json::parse(a->body.substr(0, *a->json_bytes));
+  ASSERT_EQ(j["outputs"].size(), 2u);
+  EXPECT_FALSE(j["outputs"][0].contains("data"));
+  EXPECT_EQ(j["outputs"][0]["parameters"]["binary_data_size"], 16);
+  EXPECT_EQ(j["outputs"][1]["parameters"]["binary_data_size"], 16);
+  EXPECT_EQ(j["outputs"][1]["datatype"], "FP32");
+  EXPECT_EQ(a->body.substr(*a->json_bytes),
+            Bytes<int64_t>({1, 0}) + Bytes<float>({0.25f, 0.75f, 1, 0}));
+  // One output as binary data, the other as JSON: "binary_data" on an output overrides.
+  V2Infer some;
+  some.binary_outputs = true;
+  some.outputs = {{"probabilities", true}, {"label", false}};
+  a = V1AnswerToV2(v1, some);
+  ASSERT_TRUE(a.ok() && a->json_bytes.has_value());
+  j = nlohmann::json::parse(a->body.substr(0, *a->json_bytes));
+  EXPECT_EQ(j["outputs"][0]["name"], "probabilities");
+  EXPECT_EQ(j["outputs"][0]["parameters"]["binary_data_size"], 16);
+  EXPECT_EQ(j["outputs"][1]["data"], nlohmann::json::parse("[1,0]"));
+  EXPECT_EQ(a->body.substr(*a->json_bytes), Bytes<float>({0.25f, 0.75f, 1, 0}));
+  // Parsed from a request: the same choices.
+  V2Infer parsed;
+  ASSERT_TRUE(V2InferToV1(R"({"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],)"
+                          R"("outputs":[{"name":"label","parameters":{"binary_data":true}}],)"
+                          R"("parameters":{"binary_data_output":false}})",
+                          &parsed)
+                  .ok());
+  ASSERT_EQ(parsed.outputs.size(), 1u);
+  EXPECT_EQ(parsed.outputs[0].binary, std::optional<bool>(true));
+  EXPECT_FALSE(parsed.binary_outputs);
 }
 
 // V1 answers become V2 output tensors, one per field of the predictions.
 TEST(Api, V1AnswersBecomeV2Outputs) {
   auto v2 = [](const std::string& v1, const std::string& id = "") {
-    auto r = V1AnswerToV2(v1, id);
+    auto r = V1AnswerToV2(v1, V2Infer{id, {}});
     EXPECT_TRUE(r.ok()) << r.status().message();
-    return r.ok() ? nlohmann::json::parse(*r) : nlohmann::json();
+    EXPECT_TRUE(!r.ok() || !r->json_bytes);  // JSON alone unless binary data is asked for
+    return r.ok() ? nlohmann::json::parse(r->body) : nlohmann::json();
   };
   auto j = v2(R"({"model":"digits","predictions":[{"label":1,"class":7,"probabilities":[0.25,0.75]},
                  {"label":0,"class":3,"probabilities":[1,0]}]})", "r1");
@@ -301,8 +460,21 @@ TEST(Api, V1AnswersBecomeV2Outputs) {
   // Class values that are not whole numbers stay FP32.
   j = v2(R"({"model":"m","predictions":[{"label":0,"class":0.5,"probabilities":[0.6,0.4]}]})");
   EXPECT_EQ(j["outputs"][1]["datatype"], "FP32");
-  EXPECT_FALSE(V1AnswerToV2(R"({"predictions":[]})", "").ok());
-  EXPECT_FALSE(V1AnswerToV2(R"({"predictions":[{"value":1},{"label":1}]})", "").ok());
+  // Asked for some outputs: those alone, in the order asked; an unknown one refused by name.
+  const std::string digits =
+      R"({"model":"d","predictions":[{"label":1,"class":7,"probabilities":[0.25,0.75]}]})";
+  j = nlohmann::json::parse(
+      V1AnswerToV2(digits, V2Infer{"", {{"probabilities", {}}, {"label", {}}}})->body);
+  ASSERT_EQ(j["outputs"].size(), 2u);
+  EXPECT_EQ(j["outputs"][0]["name"], "probabilities");
+  EXPECT_EQ(j["outputs"][1]["name"], "label");
+  const auto unknown = V1AnswerToV2(digits, V2Infer{"", {{"label", {}}, {"value", {}}}});
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(unknown.status().message(),
+            "unknown output 'value'; the model's outputs: label, class, probabilities");
+  EXPECT_FALSE(V1AnswerToV2(R"({"predictions":[]})", {}).ok());
+  EXPECT_FALSE(V1AnswerToV2(R"({"predictions":[{"value":1},{"label":1}]})", {}).ok());
   EXPECT_EQ(nlohmann::json::parse(V1ErrorToV2(JsonError(404, "unknown model 'x'"))),
             nlohmann::json::parse(R"({"error":"unknown model 'x'"})"));
   EXPECT_EQ(nlohmann::json::parse(V1ErrorToV2("not json"))["error"], "not json");
@@ -373,19 +545,40 @@ TEST(Api, ScoresThatOverflowGetAnErrorNotANanInTheAnswer) {
 TEST(Api, AnyV2BodyGetsAnErrorOrAnAnswerThatIsJson) {
   auto models = SmallModels();
   ASSERT_EQ(models.size(), 3u);
-  const std::vector<std::string> seeds = {
+  // Each seed: its JSON, and the binary tensor data after it (then the JSON's length is the
+  // Inference-Header-Content-Length; the mutations below may make it wrong).
+  const std::string fp32 = Bytes<float>({1.0f, 0.0f, 2.0f, 0.0f, 3.5f, -1.0f});
+  std::vector<std::pair<std::string, std::string>> seeds = {
+      {R"({"inputs":[{"name":"x","shape":[2,3],"datatype":"FP32",)"
+       R"("parameters":{"binary_data_size":24}}],"parameters":{"binary_data_output":true}})",
+       fp32},
+      {R"({"inputs":[{"name":"x","shape":[1,3],"datatype":"FP16",)"
+       R"("parameters":{"binary_data_size":6}}],"outputs":[{"name":"label",)"
+       R"("parameters":{"binary_data":true}}]})",
+       Bytes<uint16_t>({0x3c00, 0x0001, 0xc000})},
+      {R"({"inputs":[{"name":"x","shape":[2,3],"datatype":"INT16",)"
+       R"("parameters":{"binary_data_size":12}}]})",
+       Bytes<int16_t>({-3, 7, 0, 1, 2, 3})}};
+  const std::vector<std::string> json_seeds = {
       R"({"id":"a","inputs":[{"name":"x","shape":[2,3],"datatype":"FP32","data":[1,0,2,0,3,0]}]})",
       R"({"inputs":[{"name":"x","shape":[10],"datatype":"BOOL","data":[true,false,true,true,false,)"
       R"(false,true,false,true,true]}]})",
-      R"({"inputs":[{"name":"x","shape":[1,2],"datatype":"INT64","data":[[3e38,3e38]]}]})"};
+      R"({"inputs":[{"name":"x","shape":[1,2],"datatype":"INT64","data":[[3e38,3e38]]}]})",
+      R"({"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,2,3]}],)"
+      R"("outputs":[{"name":"probabilities"},{"name":"label"}]})"};
+  for (const std::string& j : json_seeds) seeds.emplace_back(j, "");
   const std::vector<std::string> tokens = {
       "3e38", "-1", "0", "18446744073709551615", "null", "true", "\"x\"", "[", "]", "{", "}",
-      ",", ":", "\"shape\"", "\"data\"", "\"inputs\"", "\"BYTES\"", "[0,0]", "[[1],[2]]", "1.5"};
+      ",", ":", "\"shape\"", "\"data\"", "\"inputs\"", "\"BYTES\"", "[0,0]", "[[1],[2]]", "1.5",
+      "\"outputs\"", "\"name\"", "\"value\"", "\"binary_data_size\"", "\"parameters\"",
+      "{\"binary_data\":true}", "\"FP16\"", "\"BF16\"", "\"UINT8\"", "\xff\xff", "\x01"};
   std::mt19937_64 rng(20261204);
   auto pick = [&rng](size_t n) { return static_cast<size_t>(rng() % n); };
-  int refused = 0, answered = 0;
+  int refused = 0, answered = 0, binary_in = 0, binary_out = 0;
   for (int i = 0; i < 5000; ++i) {
-    std::string body = seeds[pick(seeds.size())];
+    const auto& [json, binary] = seeds[pick(seeds.size())];
+    std::string body = json + binary;
+    const V2JsonBytes json_bytes = binary.empty() ? V2JsonBytes() : V2JsonBytes(json.size());
     for (int k = 0, ops = 1 + static_cast<int>(pick(3)); k < ops; ++k) {
       const size_t at = pick(body.size() + 1), len = std::min(pick(6), body.size() - at);
       if (pick(2) == 0) {
@@ -394,8 +587,8 @@ TEST(Api, AnyV2BodyGetsAnErrorOrAnAnswerThatIsJson) {
         body.erase(at, len);
       }
     }
-    std::string id;
-    Result<std::string> rows = V2InferToV1(body, &id);
+    V2Infer req;
+    Result<std::string> rows = V2InferToV1(body, &req, json_bytes);
     if (!rows.ok()) {
       ASSERT_EQ(rows.status().code(), Code::kInvalidArgument) << body;
       ASSERT_FALSE(rows.status().message().empty()) << body;
@@ -405,14 +598,43 @@ TEST(Api, AnyV2BodyGetsAnErrorOrAnAnswerThatIsJson) {
     for (const auto& m : models) {
       std::string response;
       if (!Answer(*m, *rows, &response).ok()) continue;
-      Result<std::string> v2 = V1AnswerToV2(response, id);
+      Result<V2Answer> v2 = V1AnswerToV2(response, req);
+      if (!req.outputs.empty() && !v2.ok() && v2.status().code() == Code::kInvalidArgument) {
+        ASSERT_NE(v2.status().message().find("unknown output"), std::string::npos) << body;
+        EXPECT_FALSE(CheckV2Outputs(req, m->info()).ok()) << body;
+        continue;  // it asked for an output this model does not have
+      }
       ASSERT_TRUE(v2.ok()) << body << " -> " << response;
-      ASSERT_TRUE(nlohmann::json::accept(*v2)) << *v2;
+      // JSON, then as many bytes as its binary outputs say they hold.
+      const std::string_view text =
+          std::string_view(v2->body).substr(0, v2->json_bytes.value_or(v2->body.size()));
+      ASSERT_TRUE(nlohmann::json::accept(text)) << v2->body;
+      const auto answer = nlohmann::json::parse(text);
+      size_t binary_bytes = 0;
+      for (const auto& o : answer["outputs"]) {
+        if (o.contains("parameters")) {
+          binary_bytes += o["parameters"]["binary_data_size"].get<size_t>();
+        }
+      }
+      EXPECT_EQ(text.size() + binary_bytes, v2->body.size()) << body;
+      binary_in += json_bytes.has_value();
+      binary_out += v2->json_bytes.has_value();
+      // The outputs the model's metadata lists are the ones its answers have: the front end
+      // checks the names asked for against the metadata before it predicts.
+      EXPECT_TRUE(CheckV2Outputs(req, m->info()).ok()) << body;
+      if (req.outputs.empty()) {
+        std::vector<std::string> listed, got;
+        for (const auto& o : V2OutputsOf(m->info())) listed.push_back(o.at("name"));
+        for (const auto& o : answer["outputs"]) got.push_back(o.at("name"));
+        EXPECT_EQ(got, listed) << v2->body;
+      }
       ++answered;
     }
   }
   EXPECT_GT(refused, 100);
   EXPECT_GT(answered, 100);
+  EXPECT_GT(binary_in, 50);   // answers to requests whose tensor came as binary data
+  EXPECT_GT(binary_out, 50);  // answers with outputs as binary data
 }
 
 TEST(Api, AnyBodyGetsAnErrorOrAnAnswerThatIsJson) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -28,6 +29,7 @@
 
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/version.h"
 #include "net/auth.h"
 #include "serve/api.h"
 #include "serve/batcher.h"
@@ -61,6 +63,10 @@ double Now() {
 }
 
 // Latency histogram buckets (seconds), Prometheus-style cumulative on output.
+// V2's binary tensor data extension: the length of the JSON that begins a body whose tensors'
+// bytes follow it, in a request and in an answer.
+constexpr char kInferenceHeaderLength[] = "Inference-Header-Content-Length";
+
 constexpr double kBuckets[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
                                0.1,    0.2,   0.5,   1.0,   2.0,  5.0};
 constexpr size_t kNumBuckets = sizeof(kBuckets) / sizeof(kBuckets[0]);
@@ -1373,6 +1379,15 @@ struct Server::Impl {
     *out = std::move(body);
   }
 
+  // NotFound when a V2 path names a model version other than "1", each model's one version.
+  static Status CheckVersion(const httplib::Request& req) {
+    if (req.matches.size() < 3 || !req.matches[2].matched || req.matches[2] == "1") {
+      return Status::Ok();
+    }
+    return NotFound(fmt::format("model '{}' has no version '{}'; its one version is 1",
+                                req.matches[1].str(), req.matches[2].str()));
+  }
+
   static void Reply(httplib::Response& res, int code, std::string body) {
     res.status = code;
     if (code == 503) res.set_header("Retry-After", "1");
@@ -1655,25 +1670,59 @@ Status Server::Start() {
     Impl::Reply(res, code, std::move(body));
   });
   // KServe's V2 (Open Inference) protocol beside V1: an infer request's one input tensor becomes
-  // V1 rows, and the V1 answer becomes output tensors (api.h); errors are {"error": "..."}.
-  h.Post(R"(/v2/models/([^/]+)/infer)", [this](const httplib::Request& req,
-                                               httplib::Response& res) {
+  // V1 rows, and the V1 answer becomes output tensors (api.h); errors are {"error": "..."}. Each
+  // model has one version, "1": the paths that name a version take that one alone. Tensors may
+  // come and go as binary data (V2's binary tensor data extension, as Triton's clients send).
+  h.Post(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?/infer)", [this](const httplib::Request& req,
+                                                                   httplib::Response& res) {
     if (!impl_->Authorized(req, res)) return;
     const auto t0 = Clock::now();
-    std::string id;
-    Result<std::string> rows = V2InferToV1(req.body, &id);
-    if (!rows.ok()) {
-      impl_->Record(impl_->CountedAs(req.matches[1]), 400,
+    const std::string name = req.matches[1];
+    auto refuse = [&](int code, const Status& why) {
+      impl_->Record(impl_->CountedAs(name), code,
                     std::chrono::duration<double>(Clock::now() - t0).count());
-      return Impl::Reply(res, 400, V2Error(rows.status().message()));
+      Impl::Reply(res, code, V2Error(why.message()));
+    };
+    if (Status v = Impl::CheckVersion(req); !v.ok()) return refuse(404, v);
+    V2JsonBytes json_bytes;  // binary tensor data: the JSON's length, the tensors' bytes after
+    if (req.has_header(kInferenceHeaderLength)) {
+      const std::string v = req.get_header_value(kInferenceHeaderLength);
+      size_t n = 0;
+      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+      if (ec != std::errc() || end != v.data() + v.size() || v.empty()) {
+        return refuse(400, InvalidArgument(fmt::format(
+                               "{} must be a byte count, not '{}'", kInferenceHeaderLength, v)));
+      }
+      json_bytes = n;
+    }
+    V2Infer ask;
+    Result<std::string> rows = V2InferToV1(req.body, &ask, json_bytes);
+    if (!rows.ok()) return refuse(400, rows.status());
+    if (!ask.outputs.empty()) {  // a name the model lacks is refused before it predicts
+      const auto cat = impl_->Models();
+      const auto it = cat->models.find(name);
+      if (it != cat->models.end()) {
+        if (Status known = CheckV2Outputs(ask, it->second); !known.ok()) return refuse(400, known);
+      }
     }
     int code = 0;
     std::string body;
-    impl_->HandlePredict(req, req.matches[1], *rows, &code, &body);
+    impl_->HandlePredict(req, name, *rows, &code, &body);
     if (code != 200) return Impl::Reply(res, code, V1ErrorToV2(body));
-    Result<std::string> v2 = V1AnswerToV2(body, id);
-    if (!v2.ok()) return Impl::Reply(res, 500, V2Error(v2.status().message()));
-    Impl::Reply(res, 200, std::move(*v2));
+    Result<V2Answer> v2 = V1AnswerToV2(body, ask);
+    if (!v2.ok()) return Impl::Reply(res, HttpCodeFor(v2.status()), V2Error(v2.status().message()));
+    if (!v2->json_bytes) return Impl::Reply(res, 200, std::move(v2->body));
+    res.status = 200;
+    res.set_header(kInferenceHeaderLength, std::to_string(*v2->json_bytes));
+    res.set_content(std::move(v2->body), "application/octet-stream");
+  });
+  // V2's server metadata.
+  h.Get("/v2", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!impl_->Authorized(req, res)) return;
+    Impl::Reply(res, 200,
+                DumpJson(nlohmann::ordered_json{{"name", "overcast"},
+                                                {"version", std::string(Version())},
+                                                {"extensions", {"binary_tensor_data"}}}));
   });
   // V2's health and model endpoints: live while the front end answers; ready while every model
   // has a replica up (a model: while one serving it is up); a model's metadata.
@@ -1686,18 +1735,22 @@ Status Server::Start() {
     res.status = ready ? 200 : 503;
     res.set_content(ready ? R"({"ready":true})" : R"({"ready":false})", "application/json");
   });
-  h.Get(R"(/v2/models/([^/]+)/ready)", [this](const httplib::Request& req,
-                                              httplib::Response& res) {
+  h.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?/ready)", [this](const httplib::Request& req,
+                                                                   httplib::Response& res) {
     if (!impl_->Authorized(req, res)) return;
     const std::string name = req.matches[1];
     if (!impl_->Models()->models.count(name)) {
       return Impl::Reply(res, 404, V2Error("unknown model '" + name + "'"));
     }
+    if (Status v = Impl::CheckVersion(req); !v.ok()) {
+      return Impl::Reply(res, 404, V2Error(v.message()));
+    }
     const bool ready = impl_->Ready(name);
     Impl::Reply(res, ready ? 200 : 503,
                 DumpJson(nlohmann::ordered_json{{"name", name}, {"ready", ready}}));
   });
-  h.Get(R"(/v2/models/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+  h.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)", [this](const httplib::Request& req,
+                                                             httplib::Response& res) {
     if (!impl_->Authorized(req, res)) return;
     const std::string name = req.matches[1];
     const auto cat = impl_->Models();
@@ -1705,25 +1758,10 @@ Status Server::Start() {
     if (it == cat->models.end()) {
       return Impl::Reply(res, 404, V2Error("unknown model '" + name + "'"));
     }
-    const ModelInfo& info = it->second;
-    nlohmann::ordered_json outputs = nlohmann::ordered_json::array();
-    auto output = [&](const char* n, const char* type, nlohmann::json shape) {
-      outputs.push_back({{"name", n}, {"datatype", type}, {"shape", std::move(shape)}});
-    };
-    if (info.task == Task::kRegression) {
-      output("value", "FP32", {-1});
-    } else if (info.task == Task::kClustering) {
-      output("cluster", "INT64", {-1});
-      output("distance", "FP32", {-1});
-    } else {
-      output("label", "INT64", {-1});
-      if (!info.class_values.empty()) {
-        const bool whole = std::all_of(info.class_values.begin(), info.class_values.end(),
-                                       [](double c) { return c == std::floor(c); });
-        output("class", whole ? "INT64" : "FP32", {-1});
-      }
-      output("probabilities", "FP32", {-1, static_cast<int64_t>(OutputsPerRow(info))});
+    if (Status v = Impl::CheckVersion(req); !v.ok()) {
+      return Impl::Reply(res, 404, V2Error(v.message()));
     }
+    const ModelInfo& info = it->second;
     nlohmann::ordered_json j;
     j["name"] = name;
     j["versions"] = {"1"};
@@ -1731,7 +1769,7 @@ Status Server::Start() {
     j["inputs"] = nlohmann::ordered_json::array(
         {{{"name", "features"}, {"datatype", "FP32"},
           {"shape", {-1, static_cast<int64_t>(info.num_features)}}}});
-    j["outputs"] = std::move(outputs);
+    j["outputs"] = V2OutputsOf(info);
     Impl::Reply(res, 200, DumpJson(j));
   });
   m.bound_port = BindHttpServer(h, o.host, o.port);
@@ -1843,6 +1881,10 @@ std::string Server::Metrics() const {
   const Impl& m = *impl_;
   std::string s;
   auto out = std::back_inserter(s);
+  fmt::format_to(out,
+                 "# HELP overcast_build_info The running build: its version, as a label.\n"
+                 "# TYPE overcast_build_info gauge\novercast_build_info{{version=\"{}\"}} 1\n",
+                 Version());
   {
     std::lock_guard<std::mutex> l(m.metrics_mu);
     s += "# HELP overcast_serve_requests_total Predict requests answered, by model and HTTP code.\n"

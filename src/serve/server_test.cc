@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -22,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/fs.h"
+#include "common/version.h"
 #include "net/tcp.h"
 #include "serve/http_server.h"
 #include "serve/loadgen.h"
@@ -399,6 +401,87 @@ TEST_F(ServerTest, SpeaksKServesV2Protocol) {
   ASSERT_TRUE(m);
   EXPECT_EQ(Metric(m->body, "overcast_serve_requests_total{model=\"ctr\",code=\"400\""), 2)
       << m->body;
+}
+
+// The rest of V2: "outputs" picks the tensors an answer carries (an unknown one is a 400 before
+// any replica predicts), paths that name version 1 are the model's own, any other version is a
+// 404, GET /v2 is the server's metadata, and tensors travel as binary data when asked.
+TEST_F(ServerTest, V2AnswersTheOutputsAskedForAndItsVersionPaths) {
+  StartServer(Options());
+  auto c = Client();
+  const std::string input =
+      R"({"name":"features","shape":[2,3],"datatype":"FP32","data":[1,0,0.5,0,2,0]})";
+  auto r = c.Post("/v2/models/ctr/versions/1/infer",
+                  R"({"inputs":[)" + input + R"(],"outputs":[{"name":"probabilities"}]})",
+                  "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto j = nlohmann::json::parse(r->body);
+  ASSERT_EQ(j["outputs"].size(), 1u) << r->body;
+  EXPECT_EQ(j["outputs"][0]["name"], "probabilities");
+  EXPECT_EQ(j["outputs"][0]["shape"], nlohmann::json::parse("[2,2]"));
+  auto status = [&](const std::string& path, const std::string& body = "") {
+    auto a = body.empty() ? c.Get(path) : c.Post(path, body, "application/json");
+    return a ? std::make_pair(a->status, a->body) : std::make_pair(-1, std::string());
+  };
+  const auto [unknown, unknown_body] = status(
+      "/v2/models/ctr/infer", R"({"inputs":[)" + input + R"(],"outputs":[{"name":"value"}]})");
+  EXPECT_EQ(unknown, 400);
+  EXPECT_EQ(nlohmann::json::parse(unknown_body)["error"],
+            "unknown output 'value'; the model's outputs: label, probabilities");
+  const auto [v2, v2_body] = status("/v2/models/ctr/versions/2/infer", R"({"inputs":[)" + input + "]}");
+  EXPECT_EQ(v2, 404);
+  EXPECT_EQ(nlohmann::json::parse(v2_body)["error"],
+            "model 'ctr' has no version '2'; its one version is 1");
+  EXPECT_EQ(status("/v2/models/ctr/versions/1").first, 200);
+  EXPECT_EQ(status("/v2/models/ctr/versions/1/ready").first, 200);
+  EXPECT_EQ(status("/v2/models/ctr/versions/7").first, 404);
+  EXPECT_EQ(status("/v2/models/ctr/versions/7/ready").first, 404);
+  const auto [meta, meta_body] = status("/v2");
+  EXPECT_EQ(meta, 200);
+  const auto server = nlohmann::json::parse(meta_body);
+  EXPECT_EQ(server["name"], "overcast");
+  EXPECT_EQ(server["version"], std::string(Version()));
+  EXPECT_EQ(server["extensions"], nlohmann::json::parse(R"(["binary_tensor_data"])"));
+  // Binary tensor data both ways, as Triton's clients send it: the same rows as the JSON
+  // request above, the probabilities back as FP32 bytes after the JSON, equal to its answer's.
+  std::string features(6 * sizeof(float), '\0');
+  const float values[] = {1, 0, 0.5f, 0, 2, 0};
+  std::memcpy(features.data(), values, features.size());
+  const std::string head =
+      R"({"inputs":[{"name":"features","shape":[2,3],"datatype":"FP32",)"
+      R"("parameters":{"binary_data_size":24}}],"outputs":[{"name":"probabilities"}],)"
+      R"("parameters":{"binary_data_output":true}})";
+  auto b = c.Post("/v2/models/ctr/infer",
+                  {{"Inference-Header-Content-Length", std::to_string(head.size())}},
+                  head + features, "application/octet-stream");
+  ASSERT_TRUE(b);
+  ASSERT_EQ(b->status, 200) << b->body;
+  EXPECT_EQ(b->get_header_value("Content-Type"), "application/octet-stream");
+  const size_t json_bytes = std::stoul(b->get_header_value("Inference-Header-Content-Length"));
+  ASSERT_LE(json_bytes, b->body.size());
+  const auto bj = nlohmann::json::parse(b->body.substr(0, json_bytes));
+  EXPECT_EQ(bj["outputs"][0]["parameters"]["binary_data_size"], 16);
+  ASSERT_EQ(b->body.size() - json_bytes, 4 * sizeof(float));
+  for (size_t k = 0; k < 4; ++k) {
+    float p = 0;
+    std::memcpy(&p, b->body.data() + json_bytes + k * sizeof(float), sizeof(float));
+    EXPECT_EQ(p, j["outputs"][0]["data"][k].get<float>()) << k;
+  }
+  auto bad = c.Post("/v2/models/ctr/infer", {{"Inference-Header-Content-Length", "12x"}},
+                    head + features, "application/octet-stream");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_EQ(nlohmann::json::parse(bad->body)["error"],
+            "Inference-Header-Content-Length must be a byte count, not '12x'");
+  // Only the requests that reached a replica count as 200s; those refused count as theirs.
+  auto m = c.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(Metric(m->body, "overcast_serve_requests_total{model=\"ctr\",code=\"200\""), 2)
+      << m->body;
+  EXPECT_EQ(Metric(m->body, "overcast_serve_requests_total{model=\"ctr\",code=\"400\""), 2);
+  EXPECT_EQ(Metric(m->body, "overcast_serve_requests_total{model=\"ctr\",code=\"404\""), 1);
+  EXPECT_EQ(Metric(m->body, "overcast_build_info{version=\"" + std::string(Version()) + "\""), 1);
 }
 
 // --access-log: a JSON line per request the front end answered, each with what it was and how

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "common/log.h"
+#include "common/version.h"
 #include "tools/overcast/commands.h"
 
 namespace overcast::cli {
@@ -48,6 +49,8 @@ int main(int argc, char** argv) {
       "Load data, train on stateless workers around a parameter server, tune, serve."};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
+  app.set_version_flag("--version", std::string(overcast::Version()),
+                       "Print overcast's version and exit");
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
@@ -71,6 +74,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     app.exit(e);
