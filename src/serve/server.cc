@@ -62,11 +62,11 @@ double Now() {
   return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
 }
 
-// Latency histogram buckets (seconds), Prometheus-style cumulative on output.
 // V2's binary tensor data extension: the length of the JSON that begins a body whose tensors'
 // bytes follow it, in a request and in an answer.
 constexpr char kInferenceHeaderLength[] = "Inference-Header-Content-Length";
 
+// Latency histogram buckets (seconds), Prometheus-style cumulative on output.
 constexpr double kBuckets[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
                                0.1,    0.2,   0.5,   1.0,   2.0,  5.0};
 constexpr size_t kNumBuckets = sizeof(kBuckets) / sizeof(kBuckets[0]);
