@@ -429,7 +429,8 @@ TEST_F(ServerTest, V2AnswersTheOutputsAskedForAndItsVersionPaths) {
   EXPECT_EQ(unknown, 400);
   EXPECT_EQ(nlohmann::json::parse(unknown_body)["error"],
             "unknown output 'value'; the model's outputs: label, probabilities");
-  const auto [v2, v2_body] = status("/v2/models/ctr/versions/2/infer", R"({"inputs":[)" + input + "]}");
+  const auto [v2, v2_body] =
+      status("/v2/models/ctr/versions/2/infer", R"({"inputs":[)" + input + "]}");
   EXPECT_EQ(v2, 404);
   EXPECT_EQ(nlohmann::json::parse(v2_body)["error"],
             "model 'ctr' has no version '2'; its one version is 1");
