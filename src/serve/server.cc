@@ -441,25 +441,31 @@ struct Server::Impl {
     }
   }
 
-  // Each running replica's batching counters (its GET /stats), asked when /metrics is, with
-  // short timeouts: a replica that does not answer (hung, restarting) leaves only its series out
-  // (overcast_serve_replica_stats_up 0). Takes no lock while it waits on a replica.
+  // Each running replica's batching counters (its GET /stats), asked when /metrics is, of all
+  // replicas at once with short timeouts: a replica that does not answer (hung, restarting)
+  // leaves only its series out (overcast_serve_replica_stats_up 0), and the scrape waits for
+  // the slowest replica, not for the sum of them. Takes no lock while it waits on a replica.
   std::string ReplicaBatchMetrics() const {
     struct Scraped {
       std::string labels;
+      int port = 0;          // 0: not up, not asked
       nlohmann::json stats;  // model -> counters; null when the replica did not answer
     };
     std::vector<Scraped> got;
     for (const auto& sp : slots) {
       if (!sp->active) continue;
-      int port = 0;
+      Scraped sc{fmt::format("replica=\"{}\"", sp->index), 0, nullptr};
       {
         std::lock_guard<std::mutex> l(sp->mu);
-        port = sp->port;
+        sc.port = sp->up ? sp->port : 0;
       }
-      Scraped sc{fmt::format("replica=\"{}\"", sp->index), nullptr};
-      if (sp->up && port > 0) {
-        auto cli = NewClient(port);  // its token; not kept alive, with short timeouts
+      got.push_back(std::move(sc));
+    }
+    std::vector<std::thread> asks;
+    for (Scraped& sc : got) {
+      if (sc.port <= 0) continue;
+      asks.emplace_back([this, &sc] {
+        auto cli = NewClient(sc.port);  // its token; not kept alive, with short timeouts
         cli->set_keep_alive(false);
         cli->set_connection_timeout(0, 250'000);
         cli->set_read_timeout(0, 500'000);
@@ -468,9 +474,9 @@ struct Server::Impl {
           auto j = nlohmann::json::parse(res->body, nullptr, false);
           if (j.is_object()) sc.stats = std::move(j);
         }
-      }
-      got.push_back(std::move(sc));
+      });
     }
+    for (std::thread& t : asks) t.join();
     using Json = const nlohmann::json*;
     std::vector<std::pair<std::string, Json>> answered, models;
     for (const Scraped& sc : got) {

@@ -624,6 +624,22 @@ TEST_F(ServerTest, MetricsCountEachReplicasBatches) {
   EXPECT_EQ(Metric(m->body, "overcast_serve_replica_requests_total{replica=\"1\""), -1) << m->body;
   EXPECT_EQ(Metric(m->body, "overcast_serve_replica_stats_up{replica=\"0\""), 1) << m->body;
   EXPECT_EQ(UngroupedFamily(m->body), "") << m->body;
+  // Both stopped: the replicas are asked at once, and each is left out on its own timeout.
+  const pid_t other = server_->replica_pid(0);
+  ASSERT_GT(other, 0);
+  ASSERT_EQ(::kill(stopped, SIGSTOP), 0);
+  ASSERT_EQ(::kill(other, SIGSTOP), 0);
+  m = Client().Get("/metrics");
+  ::kill(stopped, SIGCONT);
+  ::kill(other, SIGCONT);
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->status, 200);
+  for (const char* r : {"0", "1"}) {
+    EXPECT_EQ(Metric(m->body, fmt::format("overcast_serve_replica_stats_up{{replica=\"{}\"", r)),
+              0)
+        << m->body;
+  }
+  EXPECT_EQ(UngroupedFamily(m->body), "") << m->body;
 }
 
 TEST_F(ServerTest, PicksTheFastestVariantMeetingMinAccuracy) {
