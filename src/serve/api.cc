@@ -399,13 +399,36 @@ Result<std::string> V2InferToV1(std::string_view body, V2Infer* req, V2JsonBytes
                                        rows, cols, rows * cols,
                                        is_binary ? "its binary data" : "\"data\"", flat.size()));
   }
-  nlohmann::json instances = nlohmann::json::array();
+  // The V1 body written directly, each number in the fewest digits that read back as the same
+  // value (a single-precision datatype's as a float): with 784-feature rows, building it as a
+  // JSON document and dumping every float at double precision cost the front end 40% of its
+  // rate against V1 (README).
+  const bool single = datatype->name == "FP32" || datatype->name == "FP16" ||
+                      datatype->name == "BF16";
+  std::string v1 = "{\"instances\":[";
+  v1.reserve(v1.size() + flat.size() * 8);
+  auto out = std::back_inserter(v1);
   for (size_t r = 0; r < rows; ++r) {
-    nlohmann::json row = nlohmann::json::array();
-    for (size_t k = r * cols; k < (r + 1) * cols; ++k) row.push_back(std::move(flat[k]));
-    instances.push_back(std::move(row));
+    v1 += r == 0 ? "[" : ",[";
+    for (size_t k = r * cols; k < (r + 1) * cols; ++k) {
+      if (k > r * cols) v1 += ',';
+      const nlohmann::json& x = flat[k];
+      if (x.is_number_unsigned()) {
+        fmt::format_to(out, "{}", x.get<uint64_t>());
+      } else if (x.is_number_integer()) {
+        fmt::format_to(out, "{}", x.get<int64_t>());
+      } else if (const double d = x.get<double>(); !std::isfinite(d)) {
+        return InvalidArgument(fmt::format("the input's value {} is not a finite number", k));
+      } else if (const float f = static_cast<float>(d); single && std::isfinite(f)) {
+        fmt::format_to(out, "{}", f);
+      } else {
+        fmt::format_to(out, "{}", d);
+      }
+    }
+    v1 += ']';
   }
-  return DumpJson(nlohmann::json{{"instances", std::move(instances)}});
+  v1 += "]}";
+  return v1;
 }
 
 Result<V2Answer> V1AnswerToV2(std::string_view v1_body, const V2Infer& req) {

@@ -310,11 +310,12 @@ TEST(Api, V2BinaryInputsBecomeTheSameRows) {
             nlohmann::json::parse(R"({"instances":[[1,0.5,0],[0,2,-3]]})"));
   EXPECT_EQ(rows(binary("FP64", "[2]", 16), Bytes<double>({1.5, -0.25})),
             nlohmann::json::parse(R"({"instances":[[1.5,-0.25]]})"));
-  // Half precision: 1, the smallest subnormal (2^-24), -2; bfloat16: 1, -3.
+  // Half precision: 1, the smallest subnormal (2^-24), -2; bfloat16: 1, -3. Single-precision
+  // values are written in the fewest digits that read back as the same float.
   const auto half = rows(binary("FP16", "[1,3]", 6), Bytes<uint16_t>({0x3c00, 0x0001, 0xc000}));
   ASSERT_TRUE(half.is_object()) << half;
   EXPECT_EQ(half["instances"][0][0], 1.0);
-  EXPECT_EQ(half["instances"][0][1], std::ldexp(1.0, -24));
+  EXPECT_EQ(half["instances"][0][1].get<float>(), std::ldexp(1.0f, -24));
   EXPECT_EQ(half["instances"][0][2], -2.0);
   EXPECT_EQ(rows(binary("BF16", "[1,2]", 4), Bytes<uint16_t>({0x3f80, 0xc040})),
             nlohmann::json::parse(R"({"instances":[[1,-3]]})"));
@@ -376,6 +377,55 @@ TEST(Api, V2BinaryInputsBecomeTheSameRows) {
                   &req);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("\"binary_data_output\" true or false"), std::string::npos);
+}
+
+// Binary FP32 and FP64 inputs reach the replica's rows exactly: the V1 text the front end writes
+// holds each value in the fewest digits that read back as it, and reads back as it through the
+// replica's own parser. 200,000 random bit patterns of each, every one finite as a float.
+TEST(Api, V2BinaryFloatsReachTheReplicasRowsExactly) {
+  constexpr size_t kCols = 1000, kRows = 200;
+  const ModelInfo info{"m", Task::kBinary, kCols, 2, -1, "", {}};
+  std::mt19937_64 rng(20261204);
+  for (const bool fp64 : {false, true}) {
+    std::vector<double> want;  // the finite values, in order (zeros too: the parser skips them)
+    std::string bytes;
+    while (want.size() < kCols * kRows) {
+      const uint64_t bits = rng();
+      const double x = fp64 ? std::bit_cast<double>(bits)
+                            : std::bit_cast<float>(static_cast<uint32_t>(bits));
+      // Values past the float range are refused by the replica's parser (not finite there).
+      if (!std::isfinite(x) || !std::isfinite(static_cast<float>(x))) continue;
+      want.push_back(x);
+      if (fp64) {
+        bytes.append(reinterpret_cast<const char*>(&bits), 8);
+      } else {
+        const auto low = static_cast<uint32_t>(bits);
+        bytes.append(reinterpret_cast<const char*>(&low), 4);
+      }
+    }
+    const std::string json = fmt::format(
+        R"({{"inputs":[{{"name":"x","shape":[{},{}],"datatype":"{}",)"
+        R"("parameters":{{"binary_data_size":{}}}}}]}})",
+        kRows, kCols, fp64 ? "FP64" : "FP32", bytes.size());
+    V2Infer req;
+    auto v1 = V2InferToV1(json + bytes, &req, json.size());
+    ASSERT_TRUE(v1.ok()) << v1.status().message();
+    SparseBatch batch;
+    const Status parsed = ParsePredictRequest(*v1, info, &batch, kRows);
+    ASSERT_TRUE(parsed.ok()) << parsed.message();
+    ASSERT_EQ(batch.rows(), kRows);
+    size_t at = 0, mismatched = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      const auto f = static_cast<float>(want[i]);  // what the replica computes with
+      if (f == 0.0f) continue;
+      ASSERT_LT(at, batch.values.size());
+      EXPECT_EQ(batch.ids[at], i % kCols);
+      mismatched += std::bit_cast<uint32_t>(batch.values[at]) != std::bit_cast<uint32_t>(f);
+      ++at;
+    }
+    EXPECT_EQ(at, batch.values.size());
+    EXPECT_EQ(mismatched, 0u) << (fp64 ? "FP64" : "FP32");
+  }
 }
 
 // V2's binary tensor data extension, out: outputs asked for as binary data (every one with
@@ -571,7 +621,8 @@ TEST(Api, AnyV2BodyGetsAnErrorOrAnAnswerThatIsJson) {
       "3e38", "-1", "0", "18446744073709551615", "null", "true", "\"x\"", "[", "]", "{", "}",
       ",", ":", "\"shape\"", "\"data\"", "\"inputs\"", "\"BYTES\"", "[0,0]", "[[1],[2]]", "1.5",
       "\"outputs\"", "\"name\"", "\"value\"", "\"binary_data_size\"", "\"parameters\"",
-      "{\"binary_data\":true}", "\"FP16\"", "\"BF16\"", "\"UINT8\"", "\xff\xff", "\x01"};
+      "{\"binary_data\":true}", "\"FP16\"", "\"BF16\"", "\"UINT8\"", "\xff\xff", "\x01",
+      "1e39", "1e400", "-0", "1e-45", "\"FP64\""};
   std::mt19937_64 rng(20261204);
   auto pick = [&rng](size_t n) { return static_cast<size_t>(rng() % n); };
   int refused = 0, answered = 0, binary_in = 0, binary_out = 0;
