@@ -274,6 +274,27 @@ TEST(Api, V2InferRequestsBecomeV1Rows) {
   EXPECT_NE(error(R"({"inputs":[{"shape":[1,2,3],"datatype":"FP32","data":[1]}]})").find("shape"),
             std::string::npos);
   EXPECT_NE(error(R"({"id":7,"inputs":[]})").find("\"id\""), std::string::npos);
+  // The tensor's fields in any order; a key given twice counts once, the last time.
+  EXPECT_EQ(rows(R"({"inputs":[{"data":[9,9],"name":"x","data":[1,0.5,0,0,2,3],"shape":[2,3],)"
+                 R"("datatype":"FP32"}]})"),
+            want);
+  EXPECT_EQ(rows(R"({"inputs":[{"shape":[1,2],"datatype":"FP32","data":[7,8]}],)"
+                 R"("inputs":[{"shape":[2,3],"datatype":"FP32","data":[1,0.5,0,0,2,3]}]})"),
+            want);
+  for (const std::string data : {R"([1,{"a":2}])", R"([1,null])", R"([true,false])", "[[1,[2]]]"}) {
+    EXPECT_NE(error(R"({"inputs":[{"shape":[1,2],"datatype":"FP32","data":)" + data + "}]}")
+                  .find("FP32 values"),
+              std::string::npos)
+        << data;
+  }
+  // A number beyond a double's range is refused by the JSON parser.
+  EXPECT_NE(error(R"({"inputs":[{"shape":[1,2],"datatype":"FP32","data":[1,1e400]}]})")
+                .find("not valid JSON"),
+            std::string::npos);
+  // A second input's "data" is not read as the first's.
+  EXPECT_NE(error(R"({"inputs":[{"shape":[1,2],"datatype":"FP32"},{"data":[1,2]}]})")
+                .find("one tensor"),
+            std::string::npos);
   // "outputs": the names asked for, in order; anything but objects with a string name refused.
   V2Infer req;
   ASSERT_TRUE(V2InferToV1(R"({"inputs":[)" + in + R"(],"outputs":[{"name":"probabilities"},)" +
@@ -426,6 +447,58 @@ TEST(Api, V2BinaryFloatsReachTheReplicasRowsExactly) {
     EXPECT_EQ(at, batch.values.size());
     EXPECT_EQ(mismatched, 0u) << (fp64 ? "FP64" : "FP32");
   }
+}
+
+// A V2 "data" reaches the replica as the same rows V1 would with the same numbers: the front
+// end passes each float's text on as the body wrote it (the replica reads it once, as for V1),
+// whatever its form: shortest, 17 digits, an exponent, an integer, beyond the float range.
+TEST(Api, V2JsonNumbersReachTheReplicasRowsAsV1Would) {
+  constexpr size_t kCols = 300, kRows = 40;
+  const ModelInfo info{"m", Task::kBinary, kCols, 2, -1, "", {}};
+  std::mt19937_64 rng(20261204);
+  std::vector<std::string> tokens;
+  while (tokens.size() < kCols * kRows) {
+    const uint64_t bits = rng();
+    const double x = bits % 2 == 0 ? std::bit_cast<double>(bits)
+                                   : std::bit_cast<float>(static_cast<uint32_t>(bits >> 32));
+    if (!std::isfinite(x) || !std::isfinite(static_cast<float>(x))) continue;
+    switch (bits % 7) {
+      case 0: tokens.push_back(fmt::format("{}", x)); break;
+      case 1: tokens.push_back(fmt::format("{:.17g}", x)); break;
+      case 2: tokens.push_back(fmt::format("{:.9E}", x)); break;
+      case 3: tokens.push_back(fmt::format("{}", static_cast<int64_t>(bits >> 20) - (1 << 20))); break;
+      case 4: tokens.push_back(fmt::format("{}", static_cast<float>(x))); break;
+      case 5: tokens.push_back(bits % 3 == 0 ? "-0.0" : "0"); break;
+      default: tokens.push_back(fmt::format("{:.3f}", std::fmod(x, 1000.0))); break;
+    }
+  }
+  std::string v1 = R"({"instances":[)", data;
+  for (size_t r = 0; r < kRows; ++r) {
+    v1 += r == 0 ? "[" : ",[";
+    for (size_t c = 0; c < kCols; ++c) {
+      v1 += (c == 0 ? "" : ",") + tokens[r * kCols + c];
+      data += (r + c == 0 ? "" : ",") + tokens[r * kCols + c];
+    }
+    v1 += "]";
+  }
+  v1 += "]}";
+  V2Infer req;
+  auto translated = V2InferToV1(fmt::format(R"({{"inputs":[{{"name":"x","shape":[{},{}],)"
+                                            R"("datatype":"FP32","data":[{}]}}]}})",
+                                            kRows, kCols, data),
+                                &req);
+  ASSERT_TRUE(translated.ok()) << translated.status().message();
+  SparseBatch want, got;
+  ASSERT_TRUE(ParsePredictRequest(v1, info, &want, kRows).ok());
+  ASSERT_TRUE(ParsePredictRequest(*translated, info, &got, kRows).ok());
+  EXPECT_EQ(got.offsets, want.offsets);
+  EXPECT_EQ(got.ids, want.ids);
+  ASSERT_EQ(got.values.size(), want.values.size());
+  size_t mismatched = 0;
+  for (size_t i = 0; i < want.values.size(); ++i)
+    mismatched += std::bit_cast<uint32_t>(got.values[i]) != std::bit_cast<uint32_t>(want.values[i]);
+  EXPECT_EQ(mismatched, 0u);
+  EXPECT_GT(want.values.size(), kCols * kRows / 2);  // most are not zero
 }
 
 // V2's binary tensor data extension, out: outputs asked for as binary data (every one with
