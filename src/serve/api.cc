@@ -196,6 +196,7 @@ class FlatValues {
   size_t size() const { return ends_.size(); }
   // Values [first, last) with their commas.
   std::string_view Slice(size_t first, size_t last) const {
+    if (first == last) return {};
     const size_t b = first == 0 ? 0 : ends_[first - 1] + 1;
     return std::string_view(text_).substr(b, ends_[last - 1] - b);
   }
