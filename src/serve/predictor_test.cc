@@ -466,7 +466,9 @@ TEST(Api, V2JsonNumbersReachTheReplicasRowsAsV1Would) {
       case 0: tokens.push_back(fmt::format("{}", x)); break;
       case 1: tokens.push_back(fmt::format("{:.17g}", x)); break;
       case 2: tokens.push_back(fmt::format("{:.9E}", x)); break;
-      case 3: tokens.push_back(fmt::format("{}", static_cast<int64_t>(bits >> 20) - (1 << 20))); break;
+      case 3:
+        tokens.push_back(fmt::format("{}", static_cast<int64_t>(bits >> 20) - (1 << 20)));
+        break;
       case 4: tokens.push_back(fmt::format("{}", static_cast<float>(x))); break;
       case 5: tokens.push_back(bits % 3 == 0 ? "-0.0" : "0"); break;
       default: tokens.push_back(fmt::format("{:.3f}", std::fmod(x, 1000.0))); break;
