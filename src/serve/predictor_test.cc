@@ -451,7 +451,7 @@ TEST(Api, V2BinaryFloatsReachTheReplicasRowsExactly) {
 
 // A V2 "data" reaches the replica as the same rows V1 would with the same numbers: the front
 // end passes each float's text on as the body wrote it (the replica reads it once, as for V1),
-// whatever its form: shortest, 17 digits, an exponent, an integer, beyond the float range.
+// whatever its form: shortest, 17 digits, an exponent, an integer, negative zero, fixed.
 TEST(Api, V2JsonNumbersReachTheReplicasRowsAsV1Would) {
   constexpr size_t kCols = 300, kRows = 40;
   const ModelInfo info{"m", Task::kBinary, kCols, 2, -1, "", {}};
