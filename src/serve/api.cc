@@ -340,15 +340,21 @@ class V2Reader {
   bool booleans_ = false, other_ = false;
 };
 
-// A V2 datatype this server takes as input, and the bytes of one value in binary data.
+// A V2 datatype this server takes as input: its name, the bytes of one value in binary data,
+// and how those bytes read.
 struct V2Type {
+  enum class Kind { kBool, kUnsigned, kSigned, kFp16, kBf16, kFp32, kFp64 };
   std::string_view name;
   size_t bytes;
+  Kind kind;
 };
-constexpr V2Type kV2Types[] = {{"BOOL", 1},  {"UINT8", 1}, {"UINT16", 2}, {"UINT32", 4},
-                               {"UINT64", 8}, {"INT8", 1},  {"INT16", 2},  {"INT32", 4},
-                               {"INT64", 8},  {"FP16", 2},  {"FP32", 4},   {"FP64", 8},
-                               {"BF16", 2}};
+using K = V2Type::Kind;
+constexpr V2Type kV2Types[] = {
+    {"BOOL", 1, K::kBool},       {"UINT8", 1, K::kUnsigned},  {"UINT16", 2, K::kUnsigned},
+    {"UINT32", 4, K::kUnsigned}, {"UINT64", 8, K::kUnsigned}, {"INT8", 1, K::kSigned},
+    {"INT16", 2, K::kSigned},    {"INT32", 4, K::kSigned},    {"INT64", 8, K::kSigned},
+    {"FP16", 2, K::kFp16},       {"FP32", 4, K::kFp32},       {"FP64", 8, K::kFp64},
+    {"BF16", 2, K::kBf16}};
 
 const V2Type* FindV2Type(std::string_view name) {
   for (const V2Type& t : kV2Types) {
@@ -380,38 +386,42 @@ float HalfToFloat(uint16_t h) {
 Status DecodeBinary(const V2Type& type, std::string_view bytes, FlatValues* out) {
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   const size_t n = bytes.size() / type.bytes;
-  const std::string_view t = type.name;
+  const int unused = static_cast<int>(64 - 8 * type.bytes);
   for (size_t i = 0; i < n; ++i, p += type.bytes) {
     uint64_t v = 0;
     for (size_t b = 0; b < type.bytes; ++b) v |= static_cast<uint64_t>(p[b]) << (8 * b);
-    const int unused = static_cast<int>(64 - 8 * type.bytes);
     double x = 0;
-    if (t == "BOOL") {
-      if (v > 1) {
-        return InvalidArgument(
-            fmt::format("the input's BOOL value {} is byte {}, not 0 or 1", i, v));
-      }
-      out->Append(v == 1 ? "1" : "0");
-      continue;
-    } else if (t.starts_with("UINT")) {
-      out->Format("{}", v);
-      continue;
-    } else if (t.starts_with("INT")) {
-      out->Format("{}", static_cast<int64_t>(v << unused) >> unused);  // sign-extended
-      continue;
-    } else if (t == "FP16") {
-      x = HalfToFloat(static_cast<uint16_t>(v));
-    } else if (t == "BF16") {
-      x = std::bit_cast<float>(static_cast<uint32_t>(v << 16));
-    } else if (t == "FP32") {
-      x = std::bit_cast<float>(static_cast<uint32_t>(v));
-    } else {
-      x = std::bit_cast<double>(v);
+    switch (type.kind) {
+      case K::kBool:
+        if (v > 1) {
+          return InvalidArgument(
+              fmt::format("the input's BOOL value {} is byte {}, not 0 or 1", i, v));
+        }
+        out->Append(v == 1 ? "1" : "0");
+        continue;
+      case K::kUnsigned:
+        out->Format("{}", v);
+        continue;
+      case K::kSigned:
+        out->Format("{}", static_cast<int64_t>(v << unused) >> unused);  // sign-extended
+        continue;
+      case K::kFp16:
+        x = HalfToFloat(static_cast<uint16_t>(v));
+        break;
+      case K::kBf16:
+        x = std::bit_cast<float>(static_cast<uint32_t>(v << 16));
+        break;
+      case K::kFp32:
+        x = std::bit_cast<float>(static_cast<uint32_t>(v));
+        break;
+      case K::kFp64:
+        x = std::bit_cast<double>(v);
+        break;
     }
     if (!std::isfinite(x)) {
-      return InvalidArgument(fmt::format("the input's {} value {} is not finite", t, i));
+      return InvalidArgument(fmt::format("the input's {} value {} is not finite", type.name, i));
     }
-    if (t == "FP64") {
+    if (type.kind == K::kFp64) {
       out->Format("{}", x);
     } else {
       out->Format("{}", static_cast<float>(x));
@@ -443,10 +453,15 @@ Result<std::optional<bool>> BoolParameter(const nlohmann::json& j, std::string_v
   return it == params->end() ? std::optional<bool>() : std::optional<bool>(it->get<bool>());
 }
 
-// InvalidArgument: `name` is not among `outputs` (V2 output tensors or their metadata).
-Status UnknownOutput(const std::string& name, const nlohmann::ordered_json& outputs) {
+// The output named `name` among `outputs` (V2 output tensors or their metadata);
+// InvalidArgument listing them when none is.
+Result<const nlohmann::ordered_json*> AskedOutput(const nlohmann::ordered_json& outputs,
+                                                  const std::string& name) {
   std::vector<std::string> names;
-  for (const auto& o : outputs) names.push_back(o.at("name").get<std::string>());
+  for (const auto& o : outputs) {
+    if (o.at("name") == name) return &o;
+    names.push_back(o.at("name").get<std::string>());
+  }
   return InvalidArgument(
       fmt::format("unknown output '{}'; the model's outputs: {}", name, fmt::join(names, ", ")));
 }
@@ -547,7 +562,7 @@ Result<std::string> V2InferToV1(std::string_view body, V2Infer* req, V2JsonBytes
     flat.Clear();
     OC_RETURN_IF_ERROR(DecodeBinary(*datatype, binary, &flat));
   } else if (data == in.end() || !data->is_array() ||
-             !reader.DataFits(datatype->name == "BOOL", shape->size())) {
+             !reader.DataFits(datatype->kind == K::kBool, shape->size())) {
     return InvalidArgument(fmt::format(
         "the input's \"data\" must be {} values, flat or nested as the shape", datatype->name));
   }
@@ -620,10 +635,8 @@ Result<V2Answer> V1AnswerToV2(std::string_view v1_body, const V2Infer& req) {
     nlohmann::ordered_json picked = nlohmann::ordered_json::array();
     binary.clear();
     for (const V2Infer::Output& asked : req.outputs) {
-      const auto it = std::find_if(outputs.begin(), outputs.end(),
-                                   [&asked](const auto& o) { return o.at("name") == asked.name; });
-      if (it == outputs.end()) return UnknownOutput(asked.name, outputs);
-      picked.push_back(*it);
+      OC_ASSIGN_OR_RETURN(const nlohmann::ordered_json* o, AskedOutput(outputs, asked.name));
+      picked.push_back(*o);
       binary.push_back(asked.binary.value_or(req.binary_outputs));
     }
     outputs = std::move(picked);
@@ -671,10 +684,7 @@ nlohmann::ordered_json V2OutputsOf(const ModelInfo& info) {
 Status CheckV2Outputs(const V2Infer& req, const ModelInfo& info) {
   const nlohmann::ordered_json outputs = V2OutputsOf(info);
   for (const V2Infer::Output& asked : req.outputs) {
-    if (std::none_of(outputs.begin(), outputs.end(),
-                     [&asked](const auto& o) { return o.at("name") == asked.name; })) {
-      return UnknownOutput(asked.name, outputs);
-    }
+    OC_RETURN_IF_ERROR(AskedOutput(outputs, asked.name).status());
   }
   return Status::Ok();
 }
