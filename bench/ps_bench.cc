@@ -427,9 +427,9 @@ Status RunPsBench(const PsBenchOptions& o, nlohmann::json* result) {
     const float one = 0.0f;
     // Each slice of pulls is measured after 200 ms of unmeasured pulls, as each stream is after
     // 200 ms of sending: the first pulls on a connection idle for seconds run slow whatever the
-    // protocol (16 MB request-reply over a raw loopback socket, 3 s idle: the first one or two
-    // took 6-28 ms where the rest took 2-2.5), and a 0.3 s slice would count that against the
-    // pull alone.
+    // protocol (16 MB request-reply over a bare loopback socket after 3 s idle: the first one
+    // or two took up to 28 ms, the rest 1.7-3.1; bench/README.md), and a 0.3 s slice would
+    // count that against the pull alone.
     auto pulls = [&](ps::Client& client, double seconds) {
       const auto warm_until = Clock::now() + std::chrono::milliseconds(200);
       while (Clock::now() < warm_until) {
