@@ -1394,6 +1394,23 @@ struct Server::Impl {
                                 req.matches[1].str(), req.matches[2].str()));
   }
 
+  // The model a V2 GET path names (matches[1]) in the catalog `cat`, if it has that model in
+  // the version the path names (matches[2], when given); otherwise null, with the 404 replied.
+  static const ModelInfo* V2ModelOr404(const Catalog& cat, const httplib::Request& req,
+                                       httplib::Response& res) {
+    const std::string name = req.matches[1];
+    const auto it = cat.models.find(name);
+    if (it == cat.models.end()) {
+      Reply(res, 404, V2Error("unknown model '" + name + "'"));
+      return nullptr;
+    }
+    if (Status v = CheckVersion(req); !v.ok()) {
+      Reply(res, 404, V2Error(v.message()));
+      return nullptr;
+    }
+    return &it->second;
+  }
+
   static void Reply(httplib::Response& res, int code, std::string body) {
     res.status = code;
     if (code == 503) res.set_header("Retry-After", "1");
@@ -1744,13 +1761,8 @@ Status Server::Start() {
   h.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?/ready)", [this](const httplib::Request& req,
                                                                    httplib::Response& res) {
     if (!impl_->Authorized(req, res)) return;
+    if (!Impl::V2ModelOr404(*impl_->Models(), req, res)) return;
     const std::string name = req.matches[1];
-    if (!impl_->Models()->models.count(name)) {
-      return Impl::Reply(res, 404, V2Error("unknown model '" + name + "'"));
-    }
-    if (Status v = Impl::CheckVersion(req); !v.ok()) {
-      return Impl::Reply(res, 404, V2Error(v.message()));
-    }
     const bool ready = impl_->Ready(name);
     Impl::Reply(res, ready ? 200 : 503,
                 DumpJson(nlohmann::ordered_json{{"name", name}, {"ready", ready}}));
@@ -1758,24 +1770,18 @@ Status Server::Start() {
   h.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)", [this](const httplib::Request& req,
                                                              httplib::Response& res) {
     if (!impl_->Authorized(req, res)) return;
-    const std::string name = req.matches[1];
     const auto cat = impl_->Models();
-    const auto it = cat->models.find(name);
-    if (it == cat->models.end()) {
-      return Impl::Reply(res, 404, V2Error("unknown model '" + name + "'"));
-    }
-    if (Status v = Impl::CheckVersion(req); !v.ok()) {
-      return Impl::Reply(res, 404, V2Error(v.message()));
-    }
-    const ModelInfo& info = it->second;
+    const ModelInfo* info = Impl::V2ModelOr404(*cat, req, res);
+    if (!info) return;
+    const std::string name = req.matches[1];
     nlohmann::ordered_json j;
     j["name"] = name;
     j["versions"] = {"1"};
     j["platform"] = "overcast";
     j["inputs"] = nlohmann::ordered_json::array(
         {{{"name", "features"}, {"datatype", "FP32"},
-          {"shape", {-1, static_cast<int64_t>(info.num_features)}}}});
-    j["outputs"] = V2OutputsOf(info);
+          {"shape", {-1, static_cast<int64_t>(info->num_features)}}}});
+    j["outputs"] = V2OutputsOf(*info);
     Impl::Reply(res, 200, DumpJson(j));
   });
   m.bound_port = BindHttpServer(h, o.host, o.port);
