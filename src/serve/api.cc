@@ -585,7 +585,8 @@ Result<std::string> V2InferToV1(std::string_view body, V2Infer* req, V2JsonBytes
   return v1;
 }
 
-Result<V2Answer> V1AnswerToV2(std::string_view v1_body, const V2Infer& req) {
+Result<V2Answer> V1AnswerToV2(std::string_view v1_body, const V2Infer& req,
+                              const nlohmann::ordered_json* declared) {
   // Ordered: the outputs come in the order of the predictions' fields (label, class, ...).
   const nlohmann::ordered_json j =
       nlohmann::ordered_json::parse(v1_body, nullptr, /*allow_exceptions=*/false);
@@ -625,6 +626,13 @@ Result<V2Answer> V1AnswerToV2(std::string_view v1_body, const V2Infer& req) {
     nlohmann::ordered_json o;
     o["name"] = field;
     o["datatype"] = integer ? "INT64" : "FP32";
+    for (const auto& d : declared ? *declared : nlohmann::ordered_json::array()) {
+      // The model's metadata decides, unless it says INT64 of values that are not whole (a
+      // model reloaded between the two).
+      if (d.at("name") == field && (d.at("datatype") != "INT64" || whole)) {
+        o["datatype"] = d.at("datatype");
+      }
+    }
     o["shape"] = first.is_array() ? nlohmann::ordered_json::array({preds->size(), width})
                                   : nlohmann::ordered_json::array({preds->size()});
     o["data"] = std::move(data);
@@ -681,10 +689,9 @@ nlohmann::ordered_json V2OutputsOf(const ModelInfo& info) {
   return outputs;
 }
 
-Status CheckV2Outputs(const V2Infer& req, const ModelInfo& info) {
-  const nlohmann::ordered_json outputs = V2OutputsOf(info);
+Status CheckV2Outputs(const V2Infer& req, const nlohmann::ordered_json& declared) {
   for (const V2Infer::Output& asked : req.outputs) {
-    OC_RETURN_IF_ERROR(AskedOutput(outputs, asked.name).status());
+    OC_RETURN_IF_ERROR(AskedOutput(declared, asked.name).status());
   }
   return Status::Ok();
 }

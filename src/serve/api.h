@@ -87,19 +87,23 @@ struct V2Answer {
 
 // A V1 predict answer as V2's {"model_name", "id", "outputs": [...]}: each field of the
 // predictions becomes one output, N values (a number per row) or N x K (an array of K per row):
-// "label" and "cluster" INT64, "class" INT64 when every class is a whole number, the others
-// ("probabilities", "value", "distance") FP32. When `req.outputs` names some, only those, in
-// that order; InvalidArgument naming one the answer does not have. An output asked for as binary
-// data carries "parameters": {"binary_data_size"} in place of "data", its bytes after the JSON.
-// Internal when `v1_body` is not a V1 predict answer.
-Result<V2Answer> V1AnswerToV2(std::string_view v1_body, const V2Infer& req);
+// each output's datatype as `declared` (the model's V2OutputsOf) names it, so that an answer
+// and the model's metadata agree; a field not declared there (or with no `declared`): "label"
+// and "cluster" INT64, "class" INT64 when every class in the answer is a whole number, the
+// others ("probabilities", "value", "distance") FP32. When `req.outputs` names some, only
+// those, in that order; InvalidArgument naming one the answer does not have. An output asked
+// for as binary data carries "parameters": {"binary_data_size"} in place of "data", its bytes
+// after the JSON. Internal when `v1_body` is not a V1 predict answer.
+Result<V2Answer> V1AnswerToV2(std::string_view v1_body, const V2Infer& req,
+                              const nlohmann::ordered_json* declared = nullptr);
 
 // The V2 metadata of a model's outputs: [{"name", "datatype", "shape"}, ...] with -1 for the
 // rows, in the order an infer answer lists them.
 nlohmann::ordered_json V2OutputsOf(const ModelInfo& info);
 
-// InvalidArgument naming the first output `req` asks for that `info`'s model does not have.
-Status CheckV2Outputs(const V2Infer& req, const ModelInfo& info);
+// InvalidArgument naming the first output `req` asks for that a model with the outputs
+// `declared` (its V2OutputsOf) does not have.
+Status CheckV2Outputs(const V2Infer& req, const nlohmann::ordered_json& declared);
 
 // V2's error body, {"error": "message"}.
 std::string V2Error(std::string_view message);

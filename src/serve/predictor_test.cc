@@ -585,6 +585,32 @@ TEST(Api, V1AnswersBecomeV2Outputs) {
   // Class values that are not whole numbers stay FP32.
   j = v2(R"({"model":"m","predictions":[{"label":0,"class":0.5,"probabilities":[0.6,0.4]}]})");
   EXPECT_EQ(j["outputs"][1]["datatype"], "FP32");
+  // Given the model's metadata, its datatypes decide: classes 0.5, 1 and 2 make "class" FP32,
+  // though this answer's class is whole (alone, the values would make it INT64); metadata that
+  // says INT64 of a value that is not whole (a model reloaded between the two) does not.
+  ModelInfo halves;
+  halves.task = Task::kMulticlass;
+  halves.num_classes = 3;
+  halves.class_values = {0.5, 1, 2};
+  const nlohmann::ordered_json declared = V2OutputsOf(halves);
+  ASSERT_EQ(declared[1]["datatype"], "FP32");
+  const std::string whole_class =
+      R"({"model":"m","predictions":[{"label":2,"class":2,"probabilities":[0.1,0.2,0.7]}]})";
+  auto typed = [](Result<V2Answer> a) {
+    EXPECT_TRUE(a.ok()) << a.status().message();
+    std::vector<std::string> types;
+    const auto j = nlohmann::json::parse(a.ok() ? a->body : "{}");
+    for (const auto& o : j.value("outputs", nlohmann::json::array())) types.push_back(o["datatype"]);
+    return types;
+  };
+  using Types = std::vector<std::string>;
+  EXPECT_EQ(typed(V1AnswerToV2(whole_class, {}, &declared)), (Types{"INT64", "FP32", "FP32"}));
+  EXPECT_EQ(typed(V1AnswerToV2(whole_class, {})), (Types{"INT64", "INT64", "FP32"}));
+  halves.class_values = {1, 2, 3};
+  const nlohmann::ordered_json whole = V2OutputsOf(halves);
+  const std::string half_class =
+      R"({"model":"m","predictions":[{"label":0,"class":0.5,"probabilities":[0.5,0.2,0.3]}]})";
+  EXPECT_EQ(typed(V1AnswerToV2(half_class, {}, &whole)), (Types{"INT64", "FP32", "FP32"}));
   // Asked for some outputs: those alone, in the order asked; an unknown one refused by name.
   const std::string digits =
       R"({"model":"d","predictions":[{"label":1,"class":7,"probabilities":[0.25,0.75]}]})";
@@ -724,10 +750,11 @@ TEST(Api, AnyV2BodyGetsAnErrorOrAnAnswerThatIsJson) {
     for (const auto& m : models) {
       std::string response;
       if (!Answer(*m, *rows, &response).ok()) continue;
-      Result<V2Answer> v2 = V1AnswerToV2(response, req);
+      const nlohmann::ordered_json declared = V2OutputsOf(m->info());
+      Result<V2Answer> v2 = V1AnswerToV2(response, req, &declared);
       if (!req.outputs.empty() && !v2.ok() && v2.status().code() == Code::kInvalidArgument) {
         ASSERT_NE(v2.status().message().find("unknown output"), std::string::npos) << body;
-        EXPECT_FALSE(CheckV2Outputs(req, m->info()).ok()) << body;
+        EXPECT_FALSE(CheckV2Outputs(req, declared).ok()) << body;
         continue;  // it asked for an output this model does not have
       }
       ASSERT_TRUE(v2.ok()) << body << " -> " << response;
@@ -747,12 +774,17 @@ TEST(Api, AnyV2BodyGetsAnErrorOrAnAnswerThatIsJson) {
       binary_out += v2->json_bytes.has_value();
       // The outputs the model's metadata lists are the ones its answers have: the front end
       // checks the names asked for against the metadata before it predicts.
-      EXPECT_TRUE(CheckV2Outputs(req, m->info()).ok()) << body;
+      EXPECT_TRUE(CheckV2Outputs(req, declared).ok()) << body;
       if (req.outputs.empty()) {
         std::vector<std::string> listed, got;
-        for (const auto& o : V2OutputsOf(m->info())) listed.push_back(o.at("name"));
+        for (const auto& o : declared) listed.push_back(o.at("name"));
         for (const auto& o : answer["outputs"]) got.push_back(o.at("name"));
         EXPECT_EQ(got, listed) << v2->body;
+      }
+      for (const auto& o : answer["outputs"]) {  // and their datatypes are the metadata's
+        for (const auto& d : declared) {
+          if (d["name"] == o["name"]) EXPECT_EQ(o["datatype"], d["datatype"]) << v2->body;
+        }
       }
       ++answered;
     }

@@ -1721,18 +1721,22 @@ Status Server::Start() {
     V2Infer ask;
     Result<std::string> rows = V2InferToV1(req.body, &ask, json_bytes);
     if (!rows.ok()) return refuse(400, rows.status());
-    if (!ask.outputs.empty()) {  // a name the model lacks is refused before it predicts
+    // The model's outputs as its metadata lists them: a name the model lacks is refused before
+    // it predicts, and the answer's datatypes are the metadata's.
+    std::optional<nlohmann::ordered_json> declared;
+    {
       const auto cat = impl_->Models();
       const auto it = cat->models.find(name);
-      if (it != cat->models.end()) {
-        if (Status known = CheckV2Outputs(ask, it->second); !known.ok()) return refuse(400, known);
-      }
+      if (it != cat->models.end()) declared = V2OutputsOf(it->second);
+    }
+    if (declared) {
+      if (Status known = CheckV2Outputs(ask, *declared); !known.ok()) return refuse(400, known);
     }
     int code = 0;
     std::string body;
     impl_->HandlePredict(req, name, *rows, &code, &body);
     if (code != 200) return Impl::Reply(res, code, V1ErrorToV2(body));
-    Result<V2Answer> v2 = V1AnswerToV2(body, ask);
+    Result<V2Answer> v2 = V1AnswerToV2(body, ask, declared ? &*declared : nullptr);
     if (!v2.ok()) return Impl::Reply(res, HttpCodeFor(v2.status()), V2Error(v2.status().message()));
     if (!v2->json_bytes) return Impl::Reply(res, 200, std::move(v2->body));
     res.status = 200;
