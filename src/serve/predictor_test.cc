@@ -600,7 +600,9 @@ TEST(Api, V1AnswersBecomeV2Outputs) {
     EXPECT_TRUE(a.ok()) << a.status().message();
     std::vector<std::string> types;
     const auto j = nlohmann::json::parse(a.ok() ? a->body : "{}");
-    for (const auto& o : j.value("outputs", nlohmann::json::array())) types.push_back(o["datatype"]);
+    for (const auto& o : j.value("outputs", nlohmann::json::array())) {
+      types.push_back(o["datatype"]);
+    }
     return types;
   };
   using Types = std::vector<std::string>;
