@@ -335,6 +335,7 @@ nlohmann::json Shard::Stats() const {
   nlohmann::json tables = nlohmann::json::object();
   for (auto& [name, t] : tables_) {
     nlohmann::json tj;
+    tj["kind"] = t.sparse ? "sparse" : "dense";
     if (t.sparse) {
       tj["rows"] = t.sparse->size();
       tj["bytes"] = t.sparse->memory_bytes();

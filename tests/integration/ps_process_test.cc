@@ -15,11 +15,14 @@
 #include "net/connection.h"
 #include "ps/client.h"
 #include "ps/protocol.h"
+#include "tests/integration/cli_run.h"
 #include "tests/integration/subprocess.h"
 
 namespace overcast {
 namespace {
+using testing::CliRun;
 using testing::OvercastBin;
+using testing::RunOvercast;
 using testing::Subprocess;
 using testing::TempPath;
 using testing::WaitForPortFile;
@@ -296,6 +299,81 @@ TEST(PsProcess, NonLoopbackNeedsASecretAndAWrongSecretIsRefused) {
   auto ok = Connect({addr}, "correct horse");
   ASSERT_TRUE(ok);
   EXPECT_TRUE(ok->SetBlob("a", "b").ok());
+}
+
+// `overcast ps-admin` against two real servers: each table's rows over both, a checkpoint on
+// each, and the errors a user meets (no checkpoint directory, nothing listening, a bad list).
+TEST(PsProcess, AdminCommandReportsTablesAndWritesCheckpoints) {
+  const std::string dir = TempPath("admin");
+  std::filesystem::create_directories(dir);
+  const std::string ck0 = dir + "/ck0", ck1 = dir + "/ck1";
+  PsProcess a = StartPs("admin0", {"--id", "0", "--checkpoint-dir", ck0});
+  PsProcess b = StartPs("admin1", {"--id", "1", "--checkpoint-dir", ck1});
+  ASSERT_GT(a.port, 0);
+  ASSERT_GT(b.port, 0);
+  const std::string both = a.address + "," + b.address;
+  auto client = Connect({a.address, b.address});
+  ASSERT_TRUE(client->CreateTable(AddTable("w", 2)).ok());
+  std::vector<uint64_t> keys(3000);
+  std::iota(keys.begin(), keys.end(), 7);
+  std::vector<float> g(keys.size() * 2, 1.0f);
+  ASSERT_TRUE(client->Push("w", keys, g).get().ok());
+  ps::TableSpec dense;
+  dense.name = "d";
+  dense.kind = ps::TableKind::kDense;
+  dense.length = 1000;
+  ASSERT_TRUE(client->CreateTable(dense).ok());
+  ASSERT_TRUE(client->SetBlob("note", "hello").ok());
+
+  CliRun stats = RunOvercast(dir, {"ps-admin", "stats", "--ps", both, "--json"});
+  ASSERT_EQ(stats.exit, 0) << stats.log;
+  const nlohmann::json& j = stats.result;
+  ASSERT_EQ(j["servers"].size(), 2u) << stats.log;
+  EXPECT_EQ(j["servers"][0]["address"], a.address);
+  EXPECT_EQ(j["servers"][1]["server_id"], 1);
+  EXPECT_EQ(j["tables"]["w"]["kind"], "sparse");
+  EXPECT_EQ(j["tables"]["w"]["rows"], 3000);  // keys spread over both servers, summed
+  EXPECT_EQ(j["tables"]["d"]["kind"], "dense");
+  EXPECT_EQ(j["tables"]["d"]["rows"], 1000);
+  EXPECT_GE(j["tables"]["d"]["bytes"].get<uint64_t>(), 1000 * sizeof(float));
+  EXPECT_EQ(j["blobs"], 1);
+  CliRun text = RunOvercast(dir, {"ps-admin", "stats", "--ps", both});
+  ASSERT_EQ(text.exit, 0) << text.log;
+  EXPECT_NE(text.log.find("server 1 at " + b.address), std::string::npos) << text.log;
+  EXPECT_NE(text.log.find("sparse"), std::string::npos) << text.log;
+
+  CliRun ck = RunOvercast(dir, {"ps-admin", "checkpoint", "--ps", both, "--json"});
+  ASSERT_EQ(ck.exit, 0) << ck.log;
+  ASSERT_EQ(ck.result["checkpoints"].size(), 2u) << ck.log;
+  for (int i = 0; i < 2; ++i) {
+    const std::string path = ck.result["checkpoints"][i]["path"];
+    EXPECT_EQ(path.rfind(i == 0 ? ck0 : ck1, 0), 0u) << path;
+    EXPECT_TRUE(std::filesystem::exists(path + "/MANIFEST.json")) << path;
+    EXPECT_GE(ck.result["checkpoints"][i]["seq"].get<uint64_t>(), 1u);
+  }
+  // The checkpoint restores what stats counted.
+  a.proc->Signal(SIGKILL);
+  a.proc->Wait();
+  PsProcess r = StartPs("admin0r", {"--id", "0", "--restore", ck0});
+  ASSERT_GT(r.port, 0);
+  CliRun after = RunOvercast(dir, {"ps-admin", "stats", "--ps", r.address + "," + b.address,
+                                   "--json"});
+  ASSERT_EQ(after.exit, 0) << after.log;
+  EXPECT_EQ(after.result["tables"], j["tables"]) << after.log;
+
+  PsProcess none = StartPs("admin-none", {});
+  ASSERT_GT(none.port, 0);
+  CliRun refused = RunOvercast(dir, {"ps-admin", "checkpoint", "--ps", none.address});
+  EXPECT_EQ(refused.exit, 2) << refused.log;
+  EXPECT_NE(refused.log.find("no checkpoint directory"), std::string::npos) << refused.log;
+  none.proc->Signal(SIGTERM);
+  EXPECT_EQ(none.proc->Wait(), 0);
+  CliRun gone = RunOvercast(dir, {"ps-admin", "stats", "--ps", none.address});
+  EXPECT_EQ(gone.exit, 1) << gone.log;
+  EXPECT_NE(gone.log.find("connect " + none.address), std::string::npos) << gone.log;
+  CliRun bad = RunOvercast(dir, {"ps-admin", "stats", "--ps", "nonsense"});
+  EXPECT_EQ(bad.exit, 2) << bad.log;
+  EXPECT_NE(bad.log.find("HOST:PORT"), std::string::npos) << bad.log;
 }
 
 }  // namespace

@@ -28,6 +28,8 @@ std::vector<std::string> SplitList(const std::string& s);
 std::vector<std::string> SplitList(const std::vector<std::string>& in);
 
 void AddPsCommand(CLI::App& app, CommandContext& ctx);
+// ps-admin: stats and checkpoints of running servers
+void AddPsAdminCommand(CLI::App& app, CommandContext& ctx);
 void AddBenchCommand(CLI::App& app, CommandContext& ctx);
 void AddTuneCommand(CLI::App& app, CommandContext& ctx);
 void AddLoadCommand(CLI::App& app, CommandContext& ctx);

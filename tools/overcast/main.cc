@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
 
   CommandContext ctx;
   AddPsCommand(app, ctx);
+  AddPsAdminCommand(app, ctx);
   AddBenchCommand(app, ctx);
   AddTuneCommand(app, ctx);
   AddLoadCommand(app, ctx);
