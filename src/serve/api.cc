@@ -626,9 +626,10 @@ Result<V2Answer> V1AnswerToV2(std::string_view v1_body, const V2Infer& req,
     nlohmann::ordered_json o;
     o["name"] = field;
     o["datatype"] = integer ? "INT64" : "FP32";
-    for (const auto& d : declared ? *declared : nlohmann::ordered_json::array()) {
-      // The model's metadata decides, unless it says INT64 of values that are not whole (a
-      // model reloaded between the two).
+    // The model's metadata decides, unless it says INT64 of values that are not whole (a model
+    // reloaded between the two).
+    for (size_t k = 0; declared && k < declared->size(); ++k) {
+      const auto& d = (*declared)[k];
       if (d.at("name") == field && (d.at("datatype") != "INT64" || whole)) {
         o["datatype"] = d.at("datatype");
       }
