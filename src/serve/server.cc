@@ -82,6 +82,9 @@ struct ModelStats {
 // variants. Immutable once built; a reload builds a new one and swaps the pointer.
 struct Catalog {
   std::map<std::string, ModelInfo> models;
+  // Each model's outputs as V2 metadata lists them (V2OutputsOf), made once per load: every V2
+  // infer request checks the outputs it asks for against them and types its answer by them.
+  std::map<std::string, nlohmann::ordered_json> v2_outputs;
   std::map<std::string, std::vector<std::string>> groups;  // group -> variant names
   std::vector<std::string> file_models;  // the model each file holds, in the files' order
 };
@@ -135,6 +138,7 @@ Result<std::shared_ptr<const Catalog>> LoadCatalog(const std::vector<std::string
     }
     if (c->models.count(info.name)) return InvalidArgument("two models named '" + info.name + "'");
     c->models[info.name] = info;
+    c->v2_outputs[info.name] = V2OutputsOf(info);
     c->file_models.push_back(info.name);
     c->groups[info.group.empty() ? info.name : info.group].push_back(info.name);
   }
@@ -1723,12 +1727,10 @@ Status Server::Start() {
     if (!rows.ok()) return refuse(400, rows.status());
     // The model's outputs as its metadata lists them: a name the model lacks is refused before
     // it predicts, and the answer's datatypes are the metadata's.
-    std::optional<nlohmann::ordered_json> declared;
-    {
-      const auto cat = impl_->Models();
-      const auto it = cat->models.find(name);
-      if (it != cat->models.end()) declared = V2OutputsOf(it->second);
-    }
+    const auto cat = impl_->Models();
+    const auto outputs = cat->v2_outputs.find(name);
+    const nlohmann::ordered_json* declared =
+        outputs == cat->v2_outputs.end() ? nullptr : &outputs->second;
     if (declared) {
       if (Status known = CheckV2Outputs(ask, *declared); !known.ok()) return refuse(400, known);
     }
@@ -1736,7 +1738,7 @@ Status Server::Start() {
     std::string body;
     impl_->HandlePredict(req, name, *rows, &code, &body);
     if (code != 200) return Impl::Reply(res, code, V1ErrorToV2(body));
-    Result<V2Answer> v2 = V1AnswerToV2(body, ask, declared ? &*declared : nullptr);
+    Result<V2Answer> v2 = V1AnswerToV2(body, ask, declared);
     if (!v2.ok()) return Impl::Reply(res, HttpCodeFor(v2.status()), V2Error(v2.status().message()));
     if (!v2->json_bytes) return Impl::Reply(res, 200, std::move(v2->body));
     res.status = 200;
@@ -1785,7 +1787,7 @@ Status Server::Start() {
     j["inputs"] = nlohmann::ordered_json::array(
         {{{"name", "features"}, {"datatype", "FP32"},
           {"shape", {-1, static_cast<int64_t>(info->num_features)}}}});
-    j["outputs"] = V2OutputsOf(*info);
+    j["outputs"] = cat->v2_outputs.at(name);
     Impl::Reply(res, 200, DumpJson(j));
   });
   m.bound_port = BindHttpServer(h, o.host, o.port);
