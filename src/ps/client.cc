@@ -2,6 +2,7 @@
 
 #include <asio.hpp>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -147,16 +148,30 @@ class Client::Impl {
   }
 
   // Blocking call for control messages.
-  Status CallSync(uint32_t s, uint8_t type, const std::string& payload, std::string* out) {
-    std::promise<Status> done;
-    auto fut = done.get_future();
+  // Waits for the reply, at most `timeout_ms` when it is positive: then Unavailable, and a
+  // reply that comes later is dropped.
+  Status CallSync(uint32_t s, uint8_t type, const std::string& payload, std::string* out,
+                  int timeout_ms = 0) {
+    struct Reply {
+      std::promise<Status> done;
+      std::string payload;
+    };
+    auto reply = std::make_shared<Reply>();
+    auto fut = reply->done.get_future();
     Call(
         s, type, payload.size(), [&](std::string* buf) { buf->append(payload); },
-        [&done, out](const Status& st, std::string&& p) {
-          if (out) *out = std::move(p);
-          done.set_value(st);
+        [reply](const Status& st, std::string&& p) {
+          reply->payload = std::move(p);
+          reply->done.set_value(st);
         });
-    return fut.get();
+    if (timeout_ms > 0 &&
+        fut.wait_for(std::chrono::milliseconds(timeout_ms)) != std::future_status::ready) {
+      return Unavailable(opts_.servers[s] + ": no answer within " + std::to_string(timeout_ms) +
+                         " ms");
+    }
+    Status st = fut.get();
+    if (out) *out = std::move(reply->payload);
+    return st;
   }
 
   // The connection's payload sink: a successful reply of the expected size to a CallInto
@@ -562,11 +577,11 @@ Result<std::vector<CheckpointInfo>> Client::Checkpoint() {
   return out;
 }
 
-Result<nlohmann::json> Client::Stats() {
+Result<nlohmann::json> Client::Stats(int timeout_ms) {
   nlohmann::json all = nlohmann::json::array();
   for (uint32_t i = 0; i < num_servers(); ++i) {
     std::string reply;
-    OC_RETURN_IF_ERROR(impl_->CallSync(i, kStats, {}, &reply));
+    OC_RETURN_IF_ERROR(impl_->CallSync(i, kStats, {}, &reply, timeout_ms));
     auto j = nlohmann::json::parse(reply, nullptr, false);
     if (j.is_discarded()) return Corruption("stats reply is not JSON");
     all.push_back(std::move(j));

@@ -79,8 +79,9 @@ class Client {
   Status Barrier(const std::string& name, uint32_t parties);
   // A checkpoint on every server; one entry per server.
   Result<std::vector<CheckpointInfo>> Checkpoint();
-  // One stats object per server.
-  Result<nlohmann::json> Stats();
+  // One stats object per server. With a positive `timeout_ms`, Unavailable for a server that
+  // does not answer within it (one that is stopped, or cut off without a reset).
+  Result<nlohmann::json> Stats(int timeout_ms = 0);
 
   class Impl;
 

@@ -376,5 +376,30 @@ TEST(PsProcess, AdminCommandReportsTablesAndWritesCheckpoints) {
   EXPECT_NE(bad.log.find("HOST:PORT"), std::string::npos) << bad.log;
 }
 
+// A stats call with a deadline gives up on a server that stops answering after the connection
+// was made (SIGSTOP: the kernel keeps the connection, nothing replies), instead of waiting for
+// ever; the connection serves again once the server goes on, the late reply dropped.
+TEST(PsProcess, StatsWithADeadlineGiveUpOnAStoppedServer) {
+  PsProcess p = StartPs("stopped", {});
+  ASSERT_GT(p.port, 0);
+  auto client = Connect({p.address});
+  ASSERT_TRUE(client->Stats(5000).ok());
+  p.proc->Signal(SIGSTOP);
+  // Woken 2 s later in any case, so that a call that ignored its deadline would come back
+  // with the server's answer (and fail below) rather than hang the test.
+  std::thread wake([&] {
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    p.proc->Signal(SIGCONT);
+  });
+  auto stalled = client->Stats(300);
+  wake.join();
+  ASSERT_FALSE(stalled.ok());
+  EXPECT_EQ(stalled.status().code(), Code::kUnavailable);
+  EXPECT_EQ(stalled.status().message(), p.address + ": no answer within 300 ms");
+  auto again = client->Stats(5000);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ((*again)[0]["server_id"], 0);
+}
+
 }  // namespace
 }  // namespace overcast

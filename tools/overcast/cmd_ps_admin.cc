@@ -98,7 +98,7 @@ Status RunPsAdmin(const PsAdminFlags& f) {
   }
   OC_ASSIGN_OR_RETURN(auto client, ps::Client::Connect(o));
   if (f.action == "stats") {
-    OC_ASSIGN_OR_RETURN(nlohmann::json per_server, client->Stats());
+    OC_ASSIGN_OR_RETURN(nlohmann::json per_server, client->Stats(o.timeout_ms));
     const nlohmann::json s = Summarize(per_server, o.servers);
     if (f.json) {
       std::cout << s.dump() << std::endl;
@@ -145,7 +145,9 @@ void AddPsAdminCommand(CLI::App& app, CommandContext& ctx) {
   cmd->add_option("--ps", f->ps, "The parameter servers (host:port,...), in --id order")
       ->required();
   cmd->add_option("--secret-file", f->secret_file, "Shared secret of the servers");
-  cmd->add_option("--timeout-s", f->timeout_s, "Seconds to connect to each server")
+  cmd->add_option("--timeout-s", f->timeout_s,
+                  "Seconds to connect to each server, and for each to answer stats (a "
+                  "checkpoint takes as long as writing it takes)")
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
   cmd->add_flag("--json", f->json, "Print one JSON object instead of the text");
