@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <poll.h>
+#include <sys/wait.h>
 
 #include <asio.hpp>
 #include <atomic>
@@ -385,6 +386,11 @@ TEST(PsProcess, StatsWithADeadlineGiveUpOnAStoppedServer) {
   auto client = Connect({p.address});
   ASSERT_TRUE(client->Stats(5000).ok());
   p.proc->Signal(SIGSTOP);
+  // kill() returns before every thread of the server has stopped: wait until the stop is whole,
+  // or a thread still running could answer.
+  int st = 0;
+  ASSERT_EQ(::waitpid(p.proc->pid(), &st, WUNTRACED), p.proc->pid());
+  ASSERT_TRUE(WIFSTOPPED(st));
   // Woken 2 s later in any case, so that a call that ignored its deadline would come back
   // with the server's answer (and fail below) rather than hang the test.
   std::thread wake([&] {
